@@ -1,0 +1,127 @@
+"""The one error hierarchy of coco-actors, split by what a caller can do about it.
+
+::
+
+    CocoError
+    ├── InvalidInputError        the caller passed something wrong; nothing changed
+    │   ├── TokenError           a token that cannot be decoded or is inconsistent
+    │   └── InvalidAmountError   zero, negative or otherwise unusable amount
+    ├── CryptoError              a signature, DLEQ proof or keyset id does not verify
+    ├── NotFoundError            unknown mint, keyset, quote or operation
+    ├── InsufficientFundsError   the balance cannot cover amount plus fees
+    ├── InvalidStateError        the operation is in a state that forbids the call
+    ├── ActorTimeoutError        an actor did not answer in time
+    └── MintError                talking to a mint
+        ├── MintUnreachableError the outcome is UNKNOWN: timeout, refused, reset, 5xx
+        │   └── MintProtocolError    the mint answered something unparseable
+        └── MintRejectedError    the mint answered with a definitive NUT error code
+
+The split under ``MintError`` is the one that protects money: only a
+``MintRejectedError`` says the mint did *not* do what was asked. After a
+``MintUnreachableError`` the request may or may not have been processed, and a
+caller must check (NUT-07, NUT-09) before it compensates.
+"""
+
+from __future__ import annotations
+
+
+class CocoError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidInputError(CocoError, ValueError):
+    """The input is malformed or out of range; nothing was changed."""
+
+
+class TokenError(InvalidInputError):
+    """A Cashu token could not be decoded, or its content is inconsistent."""
+
+
+class InvalidAmountError(InvalidInputError):
+    """An amount of zero or below, or one that cannot be represented."""
+
+
+class CryptoError(CocoError):
+    """A cryptographic check failed: DLEQ proof, public key, keyset id."""
+
+
+class NotFoundError(CocoError, LookupError):
+    """An unknown mint, keyset, quote or operation id."""
+
+
+class InsufficientFundsError(CocoError):
+    """The spendable balance cannot cover the amount plus input fees."""
+
+    def __init__(self, message: str, *, needed: int = 0, available: int = 0) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.available = available
+
+
+class InvalidStateError(CocoError):
+    """The call is not allowed in the current state (e.g. rolling back a completed send)."""
+
+
+class ActorTimeoutError(CocoError, TimeoutError):
+    """An actor did not answer within its timeout."""
+
+
+class MintError(CocoError):
+    """Base class for errors while talking to a mint."""
+
+    def __init__(self, message: str, *, mint_url: str = "", endpoint: str = "") -> None:
+        super().__init__(message)
+        self.mint_url = mint_url
+        self.endpoint = endpoint
+
+
+class MintUnreachableError(MintError):
+    """No definitive answer: the request may or may not have been processed by the mint.
+
+    ``request_sent`` is False only when the connection was never established
+    (refused, connect timeout): then the mint certainly did nothing.
+    """
+
+    def __init__(self, message: str, *, mint_url: str = "", endpoint: str = "",
+                 request_sent: bool = True) -> None:
+        super().__init__(message, mint_url=mint_url, endpoint=endpoint)
+        self.request_sent = request_sent
+
+
+class MintProtocolError(MintUnreachableError):
+    """The mint answered, but not in a form we understand; treat the outcome as unknown."""
+
+
+class MintRejectedError(MintError):
+    """The mint answered with an error: it did not perform the request.
+
+    ``code`` is the NUT error code (see ``nuts/error_codes.md``), ``0`` when the
+    mint gave none; ``detail`` is the mint's own message.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: int = 0,
+        status: int = 400,
+        mint_url: str = "",
+        endpoint: str = "",
+    ) -> None:
+        super().__init__(f"mint rejected {endpoint or 'request'} (code {code}): {detail}",
+                         mint_url=mint_url, endpoint=endpoint)
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+
+# NUT error codes the wallet reacts to (see nuts/error_codes.md).
+CODE_PROOFS_SPENT = 11001
+CODE_PROOFS_PENDING = 11002
+CODE_OUTPUTS_ALREADY_SIGNED = 11003
+CODE_TRANSACTION_UNBALANCED = 11005
+CODE_KEYSET_UNKNOWN = 12001
+CODE_KEYSET_INACTIVE = 12002
+CODE_QUOTE_NOT_PAID = 20001
+CODE_QUOTE_ALREADY_ISSUED = 20002
+CODE_QUOTE_PENDING = 20005
