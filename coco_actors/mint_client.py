@@ -1,0 +1,336 @@
+"""HTTP client for one Cashu mint: the only place the wallet talks HTTP.
+
+Every call has an explicit timeout. Failures are split the way a saga needs
+them (see :mod:`coco_actors.errors`):
+
+- the mint answered with an error (HTTP 4xx, or any answer carrying a NUT
+  error code) -> :class:`MintRejectedError`: the request was **not** performed;
+- anything else (timeout, refused or reset connection, a 5xx without a NUT
+  code, an answer we cannot parse) -> :class:`MintUnreachableError`: the
+  outcome is **unknown** and must be checked before anything is compensated.
+
+Wire objects are parsed into the frozen types of :mod:`coco_actors.wire`;
+keys are validated and checked against their keyset id before use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from coco_actors.crypto.keysets import validate_keys, verify_keyset_id
+from coco_actors.errors import (
+    InvalidInputError,
+    MintProtocolError,
+    MintRejectedError,
+    MintUnreachableError,
+)
+from coco_actors.wire import (
+    BlindedMessage,
+    BlindSignature,
+    Keyset,
+    KeysetInfo,
+    MeltQuote,
+    MintQuote,
+    Proof,
+    ProofState,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Default timeouts (seconds). Melting waits on a lightning payment, hence longer.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=10.0)
+MELT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=10.0, pool=10.0)
+
+#: NUT-07 / NUT-09 requests are split into batches of at most this many entries.
+DEFAULT_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class MintInfo:
+    """The parts of NUT-06 info the wallet uses, plus the raw document."""
+
+    name: str | None
+    pubkey: str | None
+    version: str | None
+    nuts: dict[str, Any]
+    raw: dict[str, Any]
+
+    def supports(self, nut: int) -> bool:
+        entry = self.nuts.get(str(nut))
+        if not isinstance(entry, dict):
+            return False
+        if "supported" in entry:
+            return bool(entry["supported"])
+        if "disabled" in entry:
+            return not entry["disabled"]
+        return bool(entry.get("methods") or entry.get("supported", True))
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    """NUT-09: the outputs the mint knows, each with its signature (same order)."""
+
+    outputs: tuple[BlindedMessage, ...]
+    signatures: tuple[BlindSignature, ...]
+
+
+def _batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class MintClient:
+    """A synchronous client for one mint. Thread-safe (httpx.Client is)."""
+
+    def __init__(
+        self,
+        mint_url: str,
+        *,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        batch_size: int = DEFAULT_BATCH,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.mint_url = normalize_mint_url(mint_url)
+        self._timeout = timeout
+        self._batch_size = batch_size
+        self._http = httpx.Client(base_url=self.mint_url, timeout=timeout, transport=transport,
+                                  headers={"Accept": "application/json"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> MintClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MintClient({self.mint_url!r})"
+
+    # --- transport ----------------------------------------------------------------
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                 *, timeout: httpx.Timeout | None = None) -> Any:
+        endpoint = f"{method} {path}"
+        try:
+            resp = self._http.request(method, path, json=body, timeout=timeout or self._timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise MintUnreachableError(
+                f"cannot connect to {self.mint_url} ({endpoint}): {type(exc).__name__}",
+                mint_url=self.mint_url, endpoint=endpoint, request_sent=False) from exc
+        except httpx.TimeoutException as exc:
+            raise MintUnreachableError(
+                f"timed out waiting for {self.mint_url} ({endpoint}); outcome unknown",
+                mint_url=self.mint_url, endpoint=endpoint) from exc
+        except httpx.HTTPError as exc:  # reset, protocol error, read error...
+            raise MintUnreachableError(
+                f"connection to {self.mint_url} failed ({endpoint}): {type(exc).__name__};"
+                " outcome unknown", mint_url=self.mint_url, endpoint=endpoint) from exc
+
+        data: Any
+        try:
+            data = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+
+        if resp.is_success:
+            if data is None:
+                raise MintProtocolError(f"{self.mint_url} answered {endpoint} with non-JSON",
+                                        mint_url=self.mint_url, endpoint=endpoint)
+            return data
+
+        code, detail = _error_fields(data, resp)
+        if resp.status_code < 500 or code:
+            raise MintRejectedError(detail, code=code, status=resp.status_code,
+                                    mint_url=self.mint_url, endpoint=endpoint)
+        raise MintUnreachableError(
+            f"{self.mint_url} answered {endpoint} with HTTP {resp.status_code}; outcome unknown",
+            mint_url=self.mint_url, endpoint=endpoint)
+
+    def _parse(self, endpoint: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Parse a success body; a malformed one means we cannot know what happened."""
+        try:
+            return fn(*args, **kwargs)
+        except (InvalidInputError, KeyError, TypeError, ValueError) as exc:
+            raise MintProtocolError(f"{self.mint_url} answered {endpoint} malformed: {exc}",
+                                    mint_url=self.mint_url, endpoint=endpoint) from exc
+
+    # --- NUT-06 / NUT-01 / NUT-02 -------------------------------------------------
+
+    def get_info(self) -> MintInfo:
+        data = self._request("GET", "/v1/info")
+        if not isinstance(data, dict):
+            raise MintProtocolError("info is not an object", mint_url=self.mint_url)
+        nuts = data.get("nuts")
+        if not isinstance(nuts, dict):
+            nuts = {}
+        return MintInfo(name=data.get("name"), pubkey=data.get("pubkey"),
+                        version=data.get("version"), nuts=nuts, raw=data)
+
+    def get_keysets(self) -> list[KeysetInfo]:
+        data = self._request("GET", "/v1/keysets")
+        return self._parse("GET /v1/keysets",
+                           lambda: [KeysetInfo.from_wire(k) for k in data["keysets"]])
+
+    def get_keys(self, keyset_id: str | None = None) -> list[Keyset]:
+        """Keys of the active keysets (or of one keyset), validated against their ids.
+
+        Only keys of a keyset whose id hashes correctly are returned: a mismatch
+        raises :class:`CryptoError` rather than letting the wallet trust them.
+        """
+        path = f"/v1/keys/{keyset_id}" if keyset_id else "/v1/keys"
+        data = self._request("GET", path)
+
+        def parse() -> list[Keyset]:
+            out = []
+            for entry in data["keysets"]:
+                ks = Keyset(id=str(entry["id"]).lower(), unit=str(entry["unit"]),
+                            keys=validate_keys(entry["keys"]),
+                            active=bool(entry.get("active", True)),
+                            input_fee_ppk=int(entry.get("input_fee_ppk") or 0),
+                            final_expiry=entry.get("final_expiry"))
+                out.append(ks)
+            return out
+
+        keysets: list[Keyset] = self._parse(f"GET {path}", parse)
+        for ks in keysets:
+            verify_keyset_id(ks)
+        return keysets
+
+    # --- NUT-04 / NUT-23: minting -------------------------------------------------
+
+    def create_mint_quote(self, amount: int, unit: str = "sat") -> MintQuote:
+        _check_amount(amount)
+        data = self._request("POST", "/v1/mint/quote/bolt11", {"amount": amount, "unit": unit})
+        return self._parse("POST /v1/mint/quote/bolt11", MintQuote.from_wire, data,
+                           amount=amount, unit=unit)
+
+    def get_mint_quote(self, quote_id: str) -> MintQuote:
+        data = self._request("GET", f"/v1/mint/quote/bolt11/{quote_id}")
+        return self._parse("GET /v1/mint/quote/bolt11", MintQuote.from_wire, data)
+
+    def mint(self, quote_id: str, outputs: Sequence[BlindedMessage]) -> list[BlindSignature]:
+        data = self._request("POST", "/v1/mint/bolt11",
+                             {"quote": quote_id, "outputs": [o.to_wire() for o in outputs]})
+        return self._signatures("POST /v1/mint/bolt11", data, len(outputs))
+
+    # --- NUT-03: swap -------------------------------------------------------------
+
+    def swap(self, inputs: Sequence[Proof],
+             outputs: Sequence[BlindedMessage]) -> list[BlindSignature]:
+        data = self._request("POST", "/v1/swap", {
+            "inputs": [p.to_wire() for p in inputs],
+            "outputs": [o.to_wire() for o in outputs],
+        })
+        return self._signatures("POST /v1/swap", data, len(outputs))
+
+    # --- NUT-07: proof states -----------------------------------------------------
+
+    def check_state(self, ys: Sequence[str]) -> list[ProofState]:
+        """States for ``ys`` in the same order, asked in batches."""
+        states: list[ProofState] = []
+        for batch in _batches(list(ys), self._batch_size):
+            data = self._request("POST", "/v1/checkstate", {"Ys": list(batch)})
+            got: list[ProofState] = self._parse(
+                "POST /v1/checkstate", lambda d=data: [ProofState.from_wire(s)
+                                                       for s in d["states"]])
+            by_y = {s.Y: s for s in got}
+            missing = [y for y in batch if y.lower() not in by_y]
+            if missing:
+                raise MintProtocolError(f"checkstate answer lacks {len(missing)} of the Ys asked",
+                                        mint_url=self.mint_url, endpoint="POST /v1/checkstate")
+            states.extend(by_y[y.lower()] for y in batch)
+        return states
+
+    # --- NUT-09: restore ----------------------------------------------------------
+
+    def restore(self, outputs: Sequence[BlindedMessage]) -> RestoreResult:
+        """The outputs among ``outputs`` the mint has signed, with their signatures."""
+        got_outputs: list[BlindedMessage] = []
+        got_sigs: list[BlindSignature] = []
+        for batch in _batches(list(outputs), self._batch_size):
+            data = self._request("POST", "/v1/restore",
+                                 {"outputs": [o.to_wire() for o in batch]})
+
+            def parse(d: Any = data) -> tuple[list[BlindedMessage], list[BlindSignature]]:
+                outs = [BlindedMessage.from_wire(o) for o in d.get("outputs") or []]
+                sigs = [BlindSignature.from_wire(s) for s in
+                        (d.get("signatures") or d.get("promises") or [])]
+                if len(outs) != len(sigs):
+                    raise ValueError("outputs and signatures differ in length")
+                return outs, sigs
+
+            outs, sigs = self._parse("POST /v1/restore", parse)
+            got_outputs.extend(outs)
+            got_sigs.extend(sigs)
+        return RestoreResult(tuple(got_outputs), tuple(got_sigs))
+
+    # --- NUT-05 / NUT-08 / NUT-23: melting ----------------------------------------
+
+    def create_melt_quote(self, request: str, unit: str = "sat") -> MeltQuote:
+        data = self._request("POST", "/v1/melt/quote/bolt11", {"request": request, "unit": unit})
+        return self._parse("POST /v1/melt/quote/bolt11", MeltQuote.from_wire, data)
+
+    def get_melt_quote(self, quote_id: str) -> MeltQuote:
+        data = self._request("GET", f"/v1/melt/quote/bolt11/{quote_id}")
+        return self._parse("GET /v1/melt/quote/bolt11", MeltQuote.from_wire, data)
+
+    def melt(self, quote_id: str, inputs: Sequence[Proof],
+             outputs: Sequence[BlindedMessage] = ()) -> MeltQuote:
+        """Pay the quote with ``inputs``; ``outputs`` are NUT-08 blanks for the change."""
+        body: dict[str, Any] = {"quote": quote_id, "inputs": [p.to_wire() for p in inputs]}
+        if outputs:
+            body["outputs"] = [o.to_wire() for o in outputs]
+        data = self._request("POST", "/v1/melt/bolt11", body, timeout=MELT_TIMEOUT)
+        return self._parse("POST /v1/melt/bolt11", MeltQuote.from_wire, data)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _signatures(self, endpoint: str, data: Any, expected: int) -> list[BlindSignature]:
+        def parse() -> list[BlindSignature]:
+            raw = data.get("signatures")
+            if raw is None:
+                raw = data["promises"]  # pre-1.0 name, still seen in the wild
+            return [BlindSignature.from_wire(s) for s in raw]
+
+        sigs: list[BlindSignature] = self._parse(endpoint, parse)
+        if len(sigs) != expected:
+            raise MintProtocolError(f"{endpoint}: {len(sigs)} signatures for {expected} outputs",
+                                    mint_url=self.mint_url, endpoint=endpoint)
+        return sigs
+
+
+def normalize_mint_url(url: str) -> str:
+    """Canonical form used as the mint's identity: scheme://host[:port][/path], no slash."""
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidInputError("mint url is empty")
+    url = url.strip().rstrip("/")
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidInputError(f"mint url must be http(s)://host[:port], got {url!r}")
+    return url
+
+
+def _check_amount(amount: int) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidInputError(f"amount must be a positive integer, got {amount!r}")
+
+
+def _error_fields(data: Any, resp: httpx.Response) -> tuple[int, str]:
+    if isinstance(data, dict):
+        code = data.get("code")
+        detail = data.get("detail") or data.get("error") or ""
+        code = code if isinstance(code, int) and not isinstance(code, bool) else 0
+        if not isinstance(detail, str):
+            detail = json.dumps(detail)[:300]
+        return code, detail or f"HTTP {resp.status_code}"
+    return 0, f"HTTP {resp.status_code}: {resp.text[:200]}"

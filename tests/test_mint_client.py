@@ -1,0 +1,162 @@
+"""Failure mapping of MintClient, with httpx.MockTransport as the seam.
+
+These cover the paths a real mint will not produce on demand (resets, 5xx,
+garbage). What the real mint answers is covered in tests/integration/.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from coco_actors.errors import (
+    InvalidInputError,
+    MintProtocolError,
+    MintRejectedError,
+    MintUnreachableError,
+)
+from coco_actors.mint_client import MintClient, normalize_mint_url
+from coco_actors.wire import BlindedMessage, ProofStateKind
+
+URL = "http://127.0.0.1:1"
+Y1 = "02" + "11" * 32
+Y2 = "03" + "22" * 32
+B = "02" + "33" * 32
+
+
+def client(handler) -> MintClient:
+    return MintClient(URL, transport=httpx.MockTransport(handler), batch_size=2)
+
+
+def test_mint_error_answer_is_rejected_with_code_and_detail():
+    def handler(request):
+        return httpx.Response(400, json={"detail": "Token already spent.", "code": 11001})
+
+    with pytest.raises(MintRejectedError) as info:
+        client(handler).swap([], [])
+    assert info.value.code == 11001
+    assert info.value.detail == "Token already spent."
+    assert info.value.endpoint == "POST /v1/swap"
+    assert "11001" in str(info.value)
+
+
+def test_error_without_code_is_still_a_rejection_with_code_zero():
+    def handler(request):
+        return httpx.Response(400, json={"detail": "no", "code": 0})
+
+    with pytest.raises(MintRejectedError) as info:
+        client(handler).get_keysets()
+    assert info.value.code == 0
+
+
+@pytest.mark.parametrize("exc", [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset"),
+                                 httpx.ReadError("reset by peer")])
+def test_timeouts_and_resets_are_unknown_outcomes(exc):
+    def handler(request):
+        raise exc
+
+    with pytest.raises(MintUnreachableError) as info:
+        client(handler).swap([], [])
+    assert not isinstance(info.value, MintRejectedError)
+    assert info.value.request_sent is True
+
+
+def test_refused_connection_says_the_request_was_not_sent():
+    def handler(request):
+        raise httpx.ConnectError("refused")
+
+    with pytest.raises(MintUnreachableError) as info:
+        client(handler).get_info()
+    assert info.value.request_sent is False
+
+
+def test_5xx_without_nut_code_is_unknown_outcome():
+    def handler(request):
+        return httpx.Response(502, text="bad gateway")
+
+    with pytest.raises(MintUnreachableError) as info:
+        client(handler).swap([], [])
+    assert not isinstance(info.value, MintRejectedError)
+
+
+def test_5xx_with_a_nut_code_is_a_rejection():
+    def handler(request):
+        return httpx.Response(500, json={"detail": "outputs already signed", "code": 11003})
+
+    with pytest.raises(MintRejectedError) as info:
+        client(handler).swap([], [])
+    assert info.value.code == 11003
+
+
+def test_success_with_garbage_body_is_protocol_error():
+    def handler(request):
+        return httpx.Response(200, text="<html>")
+
+    with pytest.raises(MintProtocolError):
+        client(handler).get_keysets()
+
+
+def test_success_with_wrong_signature_count_is_protocol_error():
+    def handler(request):
+        return httpx.Response(200, json={"signatures": []})
+
+    with pytest.raises(MintProtocolError):
+        client(handler).swap([], [BlindedMessage(1, "00" * 8, B)])
+
+
+def test_checkstate_is_batched_and_keeps_order():
+    seen: list[list[str]] = []
+
+    def handler(request):
+        ys = json.loads(request.content)["Ys"]
+        seen.append(ys)
+        # answer in reverse order: the client must reorder by Y
+        return httpx.Response(200, json={"states": [
+            {"Y": y, "state": "SPENT" if y == Y2 else "UNSPENT", "witness": None}
+            for y in reversed(ys)]})
+
+    states = client(handler).check_state([Y1, Y2, Y1])
+    assert seen == [[Y1, Y2], [Y1]]
+    assert [s.Y for s in states] == [Y1, Y2, Y1]
+    assert [s.state for s in states] == [ProofStateKind.UNSPENT, ProofStateKind.SPENT,
+                                         ProofStateKind.UNSPENT]
+
+
+def test_checkstate_answer_missing_a_y_is_protocol_error():
+    def handler(request):
+        return httpx.Response(200, json={"states": []})
+
+    with pytest.raises(MintProtocolError):
+        client(handler).check_state([Y1])
+
+
+def test_every_call_carries_a_timeout():
+    timeouts = []
+
+    def handler(request):
+        timeouts.append(request.extensions.get("timeout"))
+        return httpx.Response(200, json={"keysets": []})
+
+    client(handler).get_keysets()
+    assert timeouts and all(timeouts[0].get(k) for k in ("connect", "read", "write", "pool"))
+
+
+@pytest.mark.parametrize("amount", [0, -5, 1.5, True, "10"])
+def test_mint_quote_rejects_bad_amounts_before_any_request(amount):
+    def handler(request):  # pragma: no cover - must not be reached
+        raise AssertionError("request was sent")
+
+    with pytest.raises(InvalidInputError):
+        client(handler).create_mint_quote(amount)
+
+
+@pytest.mark.parametrize("url", ["", "ftp://x", "localhost:3338", "http://"])
+def test_bad_mint_urls_are_rejected(url):
+    with pytest.raises(InvalidInputError):
+        normalize_mint_url(url)
+
+
+def test_mint_url_is_normalized():
+    assert normalize_mint_url(" http://127.0.0.1:3338/ ") == "http://127.0.0.1:3338"
