@@ -1,0 +1,3 @@
+from coco_actors.devmint import main
+
+raise SystemExit(main())
