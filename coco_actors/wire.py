@@ -233,7 +233,8 @@ class KeysetInfo:
             unit=read_str(d, "unit", what),
             active=active,
             input_fee_ppk=fee,
-            final_expiry=expiry if isinstance(expiry, int) and not isinstance(expiry, bool) else None,
+            final_expiry=(expiry if isinstance(expiry, int) and not isinstance(expiry, bool)
+                          else None),
         )
 
 

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from coco_actors.mint_client import MintClient
+
+
+@pytest.fixture
+def other_mint_invoice(request, mint) -> Callable[[int], str]:
+    """A payable bolt11 invoice from the *other* test mint (a real outgoing FakeWallet payment)."""
+    other = request.getfixturevalue("mint_fee100" if mint.input_fee_ppk == 0 else "mint_fee0")
+
+    def make(amount: int) -> str:
+        with MintClient(other.url) as c:
+            return c.create_mint_quote(amount).request
+
+    return make
