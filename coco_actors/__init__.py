@@ -1,0 +1,27 @@
+"""coco-actors: a crash-safe Cashu ecash wallet built on pykka actors.
+
+``from coco_actors import Coco`` is the embedding API; see the README.
+"""
+
+from coco_actors.coco import Coco
+from coco_actors.errors import (
+    CocoError,
+    CryptoError,
+    InsufficientFundsError,
+    InvalidAmountError,
+    InvalidInputError,
+    InvalidStateError,
+    MintError,
+    MintRejectedError,
+    MintUnreachableError,
+    NotFoundError,
+    TokenError,
+    TokenSpentError,
+)
+from coco_actors.records import OpState
+
+__all__ = [
+    "Coco", "CocoError", "CryptoError", "InsufficientFundsError", "InvalidAmountError",
+    "InvalidInputError", "InvalidStateError", "MintError", "MintRejectedError",
+    "MintUnreachableError", "NotFoundError", "OpState", "TokenError", "TokenSpentError",
+]

@@ -5,7 +5,8 @@
     CocoError
     ├── InvalidInputError        the caller passed something wrong; nothing changed
     │   ├── TokenError           a token that cannot be decoded or is inconsistent
-    │   └── InvalidAmountError   zero, negative or otherwise unusable amount
+    │   ├── InvalidAmountError   zero, negative or otherwise unusable amount
+    │   └── TokenSpentError      the token was already claimed
     ├── CryptoError              a signature, DLEQ proof or keyset id does not verify
     ├── NotFoundError            unknown mint, keyset, quote or operation
     ├── InsufficientFundsError   the balance cannot cover amount plus fees
@@ -41,6 +42,10 @@ class InvalidAmountError(InvalidInputError):
     """An amount of zero or below, or one that cannot be represented."""
 
 
+class TokenSpentError(InvalidInputError):
+    """The token was already claimed (by this wallet earlier, or by someone else)."""
+
+
 class CryptoError(CocoError):
     """A cryptographic check failed: DLEQ proof, public key, keyset id."""
 
@@ -52,10 +57,13 @@ class NotFoundError(CocoError, LookupError):
 class InsufficientFundsError(CocoError):
     """The spendable balance cannot cover the amount plus input fees."""
 
-    def __init__(self, message: str, *, needed: int = 0, available: int = 0) -> None:
+    def __init__(self, message: str, *, needed: int = 0, available: int = 0,
+                 may_wait: bool = False) -> None:
         super().__init__(message)
         self.needed = needed
         self.available = available
+        #: proofs held by other operations may come back as change and cover it
+        self.may_wait = may_wait
 
 
 class InvalidStateError(CocoError):

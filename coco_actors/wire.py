@@ -297,6 +297,10 @@ class MintQuote:
     state: MintQuoteState
     expiry: int | None = None
 
+    @property
+    def id(self) -> str:
+        return self.quote
+
     @classmethod
     def from_wire(cls, d: Mapping[str, Any], *, amount: int | None = None,
                   unit: str = "sat", what: str = "mint quote") -> MintQuote:

@@ -1,0 +1,298 @@
+"""``Coco``: the synchronous facade an embedding backend calls.
+
+It validates input (bad input changes nothing), asks the Supervisor for the
+right operation actor, and waits on that actor with a timeout. Startup wires
+the actors in dependency order (events, ledger, supervisor) and runs recovery;
+``close`` stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pykka
+from mnemonic import Mnemonic
+
+from coco_actors.crypto.dleq import verify_proofs_dleq
+from coco_actors.crypto.nut13 import Nut13Deriver
+from coco_actors.errors import (
+    InvalidAmountError,
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+    TokenError,
+)
+from coco_actors.events import EVENTS, EventBusActor, Handler
+from coco_actors.mint_client import MintInfo, normalize_mint_url
+from coco_actors.operations.base import MintContext, OperationDeps, wait
+from coco_actors.proof_ledger import MintBalance, ProofLedgerActor
+from coco_actors.records import HistoryEntry, MintRecord, Operation, OpKind
+from coco_actors.store import Store
+from coco_actors.supervisor import SupervisorActor
+from coco_actors.tokens import Token, decode, resolve_keyset_ids
+from coco_actors.wire import MintQuote
+
+log = logging.getLogger(__name__)
+
+#: Upper bound for one saga step seen from the caller (it may wait on a mint).
+CALL_TIMEOUT = 120.0
+#: Upper bound for a supervisor lookup (local, fast).
+LOOKUP_TIMEOUT = 30.0
+
+
+def _check_amount(amount: Any) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidAmountError(f"amount must be an integer number of sats, got {amount!r}")
+    if amount <= 0:
+        raise InvalidAmountError(f"amount must be positive, got {amount}")
+    return amount
+
+
+class Coco:
+    """A wallet over one data directory, for any number of mints."""
+
+    def __init__(self, store: Store, mnemonic: str, *, recover: bool = True) -> None:
+        self._store = store
+        self._mnemonic = mnemonic
+        self._closed = False
+        started: list[pykka.ActorRef[Any]] = []
+        try:
+            self._events = EventBusActor.start().proxy()
+            started.append(self._events.actor_ref)
+            self._ledger = ProofLedgerActor.start(store).proxy()
+            started.append(self._ledger.actor_ref)
+            wait(self._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")  # surfaces a failed start
+            deps = OperationDeps(ledger=self._ledger, events=self._events,
+                                 deriver=Nut13Deriver(mnemonic))
+            self._supervisor_ref = SupervisorActor.start(deps)
+            started.append(self._supervisor_ref)
+            self._supervisor = self._supervisor_ref.proxy()
+            wait(self._supervisor.mint_urls(), LOOKUP_TIMEOUT, "Supervisor")
+        except BaseException:
+            for ref in reversed(started):
+                ref.stop(block=True, timeout=LOOKUP_TIMEOUT)
+            raise
+        self.mints = MintsApi(self)
+        self.mint = MintApi(self)
+        self.send = SendApi(self)
+        self.history = HistoryApi(self)
+        if recover:
+            self.last_recovery = self.recover()
+
+    @classmethod
+    def open(cls, data_dir: str | Path, mnemonic: str | None = None, *,
+             recover: bool = True) -> Coco:
+        """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
+        is given) when it does not exist yet. Recovery runs before this returns."""
+        store = Store(data_dir)
+        try:
+            stored = store.get_setting("mnemonic")
+            if stored is None:
+                mnemonic = mnemonic or Mnemonic("english").generate(strength=128)
+                if not Mnemonic("english").check(mnemonic):
+                    raise InvalidInputError("the mnemonic is not a valid BIP39 phrase")
+                phrase = mnemonic
+                store.transact(lambda b: b.put_setting("mnemonic", phrase))
+            elif mnemonic is not None and mnemonic != stored:
+                raise InvalidInputError(
+                    f"data directory {data_dir} belongs to a different mnemonic")
+            return cls(store, stored or mnemonic or "", recover=recover)
+        except BaseException:
+            store.close()
+            raise
+
+    @property
+    def mnemonic(self) -> str:
+        return self._mnemonic
+
+    def __repr__(self) -> str:
+        return f"Coco({str(self._store.data_dir)!r})"
+
+    def __enter__(self) -> Coco:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop actors in reverse order of start, then close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        for name, ref in (("supervisor", self._supervisor_ref),
+                          ("ledger", self._ledger.actor_ref),
+                          ("events", self._events.actor_ref)):
+            try:
+                ref.stop(block=True, timeout=CALL_TIMEOUT)
+            except pykka.Timeout:
+                log.error("%s did not stop within %s s", name, CALL_TIMEOUT)
+        self._store.close()
+
+    # --- events, balances, receive ----------------------------------------------------
+
+    def on(self, event: str, handler: Handler) -> None:
+        if event not in EVENTS:
+            raise InvalidInputError(f"unknown event {event!r}; one of {sorted(EVENTS)}")
+        wait(self._events.on(event, handler), LOOKUP_TIMEOUT, "EventBus")
+
+    def off(self, event: str, handler: Handler | None = None) -> None:
+        wait(self._events.off(event, handler), LOOKUP_TIMEOUT, "EventBus")
+
+    def balance(self) -> dict[str, MintBalance]:
+        """Per mint: spendable, reserved (held by operations), pending (in unclaimed sends)."""
+        return wait(self._ledger.balances(), LOOKUP_TIMEOUT, "ProofLedger")
+
+    def receive(self, token: str) -> Operation:
+        """Swap an incoming token into the wallet; the mint must have been added."""
+        if not isinstance(token, str):
+            raise TokenError("token must be a string")
+        decoded = decode(token)
+        ctx = self._mint_context(decoded.mint)
+        decoded = self._resolve(decoded, ctx)
+        keys = {ks.id: ks for ks in ctx.keysets}
+
+        def key_for(keyset_id: str, amount: int) -> str:
+            return keys[keyset_id].key_for(amount)
+
+        verify_proofs_dleq(list(decoded.proofs), key_for)
+        ref = self._ask(self._supervisor.new_operation(OpKind.RECEIVE, ctx.url,
+                                                       decoded.amount, decoded.unit))
+        actor = ref.proxy()
+        wait(actor.prepare(decoded), CALL_TIMEOUT, "receive operation")
+        return wait(actor.execute(), CALL_TIMEOUT, "receive operation")
+
+    def _resolve(self, token: Token, ctx: MintContext) -> Token:
+        try:
+            return resolve_keyset_ids(token, [ks.id for ks in ctx.keysets])
+        except TokenError:
+            fresh = self._ask(self._supervisor.refresh_keysets(ctx.url))
+            return resolve_keyset_ids(token, [ks.id for ks in fresh.keysets])
+
+    def recover(self) -> dict[str, int]:
+        """Recover every operation not in a terminal state (also run by ``open``)."""
+        return self._ask(self._supervisor.recover(), CALL_TIMEOUT * 2)
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _ask(self, future: pykka.Future[Any], timeout: float = LOOKUP_TIMEOUT) -> Any:
+        return wait(future, timeout, "Supervisor")
+
+    def _mint_context(self, url: str) -> MintContext:
+        return self._ask(self._supervisor.mint_context(normalize_mint_url(url)))
+
+    def _operation(self, op_id: str, kind: OpKind) -> Operation:
+        if not isinstance(op_id, str) or not op_id:
+            raise NotFoundError(f"unknown operation {op_id!r}")
+        op = wait(self._ledger.get_operation(op_id), LOOKUP_TIMEOUT, "ProofLedger")
+        if op is None or op.kind != kind:
+            raise NotFoundError(f"unknown {kind.value} operation {op_id}")
+        return op
+
+    def _actor(self, op_id: str) -> Any:
+        return self._ask(self._supervisor.actor_for(op_id)).proxy()
+
+
+class MintsApi:
+    def __init__(self, coco: Coco) -> None:
+        self._coco = coco
+
+    def add(self, mint_url: str) -> MintRecord:
+        """Trust a mint: fetch and verify its keysets (the mint must be reachable)."""
+        return self._coco._ask(self._coco._supervisor.add_mint(mint_url), CALL_TIMEOUT)
+
+    def list(self) -> list[MintRecord]:
+        return wait(self._coco._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")
+
+    def info(self, mint_url: str) -> MintInfo:
+        return self._coco._ask(self._coco._supervisor.mint_info(mint_url), CALL_TIMEOUT)
+
+
+class MintApi:
+    def __init__(self, coco: Coco) -> None:
+        self._coco = coco
+
+    def create_quote(self, mint_url: str, amount: int) -> MintQuote:
+        """A bolt11 mint quote: pay ``quote.request``, then :meth:`redeem` ``quote.id``."""
+        _check_amount(amount)
+        url = self._coco._mint_context(mint_url).url
+        ref = self._coco._ask(self._coco._supervisor.new_operation(OpKind.MINT, url, amount))
+        return wait(ref.proxy().create_quote(), CALL_TIMEOUT, "mint operation")
+
+    def redeem(self, quote_id: str, timeout: float = 60.0) -> Operation:
+        """Wait until the quote is paid (at most ``timeout`` s), then mint it."""
+        ops = wait(self._coco._ledger.operations(OpKind.MINT), LOOKUP_TIMEOUT, "ProofLedger")
+        op = next((o for o in ops if o.quote_id == quote_id), None)
+        if op is None:
+            raise NotFoundError(f"no open mint operation for quote {quote_id}")
+        actor = self._coco._actor(op.id)
+        return wait(actor.redeem(timeout), timeout + CALL_TIMEOUT, "mint operation")
+
+    def get_operation(self, operation_id: str) -> Operation | None:
+        try:
+            return self._coco._operation(operation_id, OpKind.MINT)
+        except NotFoundError:
+            return None
+
+
+class SendApi:
+    def __init__(self, coco: Coco) -> None:
+        self._coco = coco
+
+    def prepare_send(self, mint_url: str, amount: int) -> Operation:
+        """Reserve proofs for ``amount`` and persist the swap's outputs.
+
+        The result's ``fee`` is the input fee the mint will charge for the swap
+        (0 when proofs match the amount exactly and no swap is needed).
+        """
+        _check_amount(amount)
+        url = self._coco._mint_context(mint_url).url
+        ref = self._coco._ask(self._coco._supervisor.new_operation(OpKind.SEND, url, amount))
+        return wait(ref.proxy().prepare(amount), CALL_TIMEOUT, "send operation")
+
+    def execute_prepared_send(self, operation_id: str) -> tuple[Operation, str]:
+        """Swap (if needed) and return the operation, now pending, and its token."""
+        op = self._coco._operation(operation_id, OpKind.SEND)
+        if op.state != op.state.PREPARED:
+            raise InvalidStateError(f"send {op.id} is {op.state.value}, not prepared")
+        op = wait(self._coco._actor(op.id).execute(), CALL_TIMEOUT, "send operation")
+        return op, op.token or ""
+
+    def rollback(self, operation_id: str) -> Operation:
+        """Undo a prepared send (release) or a pending one (reclaim the token with a swap)."""
+        op = self._coco._operation(operation_id, OpKind.SEND)
+        if op.state.terminal:
+            raise InvalidStateError(f"send {op.id} is already {op.state.value}")
+        return wait(self._coco._actor(op.id).rollback(), CALL_TIMEOUT, "send operation")
+
+    def get_operation(self, operation_id: str) -> Operation | None:
+        try:
+            return self._coco._operation(operation_id, OpKind.SEND)
+        except NotFoundError:
+            return None
+
+    def get_pending_operations(self) -> list[Operation]:
+        return wait(self._coco._ledger.operations(OpKind.SEND), LOOKUP_TIMEOUT, "ProofLedger")
+
+    def recover_pending_operations(self) -> dict[str, int]:
+        return self._coco._ask(self._coco._supervisor.recover(OpKind.SEND), CALL_TIMEOUT * 2)
+
+    def check_pending(self) -> list[Operation]:
+        """Ask the mint (NUT-07) about every pending send; finalize those claimed."""
+        out = []
+        for op in self.get_pending_operations():
+            if op.state == op.state.PENDING:
+                out.append(wait(self._coco._actor(op.id).check_pending(), CALL_TIMEOUT,
+                                "send operation"))
+        return out
+
+
+class HistoryApi:
+    def __init__(self, coco: Coco) -> None:
+        self._coco = coco
+
+    def get_history(self, limit: int | None = None) -> list[HistoryEntry]:
+        """One entry per operation, newest first, with its current state."""
+        return self._coco._store.history(limit)
+

@@ -1,0 +1,46 @@
+"""Events flow up as tells: operation actors emit, handlers run on the bus thread.
+
+A handler that raises is logged and forgotten; it never reaches the operation
+that emitted the event, and never stops the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], None]
+
+EVENTS = frozenset({
+    "send:prepared", "send:pending", "send:finalized", "send:rolled-back",
+    "receive:prepared", "receive:finalized", "receive:rolled-back",
+    "mint:prepared", "mint:finalized", "mint:rolled-back",
+})
+
+
+class EventBusActor(pykka.ThreadingActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self._handlers: dict[str, list[Handler]] = {}
+
+    def on(self, event: str, handler: Handler) -> None:
+        self._handlers.setdefault(event, []).append(handler)
+
+    def off(self, event: str, handler: Handler | None = None) -> None:
+        if handler is None:
+            self._handlers.pop(event, None)
+        elif handler in self._handlers.get(event, []):
+            self._handlers[event].remove(handler)
+
+    def emit(self, event: str, payload: dict[str, Any]) -> None:
+        """Runs on the bus thread (sent as a tell)."""
+        for handler in list(self._handlers.get(event, ())):
+            try:
+                handler(payload)
+            except Exception:
+                log.exception("handler %r for %s raised; ignored", handler, event)

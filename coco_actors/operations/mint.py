@@ -1,0 +1,92 @@
+"""The mint saga: prepared (quote created) -> executing (outputs persisted, request
+sent) -> completed; rolled_back when the quote can no longer be minted."""
+
+from __future__ import annotations
+
+import time
+
+from coco_actors.errors import (
+    CODE_OUTPUTS_ALREADY_SIGNED,
+    CODE_QUOTE_ALREADY_ISSUED,
+    ActorTimeoutError,
+    MintRejectedError,
+)
+from coco_actors.operations.base import LEDGER_TIMEOUT, OperationActor, wait
+from coco_actors.records import Operation, OpState
+from coco_actors.wire import MintQuote, MintQuoteState, Proof, split_amount
+
+#: How often a waiting redeem asks the mint about its quote.
+QUOTE_POLL_INTERVAL = 0.25
+
+
+class MintOperationActor(OperationActor):
+    def create_quote(self) -> MintQuote:
+        self._require(OpState.INIT)
+        quote = self.mint.client.create_mint_quote(self.op.amount, self.op.unit)
+        self._commit(self.op.moved(OpState.PREPARED, quote_id=quote.quote,
+                                   quote_request=quote.request))
+        self._emit("prepared")
+        return quote
+
+    def redeem(self, timeout: float) -> Operation:
+        """Wait until the quote is paid (or ``timeout``), then mint its amount."""
+        self._require(OpState.PREPARED, OpState.EXECUTING)
+        if self.op.state == OpState.EXECUTING:
+            return self._resolve()
+        deadline = time.monotonic() + timeout
+        while True:
+            quote = self.mint.client.get_mint_quote(self.op.quote_id or "")
+            if quote.state == MintQuoteState.PAID:
+                break
+            if quote.state == MintQuoteState.ISSUED:
+                self._end_failed("quote was already issued")
+                return self.op
+            if time.monotonic() >= deadline:
+                raise ActorTimeoutError(f"quote {quote.quote} not paid within {timeout:g} s")
+            time.sleep(QUOTE_POLL_INTERVAL)
+        outputs = self._derive_outputs(split_amount(self.op.amount),
+                                       self.mint.active_keyset(self.op.unit))
+        self._commit(self.op.moved(OpState.EXECUTING, outputs=tuple(outputs)))
+        return self._mint()
+
+    def _mint(self) -> Operation:
+        op = self.op
+        try:
+            sigs = self.mint.client.mint(op.quote_id or "", [o.blinded for o in op.outputs])
+        except MintRejectedError as exc:
+            if exc.code in (CODE_QUOTE_ALREADY_ISSUED, CODE_OUTPUTS_ALREADY_SIGNED):
+                return self._resolve()
+            raise  # e.g. not paid: stays executing with its outputs, redeem again later
+        self._complete(self._unblind(op.outputs, sigs))
+        return self.op
+
+    def _complete(self, proofs: list[Proof]) -> None:
+        self._settle(self.op.moved(OpState.COMPLETED), add=proofs)
+        self._emit("finalized")
+        self.retire()
+
+    def _end_failed(self, error: str) -> None:
+        self._commit(self.op.moved(OpState.ROLLED_BACK, error=error))
+        self._emit("rolled-back")
+        self.retire()
+
+    def _resolve(self) -> Operation:
+        """An interrupted or ambiguous mint: were our outputs signed?"""
+        proofs = self._restore(self.op.outputs)
+        if proofs:
+            self._complete(proofs)
+            return self.op
+        quote = self.mint.client.get_mint_quote(self.op.quote_id or "")
+        if quote.state == MintQuoteState.PAID:
+            return self._mint()  # the request never reached it: same outputs again
+        if quote.state == MintQuoteState.ISSUED:
+            self._end_failed("quote was issued to other outputs")
+        return self.op
+
+    def recover(self) -> Operation:
+        if self.op.state == OpState.INIT:
+            wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT, "ProofLedger")
+            self.retire()
+        elif self.op.state == OpState.EXECUTING:
+            self._resolve()
+        return self.op

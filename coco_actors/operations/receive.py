@@ -1,0 +1,89 @@
+"""The receive saga: prepared (token proofs and our outputs persisted) -> executing
+-> completed, or rolled_back with the reason (e.g. the token was claimed first)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from coco_actors.crypto.bdhke import secret_to_y
+from coco_actors.errors import (
+    CODE_OUTPUTS_ALREADY_SIGNED,
+    CODE_PROOFS_SPENT,
+    InvalidAmountError,
+    MintRejectedError,
+    TokenSpentError,
+)
+from coco_actors.operations.base import LEDGER_TIMEOUT, OperationActor, wait
+from coco_actors.records import Operation, OpState
+from coco_actors.tokens import Token
+from coco_actors.wire import ProofStateKind, split_amount
+
+
+class ReceiveOperationActor(OperationActor):
+    def prepare(self, token: Token) -> Operation:
+        """Persist the token's proofs and the outputs that will replace them."""
+        self._require(OpState.INIT)
+        fee = wait(self.deps.ledger.input_fee(token.mint, list(token.proofs)), LEDGER_TIMEOUT,
+                   "ProofLedger")
+        net = token.amount - fee
+        if net <= 0:
+            raise InvalidAmountError(
+                f"token of {token.amount} is worth nothing after the mint's fee of {fee}")
+        outputs = self._derive_outputs(split_amount(net), self.mint.active_keyset(token.unit))
+        self._commit(self.op.moved(OpState.PREPARED, amount=net, fee=fee,
+                                   input_amount=token.amount, inputs=token.proofs,
+                                   outputs=tuple(outputs), needs_swap=True))
+        self._emit("prepared")
+        return self.op
+
+    def execute(self) -> Operation:
+        self._require(OpState.PREPARED)
+        op = self._commit(self.op.moved(OpState.EXECUTING))
+        try:
+            sigs = self.mint.client.swap(list(op.inputs), [o.blinded for o in op.outputs])
+        except MintRejectedError as exc:
+            if exc.code in (CODE_PROOFS_SPENT, CODE_OUTPUTS_ALREADY_SIGNED):
+                return self._resolve(exc)  # ours from before, or claimed by someone else
+            self._end(OpState.ROLLED_BACK, error=str(exc))
+            raise
+        self._settle(op.moved(OpState.COMPLETED), add=self._unblind(op.outputs, sigs))
+        self._emit("finalized")
+        self.retire()
+        return self.op
+
+    def _resolve(self, cause: Exception | None = None) -> Operation:
+        """After an interruption or an ambiguous answer: did our outputs get signed?"""
+        op = self.op
+        proofs = self._restore(op.outputs)
+        if proofs:
+            self._settle(op.moved(OpState.COMPLETED), add=proofs)
+            self._emit("finalized")
+            self.retire()
+            return self.op
+        states = self.mint.client.check_state([secret_to_y(p.secret) for p in op.inputs])
+        if any(s.state == ProofStateKind.SPENT for s in states):
+            self._end(OpState.ROLLED_BACK, error="token was already claimed")
+            raise TokenSpentError(f"the token of receive {op.id} was already claimed") from cause
+        if any(s.state == ProofStateKind.PENDING for s in states):
+            return op
+        # nothing happened at the mint: try again with the same outputs
+        self._commit(op.moved(OpState.PREPARED))
+        return self.execute()
+
+    def _end(self, state: OpState, *, error: str | None = None) -> None:
+        self._commit(self.op.moved(state, error=error))
+        self._emit("rolled-back" if state == OpState.ROLLED_BACK else "finalized")
+        self.retire()
+
+    def recover(self) -> Operation:
+        if self.op.state == OpState.INIT:
+            wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT, "ProofLedger")
+            self.retire()
+        elif self.op.state == OpState.PREPARED:
+            with contextlib.suppress(TokenSpentError):  # the outcome is in the record
+                self.execute()
+        elif self.op.state == OpState.EXECUTING:
+            with contextlib.suppress(TokenSpentError):
+                self._resolve()
+        return self.op
+

@@ -1,0 +1,215 @@
+"""The send saga (see DESIGN.md): init -> prepared -> executing -> pending -> completed,
+with rollback from prepared (release) and from pending (reclaim swap).
+
+Every transition is committed before the request it announces leaves; a mint
+that cannot be reached leaves the operation where it is, and only a definitive
+answer from the mint justifies a compensation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from coco_actors.crypto.bdhke import secret_to_y
+from coco_actors.errors import (
+    CODE_OUTPUTS_ALREADY_SIGNED,
+    CODE_PROOFS_SPENT,
+    InsufficientFundsError,
+    InvalidStateError,
+    MintRejectedError,
+)
+from coco_actors.operations.base import LEDGER_TIMEOUT, OperationActor, wait
+from coco_actors.records import Operation, OpState
+from coco_actors.tokens import Token, encode_v4
+from coco_actors.wire import ProofStateKind, split_amount
+
+log = logging.getLogger(__name__)
+
+
+class SendOperationActor(OperationActor):
+    # --- prepare ------------------------------------------------------------------------
+
+    def prepare(self, amount: int, wait_for_change: float = 30.0) -> Operation:
+        """Reserve proofs and persist every output the swap will need.
+
+        When the spendable proofs do not cover ``amount`` but proofs held by
+        other operations may come back as change, wait for them (up to
+        ``wait_for_change`` seconds) instead of failing.
+        """
+        self._require(OpState.INIT)
+        keyset = self.mint.active_keyset(self.op.unit)
+        signal = wait(self.deps.ledger.signal(), LEDGER_TIMEOUT, "ProofLedger")
+        deadline = time.monotonic() + wait_for_change
+        while True:
+            version = signal.version
+            try:
+                reserved = wait(
+                    self.deps.ledger.reserve(self.op, amount, keyset.id, _outputs_needed),
+                    LEDGER_TIMEOUT, "ProofLedger")
+                break
+            except InsufficientFundsError as exc:
+                left = deadline - time.monotonic()
+                if exc.may_wait and left > 0:
+                    signal.wait_past(version, min(left, 1.0))
+                    continue
+                wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT,
+                     "ProofLedger")
+                self.retire()
+                raise
+        op, sel, start = reserved
+        self.op = op
+        if sel.exact:
+            op = op.moved(OpState.PREPARED, fee=0, input_amount=sel.total, needs_swap=False)
+        else:
+            send_amounts = split_amount(amount)
+            keep_amounts = split_amount(sel.total - amount - sel.fee)
+            outputs = self._outputs_at(send_amounts + keep_amounts, keyset, start)
+            op = op.moved(OpState.PREPARED, fee=sel.fee, input_amount=sel.total,
+                          needs_swap=True, outputs=tuple(outputs),
+                          send_output_count=len(send_amounts))
+        self._commit(op)
+        self._emit("prepared")
+        return self.op
+
+    # --- execute ------------------------------------------------------------------------
+
+    def execute(self) -> Operation:
+        self._require(OpState.PREPARED)
+        op = self._commit(self.op.moved(OpState.EXECUTING))
+        inputs = wait(self.deps.ledger.proofs_of(op.id), LEDGER_TIMEOUT, "ProofLedger")
+        if not op.needs_swap:
+            send, keep = inputs, []
+        else:
+            try:
+                sigs = self.mint.client.swap(inputs, [o.blinded for o in op.outputs])
+            except MintRejectedError as exc:
+                self._resolve_executing(reason=exc)
+                raise
+            proofs = self._unblind(op.outputs, sigs)
+            send, keep = proofs[:op.send_output_count], proofs[op.send_output_count:]
+        token = encode_v4(Token(mint=op.mint_url, proofs=tuple(send), unit=op.unit))
+        self._settle(op.moved(OpState.PENDING, send_proofs=tuple(send), token=token),
+                     spend=op.input_ys, add=keep)
+        self._emit("pending", token=token)
+        return self.op
+
+    def _resolve_executing(self, reason: Exception | None = None) -> Operation:
+        """Find out with NUT-07 what happened to the inputs of an interrupted swap.
+
+        Unspent: nothing happened, release them. Spent: the swap went through
+        (or someone else spent them); recover whatever outputs the mint signed
+        with NUT-09, keep them, and end rolled back. Raises MintUnreachableError
+        (state unchanged) when the mint cannot tell.
+        """
+        op = self.op
+        states = self.mint.client.check_state(list(op.input_ys))
+        kinds = {s.state for s in states}
+        if ProofStateKind.PENDING in kinds:
+            return op  # the mint is still working on it; look again later
+        error = str(reason) if reason else None
+        if kinds == {ProofStateKind.UNSPENT}:
+            self._settle(op.moved(OpState.ROLLED_BACK, error=error or "swap did not happen"),
+                         release=op.input_ys)
+        else:
+            recovered = self._restore(op.outputs)
+            unspent = [y for y, s in zip(op.input_ys, states, strict=True)
+                       if s.state == ProofStateKind.UNSPENT]
+            spent = [y for y in op.input_ys if y not in unspent]
+            self._settle(op.moved(OpState.ROLLED_BACK,
+                                  error=error or "interrupted swap; outputs recovered"),
+                         spend=spent, release=unspent, add=recovered)
+        self._emit("rolled-back")
+        self.retire()
+        return self.op
+
+    # --- pending -> completed -----------------------------------------------------------
+
+    def check_pending(self) -> Operation:
+        """NUT-07 on the token's proofs: all spent means the recipient claimed it."""
+        if self.op.state != OpState.PENDING:
+            return self.op
+        states = self.mint.client.check_state(list(self.op.send_ys))
+        if all(s.state == ProofStateKind.SPENT for s in states):
+            self._finalize()
+        return self.op
+
+    def _finalize(self) -> None:
+        self._commit(self.op.moved(OpState.COMPLETED))
+        self._emit("finalized")
+        self.retire()
+
+    # --- rollback -----------------------------------------------------------------------
+
+    def rollback(self) -> Operation:
+        if self.op.state == OpState.PREPARED:
+            self._settle(self.op.moved(OpState.ROLLED_BACK), release=self.op.input_ys)
+            self._emit("rolled-back")
+            self.retire()
+            return self.op
+        self._require(OpState.PENDING)
+        op = self.op
+        fee = wait(self.deps.ledger.input_fee(op.mint_url, list(op.send_proofs)),
+                   LEDGER_TIMEOUT, "ProofLedger")
+        value = sum(p.amount for p in op.send_proofs) - fee
+        if value <= 0:
+            raise InvalidStateError(
+                f"reclaiming send {op.id} would cost {fee}, more than it returns")
+        # the reclaim outputs are persisted with the state, before the swap leaves
+        outputs = self._derive_outputs(split_amount(value), self.mint.active_keyset(op.unit))
+        self._commit(op.moved(OpState.ROLLING_BACK, reclaim_outputs=tuple(outputs)))
+        return self._finish_rollback()
+
+    def _finish_rollback(self) -> Operation:
+        op = self.op
+        try:
+            sigs = self.mint.client.swap(list(op.send_proofs),
+                                         [o.blinded for o in op.reclaim_outputs])
+            proofs = self._unblind(op.reclaim_outputs, sigs)
+        except MintRejectedError as exc:
+            if exc.code not in (CODE_PROOFS_SPENT, CODE_OUTPUTS_ALREADY_SIGNED):
+                raise
+            # ambiguous: our own earlier reclaim, or the recipient was first. Check.
+            proofs = self._restore(op.reclaim_outputs)
+            if not proofs:
+                self._finalize()
+                raise InvalidStateError(
+                    f"send {op.id} was claimed by the recipient before the rollback") from exc
+        self._settle(op.moved(OpState.ROLLED_BACK), add=proofs)
+        self._emit("rolled-back")
+        self.retire()
+        return self.op
+
+    # --- recovery -----------------------------------------------------------------------
+
+    def recover(self) -> Operation:
+        """Bring a rehydrated send to a resting state (DESIGN.md's recovery table)."""
+        state = self.op.state
+        if state == OpState.INIT:
+            wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT, "ProofLedger")
+            self.retire()
+        elif state == OpState.EXECUTING:
+            self._resolve_executing()
+        elif state == OpState.PENDING:
+            self.check_pending()
+        elif state == OpState.ROLLING_BACK:
+            self._recover_rolling_back()
+        return self.op
+
+    def _recover_rolling_back(self) -> None:
+        op = self.op
+        proofs = self._restore(op.reclaim_outputs)
+        if proofs:
+            self._settle(op.moved(OpState.ROLLED_BACK), add=proofs)
+            self._emit("rolled-back")
+            self.retire()
+            return
+        states = self.mint.client.check_state([secret_to_y(p.secret) for p in op.send_proofs])
+        if all(s.state == ProofStateKind.SPENT for s in states):
+            self._finalize()  # spent, and not by our reclaim: the recipient claimed it
+        else:
+            self._finish_rollback()
+
+
+def _outputs_needed(amount: int, keep: int) -> int:
+    return len(split_amount(amount)) + len(split_amount(keep))

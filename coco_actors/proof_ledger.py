@@ -1,0 +1,382 @@
+"""ProofLedger: the single writer of the wallet's durable state.
+
+It is the only code that selects, reserves, releases and spends proofs, and the
+only code that hands out NUT-13 counters. Because it is an actor, each of those
+is a check-and-set under its mailbox: two operations can never hold the same
+proof, and a counter value is never handed out twice. It also commits
+operation records, so that a transition that moves proofs and the operation's
+new state land in **one** LMDB write transaction.
+
+It keeps everything it owns in memory (loaded once at start) so selection and
+balances never scan the database, and it never touches the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import pykka
+
+from coco_actors.crypto.bdhke import secret_to_y
+from coco_actors.crypto.keysets import fee_for
+from coco_actors.errors import InsufficientFundsError, InvalidInputError, NotFoundError
+from coco_actors.records import (
+    MintRecord,
+    Operation,
+    OperationId,
+    OpKind,
+    OpState,
+    ProofRecord,
+    ProofStatus,
+)
+from coco_actors.store import Store, WriteBatch
+from coco_actors.wire import Keyset, Proof
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Proofs reserved for one operation, and what spending them costs."""
+
+    proofs: tuple[Proof, ...]
+    fee: int          # NUT-02 input fee of ``proofs`` (0 when no swap is needed)
+    exact: bool       # the proofs add up to exactly the amount: no swap needed
+
+    @property
+    def total(self) -> int:
+        return sum(p.amount for p in self.proofs)
+
+
+@dataclass(frozen=True, slots=True)
+class MintBalance:
+    spendable: int = 0
+    reserved: int = 0
+    pending: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.spendable + self.reserved + self.pending
+
+
+class ChangeSignal:
+    """Wakes callers waiting for proofs to come back (change, releases)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        with self._cond:
+            return self._version
+
+    def bump(self) -> None:
+        with self._cond:
+            self._version += 1
+            self._cond.notify_all()
+
+    def wait_past(self, version: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._version != version, timeout)
+
+
+class ProofLedger:
+    """The logic; :class:`ProofLedgerActor` runs it on its own thread."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.signal = ChangeSignal()
+        snap = store.snapshot()
+        self._proofs: dict[str, ProofRecord] = {r.Y: r for r in snap.proofs}
+        self._counters: dict[str, int] = dict(snap.counters)
+        self._mints: dict[str, MintRecord] = {m.url: m for m in snap.mints}
+        self._keysets: dict[str, dict[str, Keyset]] = {
+            url: {k.id: k for k in kss} for url, kss in snap.keysets.items()}
+        self._ops: dict[OperationId, Operation] = {
+            o.id: o for o in snap.operations if not o.state.terminal}
+
+    # --- mints and keysets ----------------------------------------------------------
+
+    def add_mint(self, rec: MintRecord, keysets: Sequence[Keyset]) -> None:
+        def write(b: WriteBatch) -> None:
+            if rec.url not in self._mints:
+                b.put_mint(rec)
+            for ks in keysets:
+                b.put_keyset(rec.url, ks)
+
+        self._store.transact(write)
+        self._mints.setdefault(rec.url, rec)
+        self._keysets.setdefault(rec.url, {}).update({k.id: k for k in keysets})
+
+    def mints(self) -> list[MintRecord]:
+        return sorted(self._mints.values(), key=lambda m: m.added_at)
+
+    def keysets(self, mint_url: str) -> list[Keyset]:
+        if mint_url not in self._mints:
+            raise NotFoundError(f"unknown mint {mint_url}; add it first")
+        return list(self._keysets.get(mint_url, {}).values())
+
+    def _fee_ppk(self, mint_url: str, keyset_id: str) -> int:
+        ks = self._keysets.get(mint_url, {}).get(keyset_id)
+        return ks.input_fee_ppk if ks else 0
+
+    def input_fee(self, mint_url: str, proofs: Iterable[Proof]) -> int:
+        return fee_for(self._fee_ppk(mint_url, p.keyset_id) for p in proofs)
+
+    # --- counters -------------------------------------------------------------------
+
+    def _take_counters(self, b: WriteBatch, keyset_id: str, n: int) -> int:
+        start = self._counters.get(keyset_id, 0)
+        b.put_counter(keyset_id, start + n)
+        return start
+
+    def allocate_counters(self, keyset_id: str, n: int) -> int:
+        """Reserve ``n`` consecutive counter values, persisted before they are used."""
+        start = self._store.transact(lambda b: self._take_counters(b, keyset_id, n))
+        self._counters[keyset_id] = start + n
+        return start
+
+    def raise_counter(self, keyset_id: str, at_least: int) -> int:
+        """Move a counter forward to ``at_least`` (restore); never backward."""
+        current = self._counters.get(keyset_id, 0)
+        if at_least > current:
+            self._store.transact(lambda b: b.put_counter(keyset_id, at_least))
+            self._counters[keyset_id] = at_least
+        return max(current, at_least)
+
+    def counter(self, keyset_id: str) -> int:
+        return self._counters.get(keyset_id, 0)
+
+    # --- operations -----------------------------------------------------------------
+
+    def commit(self, op: Operation) -> Operation:
+        """Persist one operation transition that moves no proofs."""
+        return self.settle(op)
+
+    def delete_operation(self, op_id: OperationId) -> None:
+        op = self._ops.get(op_id) or self._store.get_operation(op_id)
+        if op is None:
+            return
+        held = [r for r in self._proofs.values() if r.operation_id == op_id]
+        released = [replace(r, status=ProofStatus.READY, operation_id=None) for r in held]
+
+        def write(b: WriteBatch) -> None:
+            for r in released:
+                b.put_proof(r)
+            b.delete_operation(op)
+
+        self._store.transact(write)
+        for r in released:
+            self._proofs[r.Y] = r
+        self._ops.pop(op_id, None)
+        self.signal.bump()
+
+    def operations(self, *, kind: OpKind | None = None) -> list[Operation]:
+        """Every operation not in a terminal state."""
+        return [o for o in self._ops.values() if kind is None or o.kind == kind]
+
+    def get_operation(self, op_id: str) -> Operation | None:
+        return self._ops.get(OperationId(op_id)) or self._store.get_operation(op_id)
+
+    # --- proofs ---------------------------------------------------------------------
+
+    def reserve(self, op: Operation, amount: int, *, keyset_id: str,
+                outputs_for: Callable[[int, int], int]) -> tuple[Operation, Selection, int]:
+        """Select and reserve proofs worth ``amount`` plus their input fee for ``op``.
+
+        In the same transaction, allocates the counters for the outputs the swap
+        will need (``outputs_for(amount, keep)`` says how many) and commits
+        ``op`` with its ``input_ys``. Returns the committed op, the selection and
+        the first counter value. Raises :class:`InsufficientFundsError` when the
+        spendable proofs do not cover it; ``may_wait`` then says whether proofs
+        held by other operations could still come back as change.
+        """
+        mint_url = op.mint_url
+        if amount <= 0:
+            raise InvalidInputError(f"amount must be positive, got {amount}")
+        ready = [r for r in self._proofs.values()
+                 if r.mint_url == mint_url and r.status == ProofStatus.READY]
+        selection = self._select([r.proof for r in ready], amount, mint_url)
+        if selection is None:
+            spendable = sum(r.amount for r in ready)
+            reserved = sum(r.amount for r in self._proofs.values()
+                           if r.mint_url == mint_url and r.status == ProofStatus.RESERVED)
+            raise InsufficientFundsError(
+                f"balance at {mint_url} ({spendable} spendable) cannot cover {amount}"
+                " plus input fees", needed=amount, available=spendable,
+                may_wait=reserved > 0 and spendable + reserved > amount)
+        keep = selection.total - amount - selection.fee
+        n_outputs = 0 if selection.exact else outputs_for(amount, keep)
+        ys = tuple(secret_to_y(p.secret) for p in selection.proofs)
+        held = [replace(self._proofs[y], status=ProofStatus.RESERVED, operation_id=op.id)
+                for y in ys]
+        op = replace(op, input_ys=ys)
+
+        def write(b: WriteBatch) -> int:
+            for r in held:
+                b.put_proof(r)
+            b.put_operation(op)
+            return self._take_counters(b, keyset_id, n_outputs) if n_outputs else 0
+
+        start = self._store.transact(write)
+        if n_outputs:
+            self._counters[keyset_id] = start + n_outputs
+        for r in held:
+            self._proofs[r.Y] = r
+        self._ops[op.id] = op
+        return op, selection, start
+
+    def _select(self, proofs: list[Proof], amount: int, mint_url: str) -> Selection | None:
+        """Exact match first (no swap, no fee); else the fewest large proofs that cover
+        ``amount`` plus their own input fee, preferring one single proof that fits."""
+        by_size = sorted(proofs, key=lambda p: p.amount, reverse=True)
+        picked, left = [], amount
+        for p in by_size:
+            if p.amount <= left:
+                picked.append(p)
+                left -= p.amount
+                if left == 0:
+                    return Selection(tuple(picked), fee=0, exact=True)
+        # smallest single proof that covers amount + its own fee
+        for p in reversed(by_size):
+            if p.amount >= amount + self.input_fee(mint_url, [p]):
+                single = Selection((p,), fee=self.input_fee(mint_url, [p]), exact=False)
+                break
+        else:
+            single = None
+        picked, total = [], 0
+        for p in by_size:
+            picked.append(p)
+            total += p.amount
+            fee = self.input_fee(mint_url, picked)
+            if total >= amount + fee:
+                many = Selection(tuple(picked), fee=fee, exact=False)
+                if single is None or len(many.proofs) == 1:
+                    return many
+                return single if single.total <= many.total else many
+        return single
+
+    def settle(self, op: Operation, *, spend: Iterable[str] = (), add: Iterable[Proof] = (),
+               release: Iterable[str] = (), hold: Iterable[Proof] = ()) -> Operation:
+        """Commit ``op`` together with the proof moves its transition implies.
+
+        ``spend``: Ys that left the wallet (removed). ``add``: new spendable proofs.
+        ``release``: Ys reserved by ``op`` that become spendable again. ``hold``:
+        proofs added as reserved by ``op`` (e.g. restored change that is not ours yet).
+        """
+        spend, release = list(spend), list(release)
+        new = [ProofRecord(p, op.mint_url, secret_to_y(p.secret)) for p in add]
+        held = [ProofRecord(p, op.mint_url, secret_to_y(p.secret), ProofStatus.RESERVED, op.id)
+                for p in hold]
+        released = []
+        for y in release:
+            rec = self._proofs.get(y)
+            if rec is not None and rec.operation_id == op.id:
+                released.append(replace(rec, status=ProofStatus.READY, operation_id=None))
+
+        def write(b: WriteBatch) -> None:
+            for y in spend:
+                b.delete_proof(y)
+            for r in (*new, *held, *released):
+                b.put_proof(r)
+            b.put_operation(op)
+
+        self._store.transact(write)
+        for y in spend:
+            self._proofs.pop(y, None)
+        for r in (*new, *held, *released):
+            self._proofs[r.Y] = r
+        if op.state.terminal:
+            self._ops.pop(op.id, None)
+        else:
+            self._ops[op.id] = op
+        if new or released:
+            self.signal.bump()
+        return op
+
+    def proofs_of(self, op_id: OperationId) -> list[Proof]:
+        return [r.proof for r in self._proofs.values() if r.operation_id == op_id]
+
+    def spendable(self, mint_url: str) -> list[Proof]:
+        return [r.proof for r in self._proofs.values()
+                if r.mint_url == mint_url and r.status == ProofStatus.READY]
+
+    def balances(self) -> dict[str, MintBalance]:
+        out: dict[str, dict[str, int]] = {url: {"spendable": 0, "reserved": 0, "pending": 0}
+                                          for url in self._mints}
+        for r in self._proofs.values():
+            slot = out.setdefault(r.mint_url, {"spendable": 0, "reserved": 0, "pending": 0})
+            slot["spendable" if r.status == ProofStatus.READY else "reserved"] += r.amount
+        for op in self._ops.values():
+            if op.kind == OpKind.SEND and op.state in (OpState.PENDING, OpState.ROLLING_BACK):
+                slot = out.setdefault(op.mint_url, {"spendable": 0, "reserved": 0, "pending": 0})
+                slot["pending"] += sum(p.amount for p in op.send_proofs)
+        return {url: MintBalance(**v) for url, v in out.items()}
+
+    def all_proof_records(self) -> list[ProofRecord]:
+        return list(self._proofs.values())
+
+
+class ProofLedgerActor(pykka.ThreadingActor):
+    """Runs :class:`ProofLedger` on one thread: its mailbox is the serialization point."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.ledger = ProofLedger(store)
+
+    def signal(self) -> ChangeSignal:
+        return self.ledger.signal
+
+    def add_mint(self, rec: MintRecord, keysets: Sequence[Keyset]) -> None:
+        self.ledger.add_mint(rec, keysets)
+
+    def mints(self) -> list[MintRecord]:
+        return self.ledger.mints()
+
+    def keysets(self, mint_url: str) -> list[Keyset]:
+        return self.ledger.keysets(mint_url)
+
+    def input_fee(self, mint_url: str, proofs: Sequence[Proof]) -> int:
+        return self.ledger.input_fee(mint_url, proofs)
+
+    def allocate_counters(self, keyset_id: str, n: int) -> int:
+        return self.ledger.allocate_counters(keyset_id, n)
+
+    def raise_counter(self, keyset_id: str, at_least: int) -> int:
+        return self.ledger.raise_counter(keyset_id, at_least)
+
+    def counter(self, keyset_id: str) -> int:
+        return self.ledger.counter(keyset_id)
+
+    def commit(self, op: Operation) -> Operation:
+        return self.ledger.commit(op)
+
+    def delete_operation(self, op_id: OperationId) -> None:
+        self.ledger.delete_operation(op_id)
+
+    def operations(self, kind: OpKind | None = None) -> list[Operation]:
+        return self.ledger.operations(kind=kind)
+
+    def get_operation(self, op_id: str) -> Operation | None:
+        return self.ledger.get_operation(op_id)
+
+    def reserve(self, op: Operation, amount: int, keyset_id: str,
+                outputs_for: Callable[[int, int], int]) -> tuple[Operation, Selection, int]:
+        return self.ledger.reserve(op, amount, keyset_id=keyset_id, outputs_for=outputs_for)
+
+    def settle(self, op: Operation, spend: Sequence[str] = (), add: Sequence[Proof] = (),
+               release: Sequence[str] = (), hold: Sequence[Proof] = ()) -> Operation:
+        return self.ledger.settle(op, spend=spend, add=add, release=release, hold=hold)
+
+    def proofs_of(self, op_id: OperationId) -> list[Proof]:
+        return self.ledger.proofs_of(op_id)
+
+    def balances(self) -> dict[str, MintBalance]:
+        return self.ledger.balances()
+
+    def all_proof_records(self) -> list[ProofRecord]:
+        return self.ledger.all_proof_records()

@@ -1,0 +1,189 @@
+"""Supervisor: owns the mint clients, spawns and rehydrates operation actors, recovers.
+
+It answers quickly: it hands out actor refs and never forwards a saga step
+through its own mailbox, so one slow swap never holds up another operation.
+An operation actor that has stopped (at rest, or died) is started again from
+its last persisted record the next time it is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pykka
+
+from coco_actors.errors import CocoError, InvalidStateError, MintError, NotFoundError
+from coco_actors.mint_client import MintClient, normalize_mint_url
+from coco_actors.operations import (
+    MintContext,
+    MintOperationActor,
+    OperationActor,
+    OperationDeps,
+    ReceiveOperationActor,
+    SendOperationActor,
+)
+from coco_actors.operations.base import LEDGER_TIMEOUT, wait
+from coco_actors.records import (
+    MintRecord,
+    Operation,
+    OperationId,
+    OpKind,
+    OpState,
+    new_operation_id,
+)
+from coco_actors.wire import Keyset
+
+log = logging.getLogger(__name__)
+
+ACTOR_CLASSES: dict[OpKind, type[OperationActor]] = {
+    OpKind.SEND: SendOperationActor,
+    OpKind.RECEIVE: ReceiveOperationActor,
+    OpKind.MINT: MintOperationActor,
+}
+
+#: How long recovery waits for one operation (it may talk to its mint).
+RECOVERY_TIMEOUT = 60.0
+
+
+class SupervisorActor(pykka.ThreadingActor):
+    def __init__(self, deps: OperationDeps, *, client_factory: Any = MintClient) -> None:
+        super().__init__()
+        self.deps = deps
+        self._client_factory = client_factory
+        self._mints: dict[str, MintContext] = {}
+        self._actors: dict[OperationId, pykka.ActorRef[Any]] = {}
+
+    def on_start(self) -> None:
+        for rec in wait(self.deps.ledger.mints(), LEDGER_TIMEOUT, "ProofLedger"):
+            keysets = wait(self.deps.ledger.keysets(rec.url), LEDGER_TIMEOUT, "ProofLedger")
+            self._mints[rec.url] = MintContext(rec.url, self._client_factory(rec.url),
+                                               tuple(keysets))
+
+    def on_stop(self) -> None:
+        """Stop operation actors (each finishes its current step first), then clients."""
+        for ref in list(self._actors.values()):
+            if ref.is_alive():
+                ref.stop(block=True, timeout=RECOVERY_TIMEOUT)
+        self._actors.clear()
+        for ctx in self._mints.values():
+            ctx.client.close()
+
+    # --- mints ----------------------------------------------------------------------
+
+    def add_mint(self, url: str) -> MintRecord:
+        """Fetch info and every keyset (keys verified against their ids) and persist them."""
+        url = normalize_mint_url(url)
+        client = self._mints[url].client if url in self._mints else self._client_factory(url)
+        try:
+            info = client.get_info()
+            keysets = self._fetch_keysets(client)
+        except Exception:
+            if url not in self._mints:
+                client.close()
+            raise
+        rec = MintRecord(url=url, name=info.name)
+        wait(self.deps.ledger.add_mint(rec, keysets), LEDGER_TIMEOUT, "ProofLedger")
+        self._mints[url] = MintContext(url, client, tuple(
+            wait(self.deps.ledger.keysets(url), LEDGER_TIMEOUT, "ProofLedger")))
+        return rec
+
+    def refresh_keysets(self, url: str) -> MintContext:
+        ctx = self.mint_context(url)
+        keysets = self._fetch_keysets(ctx.client)
+        rec = MintRecord(url=url)
+        wait(self.deps.ledger.add_mint(rec, keysets), LEDGER_TIMEOUT, "ProofLedger")
+        self._mints[url] = MintContext(url, ctx.client, tuple(
+            wait(self.deps.ledger.keysets(url), LEDGER_TIMEOUT, "ProofLedger")))
+        return self._mints[url]
+
+    @staticmethod
+    def _fetch_keysets(client: MintClient) -> list[Keyset]:
+        infos = {k.id: k for k in client.get_keysets()}
+        keys = {k.id: k for k in client.get_keys()}
+        for kid in infos.keys() - keys.keys():
+            keys.update({k.id: k for k in client.get_keys(kid)})
+        out = []
+        for kid, ks in keys.items():
+            info = infos.get(kid)
+            out.append(Keyset(id=ks.id, unit=ks.unit, keys=ks.keys,
+                              active=info.active if info else ks.active,
+                              input_fee_ppk=info.input_fee_ppk if info else ks.input_fee_ppk,
+                              final_expiry=ks.final_expiry))
+        return out
+
+    def mint_urls(self) -> list[str]:
+        return list(self._mints)
+
+    def mint_context(self, url: str) -> MintContext:
+        try:
+            return self._mints[normalize_mint_url(url)]
+        except KeyError:
+            raise NotFoundError(f"unknown mint {url}; add it first") from None
+
+    def mint_info(self, url: str) -> Any:
+        return self.mint_context(url).client.get_info()
+
+    # --- operation actors -----------------------------------------------------------
+
+    def new_operation(self, kind: OpKind, mint_url: str, amount: int,
+                      unit: str = "sat") -> pykka.ActorRef[Any]:
+        ctx = self.mint_context(mint_url)
+        op = Operation(id=new_operation_id(), kind=kind, mint_url=ctx.url, amount=amount,
+                       unit=unit, state=OpState.INIT)
+        return self._spawn(op)
+
+    def actor_for(self, op_id: str) -> pykka.ActorRef[Any]:
+        """The live actor of a non-terminal operation, rehydrated if it had stopped."""
+        ref = self._actors.get(OperationId(op_id))
+        if ref is not None and ref.is_alive():
+            return ref
+        op = wait(self.deps.ledger.get_operation(op_id), LEDGER_TIMEOUT, "ProofLedger")
+        if op is None:
+            raise NotFoundError(f"unknown operation {op_id}")
+        if op.state.terminal:
+            raise InvalidStateError(f"{op.kind.value} {op.id} is already {op.state.value}")
+        return self._spawn(op)
+
+    def _spawn(self, op: Operation) -> pykka.ActorRef[Any]:
+        self._prune()
+        ref = ACTOR_CLASSES[op.kind].start(op, self.mint_context(op.mint_url), self.deps)
+        self._actors[op.id] = ref
+        return ref
+
+    def _prune(self) -> None:
+        dead = [k for k, r in self._actors.items() if not r.is_alive()]
+        for k in dead:
+            del self._actors[k]
+
+    def live_actor_count(self) -> int:
+        self._prune()
+        return len(self._actors)
+
+    # --- recovery -------------------------------------------------------------------
+
+    def recover(self, kind: OpKind | None = None) -> dict[str, int]:
+        """Run every non-terminal operation's recovery; report how many ended where.
+
+        A mint that cannot be reached leaves its operations as they are, to be
+        retried by the next recovery.
+        """
+        ops = wait(self.deps.ledger.operations(kind), LEDGER_TIMEOUT, "ProofLedger")
+        futures = []
+        for op in ops:
+            if op.mint_url not in self._mints:
+                log.warning("operation %s belongs to unknown mint %s", op.id, op.mint_url)
+                continue
+            futures.append((op, self._spawn(op).proxy().recover()))
+        summary: dict[str, int] = {}
+        for op, fut in futures:
+            try:
+                state = wait(fut, RECOVERY_TIMEOUT, f"recovery of {op.id}").state.value
+            except MintError as exc:
+                log.warning("recovery of %s %s deferred: %s", op.kind.value, op.id, exc)
+                state = f"{op.state.value} (deferred)"
+            except CocoError as exc:
+                log.error("recovery of %s %s failed: %s", op.kind.value, op.id, exc)
+                state = f"{op.state.value} (failed)"
+            summary[state] = summary.get(state, 0) + 1
+        return summary
