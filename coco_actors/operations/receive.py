@@ -23,8 +23,8 @@ class ReceiveOperationActor(OperationActor):
     def prepare(self, token: Token) -> Operation:
         """Persist the token's proofs and the outputs that will replace them."""
         self._require(OpState.INIT)
-        fee = wait(self.deps.ledger.input_fee(token.mint, list(token.proofs)), LEDGER_TIMEOUT,
-                   "ProofLedger")
+        fee = wait(self.deps.ledger.input_fee(self.op.mint_url, list(token.proofs)),
+                   LEDGER_TIMEOUT, "ProofLedger")
         net = token.amount - fee
         if net <= 0:
             raise InvalidAmountError(
