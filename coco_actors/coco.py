@@ -9,6 +9,8 @@ the actors in dependency order (events, ledger, supervisor) and runs recovery;
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from mnemonic import Mnemonic
 from coco_actors.crypto.dleq import verify_proofs_dleq
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.errors import (
+    ActorTimeoutError,
     InvalidAmountError,
     InvalidInputError,
     InvalidStateError,
@@ -32,6 +35,7 @@ from coco_actors.records import HistoryEntry, MintRecord, Operation, OpKind
 from coco_actors.store import Store
 from coco_actors.supervisor import SupervisorActor
 from coco_actors.tokens import Token, decode, resolve_keyset_ids
+from coco_actors.watcher import WatcherActor, WatcherConfig
 from coco_actors.wire import MintQuote
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,8 @@ log = logging.getLogger(__name__)
 CALL_TIMEOUT = 120.0
 #: Upper bound for a supervisor lookup (local, fast).
 LOOKUP_TIMEOUT = 30.0
+#: Without the watcher, how often a waiting redeem asks the mint about its quote.
+QUOTE_POLL_INTERVAL = 0.5
 
 
 def _check_amount(amount: Any) -> int:
@@ -53,7 +59,8 @@ def _check_amount(amount: Any) -> int:
 class Coco:
     """A wallet over one data directory, for any number of mints."""
 
-    def __init__(self, store: Store, mnemonic: str, *, recover: bool = True) -> None:
+    def __init__(self, store: Store, mnemonic: str, *, recover: bool = True,
+                 watcher: bool | WatcherConfig = True) -> None:
         self._store = store
         self._mnemonic = mnemonic
         self._closed = False
@@ -70,6 +77,12 @@ class Coco:
             started.append(self._supervisor_ref)
             self._supervisor = self._supervisor_ref.proxy()
             wait(self._supervisor.mint_urls(), LOOKUP_TIMEOUT, "Supervisor")
+            self._watcher: Any = None
+            if watcher:
+                config = watcher if isinstance(watcher, WatcherConfig) else WatcherConfig()
+                self._watcher = WatcherActor.start(config, self._supervisor).proxy()
+                started.append(self._watcher.actor_ref)
+                wait(self._supervisor.set_watcher(self._watcher), LOOKUP_TIMEOUT, "Supervisor")
         except BaseException:
             for ref in reversed(started):
                 ref.stop(block=True, timeout=LOOKUP_TIMEOUT)
@@ -83,9 +96,14 @@ class Coco:
 
     @classmethod
     def open(cls, data_dir: str | Path, mnemonic: str | None = None, *,
-             recover: bool = True) -> Coco:
+             recover: bool = True, watcher: bool | WatcherConfig = True) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
-        is given) when it does not exist yet. Recovery runs before this returns."""
+        is given) when it does not exist yet. Recovery runs before this returns.
+
+        ``watcher``: True (default) finalizes sends and redeems paid quotes on its
+        own (NUT-17 websocket, NUT-07 polling fallback); a :class:`WatcherConfig`
+        tunes it; False turns it off (then call ``coco.send.check_pending()``).
+        """
         store = Store(data_dir)
         try:
             stored = store.get_setting("mnemonic")
@@ -98,7 +116,7 @@ class Coco:
             elif mnemonic is not None and mnemonic != stored:
                 raise InvalidInputError(
                     f"data directory {data_dir} belongs to a different mnemonic")
-            return cls(store, stored or mnemonic or "", recover=recover)
+            return cls(store, stored or mnemonic or "", recover=recover, watcher=watcher)
         except BaseException:
             store.close()
             raise
@@ -121,7 +139,8 @@ class Coco:
         if self._closed:
             return
         self._closed = True
-        for name, ref in (("supervisor", self._supervisor_ref),
+        refs = [("watcher", self._watcher.actor_ref)] if self._watcher is not None else []
+        for name, ref in (*refs, ("supervisor", self._supervisor_ref),
                           ("ledger", self._ledger.actor_ref),
                           ("events", self._events.actor_ref)):
             try:
@@ -190,8 +209,20 @@ class Coco:
             raise NotFoundError(f"unknown {kind.value} operation {op_id}")
         return op
 
-    def _actor(self, op_id: str) -> Any:
-        return self._ask(self._supervisor.actor_for(op_id)).proxy()
+    def _call(self, op_id: str, method: str, *args: Any, timeout: float = CALL_TIMEOUT) -> Any:
+        """Run one saga step on the operation's actor, rehydrating it if needed.
+
+        An actor stops once its operation is over; a call that races with that
+        stop is retried, and then finds the operation's real state.
+        """
+        for attempt in range(3):
+            proxy = self._ask(self._supervisor.actor_for(op_id)).proxy()
+            try:
+                return wait(getattr(proxy, method)(*args), timeout, f"operation {op_id}")
+            except pykka.ActorDeadError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 class MintsApi:
@@ -221,13 +252,45 @@ class MintApi:
         return wait(ref.proxy().create_quote(), CALL_TIMEOUT, "mint operation")
 
     def redeem(self, quote_id: str, timeout: float = 60.0) -> Operation:
-        """Wait until the quote is paid (at most ``timeout`` s), then mint it."""
-        ops = wait(self._coco._ledger.operations(OpKind.MINT), LOOKUP_TIMEOUT, "ProofLedger")
+        """Wait until the quote is paid (at most ``timeout`` s), then mint it.
+
+        With the watcher on, the mint's quote notification (or its polling)
+        triggers the mint; without it, this polls the quote itself.
+        """
+        coco = self._coco
+        ops = wait(coco._ledger.operations(OpKind.MINT), LOOKUP_TIMEOUT, "ProofLedger")
         op = next((o for o in ops if o.quote_id == quote_id), None)
         if op is None:
             raise NotFoundError(f"no open mint operation for quote {quote_id}")
-        actor = self._coco._actor(op.id)
-        return wait(actor.redeem(timeout), timeout + CALL_TIMEOUT, "mint operation")
+        done = threading.Event()
+
+        def on_end(payload: dict[str, Any]) -> None:
+            if payload["operation_id"] == op.id:
+                done.set()
+
+        for event in ("mint:finalized", "mint:rolled-back"):
+            coco.on(event, on_end)
+        try:
+            current = coco._call(op.id, "try_redeem")
+            if current.state.terminal:
+                return current
+            if coco._watcher is not None:
+                coco._watcher.watch_quote(op.id, op.mint_url, quote_id)
+            deadline = time.monotonic() + timeout
+            while not done.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ActorTimeoutError(f"quote {quote_id} not paid within {timeout:g} s")
+                if done.wait(min(left, QUOTE_POLL_INTERVAL)):
+                    break
+                if coco._watcher is None:
+                    current = coco._call(op.id, "try_redeem")
+                    if current.state.terminal:
+                        return current
+            return coco._operation(op.id, OpKind.MINT)
+        finally:
+            for event in ("mint:finalized", "mint:rolled-back"):
+                coco.off(event, on_end)
 
     def get_operation(self, operation_id: str) -> Operation | None:
         try:
@@ -256,7 +319,7 @@ class SendApi:
         op = self._coco._operation(operation_id, OpKind.SEND)
         if op.state != op.state.PREPARED:
             raise InvalidStateError(f"send {op.id} is {op.state.value}, not prepared")
-        op = wait(self._coco._actor(op.id).execute(), CALL_TIMEOUT, "send operation")
+        op = self._coco._call(op.id, "execute")
         return op, op.token or ""
 
     def rollback(self, operation_id: str) -> Operation:
@@ -264,7 +327,7 @@ class SendApi:
         op = self._coco._operation(operation_id, OpKind.SEND)
         if op.state.terminal:
             raise InvalidStateError(f"send {op.id} is already {op.state.value}")
-        return wait(self._coco._actor(op.id).rollback(), CALL_TIMEOUT, "send operation")
+        return self._coco._call(op.id, "rollback")
 
     def get_operation(self, operation_id: str) -> Operation | None:
         try:
@@ -283,8 +346,7 @@ class SendApi:
         out = []
         for op in self.get_pending_operations():
             if op.state == op.state.PENDING:
-                out.append(wait(self._coco._actor(op.id).check_pending(), CALL_TIMEOUT,
-                                "send operation"))
+                out.append(self._coco._call(op.id, "check_pending"))
         return out
 
 

@@ -9,6 +9,7 @@ its last persisted record the next time it is needed.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import pykka
@@ -159,6 +160,25 @@ class SupervisorActor(pykka.ThreadingActor):
     def live_actor_count(self) -> int:
         self._prune()
         return len(self._actors)
+
+    # --- what the Watcher saw (tells) ---------------------------------------------------
+
+    def set_watcher(self, watcher: Any) -> None:
+        self.deps = replace(self.deps, watcher=watcher)
+
+    def send_claimed(self, op_id: OperationId) -> None:
+        self._nudge(op_id, "mark_claimed")
+
+    def quote_paid(self, op_id: OperationId) -> None:
+        self._nudge(op_id, "on_quote_paid")
+
+    def _nudge(self, op_id: OperationId, method: str) -> None:
+        try:
+            ref = self.actor_for(op_id)
+        except CocoError as exc:  # gone, or already terminal: nothing to do
+            log.debug("watcher notice for %s ignored: %s", op_id, exc)
+            return
+        getattr(ref.proxy(), method)()  # a tell: the operation decides and persists
 
     # --- recovery -------------------------------------------------------------------
 

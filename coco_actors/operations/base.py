@@ -58,6 +58,7 @@ class OperationDeps:
     ledger: Any   # ProofLedgerActor proxy
     events: Any   # EventBusActor proxy
     deriver: Nut13Deriver
+    watcher: Any = None  # WatcherActor proxy, None when the watcher is off
 
 
 class OperationActor(pykka.ThreadingActor):
@@ -104,6 +105,14 @@ class OperationActor(pykka.ThreadingActor):
         payload = {"mint_url": self.op.mint_url, "operation_id": self.op.id,
                    "operation": self.op, **extra}
         self.deps.events.emit(f"{self.op.kind.value}:{suffix}", payload)
+
+    def _watch_send(self) -> None:
+        if self.deps.watcher is not None:
+            self.deps.watcher.watch_send(self.op.id, self.op.mint_url, list(self.op.send_ys))
+
+    def _unwatch(self) -> None:
+        if self.deps.watcher is not None:
+            self.deps.watcher.unwatch(self.op.id)
 
     def _derive_outputs(self, amounts: Sequence[int], keyset: Keyset) -> list[BlindingData]:
         """Outputs from freshly allocated NUT-13 counters (persisted before we return)."""

@@ -3,20 +3,19 @@ sent) -> completed; rolled_back when the quote can no longer be minted."""
 
 from __future__ import annotations
 
-import time
+import logging
 
 from coco_actors.errors import (
     CODE_OUTPUTS_ALREADY_SIGNED,
     CODE_QUOTE_ALREADY_ISSUED,
-    ActorTimeoutError,
+    CocoError,
     MintRejectedError,
 )
 from coco_actors.operations.base import LEDGER_TIMEOUT, OperationActor, wait
 from coco_actors.records import Operation, OpState
 from coco_actors.wire import MintQuote, MintQuoteState, Proof, split_amount
 
-#: How often a waiting redeem asks the mint about its quote.
-QUOTE_POLL_INTERVAL = 0.25
+log = logging.getLogger(__name__)
 
 
 class MintOperationActor(OperationActor):
@@ -28,26 +27,31 @@ class MintOperationActor(OperationActor):
         self._emit("prepared")
         return quote
 
-    def redeem(self, timeout: float) -> Operation:
-        """Wait until the quote is paid (or ``timeout``), then mint its amount."""
+    def try_redeem(self) -> Operation:
+        """Mint the quote if it is paid; otherwise leave it prepared (the caller waits)."""
+        if self.op.state.terminal:
+            return self.op
         self._require(OpState.PREPARED, OpState.EXECUTING)
         if self.op.state == OpState.EXECUTING:
             return self._resolve()
-        deadline = time.monotonic() + timeout
-        while True:
-            quote = self.mint.client.get_mint_quote(self.op.quote_id or "")
-            if quote.state == MintQuoteState.PAID:
-                break
-            if quote.state == MintQuoteState.ISSUED:
-                self._end_failed("quote was already issued")
-                return self.op
-            if time.monotonic() >= deadline:
-                raise ActorTimeoutError(f"quote {quote.quote} not paid within {timeout:g} s")
-            time.sleep(QUOTE_POLL_INTERVAL)
+        quote = self.mint.client.get_mint_quote(self.op.quote_id or "")
+        if quote.state == MintQuoteState.ISSUED:
+            self._end_failed("quote was already issued")
+            return self.op
+        if quote.state != MintQuoteState.PAID:
+            return self.op
         outputs = self._derive_outputs(split_amount(self.op.amount),
                                        self.mint.active_keyset(self.op.unit))
         self._commit(self.op.moved(OpState.EXECUTING, outputs=tuple(outputs)))
         return self._mint()
+
+    def on_quote_paid(self) -> Operation:
+        """The Watcher saw the quote paid: mint now (errors are logged, state kept)."""
+        try:
+            return self.try_redeem()
+        except CocoError as exc:
+            log.warning("mint %s: redeem after payment failed: %s", self.op.id, exc)
+            return self.op
 
     def _mint(self) -> Operation:
         op = self.op

@@ -92,6 +92,7 @@ class SendOperationActor(OperationActor):
         self._settle(op.moved(OpState.PENDING, send_proofs=tuple(send), token=token),
                      spend=op.input_ys, add=keep)
         self._emit("pending", token=token)
+        self._watch_send()
         return self.op
 
     def _resolve_executing(self, reason: Exception | None = None) -> Operation:
@@ -134,7 +135,18 @@ class SendOperationActor(OperationActor):
             self._finalize()
         return self.op
 
+    def mark_claimed(self) -> Operation:
+        """The Watcher saw every proof of the token SPENT at the mint.
+
+        Only a pending send finalizes; a repeated notice, or one that arrives
+        after a rollback began, changes nothing.
+        """
+        if self.op.state == OpState.PENDING:
+            self._finalize()
+        return self.op
+
     def _finalize(self) -> None:
+        self._unwatch()
         self._commit(self.op.moved(OpState.COMPLETED))
         self._emit("finalized")
         self.retire()
@@ -158,6 +170,7 @@ class SendOperationActor(OperationActor):
         # the reclaim outputs are persisted with the state, before the swap leaves
         outputs = self._derive_outputs(split_amount(value), self.mint.active_keyset(op.unit))
         self._commit(op.moved(OpState.ROLLING_BACK, reclaim_outputs=tuple(outputs)))
+        self._unwatch()
         return self._finish_rollback()
 
     def _finish_rollback(self) -> Operation:
@@ -192,6 +205,8 @@ class SendOperationActor(OperationActor):
             self._resolve_executing()
         elif state == OpState.PENDING:
             self.check_pending()
+            if self.op.state == OpState.PENDING:
+                self._watch_send()
         elif state == OpState.ROLLING_BACK:
             self._recover_rolling_back()
         return self.op

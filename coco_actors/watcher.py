@@ -1,0 +1,361 @@
+"""Watcher: tells operations what their mint says about proofs and quotes.
+
+Per mint, one :class:`MintLink` thread owns one NUT-17 websocket with shared
+``proof_state`` and ``bolt11_mint_quote`` subscriptions (a Y or quote watched by
+several operations is subscribed once). When the mint does not offer NUT-17 for
+a kind, or the socket is closed or silent, the link falls back to batched
+NUT-07 / quote polling, reconnects with capped exponential backoff,
+resubscribes everything and sweeps once with NUT-07 after every reconnect, so
+nothing that changed while it was away is missed.
+
+The Watcher only *tells*: the operation actor decides and persists the
+transition. Threads: :class:`WatcherActor` methods run on the actor's thread;
+each :class:`MintLink` runs its own loop and reports back with tells.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import websocket
+
+from coco_actors.errors import CocoError
+from coco_actors.mint_client import MintClient
+from coco_actors.records import OperationId
+from coco_actors.wire import MintQuoteState, ProofState, ProofStateKind
+
+log = logging.getLogger(__name__)
+
+#: Filters per NUT-17 subscribe request.
+SUBSCRIBE_CHUNK = 100
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherConfig:
+    """How the watcher watches. ``Coco.open(..., watcher=WatcherConfig(...))``."""
+
+    websocket: bool = True           # False: NUT-07 / quote polling only
+    poll_interval: float = 2.0       # seconds between polls while no websocket is up
+    sweep_interval: float = 30.0     # a NUT-07 sweep even while the websocket is up
+    silence_timeout: float = 60.0    # a socket silent this long is replaced
+    reconnect_min: float = 0.25      # backoff of websocket reconnects...
+    reconnect_max: float = 15.0      # ...capped here
+    connect_timeout: float = 5.0
+
+
+class MintLink(threading.Thread):
+    """The websocket (and polling fallback) of one mint, on its own thread."""
+
+    def __init__(self, mint_url: str, client: MintClient, config: WatcherConfig,
+                 report: Callable[[str, list[ProofState], dict[str, MintQuoteState]], None],
+                 ws_kinds: frozenset[str]) -> None:
+        super().__init__(name=f"coco-watch {mint_url}", daemon=True)
+        self.mint_url = mint_url
+        self._client = client
+        self._config = config
+        self._report = report
+        self._ws_kinds = ws_kinds if config.websocket else frozenset()
+        self._lock = threading.Lock()
+        self._ys: set[str] = set()
+        self._quotes: set[str] = set()
+        self._new: queue.SimpleQueue[tuple[str, list[str]]] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._ws: websocket.WebSocket | None = None
+        self._sub_kinds: dict[str, str] = {}
+        self._rpc_id = 0
+        self.connections = 0     # websocket connections opened (observable by tests)
+        self.sweeps = 0
+
+    # --- called from the watcher actor's thread -----------------------------------------
+
+    def add(self, kind: str, filters: Iterable[str]) -> None:
+        target = self._ys if kind == "proof_state" else self._quotes
+        with self._lock:
+            fresh = [f for f in filters if f not in target]
+            target.update(fresh)
+        if fresh:
+            self._new.put((kind, fresh))
+
+    def remove(self, kind: str, filters: Iterable[str]) -> None:
+        # the mint keeps pushing for these until the next reconnect; reports are ignored
+        target = self._ys if kind == "proof_state" else self._quotes
+        with self._lock:
+            target.difference_update(filters)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):  # best effort: the thread exits anyway
+                ws.abort()
+        self.join(timeout)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        backoff = self._config.reconnect_min
+        next_connect = 0.0
+        last_sweep = last_heard = 0.0
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if self._ws is None and self._ws_kinds and now >= next_connect and self._watching():
+                if self._connect():
+                    backoff = self._config.reconnect_min
+                    last_heard = now
+                    last_sweep = self._sweep()  # whatever changed while we were away
+                else:
+                    next_connect = now + backoff * (0.5 + random.random() / 2)
+                    backoff = min(backoff * 2, self._config.reconnect_max)
+            if self._ws is not None:
+                self._send_new()
+                if self._receive():
+                    last_heard = time.monotonic()
+                elif time.monotonic() - last_heard > self._config.silence_timeout:
+                    log.info("websocket to %s silent; reconnecting", self.mint_url)
+                    self._drop()
+                interval = self._config.sweep_interval
+            else:
+                self._drain_new()
+                interval = self._config.poll_interval
+                self._stopping.wait(min(0.1, interval))
+            if time.monotonic() - last_sweep >= interval and self._watching():
+                last_sweep = self._sweep()
+        self._drop()
+
+    def _watching(self) -> bool:
+        with self._lock:
+            return bool(self._ys or self._quotes)
+
+    def _connect(self) -> bool:
+        url = "ws" + self.mint_url[len("http"):] + "/v1/ws"
+        try:
+            ws = websocket.create_connection(url, timeout=self._config.connect_timeout)
+        except (OSError, websocket.WebSocketException) as exc:
+            log.info("websocket to %s unavailable (%s); polling", self.mint_url,
+                     type(exc).__name__)
+            return False
+        ws.settimeout(0.1)
+        self._ws = ws
+        self.connections += 1
+        self._sub_kinds.clear()
+        self._drain_new()  # everything is resubscribed below
+        with self._lock:
+            ys, quotes = sorted(self._ys), sorted(self._quotes)
+        self._subscribe("proof_state", ys)
+        self._subscribe("bolt11_mint_quote", quotes)
+        log.info("websocket to %s up; %d proofs and %d quotes subscribed", self.mint_url,
+                 len(ys), len(quotes))
+        return self._ws is not None
+
+    def _drop(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            with contextlib.suppress(Exception):  # already broken
+                ws.close(timeout=0.5)
+
+    def _subscribe(self, kind: str, filters: list[str]) -> None:
+        if kind not in self._ws_kinds or self._ws is None:
+            return
+        for start in range(0, len(filters), SUBSCRIBE_CHUNK):
+            sub_id = str(uuid.uuid4())
+            self._sub_kinds[sub_id] = kind
+            self._rpc_id += 1
+            msg = {"jsonrpc": "2.0", "id": self._rpc_id, "method": "subscribe",
+                   "params": {"kind": kind, "subId": sub_id,
+                              "filters": filters[start:start + SUBSCRIBE_CHUNK]}}
+            try:
+                self._ws.send(json.dumps(msg))
+            except (OSError, websocket.WebSocketException):
+                log.info("websocket to %s closed while subscribing", self.mint_url)
+                self._drop()
+                return
+
+    def _drain_new(self) -> None:
+        while True:
+            try:
+                self._new.get_nowait()
+            except queue.Empty:
+                return
+
+    def _send_new(self) -> None:
+        while self._ws is not None:
+            try:
+                kind, filters = self._new.get_nowait()
+            except queue.Empty:
+                return
+            self._subscribe(kind, filters)
+
+    def _receive(self) -> bool:
+        """Read what the socket has; False when nothing came within the tick."""
+        assert self._ws is not None
+        try:
+            raw = self._ws.recv()
+        except websocket.WebSocketTimeoutException:
+            return False
+        except (OSError, websocket.WebSocketException) as exc:
+            log.info("websocket to %s closed (%s); polling until it is back", self.mint_url,
+                     type(exc).__name__)
+            self._drop()
+            return False
+        if not raw:  # a close frame
+            self._drop()
+            return False
+        self._handle(raw)
+        return True
+
+    def _handle(self, raw: str | bytes) -> None:
+        try:
+            msg = json.loads(raw)
+            params = msg.get("params") if msg.get("method") == "subscribe" else None
+            if params is None:
+                if "error" in msg:
+                    log.warning("mint %s refused a subscription: %s", self.mint_url,
+                                msg["error"])
+                return
+            kind = self._sub_kinds.get(params["subId"])
+            payload = params["payload"]
+            if kind == "proof_state":
+                self._report(self.mint_url, [ProofState.from_wire(payload)], {})
+            elif kind == "bolt11_mint_quote":
+                self._report(self.mint_url, [],
+                             {payload["quote"]: MintQuoteState(payload["state"])})
+        except (ValueError, KeyError, TypeError, CocoError) as exc:
+            log.warning("unreadable websocket message from %s: %s", self.mint_url, exc)
+
+    def _sweep(self) -> float:
+        """One NUT-07 check of every watched Y, and a status check of every quote."""
+        with self._lock:
+            ys, quotes = list(self._ys), list(self._quotes)
+        self.sweeps += 1
+        try:
+            states = self._client.check_state(ys) if ys else []
+            quote_states = {q: self._client.get_mint_quote(q).state for q in quotes}
+        except CocoError as exc:
+            log.info("polling %s failed (%s); trying again later", self.mint_url, exc)
+            return time.monotonic()
+        if states or quote_states:
+            self._report(self.mint_url, states, quote_states)
+        return time.monotonic()
+
+
+class WatcherActor(pykka.ThreadingActor):
+    """Keeps who watches what, and tells the Supervisor when something happened.
+
+    ``notify`` is the Supervisor's proxy: ``notify.send_claimed(op_id)`` and
+    ``notify.quote_paid(op_id)`` are sent as tells (their futures are dropped).
+    """
+
+    def __init__(self, config: WatcherConfig, notify: Any,
+                 client_factory: Callable[[str], MintClient] = MintClient) -> None:
+        super().__init__()
+        self._config = config
+        self._notify = notify
+        self._client_factory = client_factory
+        self._own_clients: dict[str, MintClient] = {}
+        self._links: dict[str, MintLink] = {}
+        self._sends: dict[OperationId, tuple[str, set[str]]] = {}
+        self._y_owners: dict[tuple[str, str], set[OperationId]] = {}
+        self._quotes: dict[tuple[str, str], OperationId] = {}
+
+    def on_stop(self) -> None:
+        for link in self._links.values():
+            link.stop()
+        for client in self._own_clients.values():
+            client.close()
+        self._links.clear()
+
+    def _link(self, mint_url: str) -> MintLink:
+        link = self._links.get(mint_url)
+        if link is None:
+            client = self._own_clients[mint_url] = self._client_factory(mint_url)
+            kinds: frozenset[str] = frozenset()
+            try:
+                nut17 = client.get_info().nuts.get("17") or {}
+                kinds = frozenset(k for m in nut17.get("supported", [])
+                                  if m.get("unit", "sat") == "sat"
+                                  for k in m.get("commands", []))
+            except CocoError as exc:
+                log.info("no info from %s (%s); polling only for now", mint_url, exc)
+                kinds = frozenset({"proof_state", "bolt11_mint_quote"})  # try the socket
+            me = self.actor_ref.proxy()
+            link = MintLink(mint_url, client, self._config,
+                            lambda url, states, quotes: me.on_report(url, states, quotes),
+                            kinds)
+            link.start()
+            self._links[mint_url] = link
+        return link
+
+    # --- registrations (tells from operations and the supervisor) ------------------------
+
+    def watch_send(self, op_id: OperationId, mint_url: str, ys: list[str]) -> None:
+        if op_id in self._sends:
+            return
+        self._sends[op_id] = (mint_url, set(ys))
+        for y in ys:
+            self._y_owners.setdefault((mint_url, y), set()).add(op_id)
+        self._link(mint_url).add("proof_state", ys)
+
+    def watch_quote(self, op_id: OperationId, mint_url: str, quote_id: str) -> None:
+        self._quotes[(mint_url, quote_id)] = op_id
+        self._link(mint_url).add("bolt11_mint_quote", [quote_id])
+
+    def unwatch(self, op_id: OperationId) -> None:
+        entry = self._sends.pop(op_id, None)
+        if entry is not None:
+            mint_url, ys = entry
+            gone = []
+            for y in ys:
+                owners = self._y_owners.get((mint_url, y), set())
+                owners.discard(op_id)
+                if not owners:
+                    self._y_owners.pop((mint_url, y), None)
+                    gone.append(y)
+            if mint_url in self._links:
+                self._links[mint_url].remove("proof_state", gone)
+        for key, owner in list(self._quotes.items()):
+            if owner == op_id:
+                del self._quotes[key]
+                if key[0] in self._links:
+                    self._links[key[0]].remove("bolt11_mint_quote", [key[1]])
+
+    # --- what the links saw ---------------------------------------------------------------
+
+    def on_report(self, mint_url: str, states: list[ProofState],
+                  quotes: dict[str, MintQuoteState]) -> None:
+        claimed: list[OperationId] = []
+        for s in states:
+            if s.state != ProofStateKind.SPENT:
+                continue
+            for op_id in list(self._y_owners.get((mint_url, s.Y), ())):
+                remaining = self._sends[op_id][1]
+                remaining.discard(s.Y)
+                if not remaining:
+                    claimed.append(op_id)
+        for op_id in claimed:
+            self.unwatch(op_id)
+            self._notify.send_claimed(op_id)
+        for quote_id, state in quotes.items():
+            quote_op = self._quotes.get((mint_url, quote_id))
+            if quote_op is not None and state == MintQuoteState.PAID:
+                self.unwatch(quote_op)
+                self._notify.quote_paid(quote_op)
+
+    # --- for tests and status -------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {url: {"connections": link.connections, "sweeps": link.sweeps,
+                      "alive": link.is_alive()} for url, link in self._links.items()}
+
+    def watched_sends(self) -> int:
+        return len(self._sends)
