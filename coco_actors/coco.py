@@ -345,8 +345,12 @@ class SendApi:
         """Ask the mint (NUT-07) about every pending send; finalize those claimed."""
         out = []
         for op in self.get_pending_operations():
-            if op.state == op.state.PENDING:
+            if op.state != op.state.PENDING:
+                continue
+            try:
                 out.append(self._coco._call(op.id, "check_pending"))
+            except InvalidStateError:  # finalized by the watcher meanwhile
+                out.append(self._coco._operation(op.id, OpKind.SEND))
         return out
 
 

@@ -203,12 +203,11 @@ class ProofLedger:
         selection = self._select([r.proof for r in ready], amount, mint_url)
         if selection is None:
             spendable = sum(r.amount for r in ready)
-            reserved = sum(r.amount for r in self._proofs.values()
-                           if r.mint_url == mint_url and r.status == ProofStatus.RESERVED)
+            incoming = self._expected_change(mint_url)
             raise InsufficientFundsError(
                 f"balance at {mint_url} ({spendable} spendable) cannot cover {amount}"
                 " plus input fees", needed=amount, available=spendable,
-                may_wait=reserved > 0 and spendable + reserved > amount)
+                may_wait=incoming > 0 and spendable + incoming > amount)
         keep = selection.total - amount - selection.fee
         n_outputs = 0 if selection.exact else outputs_for(amount, keep)
         ys = tuple(secret_to_y(p.secret) for p in selection.proofs)
@@ -229,6 +228,19 @@ class ProofLedger:
             self._proofs[r.Y] = r
         self._ops[op.id] = op
         return op, selection, start
+
+    def _expected_change(self, mint_url: str) -> int:
+        """What sends now holding proofs at ``mint_url`` will give back as change."""
+        held: dict[OperationId, int] = {}
+        for r in self._proofs.values():
+            if r.mint_url == mint_url and r.operation_id is not None:
+                held[r.operation_id] = held.get(r.operation_id, 0) + r.amount
+        change = 0
+        for op_id, total in held.items():
+            op = self._ops.get(op_id)
+            if op is not None and op.kind == OpKind.SEND:
+                change += max(0, total - op.amount - op.fee)
+        return change
 
     def _select(self, proofs: list[Proof], amount: int, mint_url: str) -> Selection | None:
         """Exact match first (no swap, no fee); else the fewest large proofs that cover
@@ -255,9 +267,8 @@ class ProofLedger:
             fee = self.input_fee(mint_url, picked)
             if total >= amount + fee:
                 many = Selection(tuple(picked), fee=fee, exact=False)
-                if single is None or len(many.proofs) == 1:
-                    return many
-                return single if single.total <= many.total else many
+                # hold as little value as possible: other sends may need the rest
+                return single if single is not None and single.total <= many.total else many
         return single
 
     def settle(self, op: Operation, *, spend: Iterable[str] = (), add: Iterable[Proof] = (),

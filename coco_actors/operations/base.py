@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -13,7 +14,7 @@ from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.crypto.outputs import make_outputs, unblind_signatures
 from coco_actors.errors import ActorTimeoutError, InvalidStateError, NotFoundError
 from coco_actors.mint_client import MintClient
-from coco_actors.records import Operation
+from coco_actors.records import Operation, OpState
 from coco_actors.wire import BlindingData, Keyset, Proof, split_amount
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,22 @@ class OperationActor(pykka.ThreadingActor):
 
     def operation(self) -> Operation:
         return self.op
+
+    @contextlib.contextmanager
+    def _abandon_on_error(self) -> Iterator[None]:
+        """For first steps: if they fail while still ``init``, undo and stop.
+
+        The record (and any reservation made with it) is deleted, so a refused
+        call leaves neither state nor a running actor behind.
+        """
+        try:
+            yield
+        except BaseException:
+            if self.op.state == OpState.INIT:
+                wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT,
+                     "ProofLedger")
+                self.retire()
+            raise
 
     def retire(self) -> None:
         """Stop once the current message is done: the operation is at rest or over."""

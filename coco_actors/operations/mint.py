@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 class MintOperationActor(OperationActor):
     def create_quote(self) -> MintQuote:
         self._require(OpState.INIT)
-        quote = self.mint.client.create_mint_quote(self.op.amount, self.op.unit)
-        self._commit(self.op.moved(OpState.PREPARED, quote_id=quote.quote,
-                                   quote_request=quote.request))
+        with self._abandon_on_error():
+            quote = self.mint.client.create_mint_quote(self.op.amount, self.op.unit)
+            self._commit(self.op.moved(OpState.PREPARED, quote_id=quote.quote,
+                                       quote_request=quote.request))
         self._emit("prepared")
         return quote
 

@@ -23,6 +23,10 @@ class ReceiveOperationActor(OperationActor):
     def prepare(self, token: Token) -> Operation:
         """Persist the token's proofs and the outputs that will replace them."""
         self._require(OpState.INIT)
+        with self._abandon_on_error():
+            return self._prepare(token)
+
+    def _prepare(self, token: Token) -> Operation:
         fee = wait(self.deps.ledger.input_fee(self.op.mint_url, list(token.proofs)),
                    LEDGER_TIMEOUT, "ProofLedger")
         net = token.amount - fee

@@ -38,6 +38,10 @@ class SendOperationActor(OperationActor):
         ``wait_for_change`` seconds) instead of failing.
         """
         self._require(OpState.INIT)
+        with self._abandon_on_error():
+            return self._prepare(amount, wait_for_change)
+
+    def _prepare(self, amount: int, wait_for_change: float) -> Operation:
         keyset = self.mint.active_keyset(self.op.unit)
         signal = wait(self.deps.ledger.signal(), LEDGER_TIMEOUT, "ProofLedger")
         deadline = time.monotonic() + wait_for_change
@@ -53,9 +57,6 @@ class SendOperationActor(OperationActor):
                 if exc.may_wait and left > 0:
                     signal.wait_past(version, min(left, 1.0))
                     continue
-                wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT,
-                     "ProofLedger")
-                self.retire()
                 raise
         op, sel, start = reserved
         self.op = op
