@@ -60,8 +60,10 @@ class Coco:
     """A wallet over one data directory, for any number of mints."""
 
     def __init__(self, store: Store, mnemonic: str, *, recover: bool = True,
-                 watcher: bool | WatcherConfig = True) -> None:
+                 watcher: bool | WatcherConfig = True,
+                 rollback_prepared_after: float | None = None) -> None:
         self._store = store
+        self._rollback_prepared_after = rollback_prepared_after
         self._mnemonic = mnemonic
         self._closed = False
         started: list[pykka.ActorRef[Any]] = []
@@ -96,13 +98,17 @@ class Coco:
 
     @classmethod
     def open(cls, data_dir: str | Path, mnemonic: str | None = None, *,
-             recover: bool = True, watcher: bool | WatcherConfig = True) -> Coco:
+             recover: bool = True, watcher: bool | WatcherConfig = True,
+             rollback_prepared_after: float | None = None) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
         is given) when it does not exist yet. Recovery runs before this returns.
 
         ``watcher``: True (default) finalizes sends and redeems paid quotes on its
         own (NUT-17 websocket, NUT-07 polling fallback); a :class:`WatcherConfig`
         tunes it; False turns it off (then call ``coco.send.check_pending()``).
+
+        ``rollback_prepared_after``: a policy, off by default: prepared sends
+        older than this many seconds are rolled back (released) by recovery.
         """
         store = Store(data_dir)
         try:
@@ -116,7 +122,8 @@ class Coco:
             elif mnemonic is not None and mnemonic != stored:
                 raise InvalidInputError(
                     f"data directory {data_dir} belongs to a different mnemonic")
-            return cls(store, stored or mnemonic or "", recover=recover, watcher=watcher)
+            return cls(store, stored or mnemonic or "", recover=recover, watcher=watcher,
+                       rollback_prepared_after=rollback_prepared_after)
         except BaseException:
             store.close()
             raise
@@ -191,7 +198,11 @@ class Coco:
 
     def recover(self) -> dict[str, int]:
         """Recover every operation not in a terminal state (also run by ``open``)."""
-        return self._ask(self._supervisor.recover(), CALL_TIMEOUT * 2)
+        return self._ask(self._supervisor.recover(None, self._stale_ms()), CALL_TIMEOUT * 2)
+
+    def _stale_ms(self) -> int | None:
+        after = self._rollback_prepared_after
+        return None if after is None else int(after * 1000)
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -339,7 +350,9 @@ class SendApi:
         return wait(self._coco._ledger.operations(OpKind.SEND), LOOKUP_TIMEOUT, "ProofLedger")
 
     def recover_pending_operations(self) -> dict[str, int]:
-        return self._coco._ask(self._coco._supervisor.recover(OpKind.SEND), CALL_TIMEOUT * 2)
+        return self._coco._ask(
+            self._coco._supervisor.recover(OpKind.SEND, self._coco._stale_ms()),
+            CALL_TIMEOUT * 2)
 
     def check_pending(self) -> list[Operation]:
         """Ask the mint (NUT-07) about every pending send; finalize those claimed."""

@@ -32,8 +32,9 @@ from coco_actors.records import (
     OpKind,
     OpState,
     new_operation_id,
+    now_ms,
 )
-from coco_actors.wire import Keyset
+from coco_actors.wire import Keyset, ProofStateKind
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._actors: dict[OperationId, pykka.ActorRef[Any]] = {}
 
     def on_start(self) -> None:
+        self.deps = replace(self.deps, supervisor=self.actor_ref.proxy())
         for rec in wait(self.deps.ledger.mints(), LEDGER_TIMEOUT, "ProofLedger"):
             keysets = wait(self.deps.ledger.keysets(rec.url), LEDGER_TIMEOUT, "ProofLedger")
             self._mints[rec.url] = MintContext(rec.url, self._client_factory(rec.url),
@@ -152,6 +154,13 @@ class SupervisorActor(pykka.ThreadingActor):
         self._actors[op.id] = ref
         return ref
 
+    def idle(self, op_id: OperationId, ref: pykka.ActorRef[Any]) -> None:
+        """An operation actor is at rest: stop it (after whatever it still has queued)."""
+        if self._actors.get(op_id) is ref:
+            del self._actors[op_id]
+        if ref.is_alive():
+            ref.stop(block=True, timeout=RECOVERY_TIMEOUT)
+
     def _prune(self) -> None:
         dead = [k for k, r in self._actors.items() if not r.is_alive()]
         for k in dead:
@@ -182,20 +191,43 @@ class SupervisorActor(pykka.ThreadingActor):
 
     # --- recovery -------------------------------------------------------------------
 
-    def recover(self, kind: OpKind | None = None) -> dict[str, int]:
+    def recover(self, kind: OpKind | None = None,
+                rollback_prepared_after_ms: int | None = None) -> dict[str, int]:
         """Run every non-terminal operation's recovery; report how many ended where.
 
+        Pending sends are checked with one batched NUT-07 per mint (not one
+        request per operation); only those whose proofs are spent get an actor,
+        the others are handed to the Watcher. Prepared sends stay as they are,
+        unless older than ``rollback_prepared_after_ms`` (then rolled back).
         A mint that cannot be reached leaves its operations as they are, to be
         retried by the next recovery.
         """
         ops = wait(self.deps.ledger.operations(kind), LEDGER_TIMEOUT, "ProofLedger")
+        summary: dict[str, int] = {}
+
+        def count(state: str, n: int = 1) -> None:
+            summary[state] = summary.get(state, 0) + n
+
         futures = []
+        pending: dict[str, list[Operation]] = {}
+        now = now_ms()
         for op in ops:
             if op.mint_url not in self._mints:
                 log.warning("operation %s belongs to unknown mint %s", op.id, op.mint_url)
-                continue
-            futures.append((op, self._spawn(op).proxy().recover()))
-        summary: dict[str, int] = {}
+                count(f"{op.state.value} (unknown mint)")
+            elif op.kind == OpKind.SEND and op.state == OpState.PENDING:
+                pending.setdefault(op.mint_url, []).append(op)
+            elif op.state == OpState.PREPARED and op.kind != OpKind.RECEIVE:
+                stale = (op.kind == OpKind.SEND and rollback_prepared_after_ms is not None
+                         and now - op.created_at >= rollback_prepared_after_ms)
+                if stale:
+                    futures.append((op, self._spawn(op).proxy().rollback()))
+                else:
+                    count(op.state.value)
+            else:
+                futures.append((op, self._spawn(op).proxy().recover()))
+        for url, ops_here in pending.items():
+            futures.extend(self._recover_pending(url, ops_here, count))
         for op, fut in futures:
             try:
                 state = wait(fut, RECOVERY_TIMEOUT, f"recovery of {op.id}").state.value
@@ -205,5 +237,25 @@ class SupervisorActor(pykka.ThreadingActor):
             except CocoError as exc:
                 log.error("recovery of %s %s failed: %s", op.kind.value, op.id, exc)
                 state = f"{op.state.value} (failed)"
-            summary[state] = summary.get(state, 0) + 1
+            count(state)
         return summary
+
+    def _recover_pending(self, url: str, ops: list[Operation],
+                         count: Any) -> list[tuple[Operation, Any]]:
+        ys_of = {op.id: op.send_ys for op in ops}
+        try:
+            states = self._mints[url].client.check_state(
+                [y for ys in ys_of.values() for y in ys])
+        except MintError as exc:
+            log.warning("recovery of %d pending sends at %s deferred: %s", len(ops), url, exc)
+            states = []
+        spent = {s.Y for s in states if s.state == ProofStateKind.SPENT}
+        futures = []
+        for op in ops:
+            if states and all(y in spent for y in ys_of[op.id]):
+                futures.append((op, self._spawn(op).proxy().mark_claimed()))
+            else:
+                if self.deps.watcher is not None:
+                    self.deps.watcher.watch_send(op.id, url, list(ys_of[op.id]))
+                count(op.state.value)
+        return futures

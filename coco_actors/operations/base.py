@@ -60,6 +60,7 @@ class OperationDeps:
     events: Any   # EventBusActor proxy
     deriver: Nut13Deriver
     watcher: Any = None  # WatcherActor proxy, None when the watcher is off
+    supervisor: Any = None  # SupervisorActor proxy, for "I am at rest" tells
 
 
 class OperationActor(pykka.ThreadingActor):
@@ -97,8 +98,18 @@ class OperationActor(pykka.ThreadingActor):
             raise
 
     def retire(self) -> None:
-        """Stop once the current message is done: the operation is at rest or over."""
+        """Stop once the current message is done: the operation is over."""
         self.actor_ref.stop(block=False)
+
+    def rest(self) -> None:
+        """The operation waits on the outside world (e.g. a pending send): let the
+        Supervisor stop this actor; it rehydrates it from the record when needed.
+
+        The Supervisor, not this actor, does the stop, in its own mailbox: no
+        lookup can then hand out this actor while a fresh one is started.
+        """
+        if self.deps.supervisor is not None:
+            self.deps.supervisor.idle(self.op.id, self.actor_ref)
 
     # --- helpers for subclasses --------------------------------------------------------
 

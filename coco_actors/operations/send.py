@@ -94,6 +94,7 @@ class SendOperationActor(OperationActor):
                      spend=op.input_ys, add=keep)
         self._emit("pending", token=token)
         self._watch_send()
+        self.rest()
         return self.op
 
     def _resolve_executing(self, reason: Exception | None = None) -> Operation:
@@ -208,6 +209,7 @@ class SendOperationActor(OperationActor):
             self.check_pending()
             if self.op.state == OpState.PENDING:
                 self._watch_send()
+                self.rest()
         elif state == OpState.ROLLING_BACK:
             self._recover_rolling_back()
         return self.op

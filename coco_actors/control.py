@@ -1,0 +1,211 @@
+"""Client of the daemon's control channel: HTTP with JSON bodies over ``DIR/control.sock``.
+
+The CLI talks to ``coco serve`` only through :class:`ControlClient`. Errors are
+split by what the caller can do about them, as in httpx::
+
+    ControlError
+    ├── DaemonUnavailable    could not talk to the daemon: start it (exit code 3)
+    │   └── ConnectionLost   it closed the connection before answering (stopped, crashed)
+    ├── DaemonTimeout        connected, but no answer in time; the outcome is unknown
+    └── RequestFailed        the daemon answered with an error: {"error": {"type", "message"}}
+
+This module is light on purpose (httpx and the standard library): it is what
+every CLI invocation imports, and it never opens the wallet itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+APP_NAME = "coco-actors"
+SOCKET_NAME = "control.sock"
+#: Seconds to connect to the socket: it is local, so a slow connect means a wedged daemon.
+CONNECT_TIMEOUT = 5.0
+#: Seconds for an answer. A saga step may wait on a mint for up to 120 s (``coco.CALL_TIMEOUT``).
+READ_TIMEOUT = 180.0
+
+
+def default_data_dir() -> Path:
+    """``$COCO_DATA_DIR``, else the platform's user data directory plus ``coco-actors``."""
+    env = os.environ.get("COCO_DATA_DIR")
+    if env:
+        return Path(env)
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / APP_NAME
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / APP_NAME
+
+
+def socket_path(data_dir: Path | str) -> Path:
+    return Path(data_dir) / SOCKET_NAME
+
+
+def serve_hint(data_dir: Path | str) -> str:
+    return f"coco serve --data-dir {data_dir}"
+
+
+class ControlError(Exception):
+    """Base class of every error of the control channel."""
+
+
+class DaemonUnavailable(ControlError):
+    """Nothing answers on the control socket: the daemon is not running."""
+
+    def __init__(self, data_dir: Path | str, reason: str = "") -> None:
+        self.data_dir = Path(data_dir)
+        self.reason = reason
+        super().__init__(
+            f"no coco daemon is running for {data_dir}{f' ({reason})' if reason else ''};"
+            f" start it with: {serve_hint(data_dir)}")
+
+
+class ConnectionLost(DaemonUnavailable):
+    """The daemon closed the connection before it answered (it stopped or crashed)."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        ControlError.__init__(
+            self, f"the coco daemon for {data_dir} closed the connection before answering;"
+                  f" check it with: coco status --data-dir {data_dir}")
+        self.data_dir = Path(data_dir)
+        self.reason = "connection lost"
+
+
+class DaemonTimeout(ControlError):
+    """The daemon accepted the request but did not answer in time; it may still finish it."""
+
+
+class RequestFailed(ControlError):
+    """The daemon answered with an error (a domain error of the wallet, or a bad request)."""
+
+    def __init__(self, status: int, error: dict[str, Any]) -> None:
+        self.status = status
+        self.error = error
+        self.type = str(error.get("type", "Error"))
+        self.message = str(error.get("message", ""))
+        super().__init__(self.message or self.type)
+
+
+class ControlClient:
+    """One connection pool to the daemon of ``data_dir``.
+
+    ``transport`` replaces the Unix socket transport (``httpx.MockTransport`` in tests).
+    """
+
+    def __init__(self, data_dir: Path | str, *, read_timeout: float = READ_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.socket = socket_path(self.data_dir)
+        self._client = httpx.Client(
+            transport=transport or httpx.HTTPTransport(uds=str(self.socket)),
+            base_url="http://coco", trust_env=False,
+            timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT))
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- requests -----------------------------------------------------------------------
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: dict[str, Any] | None = None, *,
+             timeout: float | None = None) -> Any:
+        return self.request("POST", path, body=body or {}, timeout=timeout)
+
+    def request(self, method: str, path: str, *, body: dict[str, Any] | None = None,
+                params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        """Send one request and return the decoded JSON answer, or raise a ControlError."""
+        kwargs: dict[str, Any] = {"params": _params(params)}
+        if body is not None:
+            kwargs["json"] = body
+        if timeout is not None:
+            kwargs["timeout"] = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
+        with self._errors():
+            response = self._client.request(method, path, **kwargs)
+        return self._decode(response)
+
+    def stream(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """The objects of a newline-delimited JSON answer, as they arrive (no read timeout)."""
+        timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT)
+        with self._errors(), self._client.stream("GET", path, params=_params(params),
+                                                 timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._decode(response)
+            for line in response.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
+
+    def _decode(self, response: httpx.Response) -> Any:
+        try:
+            payload = response.json()
+        except ValueError:
+            raise RequestFailed(response.status_code, {
+                "type": "ProtocolError",
+                "message": f"the daemon answered {response.status_code} without JSON"}) from None
+        if response.status_code >= 400:
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if not isinstance(error, dict):
+                error = {"type": "ProtocolError",
+                         "message": f"the daemon answered {response.status_code}"}
+            raise RequestFailed(response.status_code, error)
+        return payload
+
+    def _errors(self) -> _ErrorMap:
+        return _ErrorMap(self.data_dir)
+
+
+def op_path(prefix: str, op_id: str, suffix: str = "") -> str:
+    """``/send/<id>/execute`` with the id escaped: it is whatever the user typed."""
+    return f"{prefix}/{quote(op_id, safe='')}{suffix}"
+
+
+def _params(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (params or {}).items() if v is not None}
+
+
+class _ErrorMap:
+    """Turns httpx's transport errors into the control channel's own."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None or isinstance(exc, ControlError):
+            return
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            sock = socket_path(self._data_dir)
+            reason = "" if sock.exists() else "no control socket"
+            if sock.exists():
+                reason = "stale control socket" if "refused" in str(exc).lower() else str(exc)
+            raise DaemonUnavailable(self._data_dir, reason) from None
+        if isinstance(exc, httpx.TimeoutException):
+            raise DaemonTimeout(
+                f"the coco daemon for {self._data_dir} did not answer in time; it may still"
+                f" finish the request: check with coco status --data-dir {self._data_dir}"
+            ) from None
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+            raise ConnectionLost(self._data_dir) from None
+        if isinstance(exc, OSError):  # e.g. a socket path longer than the OS allows
+            raise DaemonUnavailable(self._data_dir, str(exc)) from None
