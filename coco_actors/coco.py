@@ -32,6 +32,8 @@ from coco_actors.mint_client import MintInfo, normalize_mint_url
 from coco_actors.operations.base import MintContext, OperationDeps, wait
 from coco_actors.proof_ledger import MintBalance, ProofLedgerActor
 from coco_actors.records import HistoryEntry, MintRecord, Operation, OpKind
+from coco_actors.restore import RestoreReport
+from coco_actors.restore import restore as restore_wallet
 from coco_actors.store import Store
 from coco_actors.supervisor import SupervisorActor
 from coco_actors.tokens import Token, decode, resolve_keyset_ids
@@ -73,8 +75,9 @@ class Coco:
             self._ledger = ProofLedgerActor.start(store).proxy()
             started.append(self._ledger.actor_ref)
             wait(self._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")  # surfaces a failed start
+            self._deriver = Nut13Deriver(mnemonic)
             deps = OperationDeps(ledger=self._ledger, events=self._events,
-                                 deriver=Nut13Deriver(mnemonic))
+                                 deriver=self._deriver)
             self._supervisor_ref = SupervisorActor.start(deps)
             started.append(self._supervisor_ref)
             self._supervisor = self._supervisor_ref.proxy()
@@ -195,6 +198,15 @@ class Coco:
         except TokenError:
             fresh = self._ask(self._supervisor.refresh_keysets(ctx.url))
             return resolve_keyset_ids(token, [ks.id for ks in fresh.keysets])
+
+    def restore(self, mint_url: str) -> RestoreReport:
+        """Recover every unspent proof this mnemonic ever received at ``mint_url``
+        (NUT-09, batches of 100) and move each NUT-13 counter past the last index used.
+
+        The mint must have been added. Proofs the wallet already holds, or that sit
+        in the token of an open send, are not added twice.
+        """
+        return restore_wallet(self._mint_context(mint_url), self._deriver, self._ledger)
 
     def recover(self) -> dict[str, int]:
         """Recover every operation not in a terminal state (also run by ``open``)."""

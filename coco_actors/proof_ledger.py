@@ -309,6 +309,15 @@ class ProofLedger:
             self.signal.bump()
         return op
 
+    def known_ys(self, mint_url: str) -> set[str]:
+        """Ys the wallet holds or has handed out in a token not yet settled: a restore
+        must not add these back as spendable."""
+        ys = {r.Y for r in self._proofs.values() if r.mint_url == mint_url}
+        for op in self._ops.values():
+            if op.mint_url == mint_url and op.kind == OpKind.SEND:
+                ys.update(op.send_ys)
+        return ys
+
     def proofs_of(self, op_id: OperationId) -> list[Proof]:
         return [r.proof for r in self._proofs.values() if r.operation_id == op_id]
 
@@ -385,6 +394,9 @@ class ProofLedgerActor(pykka.ThreadingActor):
 
     def proofs_of(self, op_id: OperationId) -> list[Proof]:
         return self.ledger.proofs_of(op_id)
+
+    def known_ys(self, mint_url: str) -> set[str]:
+        return self.ledger.known_ys(mint_url)
 
     def balances(self) -> dict[str, MintBalance]:
         return self.ledger.balances()

@@ -33,6 +33,7 @@ class OpKind(enum.StrEnum):
     SEND = "send"
     RECEIVE = "receive"
     MINT = "mint"
+    RESTORE = "restore"   # proofs found by a wallet restore (always completed)
 
 
 class OpState(enum.StrEnum):
