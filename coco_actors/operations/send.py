@@ -77,11 +77,13 @@ class SendOperationActor(OperationActor):
 
     def execute(self) -> Operation:
         self._require(OpState.PREPARED)
-        op = self._commit(self.op.moved(OpState.EXECUTING))
+        op = self.op
         inputs = wait(self.deps.ledger.proofs_of(op.id), LEDGER_TIMEOUT, "ProofLedger")
         if not op.needs_swap:
+            # no request leaves: nothing to announce, prepared -> pending in one commit
             send, keep = inputs, []
         else:
+            op = self._commit(op.moved(OpState.EXECUTING))
             try:
                 sigs = self.mint.client.swap(inputs, [o.blinded for o in op.outputs])
             except MintRejectedError as exc:
@@ -156,6 +158,9 @@ class SendOperationActor(OperationActor):
     # --- rollback -----------------------------------------------------------------------
 
     def rollback(self) -> Operation:
+        if self.op.state == OpState.ROLLING_BACK:  # an earlier attempt could not finish
+            self._recover_rolling_back()
+            return self.op
         if self.op.state == OpState.PREPARED:
             self._settle(self.op.moved(OpState.ROLLED_BACK), release=self.op.input_ys)
             self._emit("rolled-back")
