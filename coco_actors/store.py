@@ -116,7 +116,12 @@ class Store:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_file = self._acquire_lock()
         try:
-            self.env = lmdb.open(str(self.data_dir / "wallet.lmdb"), subdir=True,
+            # py-lmdb creates the environment directory with ``mode`` (no search bit
+            # with 0600), so make the directory ourselves: 0700 for it, 0600 for files
+            env_dir = self.data_dir / "wallet.lmdb"
+            env_dir.mkdir(mode=0o700, exist_ok=True)
+            env_dir.chmod(0o700)
+            self.env = lmdb.open(str(env_dir), subdir=True,
                                  map_size=map_size, max_dbs=len(DB_NAMES) + 2, sync=True,
                                  metasync=True, lock=True, mode=0o600)
             with self.env.begin(write=True) as txn:

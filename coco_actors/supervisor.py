@@ -222,8 +222,11 @@ class SupervisorActor(pykka.ThreadingActor):
                          and now - op.created_at >= rollback_prepared_after_ms)
                 if stale:
                     futures.append((op, self._spawn(op).proxy().rollback()))
-                else:
-                    count(op.state.value)
+                    continue
+                if op.kind == OpKind.MINT and op.quote_id and self.deps.watcher is not None:
+                    # a quote paid while we were down (or later) still gets minted
+                    self.deps.watcher.watch_quote(op.id, op.mint_url, op.quote_id)
+                count(op.state.value)
             else:
                 futures.append((op, self._spawn(op).proxy().recover()))
         for url, ops_here in pending.items():

@@ -204,8 +204,9 @@ class MintLink(threading.Thread):
         except websocket.WebSocketTimeoutException:
             return False
         except (OSError, websocket.WebSocketException) as exc:
-            log.info("websocket to %s closed (%s); polling until it is back", self.mint_url,
-                     type(exc).__name__)
+            if not self._stopping.is_set():
+                log.info("websocket to %s closed (%s); polling until it is back",
+                         self.mint_url, type(exc).__name__)
             self._drop()
             return False
         if not raw:  # a close frame

@@ -88,3 +88,18 @@ def test_data_dir_cannot_be_opened_twice(wallet: WalletFactory, mint: DevMint) -
     alice.send.rollback(prepared.id)
     alice.close()
     assert balance_of(wallet("alice"), url) == (100, 0, 0)
+
+
+
+def test_data_directory_permissions_allow_the_owner_only(tmp_path) -> None:
+    """py-lmdb would create the environment directory 0600 (no search bit: unusable by
+    any non-root owner); the store makes it 0700 and the files 0600."""
+    from coco_actors.store import Store
+
+    store = Store(tmp_path / "w")
+    store.close()
+    env_dir = tmp_path / "w" / "wallet.lmdb"
+    assert (tmp_path / "w").stat().st_mode & 0o777 == 0o700
+    assert env_dir.stat().st_mode & 0o777 == 0o700
+    assert {f.stat().st_mode & 0o777 for f in env_dir.iterdir()} == {0o600}
+    Store(tmp_path / "w").close()  # and it opens again
