@@ -1,38 +1,656 @@
-"""The ``coco`` command line (click). Thin: parse, call the library, format."""
+"""The ``coco`` command line (click). Thin: parse, call the daemon, format.
+
+Every wallet command talks to ``coco serve`` over its control socket
+(:mod:`coco_actors.control`); only ``init`` and ``serve`` open the wallet
+themselves. Every command takes ``--data-dir`` (or ``COCO_DATA_DIR``) and
+``--json``. Exit codes: 0 success, 1 the wallet said no (insufficient funds,
+unknown operation, mint rejected, ...), 2 usage error, 3 no daemon running.
+"""
 
 from __future__ import annotations
 
-import logging
+import functools
+import json
+import os
 import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import click
 
+from coco_actors.control import (
+    ControlClient,
+    DaemonTimeout,
+    DaemonUnavailable,
+    RequestFailed,
+    default_data_dir,
+    op_path,
+    serve_hint,
+    socket_path,
+)
 from coco_actors.errors import CocoError
 
+#: How long ``coco stop`` waits for the daemon to finish its shutdown.
+STOP_TIMEOUT = 120.0
 
-@click.group()
+
+class DomainError(click.ClickException):
+    """The wallet (or the daemon) said no: exit code 1."""
+
+    exit_code = 1
+
+
+class DaemonDown(click.ClickException):
+    """No daemon answers on the control socket: exit code 3."""
+
+    exit_code = 3
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+class Ui:
+    """What one command invocation needs: where the wallet is, how to print, the client."""
+
+    def __init__(self, data_dir: Path, as_json: bool) -> None:
+        self.data_dir = data_dir
+        self.as_json = as_json
+        self._client: ControlClient | None = None
+
+    @property
+    def client(self) -> ControlClient:
+        if self._client is None:
+            self._client = ControlClient(self.data_dir)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def result(self, data: Any, human: Callable[[], None] | str) -> None:
+        """Print ``data`` as JSON with ``--json``, else the human rendering."""
+        if self.as_json:
+            click.echo(json.dumps(data, indent=2))
+        elif callable(human):
+            human()
+        else:
+            click.echo(human)
+
+    def note(self, text: str) -> None:
+        """A message for the person at the terminal (stderr: stdout stays parseable)."""
+        click.echo(text, err=True)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
+          right: Iterable[int] = ()) -> str:
+    """An aligned text table; the columns in ``right`` are right-aligned (numbers)."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    right_set = set(right)
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right_set else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+
+    return "\n".join([line(list(headers)), *(line(r) for r in cells)])
+
+
+def pairs(items: Iterable[tuple[str, Any]]) -> str:
+    """``key   value`` lines with the values aligned."""
+    items = list(items)
+    width = max(len(k) for k, _ in items)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in items)
+
+
+def when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def sat(n: int) -> str:
+    return f"{n} sat"
+
+
+def balance_table(balances: dict[str, dict[str, int]]) -> str:
+    if not balances:
+        return "no mints yet; add one with: coco mint add URL"
+    return table(["MINT", "SPENDABLE", "RESERVED", "PENDING", "TOTAL"],
+                 [(url, b["spendable"], b["reserved"], b["pending"], b["total"])
+                  for url, b in sorted(balances.items())], right=(1, 2, 3, 4))
+
+
+def operations_table(ops: Sequence[dict[str, Any]]) -> str:
+    return table(["ID", "TYPE", "AMOUNT", "FEE", "STATE", "MINT", "CREATED"],
+                 [(o.get("id") or o.get("operation_id"), o.get("kind") or o.get("type"),
+                   o["amount"], o["fee"], o["state"], o["mint_url"], when(o["created_at"]))
+                  for o in ops], right=(2, 3))
+
+
+def operation_details(op: dict[str, Any]) -> str:
+    rows = [("operation", op["id"]), ("kind", op["kind"]), ("state", op["state"]),
+            ("mint", op["mint_url"]), ("amount", sat(op["amount"])), ("fee", sat(op["fee"]))]
+    if op["kind"] == "send":
+        rows += [("total input", sat(op["input_amount"])),
+                 ("swap", "yes" if op["needs_swap"] else "no (exact proofs)")]
+    rows += [("created", when(op["created_at"])), ("updated", when(op["updated_at"]))]
+    if op.get("error"):
+        rows.append(("error", op["error"]))
+    return pairs(rows)
+
+
+# --- commands: options and errors common to all -----------------------------------------
+
+
+def _data_dir(value: Path | None) -> Path:
+    return (value.expanduser() if value is not None else default_data_dir()).absolute()
+
+
+def wallet_command(group: click.Group, name: str | None = None,
+                   **attrs: Any) -> Callable[[Callable[..., None]], click.Command]:
+    """A command with ``--data-dir`` and ``--json`` whose errors become one line and an
+    exit code: the callback gets a :class:`Ui` first."""
+
+    def decorate(fn: Callable[..., None]) -> click.Command:
+        @group.command(name, **attrs)
+        @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                      envvar="COCO_DATA_DIR", show_envvar=True, metavar="DIR",
+                      help="the wallet's data directory [default: the user data directory"
+                           " + coco-actors]")
+        @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+        @functools.wraps(fn)
+        def command(data_dir: Path | None, as_json: bool, **kwargs: Any) -> None:
+            ui = Ui(_data_dir(data_dir), as_json)
+            try:
+                fn(ui, **kwargs)
+            except DaemonUnavailable as exc:
+                raise DaemonDown(str(exc)) from None
+            except RequestFailed as exc:
+                if as_json:
+                    click.echo(json.dumps({"error": exc.error}, indent=2))
+                raise DomainError(exc.message) from None
+            except DaemonTimeout as exc:
+                raise DomainError(str(exc)) from None
+            except CocoError as exc:  # init and serve, which open the wallet themselves
+                raise DomainError(str(exc)) from None
+            finally:
+                ui.close()
+
+        return command
+
+    return decorate
+
+
+class CocoGroup(click.Group):
+    """Errors are one line: an unexpected one too (COCO_DEBUG=1 shows its traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("COCO_DEBUG"):
+                raise
+            raise DomainError(f"unexpected {type(exc).__name__}: {exc}"
+                              " (COCO_DEBUG=1 shows the traceback)") from exc
+
+
+@click.group("coco", cls=CocoGroup)
 @click.version_option(package_name="coco-actors", prog_name="coco")
-@click.option("-v", "--verbose", is_flag=True, help="log every operation transition")
-def main(verbose: bool) -> None:
-    """coco-actors: a crash-safe Cashu ecash wallet."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def main() -> None:
+    """coco-actors: a crash-safe Cashu ecash wallet.
+
+    \b
+    Start here:
+      coco init                  create a wallet (prints its mnemonic once)
+      coco serve                 run the wallet daemon (foreground)
+      coco mint add URL          trust a mint
+      coco invoice 1000 --mint URL
+      coco send 100 --mint URL   prints a token
+      coco receive TOKEN
+    """
+
+
+# --- the wallet itself: init, serve, stop, status ------------------------------------------
+
+
+@wallet_command(main)
+@click.option("--restore", is_flag=True,
+              help="restore from an existing mnemonic (asked for, or read from stdin)")
+@click.option("--mint", "mints", multiple=True, metavar="URL",
+              help="trust this mint right away (repeatable)")
+def init(ui: Ui, restore: bool, mints: tuple[str, ...]) -> None:
+    """Create a wallet (no daemon needed); prints its mnemonic once.
+
+    With --restore the wallet takes the mnemonic you give, and restores its
+    proofs from each --mint (NUT-09). Later: coco mint add URL --restore.
+    """
+    from coco_actors.daemon import init_wallet
+
+    mnemonic = _read_mnemonic() if restore else None
+    res = init_wallet(ui.data_dir, mnemonic=mnemonic, mints=mints)
+    data = {"data_dir": str(res.data_dir), "mints": res.mints, "restored": res.restored,
+            "restore_supported": res.restore_supported, "errors": res.errors}
+    if not restore:
+        data["mnemonic"] = res.mnemonic
+
+    def human() -> None:
+        if restore:
+            click.echo(f"restored the wallet seed into {res.data_dir}")
+            if mints and not res.restore_supported:
+                ui.note("note: this version cannot restore proofs from a mint yet (NUT-09);"
+                        " the seed is in place for when it can")
+            for url, report in res.restored.items():
+                click.echo(f"restored {_restored(report)} from {url}")
+        else:
+            click.echo(f"created a wallet in {res.data_dir}")
+            click.echo("mnemonic (shown only this once: write it down and keep it secret,"
+                       " it is the key to the funds):")
+            click.echo(f"\n    {res.mnemonic}\n")
+        for url in res.mints:
+            click.echo(f"trusts mint {url}")
+        click.echo(f"start the daemon with: {serve_hint(res.data_dir)}")
+
+    ui.result(data, human)
+    if res.errors:  # after the mnemonic was shown: the wallet exists regardless
+        raise DomainError("; ".join(f"could not add mint {url}: {why}"
+                                    for url, why in res.errors.items()))
+
+
+def _read_mnemonic() -> str:
+    if sys.stdin.isatty():
+        text = click.prompt("mnemonic (12 or 24 words)", hide_input=True, err=True)
+    else:
+        text = sys.stdin.read()
+    return " ".join(text.lower().split())
+
+
+@wallet_command(main)
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="also append the log to this file (created 0600)")
+@click.option("--rollback-prepared-after", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="at start, roll back sends prepared longer ago than this [default: never]")
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
+          verbose: bool) -> None:
+    """Run the wallet daemon in the foreground (SIGTERM or Ctrl-C stops it).
+
+    Opens the wallet (recovery runs first), starts the watcher and answers on
+    DIR/control.sock. Logs go to stderr, one line per operation transition;
+    --json logs JSON lines.
+    """
+    from coco_actors import daemon
+    from coco_actors.store import WalletLockedError
+
+    daemon.configure_logging(log_file=log_file, verbose=verbose, as_json=ui.as_json)
+    try:
+        daemon.serve(ui.data_dir, rollback_prepared_after=rollback_prepared_after)
+    except WalletLockedError:
+        raise DomainError(f"a coco daemon (or another wallet process) already has {ui.data_dir}"
+                          f" open; stop it with: coco stop --data-dir {ui.data_dir}") from None
+
+
+@wallet_command(main)
+def stop(ui: Ui) -> None:
+    """Stop the daemon gracefully and wait until it is down."""
+    answer = ui.client.post("/stop")
+    sock = socket_path(ui.data_dir)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the daemon removes its socket last: nothing else to wait on
+    if sock.exists():
+        raise DomainError(f"the daemon (pid {answer.get('pid')}) is still shutting down after"
+                          f" {STOP_TIMEOUT:.0f} s")
+    ui.result({"stopped": True, "pid": answer.get("pid")},
+              f"coco daemon {answer.get('pid')} stopped")
+
+
+@wallet_command(main)
+def status(ui: Ui) -> None:
+    """Is the daemon up; its mints, balances and operations not at rest."""
+    s = ui.client.get("/status")
+
+    def human() -> None:
+        d = s["daemon"]
+        click.echo(pairs([("daemon", f"running, pid {d['pid']}, up {_duration(d['uptime_s'])}"),
+                          ("version", d["version"]), ("data dir", d["data_dir"]),
+                          ("socket", d["socket"])]))
+        click.echo()
+        click.echo(balance_table(s["balances"]))
+        click.echo()
+        if s["pending"]:
+            click.echo(f"{len(s['pending'])} operation(s) not at rest:")
+            click.echo(operations_table(s["pending"]))
+        else:
+            click.echo("no operations in progress")
+
+    ui.result(s, human)
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    h, m = divmod(s // 60, 60)
+    return f"{h}h {m}m" if h else f"{m}m {s % 60}s" if m else f"{s}s"
+
+
+# --- mints ----------------------------------------------------------------------------------
+
+
+@main.group("mint")
+def mint_group() -> None:
+    """The mints the wallet trusts."""
+
+
+@wallet_command(mint_group, "add")
+@click.argument("url")
+@click.option("--restore", is_flag=True, help="also restore this wallet's proofs from the mint")
+def mint_add(ui: Ui, url: str, restore: bool) -> None:
+    """Trust a mint: fetch and verify its keysets."""
+    res = ui.client.post("/mints", {"url": url, "restore": restore})
+    name = f" ({res['mint']['name']})" if res["mint"].get("name") else ""
+    text = f"added mint {res['mint']['url']}{name}"
+    if "restored" in res:
+        text += f"\nrestored {_restored(res['restored'])}"
+    ui.result(res, text)
+
+
+def _restored(report: Any) -> str:
+    if not isinstance(report, dict):
+        return str(report)
+    return f"{sat(report.get('restored', 0))} in {report.get('proofs', 0)} proof(s)"
+
+
+@wallet_command(mint_group, "list")
+def mint_list(ui: Ui) -> None:
+    """The trusted mints."""
+    mints = ui.client.get("/mints")
+    ui.result(mints, table(["URL", "NAME", "ADDED"],
+                           [(m["url"], m.get("name") or "-", when(m["added_at"]))
+                            for m in mints]) if mints else "no mints yet; add one with:"
+                                                           " coco mint add URL")
+
+
+@wallet_command(mint_group, "info")
+@click.argument("url")
+def mint_info(ui: Ui, url: str) -> None:
+    """What a trusted mint says about itself (NUT-06)."""
+    info = ui.client.get("/mints/info", url=url)
+    ui.result(info, lambda: click.echo(pairs([
+        ("url", info["url"]), ("name", info.get("name") or "-"),
+        ("version", info.get("version") or "-"), ("pubkey", info.get("pubkey") or "-"),
+        ("description", info.get("description") or "-"),
+        ("nuts", ", ".join(info["nuts"]) or "-")])))
+
+
+@wallet_command(main)
+@click.option("--mint", metavar="URL", help="only this mint")
+def balance(ui: Ui, mint: str | None) -> None:
+    """Balances per mint: spendable, reserved (by operations), pending (unclaimed sends)."""
+    balances = ui.client.get("/balance", mint=mint)
+    ui.result(balances, lambda: click.echo(balance_table(balances)))
+
+
+# --- minting ------------------------------------------------------------------------------
+
+
+@wallet_command(main)
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--mint", required=True, metavar="URL", help="the mint to mint at")
+@click.option("--no-wait", is_flag=True, help="return at once; the daemon mints once paid")
+@click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="seconds to wait for the payment")
+def invoice(ui: Ui, amount: int, mint: str, no_wait: bool, timeout: float) -> None:
+    """Ask the mint for a bolt11 invoice of AMOUNT sat, wait until it is paid, mint."""
+    quote = ui.client.post("/mint/quote", {"mint_url": mint, "amount": amount})
+    if not ui.as_json:
+        click.echo(pairs([("invoice", f"{sat(amount)} at {mint}"),
+                          ("operation", quote["operation_id"]), ("request", quote["request"])]))
+    if no_wait or not quote["operation_id"]:
+        ui.result(quote, "the daemon mints it once it is paid: see coco balance")
+        return
+    op = _wait_paid(ui, quote["operation_id"], timeout)
+    if op["state"] != "completed":
+        raise DomainError(f"the quote could not be minted: {op.get('error') or op['state']}")
+    balances = ui.client.get("/balance", mint=mint)
+    spendable = next(iter(balances.values()))["spendable"]
+    ui.result({**quote, "operation": op, "balance": balances},
+              f"paid: minted {sat(op['amount'])}; spendable now {sat(spendable)}")
+
+
+def _wait_paid(ui: Ui, op_id: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    spinner = _Spinner("waiting for payment", enabled=not ui.as_json)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DomainError(f"not paid within {timeout:g} s; the daemon keeps watching"
+                                  " the quote and mints it once paid (see coco history)")
+            res = ui.client.post("/mint/wait", {"operation_id": op_id, "timeout": min(1.0, left)})
+            if res["done"]:
+                return res["operation"]  # type: ignore[no-any-return]
+            spinner.tick()
+    except KeyboardInterrupt:
+        spinner.done()
+        ui.note("stopped waiting; the daemon mints the quote once it is paid")
+        raise click.exceptions.Exit(130) from None
+    finally:
+        spinner.done()
+
+
+class _Spinner:
+    """A progress line on stderr: animated on a terminal, one line otherwise."""
+
+    FRAMES = "|/-\\"
+
+    def __init__(self, text: str, *, enabled: bool) -> None:
+        self._text = text
+        self._enabled = enabled
+        self._tty = sys.stderr.isatty()
+        self._start = time.monotonic()
+        self._n = 0
+        self._shown = False
+
+    def tick(self) -> None:
+        if not self._enabled:
+            return
+        if self._tty:
+            frame = self.FRAMES[self._n % len(self.FRAMES)]
+            click.echo(f"\r{frame} {self._text} {time.monotonic() - self._start:.0f}s ",
+                       err=True, nl=False)
+        elif not self._shown:
+            click.echo(f"{self._text}...", err=True)
+        self._shown = True
+        self._n += 1
+
+    def done(self) -> None:
+        if self._enabled and self._tty and self._shown:
+            click.echo("\r\033[K", err=True, nl=False)
+        self._shown = False
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+class _SendContext(click.Context):
+    """Usage of ``coco send AMOUNT`` reads ``coco send``, not the hidden command's name."""
+
+    @property
+    def command_path(self) -> str:
+        return self.parent.command_path if self.parent is not None else super().command_path
+
+
+class _SendAmountCommand(click.Command):
+    context_class = _SendContext
+
+
+class SendGroup(click.Group):
+    """``coco send AMOUNT --mint URL`` and ``coco send SUBCOMMAND ...``: anything that is
+    not a subcommand goes to the hidden ``amount`` command."""
+
+    default_command = "amount"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "AMOUNT --mint URL [--yes] [--prepare-only]")
+        formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix="   or: ")
+
+
+@main.group("send", cls=SendGroup, no_args_is_help=True)
+def send_group() -> None:
+    """Send ecash: prepare, confirm, execute; prints a token.
+
+    \b
+    coco send AMOUNT --mint URL    prepare, show amount and fees, confirm, print the token
+    coco send execute ID           execute a send prepared with --prepare-only
+    coco send rollback ID          undo a send: release it, or reclaim an unclaimed token
+    coco send show ID              one send (with its token while unclaimed)
+    coco send pending              sends not at rest
+    """
+
+
+@wallet_command(send_group, "amount", cls=_SendAmountCommand, hidden=True)
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--mint", required=True, metavar="URL", help="the mint whose ecash to send")
+@click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation")
+@click.option("--prepare-only", is_flag=True,
+              help="stop after prepare (then: coco send execute ID, or rollback ID)")
+def send_amount(ui: Ui, amount: int, mint: str, yes: bool, prepare_only: bool) -> None:
+    """Send AMOUNT sat: prepare, show amount and fees, confirm, print the token."""
+    op = ui.client.post("/send/prepare", {"mint_url": mint, "amount": amount})
+    if prepare_only:
+        ui.result(op, f"{operation_details(op)}\n\nnext: coco send execute {op['id']}"
+                      f"   (or: coco send rollback {op['id']})")
+        return
+    if not ui.as_json:
+        ui.note(pairs([("amount", sat(op["amount"])), ("fee", sat(op["fee"])),
+                       ("total input", sat(op["input_amount"])), ("operation", op["id"])]))
+    if not yes:
+        try:
+            confirmed = click.confirm(f"send {sat(amount)} (fee {sat(op['fee'])})?", err=True)
+        except click.Abort:
+            confirmed = False
+        if not confirmed:
+            ui.client.post(op_path("/send", op["id"], "/rollback"))
+            raise DomainError(f"cancelled: send {op['id']} rolled back, nothing was sent")
+    _execute(ui, op["id"])
+
+
+def _execute(ui: Ui, op_id: str) -> None:
+    res = ui.client.post(op_path("/send", op_id, "/execute"))
+    op = res["operation"]
+
+    def human() -> None:
+        ui.note(f"send {op['id']} is {op['state']}: a token of {sat(op['amount'])}"
+                f" (send fee {sat(op['fee'])})")
+        click.echo(res["token"])  # alone on stdout: TOKEN=$(coco send ...) works
+
+    ui.result(res, human)
+
+
+@wallet_command(send_group, "execute")
+@click.argument("operation_id", metavar="ID")
+def send_execute(ui: Ui, operation_id: str) -> None:
+    """Execute a prepared send and print its token."""
+    _execute(ui, operation_id)
+
+
+@wallet_command(send_group, "rollback")
+@click.argument("operation_id", metavar="ID")
+def send_rollback(ui: Ui, operation_id: str) -> None:
+    """Undo a send: release a prepared one, reclaim the token of a pending one."""
+    op = ui.client.post(op_path("/send", operation_id, "/rollback"))
+    ui.result(op, f"send {op['id']} is {op['state']}")
+
+
+@wallet_command(send_group, "show")
+@click.argument("operation_id", metavar="ID")
+def send_show(ui: Ui, operation_id: str) -> None:
+    """One send, with its token while it is unclaimed."""
+    op = ui.client.get(op_path("/send", operation_id))
+
+    def human() -> None:
+        click.echo(operation_details(op))
+        if op.get("token"):
+            click.echo(f"token        {op['token']}")
+
+    ui.result(op, human)
+
+
+@wallet_command(send_group, "pending")
+def send_pending(ui: Ui) -> None:
+    """Sends not at rest (prepared, pending, or being rolled back)."""
+    ops = ui.client.get("/send/pending")
+    ui.result(ops, operations_table(ops) if ops else "no pending sends")
+
+
+# --- receiving, history, events -------------------------------------------------------------
+
+
+@wallet_command(main)
+@click.argument("token")
+def receive(ui: Ui, token: str) -> None:
+    """Swap a token into the wallet (TOKEN, or - to read it from stdin)."""
+    if token == "-":
+        token = sys.stdin.read().strip()
+    op = ui.client.post("/receive", {"token": token})
+    ui.result(op, f"received {sat(op['amount'])} from {op['mint_url']}"
+                  f" (mint fee {sat(op['fee'])}); operation {op['id']} is {op['state']}")
+
+
+@wallet_command(main)
+@click.option("--limit", type=click.IntRange(min=1), help="only the newest N")
+def history(ui: Ui, limit: int | None) -> None:
+    """Every operation, newest first."""
+    entries = ui.client.get("/history", limit=limit)
+    ui.result(entries, operations_table(entries) if entries else "no operations yet")
+
+
+@wallet_command(main)
+@click.option("-f", "--follow", is_flag=True, help="keep printing new events (Ctrl-C stops)")
+def events(ui: Ui, follow: bool) -> None:
+    """The daemon's recent wallet events (one JSON object a line with --json)."""
+    seen = 0
+    try:
+        for event in ui.client.stream("/events", follow=1 if follow else None):
+            seen += 1
+            if ui.as_json:
+                click.echo(json.dumps(event))
+            else:
+                op = event.get("operation") or {}
+                click.echo(f"{when(event['time'])}  {event['event']:<19} {event['operation_id']}"
+                           f"  {op.get('amount', '-'):>6} sat  {op.get('state', '-')}")
+    except KeyboardInterrupt:
+        return
+    if follow:
+        ui.note("the daemon stopped")
+    elif not seen and not ui.as_json:
+        click.echo("no events since the daemon started")
+
+
+# --- the main job -------------------------------------------------------------------------
 
 
 @main.command()
 @click.option("--fee", "input_fee_ppk", type=click.IntRange(0, 1000), default=100,
               show_default=True, help="input fee of the development mint, in ppk")
 def demo(input_fee_ppk: int) -> None:
-    """Run the wallet end to end against a local development mint."""
-    from coco_actors.demo import run
+    """Run the wallet service end to end against a local development mint."""
+    from coco_actors.demo import DemoError, run
 
     try:
         run(input_fee_ppk=input_fee_ppk, out=click.echo)
-    except CocoError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (DemoError, CocoError) as exc:
+        raise DomainError(str(exc)) from exc
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="coco")

@@ -132,7 +132,9 @@ class ControlClient:
     def request(self, method: str, path: str, *, body: dict[str, Any] | None = None,
                 params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         """Send one request and return the decoded JSON answer, or raise a ControlError."""
-        kwargs: dict[str, Any] = {"params": _params(params)}
+        kwargs: dict[str, Any] = {}
+        if _params(params):  # an empty mapping would drop a query already in ``path``
+            kwargs["params"] = _params(params)
         if body is not None:
             kwargs["json"] = body
         if timeout is not None:

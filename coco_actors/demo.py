@@ -1,88 +1,244 @@
-"""The README's main job: the wallet end to end against a local development mint.
+"""The README's main job: the wallet *service* end to end against a local development mint.
 
-Starts a Nutshell mint (FakeWallet lightning, 127.0.0.1), opens two wallets,
-and walks through invoice -> mint -> send -> receive (second wallet) ->
-rollback of an unclaimed send -> history, printing each step and checking the
-balances to the sat. Leaves nothing running.
+Starts a Nutshell mint (FakeWallet lightning, 127.0.0.1), creates two wallets
+with ``coco init``, runs a ``coco serve`` daemon for each in the background and
+drives them with the ``coco`` CLI, printing every command and its output:
+invoice -> send -> receive (in the second wallet) -> rollback of an unclaimed
+send -> history. Every balance is checked to the sat (``DemoError`` when off).
+Leaves nothing running: the daemons and the mint are stopped on the way out,
+also on an error, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+import shlex
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from coco_actors.coco import Coco
+from coco_actors.control import ControlClient, ControlError
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.devmint import DevMint
 from coco_actors.tokens import decode
 
+#: Seconds a daemon gets to answer after it was started, and a send to be seen claimed.
+READY_TIMEOUT = 30.0
+#: Seconds one CLI command may take.
+COMMAND_TIMEOUT = 120.0
+
+_TOKEN = re.compile(r"cashu[AB][A-Za-z0-9_\-+/=]+")
+
+
+class DemoError(Exception):
+    """A step of the demo did not give the expected result."""
+
+
+def coco_command() -> list[str]:
+    """The ``coco`` console script next to this interpreter, else ``python -m cli``."""
+    script = Path(sys.executable).with_name("coco")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
 
 def run(*, input_fee_ppk: int = 100, out: Callable[[str], Any] = print,
         work_dir: Path | None = None) -> None:
-    with tempfile.TemporaryDirectory(prefix="coco-demo-") as tmp:
-        root = Path(work_dir or tmp)
+    """Run the demo; ``out`` gets every line it prints."""
+    with _stop_on_sigterm(), tempfile.TemporaryDirectory(prefix="coco-demo-") as tmp:
+        root = Path(work_dir or tmp).absolute()
+        root.mkdir(parents=True, exist_ok=True)
         out(f"starting a local development mint (Nutshell, FakeWallet, fee {input_fee_ppk} ppk)")
-        with DevMint(root / "mint", input_fee_ppk=input_fee_ppk) as mint:
+        with DevMint(root / "mint", input_fee_ppk=input_fee_ppk) as mint, \
+                _Session(root, out) as demo:
             out(f"  mint listening at {mint.url}")
-            with Coco.open(root / "alice") as alice, Coco.open(root / "bob") as bob:
-                _walk(mint.url, alice, bob, input_fee_ppk, out)
-    out("done: mint stopped, wallets closed")
+            _walk(demo, mint.url, input_fee_ppk)
+        out("done: daemons stopped, mint stopped")
 
 
-def _walk(url: str, alice: Coco, bob: Coco, ppk: int, out: Callable[[str], Any]) -> None:
-    def show(who: str, coco: Coco) -> None:
-        b = coco.balance()[url]
-        out(f"  {who:5}: spendable {b.spendable:5}  reserved {b.reserved:3}"
-            f"  pending {b.pending:4}")
+class _Session:
+    """Runs ``coco`` commands in ``root`` (wallets are ``alice`` and ``bob`` there) and
+    owns the daemons it starts."""
 
-    finalized = threading.Event()
-    alice.on("send:finalized", lambda payload: finalized.set())
-    for wallet in (alice, bob):
-        wallet.mints.add(url)
+    def __init__(self, root: Path, out: Callable[[str], Any]) -> None:
+        self.root = root
+        self.out = out
+        self.coco = coco_command()
+        self.daemons: dict[str, subprocess.Popen[bytes]] = {}
 
-    out("1. invoice: alice asks the mint for a 1000 sat bolt11 quote")
-    quote = alice.mint.create_quote(url, 1000)
-    out(f"  request {quote.request[:40]}... (FakeWallet pays it)")
-    alice.mint.redeem(quote.id, timeout=30)
-    show("alice", alice)
+    def __enter__(self) -> _Session:
+        return self
 
-    out("2. send: alice prepares and executes a send of 100 sat")
-    prepared = alice.send.prepare_send(url, 100)
-    out(f"  fee {prepared.fee}, inputs {prepared.input_amount}, swap {prepared.needs_swap}")
-    op, token = alice.send.execute_prepared_send(prepared.id)
-    out(f"  operation {op.id} is {op.state.value}; token of {len(token)} chars (not shown)")
-    show("alice", alice)
-    _expect(alice.balance()[url].spendable == 1000 - 100 - prepared.fee, "alice's change")
+    def __exit__(self, *exc: object) -> None:
+        for name, proc in self.daemons.items():
+            if proc.poll() is None:
+                proc.terminate()  # SIGTERM: a graceful shutdown
+                try:
+                    proc.wait(timeout=READY_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    self.out(f"  daemon of {name} did not stop; killing it")
+                    proc.kill()
+                    proc.wait()
 
-    out("3. receive: bob swaps the token into his wallet")
-    received = bob.receive(token)
+    def cli(self, *args: str, show: bool = True, stdin: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``coco ARGS``; print the command and its output (tokens shortened)."""
+        if show:
+            self.out(_hide_tokens(f"$ coco {' '.join(shlex.quote(a) for a in args)}"))
+        proc = subprocess.run([*self.coco, *args], cwd=self.root, input=stdin, text=True,
+                              capture_output=True, timeout=COMMAND_TIMEOUT, check=False)
+        if show:
+            for line in (proc.stderr + proc.stdout).splitlines():
+                self.out(f"  {_hide_tokens(line)}")
+        if check and proc.returncode != 0:
+            raise DemoError(f"coco {args[0]} failed with exit code {proc.returncode}:"
+                            f" {_hide_tokens(proc.stderr.strip())}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json", show=False).stdout)
+
+    def serve(self, name: str) -> None:
+        """``coco serve --data-dir NAME`` in the background, until its socket answers."""
+        self.out(f"$ coco serve --data-dir {name} 2>{name}.log &")
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 (the child holds it)
+        with log:
+            proc = subprocess.Popen([*self.coco, "serve", "--data-dir", name], cwd=self.root,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=log)
+        self.daemons[name] = proc
+        deadline = time.monotonic() + READY_TIMEOUT
+        with ControlClient(self.root / name) as client:
+            while True:
+                try:
+                    client.get("/status")
+                    break
+                except ControlError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        tail = (self.root / f"{name}.log").read_text()[-2000:]
+                        raise DemoError(f"the daemon of {name} did not start:\n{tail}") from None
+                    time.sleep(0.05)  # another process: nothing to wait on but its socket
+        self.out(f"  daemon of {name} is up (pid {proc.pid})")
+
+    def stop(self, name: str) -> None:
+        self.cli("stop", "--data-dir", name)
+        self.daemons[name].wait(timeout=READY_TIMEOUT)
+
+    def balance(self, name: str, url: str) -> dict[str, int]:
+        b: dict[str, int] = self.json("balance", "--data-dir", name, "--mint", url)[url]
+        self.out(f"  = {name:5}  spendable {b['spendable']:4}  reserved {b['reserved']:3}"
+                 f"  pending {b['pending']:3}")
+        return b
+
+
+def _walk(demo: _Session, url: str, ppk: int) -> None:
+    out = demo.out
+    out("\n1. two wallets, each served by its own daemon")
+    for name in ("alice", "bob"):
+        demo.out(f"$ coco init --data-dir {name}")
+        created = demo.json("init", "--data-dir", name)
+        out(f"  created a wallet in {created['data_dir']}; coco init prints its mnemonic"
+            " once (not shown here)")
+        demo.serve(name)
+        demo.cli("mint", "add", url, "--data-dir", name)
+
+    out("\n2. invoice: alice asks for 1000 sat; the FakeWallet mint pays it at once")
+    demo.cli("invoice", "1000", "--mint", url, "--data-dir", "alice")
+    _expect(demo.balance("alice", url) == _b(1000, 0, 0), "alice's minted balance")
+
+    out("\n3. send: alice sends 100 sat and gets a token")
+    res = demo.cli("send", "100", "--mint", url, "--yes", "--data-dir", "alice")
+    token = res.stdout.strip()
+    send = demo.json("send", "show", _op_id(res.stderr), "--data-dir", "alice")
+    _expect(send["state"] == "pending", "the send is pending")
+    _expect(demo.balance("alice", url) == _b(1000 - 100 - send["fee"], 0, 100),
+            "alice's balance after the send")
+
+    out("\n4. receive: bob swaps the token into his wallet")
+    demo.cli("receive", "-", "--data-dir", "bob", stdin=token)
     receive_fee = fee_for(ppk for _ in decode(token).proofs)
-    out(f"  bob received {received.amount} (token 100, mint fee {receive_fee})")
-    _expect(bob.balance()[url].spendable == 100 - receive_fee, "bob's balance")
-    alice.send.check_pending()
-    _expect(finalized.wait(10), "send:finalized")
-    out(f"  alice's send is {alice.send.get_operation(op.id).state.value}")  # type: ignore[union-attr]
-    show("alice", alice)
-    show("bob", bob)
+    out(f"  (the token holds {len(decode(token).proofs)} proofs: mint fee {receive_fee} sat)")
+    _expect(demo.balance("bob", url) == _b(100 - receive_fee, 0, 0), "bob's balance")
+    out("  alice's daemon sees the token spent (watcher) and finalizes her send:")
+    _await_state(demo, "alice", send["id"], "completed")
+    demo.cli("send", "show", send["id"], "--data-dir", "alice")
+    _expect(demo.balance("alice", url) == _b(1000 - 100 - send["fee"], 0, 0),
+            "alice's balance after the send completed")
 
-    out("4. rollback: alice sends 50 sat, nobody claims it, she takes it back")
-    before = alice.balance()[url].spendable
-    p2 = alice.send.prepare_send(url, 50)
-    op2, token2 = alice.send.execute_prepared_send(p2.id)
-    back = alice.send.rollback(op2.id)
+    out("\n5. rollback: alice sends 50 sat, nobody claims it, she takes it back")
+    before = demo.json("balance", "--data-dir", "alice")[url]["spendable"]
+    res = demo.cli("send", "50", "--mint", url, "--yes", "--data-dir", "alice")
+    token2, op_id = res.stdout.strip(), _op_id(res.stderr)
+    fee2 = demo.json("send", "show", op_id, "--data-dir", "alice")["fee"]
+    demo.cli("send", "rollback", op_id, "--data-dir", "alice")
     reclaim_fee = fee_for(ppk for _ in decode(token2).proofs)
-    out(f"  {back.state.value}: send fee {p2.fee}, reclaim fee {reclaim_fee}")
-    _expect(alice.balance()[url].spendable == before - p2.fee - reclaim_fee, "reclaimed")
-    show("alice", alice)
+    out(f"  (send fee {fee2} sat, reclaim swap fee {reclaim_fee} sat)")
+    _expect(demo.balance("alice", url) == _b(before - fee2 - reclaim_fee, 0, 0),
+            "alice's balance after the rollback")
+    out("  bob tries the reclaimed token anyway; the mint refuses it (exit code 1):")
+    late = demo.cli("receive", token2, "--data-dir", "bob", check=False)
+    _expect(late.returncode == 1, "the reclaimed token is refused")
+    _expect(demo.balance("bob", url) == _b(100 - receive_fee, 0, 0), "bob's balance unchanged")
 
-    out("5. history (newest first)")
-    for entry in alice.history.get_history():
-        out(f"  {entry.type:8} {entry.amount:5} sat  {entry.state}")
+    out("\n6. history (newest first)")
+    demo.cli("history", "--data-dir", "alice")
+    demo.cli("history", "--data-dir", "bob")
+
+    out("\n7. stop the daemons")
+    for name in ("alice", "bob"):
+        demo.stop(name)
+
+
+def _b(spendable: int, reserved: int, pending: int) -> dict[str, int]:
+    return {"spendable": spendable, "reserved": reserved, "pending": pending,
+            "total": spendable + reserved + pending}
+
+
+def _op_id(stderr: str) -> str:
+    match = re.search(r"^operation\s+([0-9a-f]{32})$", stderr, re.M)
+    if match is None:
+        raise DemoError(f"no operation id in the output of coco send: {stderr!r}")
+    return match.group(1)
+
+
+def _await_state(demo: _Session, name: str, op_id: str, state: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while demo.json("send", "show", op_id, "--data-dir", name)["state"] != state:
+        if time.monotonic() > deadline:
+            raise DemoError(f"send {op_id} did not become {state} within {READY_TIMEOUT:.0f} s")
+        time.sleep(0.1)  # the daemon finalizes on its own; the demo just looks
 
 
 def _expect(ok: bool, what: str) -> None:
     if not ok:
-        raise RuntimeError(f"demo check failed: {what}")
+        raise DemoError(f"demo check failed: {what}")
+
+
+def _hide_tokens(line: str) -> str:
+    return _TOKEN.sub(lambda m: f"{m.group()[:12]}... ({len(m.group())} chars)", line)
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) unwind like Ctrl-C, so the daemons and the mint get stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+

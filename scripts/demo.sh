@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: installs the project into ./.venv, then runs the
-# wallet end to end against a local development mint (installed and started on
-# 127.0.0.1 by the demo itself, stopped when it ends). Extra arguments go to
-# `coco demo`, e.g. ./scripts/demo.sh --fee 0
+# wallet *service* end to end: a local development mint (Nutshell with FakeWallet on
+# 127.0.0.1, installed once into ~/.cache/coco-actors), two `coco serve` daemons in the
+# background, and the `coco` CLI driving them through invoice -> send -> receive ->
+# rollback -> history, every balance checked to the sat. `coco demo` (the driver,
+# coco_actors/demo.py) prints each command it runs and stops the daemons and the mint
+# on any exit (error, Ctrl-C, SIGTERM). Extra arguments go to it: ./scripts/demo.sh --fee 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}

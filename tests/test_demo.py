@@ -1,15 +1,41 @@
-"""The README's main job must stay true: it checks its own balances and raises if off."""
+"""The README's main job must stay true: the service demo checks its own balances.
+
+It runs the same driver as ``./scripts/demo.sh`` (``coco demo``): a real mint, two
+``coco serve`` daemons, the ``coco`` CLI in child processes. The driver raises on any
+balance that is off; here the printed balances are pinned to the sat as well.
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from coco_actors.demo import run
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "demo.sh"
 
 
 def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
     lines: list[str] = []
     run(input_fee_ppk=100, out=lines.append, work_dir=tmp_path)
     text = "\n".join(lines)
-    assert "bob received 99 (token 100, mint fee 1)" in text
-    assert "send        50 sat  rolled_back" in text
-    assert lines[-1].startswith("done")
-    assert "cashuB" not in text  # never print a token
+    balances = [line.strip() for line in lines if line.strip().startswith("= ")]
+    assert balances == [
+        "= alice  spendable 1000  reserved   0  pending   0",   # minted
+        "= alice  spendable  899  reserved   0  pending 100",   # sent 100, swap fee 1
+        "= bob    spendable   99  reserved   0  pending   0",   # received, mint fee 1
+        "= alice  spendable  899  reserved   0  pending   0",   # bob claimed it: completed
+        "= alice  spendable  898  reserved   0  pending   0",   # 50 sent and reclaimed, fee 1
+        "= bob    spendable   99  reserved   0  pending   0",   # the reclaimed token refused
+    ]
+    assert "received 99 sat from" in text
+    assert re.search(r"^\s+state\s+completed$", text, re.M)
+    assert re.search(r"send \w{32} is rolled_back", text)
+    assert re.search(r"send\s+50\s+0\s+rolled_back", text)
+    assert lines[-1] == "done: daemons stopped, mint stopped"
+    assert not re.search(r"cashuB[A-Za-z0-9_-]{40}", text)  # tokens are shortened
+    assert not list(tmp_path.glob("*/control.sock"))  # the daemons removed their sockets
+
+
+def test_demo_script_runs_this_driver():
+    assert SCRIPT.read_text().rstrip().endswith('exec .venv/bin/coco demo "$@"')
