@@ -140,7 +140,8 @@ class MintLink(threading.Thread):
     def _connect(self) -> bool:
         url = "ws" + self.mint_url[len("http"):] + "/v1/ws"
         try:
-            ws = websocket.create_connection(url, timeout=self._config.connect_timeout)
+            ws = websocket.create_connection(url, timeout=self._config.connect_timeout,
+                                             skip_utf8_validation=True)
         except (OSError, websocket.WebSocketException) as exc:
             log.info("websocket to %s unavailable (%s); polling", self.mint_url,
                      type(exc).__name__)
@@ -189,11 +190,16 @@ class MintLink(threading.Thread):
                 return
 
     def _send_new(self) -> None:
-        while self._ws is not None:
+        """Subscribe everything added since the last tick, one request per kind: the
+        mint does one lookup per request, not one per pending send."""
+        batched: dict[str, list[str]] = {}
+        while True:
             try:
                 kind, filters = self._new.get_nowait()
             except queue.Empty:
-                return
+                break
+            batched.setdefault(kind, []).extend(filters)
+        for kind, filters in batched.items():
             self._subscribe(kind, filters)
 
     def _receive(self) -> bool:
@@ -265,7 +271,8 @@ class WatcherActor(pykka.ThreadingActor):
         self._client_factory = client_factory
         self._own_clients: dict[str, MintClient] = {}
         self._links: dict[str, MintLink] = {}
-        self._sends: dict[OperationId, tuple[str, set[str]]] = {}
+        # op -> (mint, every Y of its token, the Ys not yet seen spent)
+        self._sends: dict[OperationId, tuple[str, frozenset[str], set[str]]] = {}
         self._y_owners: dict[tuple[str, str], set[OperationId]] = {}
         self._quotes: dict[tuple[str, str], OperationId] = {}
 
@@ -302,7 +309,7 @@ class WatcherActor(pykka.ThreadingActor):
     def watch_send(self, op_id: OperationId, mint_url: str, ys: list[str]) -> None:
         if op_id in self._sends:
             return
-        self._sends[op_id] = (mint_url, set(ys))
+        self._sends[op_id] = (mint_url, frozenset(ys), set(ys))
         for y in ys:
             self._y_owners.setdefault((mint_url, y), set()).add(op_id)
         self._link(mint_url).add("proof_state", ys)
@@ -314,7 +321,7 @@ class WatcherActor(pykka.ThreadingActor):
     def unwatch(self, op_id: OperationId) -> None:
         entry = self._sends.pop(op_id, None)
         if entry is not None:
-            mint_url, ys = entry
+            mint_url, ys, _ = entry
             gone = []
             for y in ys:
                 owners = self._y_owners.get((mint_url, y), set())
@@ -339,7 +346,7 @@ class WatcherActor(pykka.ThreadingActor):
             if s.state != ProofStateKind.SPENT:
                 continue
             for op_id in list(self._y_owners.get((mint_url, s.Y), ())):
-                remaining = self._sends[op_id][1]
+                remaining = self._sends[op_id][2]
                 remaining.discard(s.Y)
                 if not remaining:
                     claimed.append(op_id)

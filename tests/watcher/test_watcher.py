@@ -194,3 +194,18 @@ def test_close_leaves_no_thread_running(mint, tmp_path):
     coco.close()
     left = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     assert left == [], f"threads left running: {[t.name for t in left]}"
+
+
+def test_polling_finalizes_one_send_after_another(mint, proxy, open_wallet):
+    """Each claim is seen, also after earlier sends finalized (their Ys are dropped)."""
+    proxy.refuse_ws = True
+    alice = open_wallet("alice", proxy.url, 300,
+                        watcher=WatcherConfig(poll_interval=0.3, sweep_interval=0.3))
+    finalized = Finalized(alice)
+    sends = [send(alice, proxy.url, amount) for amount in (10, 20, 30)]
+    for n, (op_id, token) in enumerate(sends, start=1):
+        claim(mint.url, [token])
+        assert finalized.wait_for(n, timeout=3.0), f"claim {n} not finalized by polling"
+        assert finalized.ids[-1] == op_id
+    assert alice._watcher.watched_sends().get() == 0
+    assert alice.balance()[proxy.url].pending == 0
