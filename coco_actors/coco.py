@@ -65,6 +65,7 @@ class Coco:
                  watcher: bool | WatcherConfig = True,
                  rollback_prepared_after: float | None = None) -> None:
         self._store = store
+        self._contexts: dict[str, MintContext] = {}
         self._rollback_prepared_after = rollback_prepared_after
         self._mnemonic = mnemonic
         self._closed = False
@@ -77,7 +78,9 @@ class Coco:
             wait(self._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")  # surfaces a failed start
             self._deriver = Nut13Deriver(mnemonic)
             deps = OperationDeps(ledger=self._ledger, events=self._events,
-                                 deriver=self._deriver)
+                                 deriver=self._deriver,
+                                 signal=wait(self._ledger.signal(), LOOKUP_TIMEOUT,
+                                             "ProofLedger"))
             self._supervisor_ref = SupervisorActor.start(deps)
             started.append(self._supervisor_ref)
             self._supervisor = self._supervisor_ref.proxy()
@@ -186,9 +189,8 @@ class Coco:
             return keys[keyset_id].key_for(amount)
 
         verify_proofs_dleq(list(decoded.proofs), key_for)
-        ref = self._ask(self._supervisor.new_operation(OpKind.RECEIVE, ctx.url,
-                                                       decoded.amount, decoded.unit))
-        actor = ref.proxy()
+        actor = self._ask(self._supervisor.new_operation(OpKind.RECEIVE, ctx.url,
+                                                         decoded.amount, decoded.unit))
         wait(actor.prepare(decoded), CALL_TIMEOUT, "receive operation")
         return wait(actor.execute(), CALL_TIMEOUT, "receive operation")
 
@@ -197,6 +199,7 @@ class Coco:
             return resolve_keyset_ids(token, [ks.id for ks in ctx.keysets])
         except TokenError:
             fresh = self._ask(self._supervisor.refresh_keysets(ctx.url))
+            self._contexts[ctx.url] = fresh
             return resolve_keyset_ids(token, [ks.id for ks in fresh.keysets])
 
     def restore(self, mint_url: str) -> RestoreReport:
@@ -222,7 +225,12 @@ class Coco:
         return wait(future, timeout, "Supervisor")
 
     def _mint_context(self, url: str) -> MintContext:
-        return self._ask(self._supervisor.mint_context(normalize_mint_url(url)))
+        """Cached: mint contexts only change through this facade (add, refresh)."""
+        url = normalize_mint_url(url)
+        ctx = self._contexts.get(url)
+        if ctx is None:
+            ctx = self._contexts[url] = self._ask(self._supervisor.mint_context(url))
+        return ctx
 
     def _operation(self, op_id: str, kind: OpKind) -> Operation:
         if not isinstance(op_id, str) or not op_id:
@@ -239,12 +247,13 @@ class Coco:
         stop is retried, and then finds the operation's real state.
         """
         for attempt in range(3):
-            proxy = self._ask(self._supervisor.actor_for(op_id)).proxy()
+            proxy = self._ask(self._supervisor.actor_for(op_id))
             try:
                 return wait(getattr(proxy, method)(*args), timeout, f"operation {op_id}")
             except pykka.ActorDeadError:
                 if attempt == 2:
-                    raise
+                    raise ActorTimeoutError(
+                        f"the actor of operation {op_id} kept stopping; try again") from None
         raise AssertionError("unreachable")
 
 
@@ -254,7 +263,9 @@ class MintsApi:
 
     def add(self, mint_url: str) -> MintRecord:
         """Trust a mint: fetch and verify its keysets (the mint must be reachable)."""
-        return self._coco._ask(self._coco._supervisor.add_mint(mint_url), CALL_TIMEOUT)
+        rec = self._coco._ask(self._coco._supervisor.add_mint(mint_url), CALL_TIMEOUT)
+        self._coco._contexts.pop(rec.url, None)  # keysets may have changed
+        return rec
 
     def list(self) -> list[MintRecord]:
         return wait(self._coco._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")
@@ -271,8 +282,8 @@ class MintApi:
         """A bolt11 mint quote: pay ``quote.request``, then :meth:`redeem` ``quote.id``."""
         _check_amount(amount)
         url = self._coco._mint_context(mint_url).url
-        ref = self._coco._ask(self._coco._supervisor.new_operation(OpKind.MINT, url, amount))
-        return wait(ref.proxy().create_quote(), CALL_TIMEOUT, "mint operation")
+        actor = self._coco._ask(self._coco._supervisor.new_operation(OpKind.MINT, url, amount))
+        return wait(actor.create_quote(), CALL_TIMEOUT, "mint operation")
 
     def redeem(self, quote_id: str, timeout: float = 60.0) -> Operation:
         """Wait until the quote is paid (at most ``timeout`` s), then mint it.
@@ -334,8 +345,8 @@ class SendApi:
         """
         _check_amount(amount)
         url = self._coco._mint_context(mint_url).url
-        ref = self._coco._ask(self._coco._supervisor.new_operation(OpKind.SEND, url, amount))
-        return wait(ref.proxy().prepare(amount), CALL_TIMEOUT, "send operation")
+        actor = self._coco._ask(self._coco._supervisor.new_operation(OpKind.SEND, url, amount))
+        return wait(actor.prepare(amount), CALL_TIMEOUT, "send operation")
 
     def execute_prepared_send(self, operation_id: str) -> tuple[Operation, str]:
         """Swap (if needed) and return the operation, now pending, and its token."""

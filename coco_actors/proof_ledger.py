@@ -185,15 +185,19 @@ class ProofLedger:
     # --- proofs ---------------------------------------------------------------------
 
     def reserve(self, op: Operation, amount: int, *, keyset_id: str,
-                outputs_for: Callable[[int, int], int]) -> tuple[Operation, Selection, int]:
+                outputs_for: Callable[[int, int], int],
+                plan: Callable[[Operation, Selection, int], Operation] | None = None,
+                ) -> tuple[Operation, Selection, int]:
         """Select and reserve proofs worth ``amount`` plus their input fee for ``op``.
 
         In the same transaction, allocates the counters for the outputs the swap
-        will need (``outputs_for(amount, keep)`` says how many) and commits
-        ``op`` with its ``input_ys``. Returns the committed op, the selection and
-        the first counter value. Raises :class:`InsufficientFundsError` when the
-        spendable proofs do not cover it; ``may_wait`` then says whether proofs
-        held by other operations could still come back as change.
+        will need (``outputs_for(amount, keep)`` says how many) and commits the
+        operation: ``plan(op, selection, first_counter)`` (run here, before the
+        commit) turns it into its next state with every output derived, so the
+        reservation, the counters and the prepared record are one write. Without
+        ``plan`` ``op`` is committed with its ``input_ys``. Raises
+        :class:`InsufficientFundsError` when the spendable proofs do not cover it;
+        ``may_wait`` then says whether change held by other sends could cover it.
         """
         mint_url = op.mint_url
         if amount <= 0:
@@ -213,15 +217,19 @@ class ProofLedger:
         ys = tuple(secret_to_y(p.secret) for p in selection.proofs)
         held = [replace(self._proofs[y], status=ProofStatus.RESERVED, operation_id=op.id)
                 for y in ys]
+        start = self._counters.get(keyset_id, 0)
         op = replace(op, input_ys=ys)
+        if plan is not None:
+            op = plan(op, selection, start)
 
-        def write(b: WriteBatch) -> int:
+        def write(b: WriteBatch) -> None:
             for r in held:
                 b.put_proof(r)
             b.put_operation(op)
-            return self._take_counters(b, keyset_id, n_outputs) if n_outputs else 0
+            if n_outputs:
+                b.put_counter(keyset_id, start + n_outputs)
 
-        start = self._store.transact(write)
+        self._store.transact(write)
         if n_outputs:
             self._counters[keyset_id] = start + n_outputs
         for r in held:
@@ -310,12 +318,16 @@ class ProofLedger:
         return op
 
     def known_ys(self, mint_url: str) -> set[str]:
-        """Ys the wallet holds or has handed out in a token not yet settled: a restore
-        must not add these back as spendable."""
+        """Ys the wallet holds, has handed out in a token, or expects from an open
+        operation's outputs: a restore must not add these as spendable."""
         ys = {r.Y for r in self._proofs.values() if r.mint_url == mint_url}
         for op in self._ops.values():
-            if op.mint_url == mint_url and op.kind == OpKind.SEND:
-                ys.update(op.send_ys)
+            if op.mint_url != mint_url:
+                continue
+            ys.update(op.send_ys)
+            # outputs an open operation will (or may already) receive signatures for:
+            # they become its proofs when it settles, so a restore must not add them
+            ys.update(secret_to_y(o.secret) for o in (*op.outputs, *op.reclaim_outputs))
         return ys
 
     def proofs_of(self, op_id: OperationId) -> list[Proof]:
@@ -385,8 +397,11 @@ class ProofLedgerActor(pykka.ThreadingActor):
         return self.ledger.get_operation(op_id)
 
     def reserve(self, op: Operation, amount: int, keyset_id: str,
-                outputs_for: Callable[[int, int], int]) -> tuple[Operation, Selection, int]:
-        return self.ledger.reserve(op, amount, keyset_id=keyset_id, outputs_for=outputs_for)
+                outputs_for: Callable[[int, int], int],
+                plan: Callable[[Operation, Selection, int], Operation] | None = None,
+                ) -> tuple[Operation, Selection, int]:
+        return self.ledger.reserve(op, amount, keyset_id=keyset_id, outputs_for=outputs_for,
+                                   plan=plan)
 
     def settle(self, op: Operation, spend: Sequence[str] = (), add: Sequence[Proof] = (),
                release: Sequence[str] = (), hold: Sequence[Proof] = ()) -> Operation:

@@ -14,7 +14,13 @@ from typing import Any
 
 import pykka
 
-from coco_actors.errors import CocoError, InvalidStateError, MintError, NotFoundError
+from coco_actors.errors import (
+    ActorTimeoutError,
+    CocoError,
+    InvalidStateError,
+    MintError,
+    NotFoundError,
+)
 from coco_actors.mint_client import MintClient, normalize_mint_url
 from coco_actors.operations import (
     MintContext,
@@ -55,6 +61,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self._client_factory = client_factory
         self._mints: dict[str, MintContext] = {}
         self._actors: dict[OperationId, pykka.ActorRef[Any]] = {}
+        self._proxies: dict[OperationId, Any] = {}  # built once per actor: not cheap
+        self._stopping: set[OperationId] = set()    # asked to rest, not yet dead
 
     def on_start(self) -> None:
         self.deps = replace(self.deps, supervisor=self.actor_ref.proxy())
@@ -130,17 +138,39 @@ class SupervisorActor(pykka.ThreadingActor):
     # --- operation actors -----------------------------------------------------------
 
     def new_operation(self, kind: OpKind, mint_url: str, amount: int,
-                      unit: str = "sat") -> pykka.ActorRef[Any]:
+                      unit: str = "sat") -> Any:
         ctx = self.mint_context(mint_url)
         op = Operation(id=new_operation_id(), kind=kind, mint_url=ctx.url, amount=amount,
                        unit=unit, state=OpState.INIT)
         return self._spawn(op)
 
-    def actor_for(self, op_id: str) -> pykka.ActorRef[Any]:
-        """The live actor of a non-terminal operation, rehydrated if it had stopped."""
-        ref = self._actors.get(OperationId(op_id))
-        if ref is not None and ref.is_alive():
-            return ref
+    def _live(self, op_id: OperationId) -> Any | None:
+        """The proxy of the operation's actor if one is running (never a second one).
+
+        An actor asked to rest had an empty inbox when its stop was sent, so waiting
+        for it to end is short; only then may a fresh actor take its place.
+        """
+        ref = self._actors.get(op_id)
+        if ref is None:
+            return None
+        if op_id in self._stopping:
+            if not ref.actor_stopped.wait(RECOVERY_TIMEOUT):
+                raise ActorTimeoutError(f"actor of {op_id} did not stop")
+            self._stopping.discard(op_id)
+        if ref.is_alive():
+            return self._proxies[op_id]
+        del self._actors[op_id]
+        del self._proxies[op_id]
+        return None
+
+    def _live_or_spawn(self, op: Operation) -> Any:
+        return self._live(op.id) or self._spawn(op)
+
+    def actor_for(self, op_id: str) -> Any:
+        """The proxy of a non-terminal operation's live actor, rehydrated if it had stopped."""
+        live = self._live(OperationId(op_id))
+        if live is not None:
+            return live
         op = wait(self.deps.ledger.get_operation(op_id), LEDGER_TIMEOUT, "ProofLedger")
         if op is None:
             raise NotFoundError(f"unknown operation {op_id}")
@@ -148,23 +178,33 @@ class SupervisorActor(pykka.ThreadingActor):
             raise InvalidStateError(f"{op.kind.value} {op.id} is already {op.state.value}")
         return self._spawn(op)
 
-    def _spawn(self, op: Operation) -> pykka.ActorRef[Any]:
+    def _spawn(self, op: Operation) -> Any:
+        """Start an actor for ``op``; callers make sure none is running (``_live``)."""
         self._prune()
         ref = ACTOR_CLASSES[op.kind].start(op, self.mint_context(op.mint_url), self.deps)
         self._actors[op.id] = ref
-        return ref
+        self._proxies[op.id] = proxy = ref.proxy()
+        return proxy
 
     def idle(self, op_id: OperationId, ref: pykka.ActorRef[Any]) -> None:
-        """An operation actor is at rest: stop it (after whatever it still has queued)."""
-        if self._actors.get(op_id) is ref:
-            del self._actors[op_id]
-        if ref.is_alive():
-            ref.stop(block=True, timeout=RECOVERY_TIMEOUT)
+        """An operation actor is at rest: stop it, unless work is queued for it.
+
+        Never blocks: with an empty inbox the stop is immediate; with work queued
+        the actor stays (it ends itself when the operation is over). It stays
+        registered until it is dead, so no lookup starts a second actor meanwhile.
+        """
+        if self._actors.get(op_id) is not ref or not ref.is_alive():
+            return
+        if ref.actor_inbox.empty():
+            ref.stop(block=False)
+            self._stopping.add(op_id)
 
     def _prune(self) -> None:
         dead = [k for k, r in self._actors.items() if not r.is_alive()]
         for k in dead:
             del self._actors[k]
+            del self._proxies[k]
+            self._stopping.discard(k)
 
     def live_actor_count(self) -> int:
         self._prune()
@@ -183,11 +223,11 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _nudge(self, op_id: OperationId, method: str) -> None:
         try:
-            ref = self.actor_for(op_id)
+            proxy = self.actor_for(op_id)
         except CocoError as exc:  # gone, or already terminal: nothing to do
             log.debug("watcher notice for %s ignored: %s", op_id, exc)
             return
-        getattr(ref.proxy(), method)()  # a tell: the operation decides and persists
+        getattr(proxy, method)()  # a tell: the operation decides and persists
 
     # --- recovery -------------------------------------------------------------------
 
@@ -221,14 +261,14 @@ class SupervisorActor(pykka.ThreadingActor):
                 stale = (op.kind == OpKind.SEND and rollback_prepared_after_ms is not None
                          and now - op.created_at >= rollback_prepared_after_ms)
                 if stale:
-                    futures.append((op, self._spawn(op).proxy().rollback()))
+                    futures.append((op, self._live_or_spawn(op).rollback()))
                     continue
                 if op.kind == OpKind.MINT and op.quote_id and self.deps.watcher is not None:
                     # a quote paid while we were down (or later) still gets minted
                     self.deps.watcher.watch_quote(op.id, op.mint_url, op.quote_id)
                 count(op.state.value)
             else:
-                futures.append((op, self._spawn(op).proxy().recover()))
+                futures.append((op, self._live_or_spawn(op).recover()))
         for url, ops_here in pending.items():
             futures.extend(self._recover_pending(url, ops_here, count))
         for op, fut in futures:
@@ -256,7 +296,7 @@ class SupervisorActor(pykka.ThreadingActor):
         futures = []
         for op in ops:
             if states and all(y in spent for y in ys_of[op.id]):
-                futures.append((op, self._spawn(op).proxy().mark_claimed()))
+                futures.append((op, self._live_or_spawn(op).mark_claimed()))
             else:
                 if self.deps.watcher is not None:
                     self.deps.watcher.watch_send(op.id, url, list(ys_of[op.id]))

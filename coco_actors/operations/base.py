@@ -61,6 +61,7 @@ class OperationDeps:
     deriver: Nut13Deriver
     watcher: Any = None  # WatcherActor proxy, None when the watcher is off
     supervisor: Any = None  # SupervisorActor proxy, for "I am at rest" tells
+    signal: Any = None      # the ledger's ChangeSignal (a thread-safe condition)
 
 
 class OperationActor(pykka.ThreadingActor):

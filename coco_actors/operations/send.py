@@ -20,6 +20,7 @@ from coco_actors.errors import (
     MintRejectedError,
 )
 from coco_actors.operations.base import LEDGER_TIMEOUT, OperationActor, wait
+from coco_actors.proof_ledger import Selection
 from coco_actors.records import Operation, OpState
 from coco_actors.tokens import Token, encode_v4
 from coco_actors.wire import ProofStateKind, split_amount
@@ -43,13 +44,26 @@ class SendOperationActor(OperationActor):
 
     def _prepare(self, amount: int, wait_for_change: float) -> Operation:
         keyset = self.mint.active_keyset(self.op.unit)
-        signal = wait(self.deps.ledger.signal(), LEDGER_TIMEOUT, "ProofLedger")
+
+        def plan(op: Operation, sel: Selection, start: int) -> Operation:
+            """Runs in the ledger: the prepared record, committed with the reservation."""
+            if sel.exact:
+                return op.moved(OpState.PREPARED, fee=0, input_amount=sel.total,
+                                needs_swap=False)
+            send_amounts = split_amount(amount)
+            keep_amounts = split_amount(sel.total - amount - sel.fee)
+            outputs = self._outputs_at(send_amounts + keep_amounts, keyset, start)
+            return op.moved(OpState.PREPARED, fee=sel.fee, input_amount=sel.total,
+                            needs_swap=True, outputs=tuple(outputs),
+                            send_output_count=len(send_amounts))
+
+        signal = self.deps.signal
         deadline = time.monotonic() + wait_for_change
         while True:
             version = signal.version
             try:
-                reserved = wait(
-                    self.deps.ledger.reserve(self.op, amount, keyset.id, _outputs_needed),
+                op, _, _ = wait(
+                    self.deps.ledger.reserve(self.op, amount, keyset.id, _outputs_needed, plan),
                     LEDGER_TIMEOUT, "ProofLedger")
                 break
             except InsufficientFundsError as exc:
@@ -58,18 +72,8 @@ class SendOperationActor(OperationActor):
                     signal.wait_past(version, min(left, 1.0))
                     continue
                 raise
-        op, sel, start = reserved
         self.op = op
-        if sel.exact:
-            op = op.moved(OpState.PREPARED, fee=0, input_amount=sel.total, needs_swap=False)
-        else:
-            send_amounts = split_amount(amount)
-            keep_amounts = split_amount(sel.total - amount - sel.fee)
-            outputs = self._outputs_at(send_amounts + keep_amounts, keyset, start)
-            op = op.moved(OpState.PREPARED, fee=sel.fee, input_amount=sel.total,
-                          needs_swap=True, outputs=tuple(outputs),
-                          send_output_count=len(send_amounts))
-        self._commit(op)
+        self._log_transition()
         self._emit("prepared")
         return self.op
 

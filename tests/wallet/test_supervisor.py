@@ -14,7 +14,7 @@ LOOKUP = 5.0
 
 
 def _kill(coco: Coco, op_id: str) -> None:
-    ref = coco._supervisor.actor_for(op_id).get(timeout=LOOKUP)
+    ref = coco._supervisor.actor_for(op_id).get(timeout=LOOKUP).actor_ref
     assert ref.is_alive()
     ref.stop(block=True, timeout=LOOKUP)
     assert not ref.is_alive()
