@@ -1,0 +1,36 @@
+"""Crash-test fixtures: wallets in child processes behind a fault proxy, all stopped at
+teardown (every child process, every proxy thread)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from coco_actors.devmint import DevMint
+from tests.support.crash_driver import CrashWallet
+
+
+@pytest.fixture
+def crash_wallet(tmp_path: Path) -> Iterator[Callable[..., CrashWallet]]:
+    """``crash_wallet(mint, fund=0, watcher=False)``: a started wallet process that
+    trusts ``mint`` (through its proxy) and was funded with ``fund`` sats."""
+    made: list[CrashWallet] = []
+
+    def make(mint: DevMint, *, fund: int = 0, watcher: bool = False) -> CrashWallet:
+        workdir = tmp_path / f"w{len(made)}"
+        workdir.mkdir()
+        w = CrashWallet(mint, workdir, watcher=watcher)
+        made.append(w)
+        w.start()
+        w.call("add_mint", url=w.url)
+        if fund:
+            assert w.call("fund", url=w.url, amount=fund)["state"] == "completed"
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+    assert all(not c.alive for w in made for c in w.children)
+

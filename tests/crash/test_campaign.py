@@ -1,0 +1,368 @@
+"""The crash campaign: hundreds of SIGKILL-and-restart cycles at random points of the
+send, rollback, receive and mint sagas (and of recovery itself), against both fee
+settings, with every invariant audited after every restart.
+
+One wallet process runs across cycles; the proxy holds the request that matters, so
+each kill lands at a precise moment: after the state committed and before the
+request left, or after the mint processed it and before the wallet saw the answer.
+
+``COCO_CRASH_CYCLES`` (default 240) is the total number of cycles, split over the two
+fee settings; ``COCO_CRASH_SEED`` replays a run (the seed is printed either way).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coco_actors.devmint import DevMint
+from tests.support.crash_driver import (
+    CHECKSTATE,
+    MINT,
+    RESTORE,
+    SWAP,
+    ChildError,
+    CrashWallet,
+    Hold,
+    Reply,
+)
+
+CYCLES = int(os.environ.get("COCO_CRASH_CYCLES", "240"))
+SEED = int(os.environ.get("COCO_CRASH_SEED") or random.SystemRandom().randrange(2**32))
+
+#: Errors a command may legitimately end with in the campaign (the outcome is in the
+#: wallet's records, which the audit checks): not enough spendable proofs right now,
+#: a rollback that would cost more than it returns or lost the race to the recipient.
+EXPECTED_ERRORS = frozenset({"InsufficientFundsError", "InvalidStateError"})
+#: Most sends pending at once; beyond it, the campaign settles some.
+MAX_PENDING = 6
+#: Every this many cycles, a NUT-09 restore of the whole seed must find nothing new.
+RESTORE_EVERY = 40
+
+
+@dataclass
+class Tally:
+    cycles: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    points: Counter[str] = field(default_factory=Counter)   # where the kills landed
+    recovered: Counter[str] = field(default_factory=Counter)  # recovery outcomes, summed
+    recovery_crashes: int = 0
+    lost: int = 0                       # sats that went missing (or appeared) at a restart
+    violations: list[str] = field(default_factory=list)
+    discrepancy: int = 0                # where the books stood after the last audit
+
+
+class Campaign:
+    def __init__(self, w: CrashWallet, rng: random.Random, tally: Tally) -> None:
+        self.w = w
+        self.rng = rng
+        self.tally = tally
+        self._seen: set[str] = set()
+        self.scenarios: list[tuple[int, Callable[[], str]]] = [
+            (4, self.send), (3, self.rollback), (2, self.receive), (2, self.redeem),
+            (3, self.concurrent), (1, self.claim_while_down), (1, self.at_rest),
+            (2, self.instant),
+        ]
+        self._held = False  # the last kill landed on a held request: recovery has work
+
+    # --- one cycle ----------------------------------------------------------------------
+
+    def cycle(self) -> None:
+        spendable = self.w.balance()[0]
+        if spendable < 300:
+            kind = self.redeem()
+        else:
+            weights, fns = zip(*self.scenarios, strict=True)
+            kind = self.rng.choices(fns, weights)[0]()
+        self.tally.kinds[kind] += 1
+        self.restart()
+        self.tally.cycles += 1
+        self.check(kind)
+        self.tidy()
+        if self.tally.cycles % RESTORE_EVERY == 0:
+            self.seed_restore()
+
+    def restart(self) -> None:
+        """Restart (with the watcher on now and then); now and then kill the new process
+        again in the middle of recovery, at one of the requests recovery makes."""
+        w = self.w
+        w.watcher = self.rng.random() < 0.3
+        if self._held and self.rng.random() < 0.35:
+            endpoint = self.rng.choice([CHECKSTATE, RESTORE, SWAP, MINT])
+            after = self.rng.random() < 0.5
+            if w.crash_in_recovery(endpoint, after=after, nth=self.rng.choice([1, 1, 2])):
+                self.tally.recovery_crashes += 1
+                self.tally.points[f"recovery {endpoint[1]} {'after' if after else 'before'}"] += 1
+            else:  # recovery made no such request and the wallet opened: kill it at rest
+                w.crash()
+        self.tally.recovered.update(w.restart())
+
+    def crash_during(self, endpoint: tuple[str, str], cmd: str, **args: Any) -> bool:
+        """Run ``cmd``, killing the wallet at ``endpoint`` (before or after the mint
+        processed it). If ``cmd`` ends without that request, kill it at rest."""
+        after = self.rng.random() < 0.5
+        outcome = self.w.crash_at(endpoint, cmd, after=after, **args)
+        self._held = isinstance(outcome, Hold)
+        if isinstance(outcome, Hold):
+            self.tally.points[f"{cmd} {endpoint[1]} {'after' if after else 'before'}"] += 1
+            return True
+        assert isinstance(outcome, Reply)
+        self.result(outcome)
+        self.w.crash()
+        self.tally.points[f"{cmd} at rest"] += 1
+        return False
+
+    def result(self, reply: Reply) -> Any:
+        try:
+            return reply.result()
+        except ChildError as exc:
+            if exc.type not in EXPECTED_ERRORS:
+                self.violation(f"{exc.cmd} failed: {exc}")
+            return None
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        return self.result(self.w.submit(cmd, **args))
+
+    # --- scenarios (each ends with the wallet killed) -------------------------------------
+
+    def swap_amount(self) -> int:
+        """An amount the wallet's spendable proofs cannot match exactly, so that the send
+        needs a swap: between the sum of all proofs smaller than some value ``v`` and
+        ``v`` itself. Without such a gap, one is made by minting a single proof larger
+        than everything spendable (the smaller proofs then cannot reach it)."""
+        for _ in range(2):
+            ready = [r["amount"] for r in self.w.state()["proofs"] if r["status"] == "ready"]
+            gaps, below = [], 0
+            for v in sorted(set(ready)):
+                if below + 1 < v:
+                    gaps.append((below + 1, v - 1))
+                below += v * ready.count(v)
+            if gaps:
+                low, top = self.rng.choice(gaps)
+                return self.rng.randint(low, min(top, low + 300))
+            big = 1 << (sum(ready) + 1).bit_length()
+            if big > 16384:
+                break
+            self.call("fund", url=self.w.url, amount=big)
+        return self.rng.randint(1, 300)
+
+    def prepare_swap(self) -> dict | None:
+        """A prepared send, of an amount that needs a swap."""
+        prepared = self.call("prepare", url=self.w.url, amount=self.swap_amount())
+        return prepared
+
+    def send(self) -> str:
+        if self.rng.random() < 0.2:  # prepare and execute in one call, swap or not
+            self.crash_during(SWAP, "send", url=self.w.url, amount=self.rng.randint(1, 300))
+            return "send"
+        prepared = self.prepare_swap()
+        if prepared is None:
+            self._held = False
+            self.w.crash()
+            return "send"
+        self.crash_during(SWAP, "execute", op_id=prepared["id"])
+        return "send"
+
+    def concurrent(self) -> str:
+        """Two to four swaps in flight at once (sends, a receive, a rollback), all held;
+        each is then let through, forwarded (processed, answer lost) or dropped (never
+        sent) before the kill. A let-through answer races the kill."""
+        calls: list[dict] = []
+        for _ in range(self.rng.randint(1, 3)):
+            prepared = self.prepare_swap()
+            if prepared is not None and prepared["needs_swap"]:
+                calls.append({"cmd": "execute", "args": {"op_id": prepared["id"]}})
+        if self.rng.random() < 0.5:
+            calls.append({"cmd": "receive",
+                          "args": {"token": self.w.faucet.token(self.rng.randint(2, 300))}})
+        # a reclaim that would cost more than it returns is refused before any request
+        pending = [o for o in self.open_sends("pending")
+                   if sum(o["send_amounts"]) > self.w.fee(len(o["send_amounts"]))]
+        if pending and self.rng.random() < 0.5:
+            calls.append({"cmd": "rollback", "args": {"op_id": self.rng.choice(pending)["id"]}})
+        if not calls:
+            self._held = False
+            self.w.crash()
+            return "concurrent"
+        wake = threading.Event()
+        holds = [self.w.proxy.hold(*SWAP, wake=wake) for _ in calls]
+        reply = self.w.submit("batch", wake=wake, calls=calls)
+        deadline = time.monotonic() + 30
+        while not all(h.arrived.is_set() for h in holds) and not reply.done.is_set():
+            if time.monotonic() > deadline:
+                self.violation(f"cycle {self.tally.cycles}: of {len(calls)} concurrent calls,"
+                               f" {sum(h.arrived.is_set() for h in holds)} made their swap")
+                break
+            wake.wait(max(0.0, deadline - time.monotonic()))
+            wake.clear()
+        fates: Counter[str] = Counter()
+        for h in holds:
+            if not h.arrived.is_set():
+                self.w.proxy.remove(h)
+                continue
+            fate = self.rng.choice(["release", "forward", "drop"])
+            fates[fate] += 1
+            if fate == "release":
+                h.release()
+            elif fate == "forward":
+                h.forward()
+        self.w.crash()
+        for h in holds:
+            h.drop()
+        self._held = True
+        self.tally.points["concurrent kill"] += 1
+        for fate, n in fates.items():
+            self.tally.points[f"concurrent swap {fate}"] += n
+        return "concurrent"
+
+    def rollback(self) -> str:
+        pending = self.open_sends("pending")
+        if not pending:
+            sent = self.call("send", url=self.w.url, amount=self.rng.randint(2, 200))
+            if sent is None:
+                self.w.crash()
+                return "rollback"
+            pending = [sent["op"]]
+        op = self.rng.choice(pending)
+        self.crash_during(SWAP, "rollback", op_id=op["id"])
+        return "rollback"
+
+    def receive(self) -> str:
+        token = self.w.faucet.token(self.rng.randint(2, 400))
+        self.crash_during(SWAP, "receive", token=token)
+        return "receive"
+
+    def redeem(self) -> str:
+        amount = self.rng.choice([256, 512, 1024, 2048, self.rng.randint(100, 1500)])
+        quote = self.call("create_quote", url=self.w.url, amount=amount)
+        if quote is None:
+            self.w.crash()
+            return "mint"
+        self.crash_during(MINT, "redeem", quote=quote["quote"])
+        return "mint"
+
+    def instant(self) -> str:
+        """Kill at a random instant (0-40 ms) into a batch of prepares, a receive and a
+        mint quote: this lands between commits that no request separates (a send
+        reserved but not yet prepared: the ``init`` row), which no hold can choose."""
+        calls = [{"cmd": "prepare", "args": {"url": self.w.url, "amount": self.swap_amount()}}
+                 for _ in range(self.rng.randint(1, 3))]
+        calls.append({"cmd": "receive",
+                      "args": {"token": self.w.faucet.token(self.rng.randint(2, 300))}})
+        self.w.submit("batch", calls=calls)
+        threading.Event().wait(self.rng.uniform(0.0, 0.04))  # the crash point, not a wait
+        self.w.crash()
+        self._held = True
+        self.tally.points["instant kill"] += 1
+        return "instant"
+
+    def claim_while_down(self) -> str:
+        """Kill the wallet at rest; the recipient claims a pending token meanwhile."""
+        pending = self.open_sends("pending")
+        self.w.crash()
+        self.tally.points["claim while down"] += 1
+        if pending:
+            self.w.recipient.claim(self.rng.choice(pending)["token"])
+        return "claim-while-down"
+
+    def at_rest(self) -> str:
+        """Kill with a send prepared (reserved, outputs persisted) and a quote unpaid."""
+        self.call("prepare", url=self.w.url, amount=self.rng.randint(1, 200))
+        self.call("create_quote", url=self.w.url, amount=self.rng.randint(1, 100))
+        self.w.crash()
+        self.tally.points["prepared at rest"] += 1
+        return "at-rest"
+
+    # --- between cycles --------------------------------------------------------------------
+
+    def open_sends(self, state: str) -> list[dict]:
+        return [o for o in self.w.state()["open_ops"]
+                if o["kind"] == "send" and o["state"] == state]
+
+    def tidy(self) -> None:
+        """Settle what earlier cycles left: redeem quotes, use prepared sends, claim some."""
+        ops = self.w.state()["open_ops"]
+        for o in ops:
+            if o["kind"] == "mint" and o["state"] == "prepared":
+                self.call("redeem", quote=o["quote_id"])
+            elif o["kind"] == "send" and o["state"] == "prepared":
+                cmd = self.rng.choice(["execute", "rollback"])
+                self.call(cmd, op_id=o["id"])
+        spendable = self.w.balance()[0]
+        if spendable > 6000:  # keep amounts small: most of it goes to the recipient
+            sent = self.call("send", url=self.w.url, amount=spendable - 2500)
+            if sent is not None:
+                self.w.recipient.claim(sent["token"])
+        pending = self.open_sends("pending")
+        self.rng.shuffle(pending)
+        for o in pending[:max(len(pending) - MAX_PENDING, self.rng.randint(0, 2))]:
+            self.w.recipient.claim(o["token"])
+        if pending:
+            self.call("check_pending")
+
+    def check(self, kind: str) -> None:
+        audit = self.w.audit()
+        lost = audit.discrepancy - self.tally.discrepancy
+        if lost:
+            self.tally.lost += abs(lost)
+            self.violation(f"cycle {self.tally.cycles} ({kind}): {lost:+d} sats; "
+                           + audit.summary())
+        self.tally.discrepancy = audit.discrepancy
+        for v in audit.violations:
+            if not v.startswith("value not conserved") and v not in self._seen:
+                self._seen.add(v)
+                self.violation(f"cycle {self.tally.cycles} ({kind}): {v}")
+
+    def seed_restore(self) -> None:
+        """NUT-09 over the whole seed at rest: a wallet that lost nothing finds nothing."""
+        if self.open_sends("executing"):
+            return
+        found = self.call("restore", url=self.w.url)
+        if found and found["restored"]:
+            self.violation(f"cycle {self.tally.cycles}: a seed restore found {found} that"
+                           " the wallet had forgotten")
+            self.tally.discrepancy = self.w.audit().discrepancy
+
+    def violation(self, text: str) -> None:
+        self.tally.violations.append(text)
+
+
+@pytest.mark.timeout(max(300, CYCLES * 2))  # this test runs half of the cycles
+def test_crash_campaign(mint: DevMint, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                        request: pytest.FixtureRequest) -> None:
+    fee = mint.input_fee_ppk
+    cycles = (CYCLES + 1) // 2 if fee == 0 else CYCLES // 2
+    rng = random.Random(f"{SEED}/{fee}")
+    tally = Tally()
+    w = CrashWallet(mint, tmp_path)
+    started = time.monotonic()
+    try:
+        w.start()
+        w.call("add_mint", url=w.url)
+        w.call("fund", url=w.url, amount=2000)
+        campaign = Campaign(w, rng, tally)
+        while tally.cycles < cycles:
+            campaign.cycle()
+        campaign.seed_restore()
+        final = w.assert_sound if not tally.violations else w.audit
+        audit = final()
+    finally:
+        w.close()
+    elapsed = time.monotonic() - started
+    with capsys.disabled():
+        print(f"\ncrash campaign fee {fee} ppk: seed {SEED}, {tally.cycles} crash-restart cycles"
+              f" ({dict(tally.kinds)}; {tally.recovery_crashes} more inside recovery;"
+              f" kills at {dict(tally.points)}; recovery outcomes {dict(tally.recovered)}),"
+              f" {tally.lost} sats lost, {len(tally.violations)} invariant violations,"
+              f" {elapsed:.1f} s; {audit.summary()}; final states {dict(audit.states)}")
+    assert tally.lost == 0, f"seed {SEED}: " + "\n".join(tally.violations)
+    assert tally.violations == [], f"seed {SEED}:\n" + "\n".join(tally.violations)

@@ -1,0 +1,240 @@
+"""One test per row of the recovery table: a real wallet process is SIGKILLed at that
+point against the real mint (fees 0 and 100), restarted on the same data directory,
+and recovery (run by ``Coco.open``) must bring it to rest with every sat accounted for.
+
+"before": the state is committed and the request is held at the proxy, so it never
+reaches the mint. "after": the mint processed the request and answered, and the
+wallet is killed before the answer is passed back to it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from coco_actors.devmint import DevMint
+from tests.support.crash_driver import CHECKSTATE, MINT, RESTORE, SWAP, CrashWallet, Hold
+from tests.support.proxy import Fault
+
+Wallet = Callable[..., CrashWallet]
+FUND = 1000
+AMOUNT = 100   # 1000 = 512+256+128+64+32+8: no exact match for 100, so the send swaps
+
+
+def _prepare(w: CrashWallet, amount: int = AMOUNT) -> dict:
+    prepared = w.call("prepare", url=w.url, amount=amount)
+    assert prepared["needs_swap"] and prepared["state"] == "prepared"
+    return prepared
+
+
+def _send(w: CrashWallet, amount: int = AMOUNT) -> tuple[dict, str]:
+    sent = w.call("send", url=w.url, amount=amount)
+    assert sent["op"]["state"] == "pending"
+    return sent["op"], sent["token"]
+
+
+def _ops(w: CrashWallet, kind: str) -> list[dict]:
+    return [o for o in w.state()["ops"] if o["kind"] == kind]
+
+
+# --- send: executing --------------------------------------------------------------------------
+
+
+def test_send_executing_swap_never_sent_is_released(mint: DevMint, crash_wallet: Wallet) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    prepared = _prepare(w)
+    assert isinstance(w.crash_at(SWAP, "execute", after=False, op_id=prepared["id"]), Hold)
+    assert w.proxy.seen(*SWAP)[-1].forwarded is False
+
+    assert w.restart() == {"rolled_back": 1}
+    op = w.op(prepared["id"])
+    assert op["state"] == "rolled_back"
+    assert w.balance() == (FUND, 0, 0)
+    w.assert_sound()
+
+
+def test_send_executing_swap_processed_answer_lost_restores_outputs(
+        mint: DevMint, crash_wallet: Wallet) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    prepared = _prepare(w)
+    w.crash_at(SWAP, "execute", after=True, op_id=prepared["id"])
+    assert w.proxy.seen(*SWAP)[-1].status == 200   # the mint did the swap
+
+    assert w.restart() == {"rolled_back": 1}
+    assert w.op(prepared["id"])["state"] == "rolled_back"
+    # the send and change outputs came back through NUT-09; only the fee is gone
+    assert w.balance() == (FUND - prepared["fee"], 0, 0)
+    w.assert_sound()
+    # the restored proofs are good: spend them all (no 11003, no 11001)
+    op, token = _send(w, FUND - prepared["fee"] - w.fee(10))
+    assert w.recipient.claim(token)
+    w.call("check_pending")
+    w.assert_sound()
+
+
+# --- send: pending ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("watcher", [False, True], ids=["nowatcher", "watcher"])
+def test_send_pending_claimed_while_down_completes(mint: DevMint, crash_wallet: Wallet,
+                                                   watcher: bool) -> None:
+    w = crash_wallet(mint, fund=FUND, watcher=watcher)
+    claimed, token = _send(w)
+    unclaimed, _ = _send(w, 50)
+    w.crash()
+    assert w.recipient.claim(token)               # while the wallet is down
+
+    assert w.restart() == {"completed": 1, "pending": 1}
+    assert w.op(claimed["id"])["state"] == "completed"
+    assert w.op(unclaimed["id"])["state"] == "pending"
+    spendable = FUND - AMOUNT - claimed["fee"] - 50 - unclaimed["fee"]
+    assert w.balance() == (spendable, 0, 50)
+    w.assert_sound()
+
+
+# --- send: rolling_back -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["reclaim-never-sent", "reclaim-processed"])
+def test_send_rolling_back_finishes_on_restart(mint: DevMint, crash_wallet: Wallet,
+                                               after: bool) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    op, token = _send(w)
+    w.crash_at(SWAP, "rollback", after=after, op_id=op["id"])
+    assert w.proxy.seen(*SWAP)[-1].forwarded is after
+
+    assert w.restart() == {"rolled_back": 1}   # no manual restore
+    assert w.op(op["id"])["state"] == "rolled_back"
+    reclaim_fee = w.fee(len(op["send_amounts"]))
+    assert w.balance() == (FUND - op["fee"] - reclaim_fee, 0, 0)
+    assert not w.recipient.claim(token)          # the token is dead
+    w.assert_sound()
+
+
+def test_send_rolling_back_claimed_while_down_completes(mint: DevMint,
+                                                        crash_wallet: Wallet) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    op, token = _send(w)
+    w.crash_at(SWAP, "rollback", after=False, op_id=op["id"])
+    assert w.recipient.claim(token)              # the recipient was first
+
+    assert w.restart() == {"completed": 1}
+    assert w.op(op["id"])["state"] == "completed"
+    assert w.balance() == (FUND - AMOUNT - op["fee"], 0, 0)
+    w.assert_sound()
+
+
+# --- receive ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["swap-never-sent", "swap-processed"])
+def test_receive_interrupted_completes_on_restart(mint: DevMint, crash_wallet: Wallet,
+                                                  after: bool) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    token = w.faucet.token(300)                  # 256 + 32 + 8 + 4: four proofs
+    w.crash_at(SWAP, "receive", after=after, token=token)
+
+    assert w.restart() == {"completed": 1}
+    [receive] = _ops(w, "receive")
+    assert receive["state"] == "completed"
+    assert w.balance() == (FUND + 300 - w.fee(4), 0, 0)
+    w.assert_sound()
+
+
+# --- mint -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["mint-never-sent", "mint-processed"])
+def test_mint_redeem_interrupted_completes_on_restart(mint: DevMint, crash_wallet: Wallet,
+                                                      after: bool) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    quote = w.call("create_quote", url=w.url, amount=500)["quote"]
+    w.crash_at(MINT, "redeem", after=after, quote=quote)
+
+    assert w.restart() == {"completed": 1}
+    [_, minted] = sorted(_ops(w, "mint"), key=lambda o: o["created_at"])
+    assert minted["state"] == "completed" and minted["quote_id"] == quote
+    assert w.balance() == (FUND + 500, 0, 0)
+    w.assert_sound()
+
+
+# --- recovery itself interrupted --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint,after", [(CHECKSTATE, False), (RESTORE, False),
+                                            (RESTORE, True)],
+                         ids=["checkstate", "restore-before", "restore-after"])
+def test_recovery_interrupted_is_resumed(mint: DevMint, crash_wallet: Wallet,
+                                         endpoint: tuple[str, str], after: bool) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    prepared = _prepare(w)
+    w.crash_at(SWAP, "execute", after=True, op_id=prepared["id"])
+    assert w.crash_in_recovery(endpoint, after=after)   # killed again, mid-recovery
+
+    assert w.restart() == {"rolled_back": 1}
+    assert w.op(prepared["id"])["state"] == "rolled_back"
+    assert w.balance() == (FUND - prepared["fee"], 0, 0)
+    w.assert_sound()
+
+
+def test_prepared_send_is_left_for_the_caller(mint: DevMint, crash_wallet: Wallet) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    prepared = _prepare(w)
+    w.crash()
+
+    assert w.restart() == {"prepared": 1}
+    assert w.balance() == (FUND - prepared["input_amount"], prepared["input_amount"], 0)
+    w.assert_sound()
+    done = w.call("execute", op_id=prepared["id"])
+    assert done["op"]["state"] == "pending"
+    assert w.balance() == (FUND - AMOUNT - prepared["fee"], 0, AMOUNT)
+    w.assert_sound()
+
+
+# --- with the watcher on: what a restart must keep watching -----------------------------------
+
+
+def _until(w: CrashWallet, op_id: str, state: str, timeout: float) -> str:
+    """Poll the wallet for the operation's state (the watcher acts on its own time)."""
+    deadline = time.monotonic() + timeout
+    current = w.op(op_id)["state"]
+    while current != state and time.monotonic() < deadline:
+        threading.Event().wait(0.1)
+        current = w.op(op_id)["state"]
+    return current
+
+
+def test_pending_send_recovered_while_the_mint_is_down_is_still_watched(
+        mint: DevMint, crash_wallet: Wallet) -> None:
+    """Recovery of a pending send that cannot reach the mint is deferred; the watcher
+    must still watch the send, so a later claim finalizes it on its own."""
+    w = crash_wallet(mint, fund=FUND, watcher=True)
+    op, token = _send(w)
+    w.crash()
+    w.proxy.inject(*CHECKSTATE, Fault.ERROR_500)   # the mint is down for recovery's NUT-07
+    assert w.restart() == {"pending": 1}
+    assert w.proxy.seen(*CHECKSTATE)[-1].fault == "500"
+    assert w.recipient.claim(token)
+    # the websocket pushes the claim at once; NUT-07 polling would see it within 2 s
+    assert _until(w, op["id"], "completed", 10.0) == "completed"
+    w.assert_sound()
+
+
+def test_quote_paid_while_the_wallet_was_down_is_minted(mint: DevMint,
+                                                        crash_wallet: Wallet) -> None:
+    """A redeem killed while it asked the mint about the quote (the mint marked it
+    paid): the operation is still ``prepared``. With the watcher on, paid quotes
+    "redeem on their own"; after the restart nothing watches or redeems it."""
+    w = crash_wallet(mint, fund=FUND, watcher=True)
+    quote = w.call("create_quote", url=w.url, amount=500)["quote"]
+    w.crash_at(("GET", f"/v1/mint/quote/bolt11/{quote}"), "redeem", after=True, quote=quote)
+    assert w.proxy.seen("GET", f"/v1/mint/quote/bolt11/{quote}")[-1].status == 200
+
+    w.restart()
+    [_, minted] = sorted(_ops(w, "mint"), key=lambda o: o["created_at"])
+    assert _until(w, minted["id"], "completed", 10.0) == "completed"
+    assert w.balance() == (FUND + 500, 0, 0)
+    w.assert_sound()

@@ -1,0 +1,201 @@
+"""A wallet in a process of its own, driven line by line, for the crash tests.
+
+    python tests/support/crash_child.py DATA_DIR [--watcher]
+
+The process opens ``Coco`` on ``DATA_DIR`` (recovery runs in ``Coco.open``) and
+then reads one JSON command per line on stdin, ``{"id": n, "cmd": name, "args":
+{...}}``, and answers each with one JSON line on stdout, ``{"id": n, "ok": true,
+"result": ...}`` or ``{"id": n, "ok": false, "error": {"type", "code", "message"}}``.
+The first line it writes (``id`` 0) reports the open, with the recovery summary.
+Commands run one at a time, in order. ``quit`` closes the wallet and exits.
+
+The parent ends it with SIGKILL at the moment it chooses; nothing here tries to
+survive that or to clean up after it. Only the test suite runs this: it reads
+the wallet's internals (proof records, operation records) that the invariants
+are checked against, and it prints tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from typing import Any, TextIO
+
+from coco_actors import Coco, CocoError, MintRejectedError, MintUnreachableError
+from coco_actors.crypto.bdhke import secret_to_y
+from coco_actors.records import Operation, ProofRecord
+
+TIMEOUT = 60.0
+
+
+def op_json(op: Operation | None) -> dict[str, Any] | None:
+    """An operation as the tests see it: the public fields and what the invariants need."""
+    if op is None:
+        return None
+    d = op.public()
+    d.update(
+        input_ys=list(op.input_ys),
+        send_ys=list(op.send_ys),
+        send_amounts=[p.amount for p in op.send_proofs],
+        token_ys=[secret_to_y(p.secret) for p in op.inputs],   # receive: the token's proofs
+        token_amounts=[p.amount for p in op.inputs],
+        output_amounts=[o.amount for o in op.outputs],
+        reclaim_amounts=[o.amount for o in op.reclaim_outputs],
+        send_output_count=op.send_output_count,
+        quote_id=op.quote_id,
+    )
+    return d
+
+
+def proof_json(r: ProofRecord) -> dict[str, Any]:
+    return {"Y": r.Y, "amount": r.amount, "status": r.status.value, "op": r.operation_id,
+            "mint": r.mint_url, "keyset": r.proof.keyset_id}
+
+
+def error_json(exc: BaseException) -> dict[str, Any]:
+    return {"type": type(exc).__name__,
+            "code": exc.code if isinstance(exc, MintRejectedError) else None,
+            "request_sent": getattr(exc, "request_sent", None)
+            if isinstance(exc, MintUnreachableError) else None,
+            "message": str(exc),
+            "library": isinstance(exc, CocoError)}
+
+
+class Commands:
+    def __init__(self, coco: Coco) -> None:
+        self.coco = coco
+
+    def add_mint(self, url: str) -> str:
+        return self.coco.mints.add(url).url
+
+    def create_quote(self, url: str, amount: int) -> dict[str, Any]:
+        quote = self.coco.mint.create_quote(url, amount)
+        return {"quote": quote.id, "request": quote.request}
+
+    def redeem(self, quote: str, timeout: float = 30.0) -> Any:
+        return op_json(self.coco.mint.redeem(quote, timeout=timeout))
+
+    def fund(self, url: str, amount: int) -> Any:
+        quote = self.coco.mint.create_quote(url, amount)
+        return op_json(self.coco.mint.redeem(quote.id, timeout=30))
+
+    def prepare(self, url: str, amount: int) -> Any:
+        return op_json(self.coco.send.prepare_send(url, amount))
+
+    def execute(self, op_id: str) -> Any:
+        op, token = self.coco.send.execute_prepared_send(op_id)
+        return {"op": op_json(op), "token": token}
+
+    def send(self, url: str, amount: int) -> Any:
+        prepared = self.coco.send.prepare_send(url, amount)
+        op, token = self.coco.send.execute_prepared_send(prepared.id)
+        return {"op": op_json(op), "token": token}
+
+    def rollback(self, op_id: str) -> Any:
+        return op_json(self.coco.send.rollback(op_id))
+
+    def receive(self, token: str) -> Any:
+        return op_json(self.coco.receive(token))
+
+    def check_pending(self) -> Any:
+        return [op_json(o) for o in self.coco.send.check_pending()]
+
+    def recover(self) -> Any:
+        return self.coco.recover()
+
+    def recover_sends(self) -> Any:
+        return self.coco.send.recover_pending_operations()
+
+    def restore(self, url: str) -> Any:
+        r = self.coco.restore(url)
+        return {"restored": r.restored, "proofs": r.proofs, "spent": r.spent,
+                "counters": r.counters}
+
+    def balance(self) -> Any:
+        return {url: {"spendable": b.spendable, "reserved": b.reserved, "pending": b.pending}
+                for url, b in self.coco.balance().items()}
+
+    def op(self, op_id: str) -> Any:
+        return op_json(self.coco._ledger.get_operation(op_id).get(timeout=TIMEOUT))
+
+    def batch(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run several commands at once, each on a thread of its own; every outcome."""
+        outcomes: list[dict[str, Any]] = [{} for _ in calls]
+
+        def run(i: int, call: dict[str, Any]) -> None:
+            try:
+                outcomes[i] = {"ok": True,
+                               "result": getattr(self, call["cmd"])(**call.get("args", {}))}
+            except Exception as exc:
+                outcomes[i] = {"ok": False, "error": error_json(exc)}
+
+        threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return outcomes
+
+    def state(self) -> Any:
+        """Everything the invariants look at (no request is in flight when this is asked)."""
+        ledger = self.coco._ledger
+        history = self.coco.history.get_history()
+        ops = [ledger.get_operation(h.operation_id).get(timeout=TIMEOUT) for h in history]
+        return {
+            "proofs": [proof_json(r) for r in ledger.all_proof_records().get(timeout=TIMEOUT)],
+            "open_ops": [op_json(o) for o in ledger.operations().get(timeout=TIMEOUT)],
+            "ops": [op_json(o) for o in ops],
+            "balance": self.balance(),
+            "live_actors": self.coco._supervisor.live_actor_count().get(timeout=TIMEOUT),
+        }
+
+
+def main(argv: list[str]) -> int:
+    data_dir = argv[1]
+    watcher = "--watcher" in argv[2:]
+    out: TextIO = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    sys.stdout = sys.stderr  # a stray print must never corrupt the protocol
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+
+    def say(msg: dict[str, Any]) -> None:
+        out.write(json.dumps(msg) + "\n")
+
+    started = time.monotonic()
+    try:
+        coco = Coco.open(data_dir, watcher=watcher)
+    except Exception as exc:  # the parent must learn why, then we are done
+        traceback.print_exc()
+        say({"id": 0, "ok": False, "error": error_json(exc)})
+        return 1
+    say({"id": 0, "ok": True, "result": {"pid": os.getpid(), "recovery": coco.last_recovery,
+                                         "open_s": time.monotonic() - started}})
+    commands = Commands(coco)
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            msg = json.loads(line)
+            if msg["cmd"] == "quit":
+                coco.close()
+                say({"id": msg["id"], "ok": True, "result": None})
+                return 0
+            try:
+                result = getattr(commands, msg["cmd"])(**msg.get("args", {}))
+            except Exception as exc:
+                logging.getLogger("crash_child").info("%s failed: %r", msg["cmd"], exc)
+                say({"id": msg["id"], "ok": False, "error": error_json(exc)})
+            else:
+                say({"id": msg["id"], "ok": True, "result": result})
+    finally:
+        coco.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

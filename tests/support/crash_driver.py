@@ -1,0 +1,549 @@
+"""Crash tests' driver: a wallet in a child process behind the fault proxy, killed
+with SIGKILL at chosen moments, restarted on the same data directory, and audited.
+
+- :class:`WalletChild` runs ``crash_child.py`` (one ``Coco`` on one data
+  directory) and talks to it in JSON lines; :meth:`WalletChild.kill` is SIGKILL.
+- :class:`Faucet` makes tokens from outside the wallet (minted straight at the
+  mint with random outputs); :class:`Recipient` claims the wallet's tokens
+  straight at the mint. Neither goes through the proxy.
+- :class:`CrashWallet` ties a mint, a :class:`~tests.support.proxy.FaultProxy`
+  and a data directory together; :meth:`CrashWallet.crash_at` runs a command,
+  holds the request that matters at the proxy and kills the child before or
+  after the mint processed it.
+- :func:`audit` checks the invariants after a restart. Its ground truth is the
+  mint: what the proxy saw the mint accept (mints, swaps and their exact fees,
+  ``inputs - outputs``), what the test itself gave and claimed, and NUT-07 at the
+  mint for every proof the wallet holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from coco_actors.crypto.bdhke import secret_to_y
+from coco_actors.crypto.keysets import fee_for
+from coco_actors.crypto.outputs import random_outputs, unblind_signatures
+from coco_actors.devmint import DevMint
+from coco_actors.errors import CODE_PROOFS_SPENT, MintRejectedError
+from coco_actors.mint_client import MintClient
+from coco_actors.tokens import Token, decode, encode_v4, resolve_keyset_ids
+from coco_actors.wire import Keyset, ProofStateKind, split_amount
+from tests.support.proxy import Exchange, FaultProxy, Hold
+
+CHILD = Path(__file__).with_name("crash_child.py")
+#: Upper bound for one command of the child (a saga step may wait on the mint).
+CALL_TIMEOUT = 60.0
+#: Upper bound for a child to start and open its wallet (recovery included).
+START_TIMEOUT = 60.0
+
+SWAP = ("POST", "/v1/swap")
+MINT = ("POST", "/v1/mint/bolt11")
+CHECKSTATE = ("POST", "/v1/checkstate")
+RESTORE = ("POST", "/v1/restore")
+
+#: NUT error code the wallet must never provoke: it reused outputs the mint signed.
+CODE_OUTPUTS_ALREADY_SIGNED = 11003
+#: Operation states nothing may rest in once recovery ran with the mint reachable.
+TRANSIENT = frozenset({"init", "executing", "rolling_back"})
+
+
+class ChildError(Exception):
+    """The child answered a command with an error (``type``, ``code``, ``message``)."""
+
+    def __init__(self, cmd: str, error: dict[str, Any]) -> None:
+        super().__init__(f"{cmd}: {error['type']}: {error['message']}")
+        self.cmd = cmd
+        self.type: str = error["type"]
+        self.code: int | None = error.get("code")
+        self.error = error
+
+
+class ChildDied(Exception):
+    """The child ended before it answered."""
+
+
+class Reply:
+    """The answer to one command, once it comes."""
+
+    def __init__(self, cmd: str, wake: threading.Event | None) -> None:
+        self.cmd = cmd
+        self.done = threading.Event()
+        self._wake = wake
+        self._msg: dict[str, Any] | None = None
+
+    def _set(self, msg: dict[str, Any] | None) -> None:
+        self._msg = msg
+        self.done.set()
+        if self._wake is not None:
+            self._wake.set()
+
+    def result(self, timeout: float = CALL_TIMEOUT) -> Any:
+        if not self.done.wait(timeout):
+            raise TimeoutError(f"no answer to {self.cmd} within {timeout:g} s")
+        if self._msg is None:
+            raise ChildDied(f"the wallet process ended before answering {self.cmd}")
+        if not self._msg["ok"]:
+            raise ChildError(self.cmd, self._msg["error"])
+        return self._msg["result"]
+
+
+class WalletChild:
+    """One ``crash_child.py`` process on ``data_dir``; its stderr goes to ``log_path``."""
+
+    def __init__(self, data_dir: Path, log_path: Path, *, watcher: bool = False,
+                 wake: threading.Event | None = None) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 (closed in _reap)
+        args = [sys.executable, str(CHILD), str(data_dir)] + (["--watcher"] if watcher else [])
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, text=True, bufsize=1)
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._open = Reply("open", wake)
+        self._replies: dict[int, Reply] = {0: self._open}
+        self._reader = threading.Thread(target=self._read, daemon=True,
+                                        name=f"crash-child-{self.proc.pid}")
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def opened(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+        """Wait until the wallet is open (recovery done); its ``recovery`` summary and more."""
+        result: dict[str, Any] = self._open.result(timeout)
+        return result
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            msg = json.loads(line)
+            with self._lock:
+                reply = self._replies.pop(msg["id"], None)
+            if reply is not None:
+                reply._set(msg)
+        with self._lock:
+            left, self._replies = list(self._replies.values()), {}
+        for reply in left:
+            reply._set(None)
+
+    def submit(self, cmd: str, *, wake: threading.Event | None = None, **args: Any) -> Reply:
+        """Send a command without waiting; the child runs commands in order."""
+        with self._lock:
+            msg_id, self._next_id = self._next_id, self._next_id + 1
+            reply = self._replies[msg_id] = Reply(cmd, wake)
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps({"id": msg_id, "cmd": cmd, "args": args}) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            with self._lock:
+                self._replies.pop(msg_id, None)
+            reply._set(None)
+        return reply
+
+    def call(self, cmd: str, timeout: float = CALL_TIMEOUT, **args: Any) -> Any:
+        return self.submit(cmd, **args).result(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, the crash under test: no handler, no flush, no close runs in the child."""
+        if self.alive:
+            self.proc.kill()
+        self._reap()
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Close the wallet cleanly (``quit``); SIGKILL if it has not ended in ``timeout``."""
+        deadline = time.monotonic() + timeout
+        if self.alive:
+            with contextlib.suppress(ChildDied, ChildError, TimeoutError):
+                self.submit("quit").result(timeout)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(max(0.1, deadline - time.monotonic()))
+        self.kill()
+
+    def _reap(self) -> None:
+        self.proc.wait(30)
+        self._reader.join(10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._log.close()
+
+
+# --- outside parties: the test's own protocol calls, straight to the mint --------------------
+
+
+class MintPeer:
+    """Raw protocol access to the real mint, bypassing the proxy."""
+
+    def __init__(self, client: MintClient) -> None:
+        self.client = client
+        infos = client.get_keysets()
+        self.ppk = {k.id: k.input_fee_ppk for k in infos}
+        self.keyset: Keyset = next(k for k in client.get_keys() if k.active and k.unit == "sat")
+
+    def states(self, ys: Iterable[str]) -> dict[str, ProofStateKind]:
+        ys = list(ys)
+        return {y: s.state for y, s in zip(ys, self.client.check_state(ys), strict=True)}
+
+
+class Faucet(MintPeer):
+    """Tokens from outside the wallet, naming ``token_mint`` (the proxy) as their mint."""
+
+    def __init__(self, client: MintClient, token_mint: str) -> None:
+        super().__init__(client)
+        self.token_mint = token_mint
+        self.given: dict[str, int] = {}   # Y -> amount of every proof handed out
+
+    def token(self, amount: int) -> str:
+        quote = self.client.create_mint_quote(amount)
+        outputs = random_outputs(split_amount(amount), self.keyset.id)
+        sigs = self.client.mint(quote.quote, [o.blinded for o in outputs])
+        proofs = unblind_signatures(outputs, sigs, self.keyset)
+        self.given.update({secret_to_y(p.secret): p.amount for p in proofs})
+        return encode_v4(Token(mint=self.token_mint, proofs=tuple(proofs)))
+
+
+class Recipient(MintPeer):
+    """Claims the wallet's tokens with one swap each (random outputs, thrown away)."""
+
+    def __init__(self, client: MintClient) -> None:
+        super().__init__(client)
+        self.claimed: dict[str, int] = {}  # Y -> amount of every wallet proof claimed
+
+    def claim(self, token: str) -> bool:
+        """True once claimed; False when the mint says the proofs were spent already."""
+        t = resolve_keyset_ids(decode(token), list(self.ppk))
+        value = t.amount - fee_for(self.ppk[p.keyset_id] for p in t.proofs)
+        outputs = random_outputs(split_amount(value), self.keyset.id)
+        try:
+            self.client.swap(list(t.proofs), [o.blinded for o in outputs])
+        except MintRejectedError as exc:
+            if exc.code == CODE_PROOFS_SPENT:
+                return False
+            raise
+        self.claimed.update({secret_to_y(p.secret): p.amount for p in t.proofs})
+        return True
+
+
+# --- the audit --------------------------------------------------------------------------------
+
+
+@dataclass
+class Audit:
+    """One check of the invariants; ``discrepancy`` > 0 is value lost, < 0 value invented.
+
+    minted + received == spendable + reserved + pending + fees + claimed, where
+    ``minted`` and ``fees`` (inputs minus outputs of every swap) are what the mint
+    accepted through the proxy, ``received`` the faucet proofs the wallet's swaps
+    spent, ``claimed`` what the recipient took, and the holdings are proofs the
+    mint confirms UNSPENT.
+    """
+
+    minted: int = 0
+    received: int = 0
+    fees: int = 0
+    claimed: int = 0
+    spendable: int = 0
+    reserved: int = 0
+    pending: int = 0
+    error_codes: Counter[tuple[str, int]] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+    states: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def discrepancy(self) -> int:
+        return (self.minted + self.received) - (self.spendable + self.reserved + self.pending
+                                                + self.fees + self.claimed)
+
+    def summary(self) -> str:
+        return (f"minted {self.minted} + received {self.received} = spendable {self.spendable}"
+                f" + reserved {self.reserved} + pending {self.pending} + fees {self.fees}"
+                f" + claimed {self.claimed} (off by {self.discrepancy})")
+
+
+def mint_flows(exchanges: Iterable[Exchange], given: dict[str, int], audit: Audit) -> None:
+    """What the mint did for the wallet, from the proxy's record of every exchange."""
+    quotes: set[str] = set()
+    swaps: set[tuple[str, ...]] = set()
+    for e in exchanges:
+        code = e.error_code
+        if code is not None:
+            audit.error_codes[(f"{e.method} {e.path}", code)] += 1
+        if (e.method, e.path) not in (MINT, SWAP):
+            continue
+        if e.forwarded and e.status is None:
+            audit.violations.append(f"{e.method} {e.path} reached the mint with no answer")
+        if e.status != 200:
+            continue
+        body = e.request_json()
+        outs = sum(o["amount"] for o in body["outputs"])
+        if (e.method, e.path) == MINT:
+            if body["quote"] in quotes:
+                audit.violations.append(f"quote {body['quote']} minted twice")
+            quotes.add(body["quote"])
+            audit.minted += outs
+            continue
+        key = tuple(sorted(p["secret"] for p in body["inputs"]))
+        if key in swaps:
+            continue  # a replayed answer (NUT-19): the mint did the work once
+        swaps.add(key)
+        ins = [(secret_to_y(p["secret"]), p["amount"]) for p in body["inputs"]]
+        audit.fees += sum(a for _, a in ins) - outs
+        audit.received += sum(a for y, a in ins if y in given)
+
+
+def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
+          recipient: Recipient, mint_url: str) -> Audit:
+    """Check every invariant on a wallet at rest (after a restart, mint reachable)."""
+    a = Audit()
+    bad = a.violations.append
+    mint_flows(exchanges, faucet.given, a)
+    for (endpoint, code), n in a.error_codes.items():
+        if code == CODE_OUTPUTS_ALREADY_SIGNED:
+            bad(f"the mint answered {endpoint} with 11003 (outputs already signed) {n}x")
+
+    ops = {o["id"]: o for o in state["ops"]}
+    open_ops = {o["id"]: o for o in state["open_ops"]}
+    for o in ops.values():
+        a.states[f"{o['kind']}:{o['state']}"] += 1
+        if o["state"] in TRANSIENT:
+            bad(f"{o['kind']} {o['id']} left {o['state']} after recovery")
+        if o["kind"] == "receive" and o["state"] == "prepared":
+            bad(f"receive {o['id']} left prepared after recovery")
+        if o["kind"] == "mint" and o["state"] == "rolled_back":
+            bad(f"mint {o['id']} rolled back: {o['error']}")
+    for op_id in open_ops.keys() - ops.keys():
+        bad(f"open operation {op_id} has no history entry")
+
+    # holdings: one record per proof, each reservation held by a live send
+    held: dict[str, dict[str, Any]] = {}
+    for r in state["proofs"]:
+        if r["mint"] != mint_url:
+            bad(f"proof {r['Y'][:12]} of unexpected mint {r['mint']}")
+        held[r["Y"]] = r
+        owner = open_ops.get(r["op"]) if r["op"] else None
+        if r["status"] == "ready":
+            a.spendable += r["amount"]
+            if r["op"] is not None:
+                bad(f"spendable proof {r['Y'][:12]} names operation {r['op']}")
+        else:
+            a.reserved += r["amount"]
+            if owner is None:
+                bad(f"proof {r['Y'][:12]} reserved by {r['op']}, which is not open")
+            elif r["Y"] not in owner["input_ys"]:
+                bad(f"proof {r['Y'][:12]} reserved by {r['op']}, not one of its inputs")
+    reservations: dict[str, str] = {}
+    in_tokens: dict[str, str] = {}
+    for o in open_ops.values():
+        if o["kind"] != "send":
+            continue
+        if o["state"] in ("prepared", "executing"):
+            for y in o["input_ys"]:
+                if y in reservations:
+                    bad(f"proof {y[:12]} in two reservations: {reservations[y]} and {o['id']}")
+                reservations[y] = o["id"]
+                rec = held.get(y)
+                if rec is None or rec["op"] != o["id"]:
+                    bad(f"input {y[:12]} of {o['state']} send {o['id']} is not reserved by it")
+        if o["state"] in ("pending", "rolling_back"):
+            for y in o["send_ys"]:
+                if y in in_tokens or y in held:
+                    bad(f"proof {y[:12]} of send {o['id']} is also held elsewhere")
+                in_tokens[y] = o["id"]
+
+    # ground truth: NUT-07 at the mint
+    amounts = dict(zip((y for o in open_ops.values() for y in o["send_ys"]),
+                       (v for o in open_ops.values() for v in o["send_amounts"]), strict=True))
+    states = recipient.states(list(held) + list(in_tokens))
+    for y, rec in held.items():
+        if states[y] != ProofStateKind.UNSPENT:
+            bad(f"held proof {y[:12]} ({rec['amount']}) is {states[y].value} at the mint")
+    for y, op_id in in_tokens.items():
+        if states[y] == ProofStateKind.UNSPENT:
+            a.pending += amounts[y]
+        elif states[y] != ProofStateKind.SPENT or y not in recipient.claimed:
+            bad(f"proof {y[:12]} of pending send {op_id} is {states[y].value}, not claimed")
+    a.claimed = sum(recipient.claimed.values())
+
+    balance = state["balance"].get(mint_url, {"spendable": 0, "reserved": 0, "pending": 0})
+    wallet_pending = sum(v for o in open_ops.values() if o["state"] in ("pending", "rolling_back")
+                         for v in o["send_amounts"])
+    if (balance["spendable"], balance["reserved"]) != (a.spendable, a.reserved):
+        bad(f"balance {balance} disagrees with the proof records")
+    if balance["pending"] != wallet_pending:
+        bad(f"balance pending {balance['pending']} != value in pending sends {wallet_pending}")
+    if a.discrepancy:
+        bad(f"value not conserved: {a.summary()}")
+    return a
+
+
+# --- the harness ------------------------------------------------------------------------------
+
+
+class CrashWallet:
+    """A wallet process on one data directory, behind a fault proxy to ``mint``.
+
+    The wallet knows the mint by the proxy's URL (its tokens name it). The test
+    talks to the mint directly for NUT-07 checks, the faucet and the recipient.
+    """
+
+    def __init__(self, mint: DevMint, workdir: Path, *, watcher: bool = False) -> None:
+        self.mint = mint
+        self.workdir = workdir
+        self.watcher = watcher
+        self.data_dir = workdir / "wallet"
+        self.proxy = FaultProxy(mint.url)
+        self.url = self.proxy.url
+        self._client = MintClient(mint.url)
+        self.faucet = Faucet(self._client, token_mint=self.url)
+        self.recipient = Recipient(self._client)
+        self.ppk = mint.input_fee_ppk
+        self.children: list[WalletChild] = []
+        self.child: WalletChild | None = None
+        self.recoveries: list[dict[str, int]] = []
+
+    # --- the process --------------------------------------------------------------------
+
+    def start(self, *, watcher: bool | None = None) -> dict[str, Any]:
+        """Start a wallet process on the data directory; returns its open report."""
+        opened = self._spawn(watcher=watcher).opened()
+        self.recoveries.append(opened["recovery"])
+        return opened
+
+    def _spawn(self, *, watcher: bool | None = None,
+               wake: threading.Event | None = None) -> WalletChild:
+        if self.child is not None and self.child.alive:
+            raise RuntimeError("the previous wallet process is still running")
+        n = len(self.children)
+        self.child = WalletChild(self.data_dir, self.workdir / f"child-{n:04d}.log",
+                                 watcher=self.watcher if watcher is None else watcher,
+                                 wake=wake)
+        self.children.append(self.child)
+        return self.child
+
+    def crash(self) -> None:
+        """SIGKILL the wallet. A request it had sent that is not held at the proxy still
+        reaches the mint; wait for its answer, so that the next wallet's recovery does
+        not race a request from a dead one (a different failure: a delayed network)."""
+        assert self.child is not None
+        self.child.kill()
+        if not self.proxy.wait_settled():
+            raise TimeoutError("a request of the killed wallet never got its answer")
+
+    def restart(self, **kwargs: Any) -> dict[str, int]:
+        """SIGKILL the wallet if it still runs; start a new one (recovery runs); its summary."""
+        if self.child is not None and self.child.alive:
+            self.crash()
+        summary: dict[str, int] = self.start(**kwargs)["recovery"]
+        return summary
+
+    def call(self, cmd: str, timeout: float = CALL_TIMEOUT, **args: Any) -> Any:
+        assert self.child is not None
+        return self.child.call(cmd, timeout, **args)
+
+    def submit(self, cmd: str, *, wake: threading.Event | None = None, **args: Any) -> Reply:
+        assert self.child is not None
+        return self.child.submit(cmd, wake=wake, **args)
+
+    def close(self) -> None:
+        for child in self.children:
+            child.close() if child is self.child else child.kill()
+        self.proxy.stop()
+        self._client.close()
+
+    # --- crash points -------------------------------------------------------------------
+
+    def crash_at(self, endpoint: tuple[str, str], cmd: str, *, after: bool, nth: int = 1,
+                 timeout: float = CALL_TIMEOUT, **args: Any) -> Hold | Reply:
+        """Run ``cmd`` and SIGKILL the wallet at the ``nth`` request to ``endpoint``.
+
+        ``after=False``: while the request is held at the proxy, before it left
+        (the wallet committed its state, the mint saw nothing). ``after=True``:
+        once the mint has processed it and answered, before the answer is passed
+        back (the mint did the work, the wallet never stored the result).
+        Returns the hold when the crash happened; if ``cmd`` finished without
+        making that request, returns its reply and the wallet keeps running.
+        """
+        wake = threading.Event()
+        hold = self.proxy.hold(*endpoint, nth=nth, wake=wake)
+        reply = self.submit(cmd, wake=wake, **args)
+        return hold if self._strike(hold, wake, after=after, timeout=timeout) else reply
+
+    def crash_in_recovery(self, endpoint: tuple[str, str], *, after: bool, nth: int = 1,
+                          timeout: float = START_TIMEOUT) -> bool:
+        """Restart, and SIGKILL the new wallet at the ``nth`` request to ``endpoint``
+        made while it opens (recovery). False if it opened without that request
+        (it then keeps running)."""
+        if self.child is not None and self.child.alive:
+            self.crash()
+        wake = threading.Event()
+        hold = self.proxy.hold(*endpoint, nth=nth, wake=wake)
+        child = self._spawn(wake=wake)
+        if self._strike(hold, wake, after=after, timeout=timeout):
+            return True
+        self.recoveries.append(child.opened()["recovery"])
+        return False
+
+    def _strike(self, hold: Hold, wake: threading.Event, *, after: bool,
+                timeout: float) -> bool:
+        """Wait for the held request or the end of what the wallet was doing; on the
+        request, SIGKILL the wallet before (or after) the mint processes it. False
+        when the wallet finished without that request (the hold is withdrawn)."""
+        if not wake.wait(timeout):
+            raise TimeoutError(f"neither {hold.method} {hold.path} nor an answer came")
+        if not hold.arrived.is_set():
+            if self.proxy.remove(hold):
+                return False
+            hold.wait(timeout)  # it fired meanwhile
+        if after:
+            hold.forward()
+        self.crash()
+        hold.drop()
+        return True
+
+    # --- what is true now ---------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("state")
+        return result
+
+    def op(self, op_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("op", op_id=op_id)
+        return result
+
+    def balance(self) -> tuple[int, int, int]:
+        """(spendable, reserved, pending) at the mint, as the wallet reports it."""
+        b = self.call("balance").get(self.url, {"spendable": 0, "reserved": 0, "pending": 0})
+        return b["spendable"], b["reserved"], b["pending"]
+
+    def audit(self) -> Audit:
+        state = self.state()
+        if not self.proxy.wait_settled():
+            raise TimeoutError("a request to the mint never got its answer")
+        return audit(state, self.proxy.seen(), self.faucet, self.recipient, self.url)
+
+    def assert_sound(self) -> Audit:
+        """Every invariant holds, to the sat."""
+        a = self.audit()
+        assert not a.violations, "\n".join([a.summary(), *a.violations])
+        return a
+
+    def fee(self, n_inputs: int) -> int:
+        return fee_for([self.ppk] * n_inputs)
