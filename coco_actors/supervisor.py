@@ -207,8 +207,9 @@ class SupervisorActor(pykka.ThreadingActor):
             self._stopping.discard(k)
 
     def live_actor_count(self) -> int:
+        """Actors at work: not counting those already told to rest."""
         self._prune()
-        return len(self._actors)
+        return len(self._actors.keys() - self._stopping)
 
     # --- what the Watcher saw (tells) ---------------------------------------------------
 
