@@ -4,10 +4,6 @@
 # starts it on 127.0.0.1, runs every scenario and writes bench-results.json.
 # Extra arguments go to bench/run.py, e.g. ./scripts/bench.sh --quick --only swaps
 set -euo pipefail
-cd "$(dirname "$0")/.."
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
-fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+source "$(dirname "$0")/venv.sh"
+ensure_venv ""
 exec .venv/bin/python bench/run.py "$@"

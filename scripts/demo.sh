@@ -7,10 +7,6 @@
 # coco_actors/demo.py) prints each command it runs and stops the daemons and the mint
 # on any exit (error, Ctrl-C, SIGTERM). Extra arguments go to it: ./scripts/demo.sh --fee 0
 set -euo pipefail
-cd "$(dirname "$0")/.."
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
-fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+source "$(dirname "$0")/venv.sh"
+ensure_venv ""
 exec .venv/bin/coco demo "$@"

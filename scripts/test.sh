@@ -4,10 +4,6 @@
 # repo, in ${COCO_CACHE_DIR:-~/.cache/coco-actors}) and starts it on 127.0.0.1.
 # Extra arguments go to pytest, e.g. ./scripts/test.sh tests/crypto -q
 set -euo pipefail
-cd "$(dirname "$0")/.."
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
-fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+source "$(dirname "$0")/venv.sh"
+ensure_venv "[test]"
 exec .venv/bin/python -m pytest "$@"
