@@ -157,19 +157,16 @@ class OperationActor(pykka.ThreadingActor):
         return make_outputs(list(amounts), keyset.id, pairs)
 
     def _unblind(self, outputs: Sequence[BlindingData], sigs: Sequence[Any]) -> list[Proof]:
-        proofs: list[Proof] = []
-        # outputs of one operation share a keyset, but check per output anyway
+        """Proofs for ``outputs`` in order; each output is unblinded with its own keyset."""
         by_keyset: dict[str, list[int]] = {}
         for i, o in enumerate(outputs):
             by_keyset.setdefault(o.keyset_id, []).append(i)
-        result: list[Proof | None] = [None] * len(outputs)
+        result: dict[int, Proof] = {}
         for keyset_id, idx in by_keyset.items():
             got = unblind_signatures([outputs[i] for i in idx], [sigs[i] for i in idx],
                                      self.mint.keyset(keyset_id))
-            for i, p in zip(idx, got, strict=True):
-                result[i] = p
-        proofs = [p for p in result if p is not None]
-        return proofs
+            result.update(zip(idx, got, strict=True))
+        return [result[i] for i in range(len(outputs))]
 
     def _restore(self, outputs: Sequence[BlindingData]) -> list[Proof]:
         """NUT-09: the proofs for those of ``outputs`` the mint has signed, unblinded."""
