@@ -263,8 +263,9 @@ class ProofLedger:
                     return Selection(tuple(picked), fee=0, exact=True)
         # smallest single proof that covers amount + its own fee
         for p in reversed(by_size):
-            if p.amount >= amount + self.input_fee(mint_url, [p]):
-                single = Selection((p,), fee=self.input_fee(mint_url, [p]), exact=False)
+            fee = self.input_fee(mint_url, [p])
+            if p.amount >= amount + fee:
+                single = Selection((p,), fee=fee, exact=False)
                 break
         else:
             single = None
@@ -332,10 +333,6 @@ class ProofLedger:
 
     def proofs_of(self, op_id: OperationId) -> list[Proof]:
         return [r.proof for r in self._proofs.values() if r.operation_id == op_id]
-
-    def spendable(self, mint_url: str) -> list[Proof]:
-        return [r.proof for r in self._proofs.values()
-                if r.mint_url == mint_url and r.status == ProofStatus.READY]
 
     def balances(self) -> dict[str, MintBalance]:
         out: dict[str, dict[str, int]] = {url: {"spendable": 0, "reserved": 0, "pending": 0}

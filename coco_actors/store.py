@@ -27,7 +27,6 @@ from coco_actors.records import (
     HistoryEntry,
     MintRecord,
     Operation,
-    OperationId,
     ProofRecord,
     keyset_from_json,
     keyset_to_json,
@@ -215,8 +214,3 @@ class Store:
                 mint_url = k.decode().split("\x00", 1)[0]
                 keysets.setdefault(mint_url, []).append(keyset_from_json(_loads(v)))
         return Snapshot(proofs, counters, operations, mints, keysets)
-
-    def operation_ids(self) -> Iterator[OperationId]:
-        with self.env.begin(db=self._dbs["operations"]) as txn:
-            for k in txn.cursor().iternext(keys=True, values=False):
-                yield OperationId(k.decode())

@@ -94,19 +94,21 @@ class SupervisorActor(pykka.ThreadingActor):
                 client.close()
             raise
         rec = MintRecord(url=url, name=info.name)
-        wait(self.deps.ledger.add_mint(rec, keysets), LEDGER_TIMEOUT, "ProofLedger")
-        self._mints[url] = MintContext(url, client, tuple(
-            wait(self.deps.ledger.keysets(url), LEDGER_TIMEOUT, "ProofLedger")))
+        self._register(rec, client, keysets)
         return rec
 
     def refresh_keysets(self, url: str) -> MintContext:
         ctx = self.mint_context(url)
-        keysets = self._fetch_keysets(ctx.client)
-        rec = MintRecord(url=url)
+        return self._register(MintRecord(url=ctx.url), ctx.client,
+                              self._fetch_keysets(ctx.client))
+
+    def _register(self, rec: MintRecord, client: MintClient,
+                  keysets: list[Keyset]) -> MintContext:
+        """Persist the keysets, then serve every keyset the ledger now knows."""
         wait(self.deps.ledger.add_mint(rec, keysets), LEDGER_TIMEOUT, "ProofLedger")
-        self._mints[url] = MintContext(url, ctx.client, tuple(
-            wait(self.deps.ledger.keysets(url), LEDGER_TIMEOUT, "ProofLedger")))
-        return self._mints[url]
+        self._mints[rec.url] = MintContext(rec.url, client, tuple(
+            wait(self.deps.ledger.keysets(rec.url), LEDGER_TIMEOUT, "ProofLedger")))
+        return self._mints[rec.url]
 
     @staticmethod
     def _fetch_keysets(client: MintClient) -> list[Keyset]:

@@ -338,12 +338,17 @@ def _read_mint(d: Any, key: str, what: str) -> str:
     return mint
 
 
-def _read_list(d: Any, key: str, what: str) -> list[Any]:
+def _required(d: Any, key: str, what: str) -> Any:
     if not isinstance(d, Mapping):
         raise TokenError(f"{what}: expected a map, got {type(d).__name__}")
     v = d.get(key)
     if v is None:
         raise TokenError(f"{what}: missing field '{key}'")
+    return v
+
+
+def _read_list(d: Any, key: str, what: str) -> list[Any]:
+    v = _required(d, key, what)
     if not isinstance(v, list):
         raise TokenError(f"{what}: field '{key}' must be a list")
     if not v:
@@ -352,11 +357,7 @@ def _read_list(d: Any, key: str, what: str) -> list[Any]:
 
 
 def _read_bytes(d: Any, key: str, what: str, nbytes: int | None = None) -> bytes:
-    if not isinstance(d, Mapping):
-        raise TokenError(f"{what}: expected a map, got {type(d).__name__}")
-    v = d.get(key)
-    if v is None:
-        raise TokenError(f"{what}: missing field '{key}'")
+    v = _required(d, key, what)
     if not isinstance(v, bytes):
         raise TokenError(f"{what}: field '{key}' must be a byte string")
     if nbytes is not None and len(v) != nbytes:
