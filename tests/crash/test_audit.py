@@ -9,38 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from coco_actors import Coco
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.crypto.outputs import random_outputs
 from coco_actors.devmint import DevMint
-from coco_actors.mint_client import MintClient
 from coco_actors.records import Operation, OpKind, OpState, new_operation_id
 from coco_actors.wire import split_amount
-from tests.support.crash_child import Commands
-from tests.support.crash_driver import Audit, Faucet, Recipient, audit
-from tests.support.proxy import Exchange, FaultProxy
+from tests.support.crash_driver import InProcessWallet, Recipient
+from tests.support.proxy import Exchange
 
 TIMEOUT = 10.0
 
 
-class Books:
+class Books(InProcessWallet):
     def __init__(self, mint: DevMint, data_dir: Path) -> None:
-        self.proxy = FaultProxy(mint.url)
-        self.url = self.proxy.url
-        self.client = MintClient(mint.url)
-        self.faucet = Faucet(self.client, token_mint=self.url)
-        self.recipient = Recipient(self.client)
-        self.coco = Coco.open(data_dir, watcher=False)
-        self.coco.mints.add(self.url)
-        quote = self.coco.mint.create_quote(self.url, 1000)
-        self.coco.mint.redeem(quote.id, timeout=TIMEOUT)
+        super().__init__(mint, data_dir, fund=1000)
         sent = self.coco.send.prepare_send(self.url, 100)
         _, self.token = self.coco.send.execute_prepared_send(sent.id)   # one pending send
         self.coco.receive(self.faucet.token(50))
-
-    def audit(self) -> Audit:
-        return audit(Commands(self.coco).state(), self.proxy.seen(), self.faucet,
-                     self.recipient, self.url)
 
     def settle(self, **moves: object) -> None:
         """A bogus completed operation that moves proofs, as a buggy saga would."""
@@ -57,7 +42,7 @@ class Books:
 def books(mint: DevMint, tmp_path: Path) -> Iterator[Books]:
     b = Books(mint, tmp_path / "w")
     yield b
-    b.coco.close()
+    b.close()
     b.proxy.stop()
     b.client.close()
 

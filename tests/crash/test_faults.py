@@ -16,21 +16,18 @@ import httpx
 import pykka
 import pytest
 
-from coco_actors import Coco, MintUnreachableError
+from coco_actors import MintUnreachableError
 from coco_actors.devmint import DevMint
 from coco_actors.mint_client import MintClient
 from coco_actors.supervisor import SupervisorActor
-from tests.support.crash_child import Commands
 from tests.support.crash_driver import (
     CHECKSTATE,
     SWAP,
     ChildError,
     CrashWallet,
-    Faucet,
-    Recipient,
-    audit,
+    InProcessWallet,
 )
-from tests.support.proxy import Fault, FaultProxy
+from tests.support.proxy import Fault
 
 FUND = 1000
 AMOUNT = 100
@@ -38,20 +35,26 @@ AMOUNT = 100
 SHORT_READ = 1.0
 
 
-class Rig:
+def execute_in_background(rig: Rig, op_id: str) -> tuple[threading.Thread, dict[str, object]]:
+    """Run ``execute_prepared_send`` on a thread; ``result`` gets "op" or "error"."""
+    result: dict[str, object] = {}
+
+    def execute() -> None:
+        try:
+            result["op"] = rig.coco.send.execute_prepared_send(op_id)[0]
+        except Exception as exc:  # reported by the test
+            result["error"] = exc
+
+    runner = threading.Thread(target=execute)
+    runner.start()
+    return runner, result
+
+
+class Rig(InProcessWallet):
     """An in-process wallet behind a proxy, with the test's own line to the mint."""
 
     def __init__(self, mint: DevMint, data_dir: Path) -> None:
-        self.mint = mint
-        self.proxy = FaultProxy(mint.url)
-        self.url = self.proxy.url
-        self.client = MintClient(mint.url)
-        self.faucet = Faucet(self.client, token_mint=self.url)
-        self.recipient = Recipient(self.client)
-        self.coco = Coco.open(data_dir, watcher=False)
-        self.coco.mints.add(self.url)
-        quote = self.coco.mint.create_quote(self.url, FUND)
-        assert self.coco.mint.redeem(quote.id, timeout=10).state == "completed"
+        super().__init__(mint, data_dir, fund=FUND)
 
     def state(self, op_id: str) -> str:
         op = self.coco._ledger.get_operation(op_id).get(timeout=5)
@@ -66,13 +69,8 @@ class Rig:
         return (n * self.mint.input_fee_ppk + 999) // 1000
 
     def assert_sound(self) -> None:
-        a = audit(Commands(self.coco).state(), self.proxy.seen(), self.faucet, self.recipient,
-                  self.url)
+        a = self.audit()
         assert not a.violations, "\n".join([a.summary(), *a.violations])
-
-    def close(self) -> None:
-        self.coco.close()
-        self.proxy.stop()
         self.client.close()
 
 
@@ -193,16 +191,7 @@ def test_recovery_while_the_swap_is_in_flight_does_not_race_it(rig: Rig) -> None
     """
     prepared = rig.coco.send.prepare_send(rig.url, AMOUNT)
     hold = rig.proxy.hold(*SWAP)
-    result: dict[str, object] = {}
-
-    def execute() -> None:
-        try:
-            result["op"] = rig.coco.send.execute_prepared_send(prepared.id)[0]
-        except Exception as exc:  # reported below
-            result["error"] = exc
-
-    runner = threading.Thread(target=execute)
-    runner.start()
+    runner, result = execute_in_background(rig, prepared.id)
     recovered: dict[str, int] = {}
     recovery = threading.Thread(
         target=lambda: recovered.update(rig.coco.send.recover_pending_operations()))
@@ -335,16 +324,7 @@ def test_wallet_restore_while_a_swap_is_in_flight_counts_nothing_twice(rig: Rig)
     send's proofs are in its token; they must not also be spendable."""
     prepared = rig.coco.send.prepare_send(rig.url, AMOUNT)
     hold = rig.proxy.hold(*SWAP)
-    result: dict[str, object] = {}
-
-    def execute() -> None:
-        try:
-            result["op"] = rig.coco.send.execute_prepared_send(prepared.id)[0]
-        except Exception as exc:  # reported below
-            result["error"] = exc
-
-    runner = threading.Thread(target=execute)
-    runner.start()
+    runner, result = execute_in_background(rig, prepared.id)
     try:
         assert hold.wait(10)
         hold.forward()                      # the mint signed the send's outputs

@@ -547,3 +547,32 @@ class CrashWallet:
 
     def fee(self, n_inputs: int) -> int:
         return fee_for([self.ppk] * n_inputs)
+
+
+class InProcessWallet:
+    """A funded in-process wallet behind a fault proxy, with the test's own line to the
+    mint (a faucet that makes tokens, a recipient that claims them)."""
+
+    def __init__(self, mint: DevMint, data_dir: Path, fund: int = 1000) -> None:
+        from coco_actors import Coco  # the child process imports it itself
+        from tests.support.crash_child import Commands
+
+        self._commands = Commands
+        self.mint = mint
+        self.proxy = FaultProxy(mint.url)
+        self.url = self.proxy.url
+        self.client = MintClient(mint.url)
+        self.faucet = Faucet(self.client, token_mint=self.url)
+        self.recipient = Recipient(self.client)
+        self.coco = Coco.open(data_dir, watcher=False)
+        self.coco.mints.add(self.url)
+        quote = self.coco.mint.create_quote(self.url, fund)
+        assert self.coco.mint.redeem(quote.id, timeout=10).state == "completed"
+
+    def audit(self) -> Audit:
+        return audit(self._commands(self.coco).state(), self.proxy.seen(), self.faucet,
+                     self.recipient, self.url)
+
+    def close(self) -> None:
+        self.coco.close()
+        self.proxy.stop()
