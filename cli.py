@@ -125,15 +125,15 @@ def balance_table(balances: dict[str, dict[str, int]]) -> str:
 
 def operations_table(ops: Sequence[dict[str, Any]]) -> str:
     return table(["ID", "TYPE", "AMOUNT", "FEE", "STATE", "MINT", "CREATED"],
-                 [(o.get("id") or o.get("operation_id"), o.get("kind") or o.get("type"),
+                 [(o.get("id") or o.get("operation_id"), o["type"],
                    o["amount"], o["fee"], o["state"], o["mint_url"], when(o["created_at"]))
                   for o in ops], right=(2, 3))
 
 
 def operation_details(op: dict[str, Any]) -> str:
-    rows = [("operation", op["id"]), ("kind", op["kind"]), ("state", op["state"]),
+    rows = [("operation", op["id"]), ("type", op["type"]), ("state", op["state"]),
             ("mint", op["mint_url"]), ("amount", sat(op["amount"])), ("fee", sat(op["fee"]))]
-    if op["kind"] == "send":
+    if op["type"] == "send":
         rows += [("total input", sat(op["input_amount"])),
                  ("swap", "yes" if op["needs_swap"] else "no (exact proofs)")]
     rows += [("created", when(op["created_at"])), ("updated", when(op["updated_at"]))]
@@ -634,22 +634,6 @@ def events(ui: Ui, follow: bool) -> None:
         ui.note("the daemon stopped")
     elif not seen and not ui.as_json:
         click.echo("no events since the daemon started")
-
-
-# --- the main job -------------------------------------------------------------------------
-
-
-@main.command()
-@click.option("--fee", "input_fee_ppk", type=click.IntRange(0, 1000), default=100,
-              show_default=True, help="input fee of the development mint, in ppk")
-def demo(input_fee_ppk: int) -> None:
-    """Run the wallet service end to end against a local development mint."""
-    from coco_actors.demo import DemoError, run
-
-    try:
-        run(input_fee_ppk=input_fee_ppk, out=click.echo)
-    except (DemoError, CocoError) as exc:
-        raise DomainError(str(exc)) from exc
 
 
 if __name__ == "__main__":

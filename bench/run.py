@@ -33,8 +33,8 @@ import scenarios
 from scenarios import Config, Context
 from support import RawMint, Summary, machine, process_cpu_s
 
-from coco_actors.devmint import DevMint, ensure_nutshell
 from coco_actors.mint_client import normalize_mint_url
+from devtools.devmint import DevMint, ensure_nutshell
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS: dict[str, tuple[str, Callable[[Context], dict[str, Any]]]] = {

@@ -31,7 +31,7 @@ from coco_actors.events import EVENTS, EventBusActor, Handler
 from coco_actors.mint_client import MintInfo, normalize_mint_url
 from coco_actors.operations.base import MintContext, OperationDeps, wait
 from coco_actors.proof_ledger import MintBalance, ProofLedgerActor
-from coco_actors.records import HistoryEntry, MintRecord, Operation, OpKind
+from coco_actors.records import HistoryEntry, MintRecord, Operation, OpType
 from coco_actors.restore import RestoreReport
 from coco_actors.restore import restore as restore_wallet
 from coco_actors.store import Store
@@ -189,7 +189,7 @@ class Coco:
             return keys[keyset_id].key_for(amount)
 
         verify_proofs_dleq(list(decoded.proofs), key_for)
-        actor = self._ask(self._supervisor.new_operation(OpKind.RECEIVE, ctx.url,
+        actor = self._ask(self._supervisor.new_operation(OpType.RECEIVE, ctx.url,
                                                          decoded.amount, decoded.unit))
         wait(actor.prepare(decoded), CALL_TIMEOUT, "receive operation")
         return wait(actor.execute(), CALL_TIMEOUT, "receive operation")
@@ -232,12 +232,12 @@ class Coco:
             ctx = self._contexts[url] = self._ask(self._supervisor.mint_context(url))
         return ctx
 
-    def _operation(self, op_id: str, kind: OpKind) -> Operation:
+    def _operation(self, op_id: str, op_type: OpType) -> Operation:
         if not isinstance(op_id, str) or not op_id:
             raise NotFoundError(f"unknown operation {op_id!r}")
         op = wait(self._ledger.get_operation(op_id), LOOKUP_TIMEOUT, "ProofLedger")
-        if op is None or op.kind != kind:
-            raise NotFoundError(f"unknown {kind.value} operation {op_id}")
+        if op is None or op.type != op_type:
+            raise NotFoundError(f"unknown {op_type.value} operation {op_id}")
         return op
 
     def _call(self, op_id: str, method: str, *args: Any, timeout: float = CALL_TIMEOUT) -> Any:
@@ -282,7 +282,7 @@ class MintApi:
         """A bolt11 mint quote: pay ``quote.request``, then :meth:`redeem` ``quote.id``."""
         _check_amount(amount)
         url = self._coco._mint_context(mint_url).url
-        actor = self._coco._ask(self._coco._supervisor.new_operation(OpKind.MINT, url, amount))
+        actor = self._coco._ask(self._coco._supervisor.new_operation(OpType.MINT, url, amount))
         return wait(actor.create_quote(), CALL_TIMEOUT, "mint operation")
 
     def redeem(self, quote_id: str, timeout: float = 60.0) -> Operation:
@@ -292,7 +292,7 @@ class MintApi:
         triggers the mint; without it, this polls the quote itself.
         """
         coco = self._coco
-        ops = wait(coco._ledger.operations(OpKind.MINT), LOOKUP_TIMEOUT, "ProofLedger")
+        ops = wait(coco._ledger.operations(OpType.MINT), LOOKUP_TIMEOUT, "ProofLedger")
         op = next((o for o in ops if o.quote_id == quote_id), None)
         if op is None:
             raise NotFoundError(f"no open mint operation for quote {quote_id}")
@@ -321,14 +321,14 @@ class MintApi:
                     current = coco._call(op.id, "try_redeem")
                     if current.state.terminal:
                         return current
-            return coco._operation(op.id, OpKind.MINT)
+            return coco._operation(op.id, OpType.MINT)
         finally:
             for event in ("mint:finalized", "mint:rolled-back"):
                 coco.off(event, on_end)
 
     def get_operation(self, operation_id: str) -> Operation | None:
         try:
-            return self._coco._operation(operation_id, OpKind.MINT)
+            return self._coco._operation(operation_id, OpType.MINT)
         except NotFoundError:
             return None
 
@@ -345,12 +345,12 @@ class SendApi:
         """
         _check_amount(amount)
         url = self._coco._mint_context(mint_url).url
-        actor = self._coco._ask(self._coco._supervisor.new_operation(OpKind.SEND, url, amount))
+        actor = self._coco._ask(self._coco._supervisor.new_operation(OpType.SEND, url, amount))
         return wait(actor.prepare(amount), CALL_TIMEOUT, "send operation")
 
     def execute_prepared_send(self, operation_id: str) -> tuple[Operation, str]:
         """Swap (if needed) and return the operation, now pending, and its token."""
-        op = self._coco._operation(operation_id, OpKind.SEND)
+        op = self._coco._operation(operation_id, OpType.SEND)
         if op.state != op.state.PREPARED:
             raise InvalidStateError(f"send {op.id} is {op.state.value}, not prepared")
         op = self._coco._call(op.id, "execute")
@@ -358,23 +358,23 @@ class SendApi:
 
     def rollback(self, operation_id: str) -> Operation:
         """Undo a prepared send (release) or a pending one (reclaim the token with a swap)."""
-        op = self._coco._operation(operation_id, OpKind.SEND)
+        op = self._coco._operation(operation_id, OpType.SEND)
         if op.state.terminal:
             raise InvalidStateError(f"send {op.id} is already {op.state.value}")
         return self._coco._call(op.id, "rollback")
 
     def get_operation(self, operation_id: str) -> Operation | None:
         try:
-            return self._coco._operation(operation_id, OpKind.SEND)
+            return self._coco._operation(operation_id, OpType.SEND)
         except NotFoundError:
             return None
 
     def get_pending_operations(self) -> list[Operation]:
-        return wait(self._coco._ledger.operations(OpKind.SEND), LOOKUP_TIMEOUT, "ProofLedger")
+        return wait(self._coco._ledger.operations(OpType.SEND), LOOKUP_TIMEOUT, "ProofLedger")
 
     def recover_pending_operations(self) -> dict[str, int]:
         return self._coco._ask(
-            self._coco._supervisor.recover(OpKind.SEND, self._coco._stale_ms()),
+            self._coco._supervisor.recover(OpType.SEND, self._coco._stale_ms()),
             CALL_TIMEOUT * 2)
 
     def check_pending(self) -> list[Operation]:
@@ -386,7 +386,7 @@ class SendApi:
             try:
                 out.append(self._coco._call(op.id, "check_pending"))
             except InvalidStateError:  # finalized by the watcher meanwhile
-                out.append(self._coco._operation(op.id, OpKind.SEND))
+                out.append(self._coco._operation(op.id, OpType.SEND))
         return out
 
 

@@ -27,8 +27,8 @@ from coco_actors.records import (
     MintRecord,
     Operation,
     OperationId,
-    OpKind,
     OpState,
+    OpType,
     ProofRecord,
     ProofStatus,
 )
@@ -175,9 +175,9 @@ class ProofLedger:
         self._ops.pop(op_id, None)
         self.signal.bump()
 
-    def operations(self, *, kind: OpKind | None = None) -> list[Operation]:
+    def operations(self, *, op_type: OpType | None = None) -> list[Operation]:
         """Every operation not in a terminal state."""
-        return [o for o in self._ops.values() if kind is None or o.kind == kind]
+        return [o for o in self._ops.values() if op_type is None or o.type == op_type]
 
     def get_operation(self, op_id: str) -> Operation | None:
         return self._ops.get(OperationId(op_id)) or self._store.get_operation(op_id)
@@ -246,7 +246,7 @@ class ProofLedger:
         change = 0
         for op_id, total in held.items():
             op = self._ops.get(op_id)
-            if op is not None and op.kind == OpKind.SEND:
+            if op is not None and op.type == OpType.SEND:
                 change += max(0, total - op.amount - op.fee)
         return change
 
@@ -341,7 +341,7 @@ class ProofLedger:
             slot = out.setdefault(r.mint_url, {"spendable": 0, "reserved": 0, "pending": 0})
             slot["spendable" if r.status == ProofStatus.READY else "reserved"] += r.amount
         for op in self._ops.values():
-            if op.kind == OpKind.SEND and op.state in (OpState.PENDING, OpState.ROLLING_BACK):
+            if op.type == OpType.SEND and op.state in (OpState.PENDING, OpState.ROLLING_BACK):
                 slot = out.setdefault(op.mint_url, {"spendable": 0, "reserved": 0, "pending": 0})
                 slot["pending"] += sum(p.amount for p in op.send_proofs)
         return {url: MintBalance(**v) for url, v in out.items()}
@@ -387,8 +387,8 @@ class ProofLedgerActor(pykka.ThreadingActor):
     def delete_operation(self, op_id: OperationId) -> None:
         self.ledger.delete_operation(op_id)
 
-    def operations(self, kind: OpKind | None = None) -> list[Operation]:
-        return self.ledger.operations(kind=kind)
+    def operations(self, op_type: OpType | None = None) -> list[Operation]:
+        return self.ledger.operations(op_type=op_type)
 
     def get_operation(self, op_id: str) -> Operation | None:
         return self.ledger.get_operation(op_id)

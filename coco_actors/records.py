@@ -29,7 +29,7 @@ def new_operation_id() -> OperationId:
     return OperationId(uuid.uuid4().hex)
 
 
-class OpKind(enum.StrEnum):
+class OpType(enum.StrEnum):
     SEND = "send"
     RECEIVE = "receive"
     MINT = "mint"
@@ -114,7 +114,7 @@ class Operation:
     """
 
     id: OperationId
-    kind: OpKind
+    type: OpType
     mint_url: str
     amount: int
     state: OpState
@@ -144,12 +144,12 @@ class Operation:
         return replace(self, state=state, updated_at=max(now_ms(), self.updated_at), **changes)
 
     def __repr__(self) -> str:  # tokens, secrets and outputs stay out of logs
-        return (f"Operation({self.kind.value} {self.id} {self.state.value} amount={self.amount}"
+        return (f"Operation({self.type.value} {self.id} {self.state.value} amount={self.amount}"
                 f" mint={self.mint_url})")
 
     def public(self) -> dict[str, Any]:
         """The fields an API caller sees (no outputs, no secrets other than the token)."""
-        return {"id": self.id, "kind": self.kind.value, "mint_url": self.mint_url,
+        return {"id": self.id, "type": self.type.value, "mint_url": self.mint_url,
                 "amount": self.amount, "unit": self.unit, "state": self.state.value,
                 "fee": self.fee, "input_amount": self.input_amount,
                 "needs_swap": self.needs_swap, "created_at": self.created_at,
@@ -173,7 +173,7 @@ class Operation:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Operation:
         return cls(
-            id=OperationId(d["id"]), kind=OpKind(d["kind"]), mint_url=d["mint_url"],
+            id=OperationId(d["id"]), type=OpType(d["type"]), mint_url=d["mint_url"],
             amount=d["amount"], state=OpState(d["state"]), unit=d.get("unit", "sat"),
             created_at=d["created_at"], updated_at=d["updated_at"], fee=d.get("fee", 0),
             input_amount=d.get("input_amount", 0), needs_swap=d.get("needs_swap", False),
@@ -204,7 +204,7 @@ class HistoryEntry:
 
     @classmethod
     def of(cls, op: Operation) -> HistoryEntry:
-        return cls(operation_id=op.id, type=op.kind.value, amount=op.amount,
+        return cls(operation_id=op.id, type=op.type.value, amount=op.amount,
                    state=op.state.value, mint_url=op.mint_url, unit=op.unit, fee=op.fee,
                    created_at=op.created_at, updated_at=op.updated_at)
 

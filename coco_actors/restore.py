@@ -17,7 +17,7 @@ from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.crypto.outputs import make_outputs, unblind_signatures
 from coco_actors.operations.base import LEDGER_TIMEOUT, MintContext, wait
-from coco_actors.records import Operation, OpKind, OpState, new_operation_id
+from coco_actors.records import Operation, OpState, OpType, new_operation_id
 from coco_actors.wire import Keyset, Proof, ProofStateKind
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def restore(ctx: MintContext, deriver: Nut13Deriver, ledger: Any) -> RestoreRepo
     op_id = None
     if fresh:
         amount = sum(p.amount for p in fresh)
-        op = Operation(id=new_operation_id(), kind=OpKind.RESTORE, mint_url=ctx.url,
+        op = Operation(id=new_operation_id(), type=OpType.RESTORE, mint_url=ctx.url,
                        amount=amount, state=OpState.COMPLETED, input_amount=amount)
         wait(lg.settle(op, add=fresh), LEDGER_TIMEOUT, "ProofLedger")
         op_id = op.id

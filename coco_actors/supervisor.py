@@ -35,8 +35,8 @@ from coco_actors.records import (
     MintRecord,
     Operation,
     OperationId,
-    OpKind,
     OpState,
+    OpType,
     new_operation_id,
     now_ms,
 )
@@ -44,10 +44,10 @@ from coco_actors.wire import Keyset, ProofStateKind
 
 log = logging.getLogger(__name__)
 
-ACTOR_CLASSES: dict[OpKind, type[OperationActor]] = {
-    OpKind.SEND: SendOperationActor,
-    OpKind.RECEIVE: ReceiveOperationActor,
-    OpKind.MINT: MintOperationActor,
+ACTOR_CLASSES: dict[OpType, type[OperationActor]] = {
+    OpType.SEND: SendOperationActor,
+    OpType.RECEIVE: ReceiveOperationActor,
+    OpType.MINT: MintOperationActor,
 }
 
 #: How long recovery waits for one operation (it may talk to its mint).
@@ -139,10 +139,10 @@ class SupervisorActor(pykka.ThreadingActor):
 
     # --- operation actors -----------------------------------------------------------
 
-    def new_operation(self, kind: OpKind, mint_url: str, amount: int,
+    def new_operation(self, op_type: OpType, mint_url: str, amount: int,
                       unit: str = "sat") -> Any:
         ctx = self.mint_context(mint_url)
-        op = Operation(id=new_operation_id(), kind=kind, mint_url=ctx.url, amount=amount,
+        op = Operation(id=new_operation_id(), type=op_type, mint_url=ctx.url, amount=amount,
                        unit=unit, state=OpState.INIT)
         return self._spawn(op)
 
@@ -177,13 +177,13 @@ class SupervisorActor(pykka.ThreadingActor):
         if op is None:
             raise NotFoundError(f"unknown operation {op_id}")
         if op.state.terminal:
-            raise InvalidStateError(f"{op.kind.value} {op.id} is already {op.state.value}")
+            raise InvalidStateError(f"{op.type.value} {op.id} is already {op.state.value}")
         return self._spawn(op)
 
     def _spawn(self, op: Operation) -> Any:
         """Start an actor for ``op``; callers make sure none is running (``_live``)."""
         self._prune()
-        ref = ACTOR_CLASSES[op.kind].start(op, self.mint_context(op.mint_url), self.deps)
+        ref = ACTOR_CLASSES[op.type].start(op, self.mint_context(op.mint_url), self.deps)
         self._actors[op.id] = ref
         self._proxies[op.id] = proxy = ref.proxy()
         return proxy
@@ -234,7 +234,7 @@ class SupervisorActor(pykka.ThreadingActor):
 
     # --- recovery -------------------------------------------------------------------
 
-    def recover(self, kind: OpKind | None = None,
+    def recover(self, op_type: OpType | None = None,
                 rollback_prepared_after_ms: int | None = None) -> dict[str, int]:
         """Run every non-terminal operation's recovery; report how many ended where.
 
@@ -245,7 +245,7 @@ class SupervisorActor(pykka.ThreadingActor):
         A mint that cannot be reached leaves its operations as they are, to be
         retried by the next recovery.
         """
-        ops = wait(self.deps.ledger.operations(kind), LEDGER_TIMEOUT, "ProofLedger")
+        ops = wait(self.deps.ledger.operations(op_type), LEDGER_TIMEOUT, "ProofLedger")
         summary: dict[str, int] = {}
 
         def count(state: str, n: int = 1) -> None:
@@ -258,15 +258,15 @@ class SupervisorActor(pykka.ThreadingActor):
             if op.mint_url not in self._mints:
                 log.warning("operation %s belongs to unknown mint %s", op.id, op.mint_url)
                 count(f"{op.state.value} (unknown mint)")
-            elif op.kind == OpKind.SEND and op.state == OpState.PENDING:
+            elif op.type == OpType.SEND and op.state == OpState.PENDING:
                 pending.setdefault(op.mint_url, []).append(op)
-            elif op.state == OpState.PREPARED and op.kind != OpKind.RECEIVE:
-                stale = (op.kind == OpKind.SEND and rollback_prepared_after_ms is not None
+            elif op.state == OpState.PREPARED and op.type != OpType.RECEIVE:
+                stale = (op.type == OpType.SEND and rollback_prepared_after_ms is not None
                          and now - op.created_at >= rollback_prepared_after_ms)
                 if stale:
                     futures.append((op, self._live_or_spawn(op).rollback()))
                     continue
-                if op.kind == OpKind.MINT and op.quote_id and self.deps.watcher is not None:
+                if op.type == OpType.MINT and op.quote_id and self.deps.watcher is not None:
                     # a quote paid while we were down (or later) still gets minted
                     self.deps.watcher.watch_quote(op.id, op.mint_url, op.quote_id)
                 count(op.state.value)
@@ -278,10 +278,10 @@ class SupervisorActor(pykka.ThreadingActor):
             try:
                 state = wait(fut, RECOVERY_TIMEOUT, f"recovery of {op.id}").state.value
             except MintError as exc:
-                log.warning("recovery of %s %s deferred: %s", op.kind.value, op.id, exc)
+                log.warning("recovery of %s %s deferred: %s", op.type.value, op.id, exc)
                 state = f"{op.state.value} (deferred)"
             except CocoError as exc:
-                log.error("recovery of %s %s failed: %s", op.kind.value, op.id, exc)
+                log.error("recovery of %s %s failed: %s", op.type.value, op.id, exc)
                 state = f"{op.state.value} (failed)"
             count(state)
         return summary

@@ -6,4 +6,5 @@
 set -euo pipefail
 source "$(dirname "$0")/venv.sh"
 ensure_venv ""
-exec .venv/bin/python bench/run.py "$@"
+# bench/ imports the dev mint harness from devtools/ (not part of the installed package)
+exec env PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/python bench/run.py "$@"

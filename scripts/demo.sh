@@ -3,10 +3,10 @@
 # wallet *service* end to end: a local development mint (Nutshell with FakeWallet on
 # 127.0.0.1, installed once into ~/.cache/coco-actors), two `coco serve` daemons in the
 # background, and the `coco` CLI driving them through invoice -> send -> receive ->
-# rollback -> history, every balance checked to the sat. `coco demo` (the driver,
-# coco_actors/demo.py) prints each command it runs and stops the daemons and the mint
+# rollback -> history, every balance checked to the sat. The driver
+# (devtools/demo.py) prints each command it runs and stops the daemons and the mint
 # on any exit (error, Ctrl-C, SIGTERM). Extra arguments go to it: ./scripts/demo.sh --fee 0
 set -euo pipefail
 source "$(dirname "$0")/venv.sh"
 ensure_venv ""
-exec .venv/bin/coco demo "$@"
+exec .venv/bin/python -m devtools.demo "$@"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from coco_actors.devmint import DevMint, ensure_nutshell
+from devtools.devmint import DevMint, ensure_nutshell
 
 # Fixtures that bring up Nutshell; a test using any of them (directly or through another
 # fixture) is marked ``mint``.

@@ -1,6 +1,6 @@
 """The README's main job must stay true: the service demo checks its own balances.
 
-It runs the same driver as ``./scripts/demo.sh`` (``coco demo``): a real mint, two
+It runs the same driver as ``./scripts/demo.sh`` (``python -m devtools.demo``): a real mint, two
 ``coco serve`` daemons, the ``coco`` CLI in child processes. The driver raises on any
 balance that is off; here the printed balances are pinned to the sat as well.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from coco_actors.demo import run
+from devtools.demo import run
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "demo.sh"
 
@@ -38,4 +38,4 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
 
 
 def test_demo_script_runs_this_driver():
-    assert SCRIPT.read_text().rstrip().endswith('exec .venv/bin/coco demo "$@"')
+    assert SCRIPT.read_text().rstrip().endswith('exec .venv/bin/python -m devtools.demo "$@"')

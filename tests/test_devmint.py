@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coco_actors.devmint import NUTSHELL_VERSION, DevMint, DevMintError, run_nutshell_wallet
+from devtools.devmint import NUTSHELL_VERSION, DevMint, DevMintError, run_nutshell_wallet
 
 
 def _get(mint: DevMint, path: str) -> dict:  # type: ignore[type-arg]

@@ -71,8 +71,6 @@ class OperationActor(pykka.ThreadingActor):
     ask *down* (ledger, mint client) and tell *up* (events).
     """
 
-    kind_name = "operation"
-
     def __init__(self, op: Operation, mint: MintContext, deps: OperationDeps) -> None:
         super().__init__()
         self.op = op
@@ -127,13 +125,13 @@ class OperationActor(pykka.ThreadingActor):
         return self.op
 
     def _log_transition(self) -> None:
-        log.info("%s %s -> %s (amount %d, mint %s)", self.op.kind.value, self.op.id,
+        log.info("%s %s -> %s (amount %d, mint %s)", self.op.type.value, self.op.id,
                  self.op.state.value, self.op.amount, self.op.mint_url)
 
     def _emit(self, suffix: str, **extra: Any) -> None:
         payload = {"mint_url": self.op.mint_url, "operation_id": self.op.id,
                    "operation": self.op, **extra}
-        self.deps.events.emit(f"{self.op.kind.value}:{suffix}", payload)
+        self.deps.events.emit(f"{self.op.type.value}:{suffix}", payload)
 
     def _watch_send(self) -> None:
         if self.deps.watcher is not None:
@@ -182,7 +180,7 @@ class OperationActor(pykka.ThreadingActor):
     def _require(self, *states: Any) -> None:
         if self.op.state not in states:
             raise InvalidStateError(
-                f"{self.op.kind.value} {self.op.id} is {self.op.state.value}; this needs "
+                f"{self.op.type.value} {self.op.id} is {self.op.state.value}; this needs "
                 + " or ".join(s.value for s in states))
 
     def _amounts(self, amount: int) -> list[int]:

@@ -333,7 +333,7 @@ def test_receive_from_stdin_and_twice(wallet, mint_fee0):
     alice.fund(url)
     _, token = alice.send(url, 64)
     received = json.loads(bob.cli("receive", "-", "--json", input=token + "\n").stdout)
-    assert received["kind"] == "receive" and received["state"] == "completed"
+    assert received["type"] == "receive" and received["state"] == "completed"
     assert "token" not in received
     twice = bob.cli("receive", token, "--json", code=1)
     assert json.loads(twice.stdout)["error"]["type"] == "TokenSpentError"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coco_actors.devmint import DevMint
+from devtools.devmint import DevMint
 from tests.support.crash_driver import CrashWallet
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.crypto.outputs import random_outputs
-from coco_actors.devmint import DevMint
-from coco_actors.records import Operation, OpKind, OpState, new_operation_id
+from coco_actors.records import Operation, OpState, OpType, new_operation_id
 from coco_actors.wire import split_amount
+from devtools.devmint import DevMint
 from tests.support.crash_driver import InProcessWallet, Recipient
 from tests.support.proxy import Exchange
 
@@ -29,7 +29,7 @@ class Books(InProcessWallet):
 
     def settle(self, **moves: object) -> None:
         """A bogus completed operation that moves proofs, as a buggy saga would."""
-        op = Operation(id=new_operation_id(), kind=OpKind.RECEIVE, mint_url=self.url,
+        op = Operation(id=new_operation_id(), type=OpType.RECEIVE, mint_url=self.url,
                        amount=1, state=OpState.COMPLETED)
         self.coco._ledger.settle(op, **moves).get(timeout=TIMEOUT)
 

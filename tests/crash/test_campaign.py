@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from coco_actors.devmint import DevMint
+from devtools.devmint import DevMint
 from tests.support.crash_driver import (
     CHECKSTATE,
     MINT,
@@ -286,15 +286,15 @@ class Campaign:
 
     def open_sends(self, state: str) -> list[dict]:
         return [o for o in self.w.state()["open_ops"]
-                if o["kind"] == "send" and o["state"] == state]
+                if o["type"] == "send" and o["state"] == state]
 
     def tidy(self) -> None:
         """Settle what earlier cycles left: redeem quotes, use prepared sends, claim some."""
         ops = self.w.state()["open_ops"]
         for o in ops:
-            if o["kind"] == "mint" and o["state"] == "prepared":
+            if o["type"] == "mint" and o["state"] == "prepared":
                 self.call("redeem", quote=o["quote_id"])
-            elif o["kind"] == "send" and o["state"] == "prepared":
+            elif o["type"] == "send" and o["state"] == "prepared":
                 cmd = self.rng.choice(["execute", "rollback"])
                 self.call(cmd, op_id=o["id"])
         spendable = self.w.balance()[0]

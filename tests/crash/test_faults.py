@@ -17,9 +17,9 @@ import pykka
 import pytest
 
 from coco_actors import MintUnreachableError
-from coco_actors.devmint import DevMint
 from coco_actors.mint_client import MintClient
 from coco_actors.supervisor import SupervisorActor
+from devtools.devmint import DevMint
 from tests.support.crash_driver import (
     CHECKSTATE,
     SWAP,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from coco_actors.devmint import DevMint
+from devtools.devmint import DevMint
 from tests.support.crash_driver import CHECKSTATE, MINT, RESTORE, SWAP, CrashWallet, Hold
 from tests.support.proxy import Fault
 
@@ -37,7 +37,7 @@ def _send(w: CrashWallet, amount: int = AMOUNT) -> tuple[dict, str]:
 
 
 def _ops(w: CrashWallet, kind: str) -> list[dict]:
-    return [o for o in w.state()["ops"] if o["kind"] == kind]
+    return [o for o in w.state()["ops"] if o["type"] == kind]
 
 
 # --- send: executing --------------------------------------------------------------------------

@@ -13,10 +13,10 @@ import pytest
 from coco_actors.crypto.dleq import verify_proofs_dleq
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.crypto.outputs import random_outputs, unblind_signatures
-from coco_actors.devmint import run_nutshell_wallet
 from coco_actors.mint_client import MintClient
 from coco_actors.tokens import Token, decode, encode_v4, resolve_keyset_ids
 from coco_actors.wire import split_amount
+from devtools.devmint import run_nutshell_wallet
 
 from .protocol_helpers import active_keyset, mint_proofs
 

@@ -33,11 +33,11 @@ from typing import IO, Any
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.crypto.outputs import random_outputs, unblind_signatures
-from coco_actors.devmint import DevMint
 from coco_actors.errors import CODE_PROOFS_SPENT, MintRejectedError
 from coco_actors.mint_client import MintClient
 from coco_actors.tokens import Token, decode, encode_v4, resolve_keyset_ids
 from coco_actors.wire import Keyset, ProofStateKind, split_amount
+from devtools.devmint import DevMint
 from tests.support.proxy import Exchange, FaultProxy, Hold
 
 CHILD = Path(__file__).with_name("crash_child.py")
@@ -322,12 +322,12 @@ def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
     ops = {o["id"]: o for o in state["ops"]}
     open_ops = {o["id"]: o for o in state["open_ops"]}
     for o in ops.values():
-        a.states[f"{o['kind']}:{o['state']}"] += 1
+        a.states[f"{o['type']}:{o['state']}"] += 1
         if o["state"] in TRANSIENT:
-            bad(f"{o['kind']} {o['id']} left {o['state']} after recovery")
-        if o["kind"] == "receive" and o["state"] == "prepared":
+            bad(f"{o['type']} {o['id']} left {o['state']} after recovery")
+        if o["type"] == "receive" and o["state"] == "prepared":
             bad(f"receive {o['id']} left prepared after recovery")
-        if o["kind"] == "mint" and o["state"] == "rolled_back":
+        if o["type"] == "mint" and o["state"] == "rolled_back":
             bad(f"mint {o['id']} rolled back: {o['error']}")
     for op_id in open_ops.keys() - ops.keys():
         bad(f"open operation {op_id} has no history entry")
@@ -352,7 +352,7 @@ def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
     reservations: dict[str, str] = {}
     in_tokens: dict[str, str] = {}
     for o in open_ops.values():
-        if o["kind"] != "send":
+        if o["type"] != "send":
             continue
         if o["state"] in ("prepared", "executing"):
             for y in o["input_ys"]:

@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from coco_actors import Coco, MintRejectedError
-from coco_actors.devmint import DevMint
 from coco_actors.errors import CODE_OUTPUTS_ALREADY_SIGNED
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.records import Operation
 from coco_actors.tokens import decode
+from devtools.devmint import DevMint
 
 from .helpers import WalletFactory, balance_of, fund
 

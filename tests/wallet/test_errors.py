@@ -17,9 +17,9 @@ from coco_actors import (
     NotFoundError,
     TokenError,
 )
-from coco_actors.devmint import DevMint
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.tokens import Token, decode, encode_v4
+from devtools.devmint import DevMint
 
 from .helpers import WalletFactory, balance_of, fund, snapshot
 

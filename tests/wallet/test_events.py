@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from coco_actors import InvalidInputError
-from coco_actors.devmint import DevMint
 from coco_actors.mint_client import normalize_mint_url
+from devtools.devmint import DevMint
 
 from .helpers import HAS_WATCHER, WalletFactory, balance_of, fund, token_fee
 

@@ -6,9 +6,9 @@ import pytest
 from mnemonic import Mnemonic
 
 from coco_actors import InvalidInputError
-from coco_actors.devmint import DevMint
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.store import WalletLockedError
+from devtools.devmint import DevMint
 
 from .helpers import WalletFactory, balance_of, fund, token_fee
 

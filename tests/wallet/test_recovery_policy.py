@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from coco_actors.devmint import DevMint
 from coco_actors.mint_client import normalize_mint_url
+from devtools.devmint import DevMint
 
 from .helpers import WalletFactory, balance_of, fund
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from coco_actors import InvalidStateError, TokenSpentError
-from coco_actors.devmint import DevMint
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.tokens import decode
+from devtools.devmint import DevMint
 
 from .helpers import WalletFactory, balance_of, fee_of, fund, token_fee
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from coco_actors import Coco, TokenSpentError
-from coco_actors.devmint import DevMint
 from coco_actors.mint_client import normalize_mint_url
+from devtools.devmint import DevMint
 
 from .helpers import WalletFactory, balance_of, fund, token_fee
 

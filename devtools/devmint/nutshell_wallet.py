@@ -1,7 +1,7 @@
 """Nutshell's own wallet, driven from the command line, for interoperability tests.
 
 This script runs INSIDE THE NUTSHELL VIRTUAL ENVIRONMENT (``<venv>/bin/python
-nutshell_wallet.py ...``; see ``coco_actors.devmint.run_nutshell_wallet``), never in the
+nutshell_wallet.py ...``; see ``devtools.devmint.run_nutshell_wallet``), never in the
 project's, so it may import ``cashu``. Each ``--db`` directory is one Nutshell wallet.
 
     send --mint URL --db DIR --amount N [--extra K] [--dleq] [--legacy]

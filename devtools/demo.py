@@ -21,15 +21,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from coco_actors.control import ControlClient, ControlError
 from coco_actors.crypto.keysets import fee_for
-from coco_actors.devmint import DevMint
+from coco_actors.errors import CocoError
 from coco_actors.tokens import decode
+from devtools.devmint import DevMint
 
 #: Seconds a daemon gets to answer after it was started, and a send to be seen claimed.
 READY_TIMEOUT = 30.0
@@ -242,3 +243,27 @@ def _stop_on_sigterm() -> Iterator[None]:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m devtools.demo [--fee PPK]`` (what ``./scripts/demo.sh`` runs)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=(
+        "Run the wallet service end to end against a local development mint."))
+    parser.add_argument("--fee", dest="input_fee_ppk", type=int, default=100,
+                        choices=range(0, 1001), metavar="PPK",
+                        help="input fee of the development mint, in ppk (default 100)")
+    args = parser.parse_args(argv)
+    try:
+        run(input_fee_ppk=args.input_fee_ppk)
+    except (DemoError, CocoError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,7 @@ resolves), so :func:`ensure_nutshell` installs an exact, pinned set into a virtu
 environment of its own, once, in a cache outside the repository. :class:`DevMint` runs one
 mint process from it on ``127.0.0.1`` with a clean environment and a data directory of its own.
 
-``python -m coco_actors.devmint --fee 0 --data-dir DIR`` runs one mint in the foreground.
+``python -m devtools.devmint --fee 0 --data-dir DIR`` runs one mint in the foreground.
 """
 
 from __future__ import annotations
@@ -406,7 +406,7 @@ def run_nutshell_wallet(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one mint in the foreground until SIGINT or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m coco_actors.devmint",
+        prog="python -m devtools.devmint",
         description="Run a Nutshell mint with the FakeWallet backend on 127.0.0.1.",
     )
     parser.add_argument("--fee", type=int, default=0, help="input fee in ppk (default 0)")

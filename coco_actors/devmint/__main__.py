@@ -1,3 +1,0 @@
-from coco_actors.devmint import main
-
-raise SystemExit(main())

@@ -1,0 +1,3 @@
+from devtools.devmint import main
+
+raise SystemExit(main())
