@@ -32,23 +32,11 @@ from coco_actors.records import (
     ProofRecord,
     ProofStatus,
 )
+from coco_actors.selection import Selection, select_proofs
 from coco_actors.store import Store, WriteBatch
 from coco_actors.wire import Keyset, Proof
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Proofs reserved for one operation, and what spending them costs."""
-
-    proofs: tuple[Proof, ...]
-    fee: int          # NUT-02 input fee of ``proofs`` (0 when no swap is needed)
-    exact: bool       # the proofs add up to exactly the amount: no swap needed
-
-    @property
-    def total(self) -> int:
-        return sum(p.amount for p in self.proofs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +192,8 @@ class ProofLedger:
             raise InvalidInputError(f"amount must be positive, got {amount}")
         ready = [r for r in self._proofs.values()
                  if r.mint_url == mint_url and r.status == ProofStatus.READY]
-        selection = self._select([r.proof for r in ready], amount, mint_url)
+        selection = select_proofs([r.proof for r in ready], amount,
+                                  lambda ps: self.input_fee(mint_url, ps))
         if selection is None:
             spendable = sum(r.amount for r in ready)
             incoming = self._expected_change(mint_url)
@@ -249,36 +238,6 @@ class ProofLedger:
             if op is not None and op.type == OpType.SEND:
                 change += max(0, total - op.amount - op.fee)
         return change
-
-    def _select(self, proofs: list[Proof], amount: int, mint_url: str) -> Selection | None:
-        """Exact match first (no swap, no fee); else the fewest large proofs that cover
-        ``amount`` plus their own input fee, preferring one single proof that fits."""
-        by_size = sorted(proofs, key=lambda p: p.amount, reverse=True)
-        picked, left = [], amount
-        for p in by_size:
-            if p.amount <= left:
-                picked.append(p)
-                left -= p.amount
-                if left == 0:
-                    return Selection(tuple(picked), fee=0, exact=True)
-        # smallest single proof that covers amount + its own fee
-        for p in reversed(by_size):
-            fee = self.input_fee(mint_url, [p])
-            if p.amount >= amount + fee:
-                single = Selection((p,), fee=fee, exact=False)
-                break
-        else:
-            single = None
-        picked, total = [], 0
-        for p in by_size:
-            picked.append(p)
-            total += p.amount
-            fee = self.input_fee(mint_url, picked)
-            if total >= amount + fee:
-                many = Selection(tuple(picked), fee=fee, exact=False)
-                # hold as little value as possible: other sends may need the rest
-                return single if single is not None and single.total <= many.total else many
-        return single
 
     def settle(self, op: Operation, *, spend: Iterable[str] = (), add: Iterable[Proof] = (),
                release: Iterable[str] = (), hold: Iterable[Proof] = ()) -> Operation:

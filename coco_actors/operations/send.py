@@ -20,8 +20,8 @@ from coco_actors.errors import (
     MintRejectedError,
 )
 from coco_actors.operations.base import LEDGER_TIMEOUT, OperationActor, wait
-from coco_actors.proof_ledger import Selection
 from coco_actors.records import Operation, OpState
+from coco_actors.selection import Selection
 from coco_actors.tokens import Token, encode_v4
 from coco_actors.wire import ProofStateKind, split_amount
 
