@@ -68,7 +68,8 @@ class NoticeActor(pykka.ThreadingActor):
         if not isinstance(message, Notice):
             return super().on_receive(message)
         try:
-            message.method(self, *message.args, **message.kwargs)
+            # looked up on the receiver, so a subclass's override runs (as for a call)
+            getattr(self, message.method.__name__)(*message.args, **message.kwargs)
         except Exception:
             log.exception("notice %r to %s failed; the actor carries on", message, self)
         return None

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pykka
 from mnemonic import Mnemonic
 
+from coco_actors.actors import tell, wait
 from coco_actors.crypto.dleq import verify_proofs_dleq
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.errors import (
@@ -27,18 +29,30 @@ from coco_actors.errors import (
     NotFoundError,
     TokenError,
 )
-from coco_actors.events import EVENTS, EventBusActor, Handler
-from coco_actors.mint_client import MintInfo, normalize_mint_url
-from coco_actors.operations.base import MintContext, OperationDeps, wait
-from coco_actors.proof_ledger import MintBalance, ProofLedgerActor
+from coco_actors.events import EVENTS, EventBusActor, EventBusProxy, Handler
+from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
+from coco_actors.operations import (
+    MintContext,
+    MintOperationProxy,
+    OperationDeps,
+    SendOperationProxy,
+)
+from coco_actors.proof_ledger import ChangeSignal, MintBalance, start_ledger
 from coco_actors.records import HistoryEntry, MintRecord, Operation, OpType
+from coco_actors.recovery import Recovery
+from coco_actors.recovery import recover as recover_operations
 from coco_actors.restore import RestoreReport
 from coco_actors.restore import restore as restore_wallet
 from coco_actors.store import Store
-from coco_actors.supervisor import SupervisorActor
+from coco_actors.supervisor import (
+    SupervisorNotices,
+    fetch_keysets,
+    fetch_mint,
+    start_supervisor,
+)
 from coco_actors.tokens import Token, decode, resolve_keyset_ids
 from coco_actors.watcher import WatcherActor, WatcherConfig
-from coco_actors.wire import MintQuote
+from coco_actors.wire import Keyset, MintQuote
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +63,12 @@ LOOKUP_TIMEOUT = 30.0
 #: Without the watcher, how often a waiting redeem asks the mint about its quote.
 QUOTE_POLL_INTERVAL = 0.5
 
+T = TypeVar("T")
+PX = TypeVar("PX")
 
-def _check_amount(amount: Any) -> int:
+
+def _check_amount(amount: object) -> int:
+    """The one domain check of an amount, at the edge that receives it (this facade)."""
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise InvalidAmountError(f"amount must be an integer number of sats, got {amount!r}")
     if amount <= 0:
@@ -69,38 +87,46 @@ class Coco:
         self._rollback_prepared_after = rollback_prepared_after
         self._mnemonic = mnemonic
         self._closed = False
+        self._watcher_ref: pykka.ActorRef[WatcherActor] | None = None
+        self._watcher: pykka.ActorProxy[WatcherActor] | None = None
         started: list[pykka.ActorRef[Any]] = []
         try:
-            self._events = EventBusActor.start().proxy()
-            started.append(self._events.actor_ref)
-            self._ledger = ProofLedgerActor.start(store).proxy()
+            self._events_ref = EventBusActor.start()
+            started.append(self._events_ref)
+            self._events = cast(EventBusProxy, self._events_ref.proxy())
+            signal = ChangeSignal()
+            self._ledger = start_ledger(store, signal)
             started.append(self._ledger.actor_ref)
             wait(self._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")  # surfaces a failed start
             self._deriver = Nut13Deriver(mnemonic)
-            deps = OperationDeps(ledger=self._ledger, events=self._events,
-                                 deriver=self._deriver,
-                                 signal=wait(self._ledger.signal(), LOOKUP_TIMEOUT,
-                                             "ProofLedger"))
-            self._supervisor_ref = SupervisorActor.start(deps)
+            deps = OperationDeps(ledger=self._ledger, events=self._events_ref,
+                                 deriver=self._deriver, signal=signal)
+            self._supervisor_ref, self._supervisor = start_supervisor(deps)
             started.append(self._supervisor_ref)
-            self._supervisor = self._supervisor_ref.proxy()
             wait(self._supervisor.mint_urls(), LOOKUP_TIMEOUT, "Supervisor")
-            self._watcher: Any = None
             if watcher:
                 config = watcher if isinstance(watcher, WatcherConfig) else WatcherConfig()
-                self._watcher = WatcherActor.start(config, self._supervisor).proxy()
-                started.append(self._watcher.actor_ref)
-                wait(self._supervisor.set_watcher(self._watcher), LOOKUP_TIMEOUT, "Supervisor")
+                self._watcher_ref = WatcherActor.start(
+                    config, SupervisorNotices(self._supervisor_ref))
+                started.append(self._watcher_ref)
+                self._watcher = self._watcher_ref.proxy()
+                wait(self._supervisor.set_watcher(self._watcher_ref), LOOKUP_TIMEOUT,
+                     "Supervisor")
         except BaseException:
             for ref in reversed(started):
                 ref.stop(block=True, timeout=LOOKUP_TIMEOUT)
             raise
+        self.last_recovery: dict[str, int] = {}
         self.mints = MintsApi(self)
         self.mint = MintApi(self)
         self.send = SendApi(self)
         self.history = HistoryApi(self)
         if recover:
-            self.last_recovery = self.recover()
+            try:
+                self.last_recovery = self.recover()
+            except BaseException:
+                self.close()  # a failed open leaves no actor or thread running
+                raise
 
     @classmethod
     def open(cls, data_dir: str | Path, mnemonic: str | None = None, *,
@@ -152,10 +178,12 @@ class Coco:
         if self._closed:
             return
         self._closed = True
-        refs = [("watcher", self._watcher.actor_ref)] if self._watcher is not None else []
+        refs: list[tuple[str, pykka.ActorRef[Any]]] = []
+        if self._watcher_ref is not None:
+            refs.append(("watcher", self._watcher_ref))
         for name, ref in (*refs, ("supervisor", self._supervisor_ref),
                           ("ledger", self._ledger.actor_ref),
-                          ("events", self._events.actor_ref)):
+                          ("events", self._events_ref)):
             try:
                 ref.stop(block=True, timeout=CALL_TIMEOUT)
             except pykka.Timeout:
@@ -189,8 +217,7 @@ class Coco:
             return keys[keyset_id].key_for(amount)
 
         verify_proofs_dleq(list(decoded.proofs), key_for)
-        actor = self._ask(self._supervisor.new_operation(OpType.RECEIVE, ctx.url,
-                                                         decoded.amount, decoded.unit))
+        actor = self._ask(self._supervisor.new_receive(ctx.url, decoded.amount, decoded.unit))
         wait(actor.prepare(decoded), CALL_TIMEOUT, "receive operation")
         return wait(actor.execute(), CALL_TIMEOUT, "receive operation")
 
@@ -198,8 +225,7 @@ class Coco:
         try:
             return resolve_keyset_ids(token, [ks.id for ks in ctx.keysets])
         except TokenError:
-            fresh = self._ask(self._supervisor.refresh_keysets(ctx.url))
-            self._contexts[ctx.url] = fresh
+            fresh = self._register(MintRecord(url=ctx.url), ctx.client, fetch_keysets(ctx.client))
             return resolve_keyset_ids(token, [ks.id for ks in fresh.keysets])
 
     def restore(self, mint_url: str) -> RestoreReport:
@@ -213,7 +239,11 @@ class Coco:
 
     def recover(self) -> dict[str, int]:
         """Recover every operation not in a terminal state (also run by ``open``)."""
-        return self._ask(self._supervisor.recover(None, self._stale_ms()), CALL_TIMEOUT * 2)
+        return self._recover(None)
+
+    def _recover(self, op_type: OpType | None) -> dict[str, int]:
+        return recover_operations(Recovery(self._ledger, self._supervisor, self._watcher_ref),
+                                  op_type, self._stale_ms())
 
     def _stale_ms(self) -> int | None:
         after = self._rollback_prepared_after
@@ -221,7 +251,7 @@ class Coco:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _ask(self, future: pykka.Future[Any], timeout: float = LOOKUP_TIMEOUT) -> Any:
+    def _ask(self, future: pykka.Future[T], timeout: float = LOOKUP_TIMEOUT) -> T:
         return wait(future, timeout, "Supervisor")
 
     def _mint_context(self, url: str) -> MintContext:
@@ -232,6 +262,12 @@ class Coco:
             ctx = self._contexts[url] = self._ask(self._supervisor.mint_context(url))
         return ctx
 
+    def _register(self, rec: MintRecord, client: MintClient, keysets: list[Keyset]) -> MintContext:
+        """Hand a fetched mint to the Supervisor (no network IO happens in its mailbox)."""
+        ctx = self._ask(self._supervisor.register_mint(rec, client, keysets))
+        self._contexts[ctx.url] = ctx
+        return ctx
+
     def _operation(self, op_id: str, op_type: OpType) -> Operation:
         if not isinstance(op_id, str) or not op_id:
             raise NotFoundError(f"unknown operation {op_id!r}")
@@ -240,21 +276,24 @@ class Coco:
             raise NotFoundError(f"unknown {op_type.value} operation {op_id}")
         return op
 
-    def _call(self, op_id: str, method: str, *args: Any, timeout: float = CALL_TIMEOUT) -> Any:
+    def _step(self, op_id: str, lookup: Callable[[], pykka.Future[PX]],
+              step: Callable[[PX], pykka.Future[T]], timeout: float = CALL_TIMEOUT) -> T:
         """Run one saga step on the operation's actor, rehydrating it if needed.
 
         An actor stops once its operation is over; a call that races with that
         stop is retried, and then finds the operation's real state.
         """
-        for attempt in range(3):
-            proxy = self._ask(self._supervisor.actor_for(op_id))
+        attempts = 3
+        for _ in range(attempts - 1):
             try:
-                return wait(getattr(proxy, method)(*args), timeout, f"operation {op_id}")
+                return wait(step(self._ask(lookup())), timeout, f"operation {op_id}")
             except pykka.ActorDeadError:
-                if attempt == 2:
-                    raise ActorTimeoutError(
-                        f"the actor of operation {op_id} kept stopping; try again") from None
-        raise AssertionError("unreachable")
+                continue
+        try:
+            return wait(step(self._ask(lookup())), timeout, f"operation {op_id}")
+        except pykka.ActorDeadError:
+            raise ActorTimeoutError(
+                f"the actor of operation {op_id} kept stopping; try again") from None
 
 
 class MintsApi:
@@ -262,16 +301,30 @@ class MintsApi:
         self._coco = coco
 
     def add(self, mint_url: str) -> MintRecord:
-        """Trust a mint: fetch and verify its keysets (the mint must be reachable)."""
-        rec = self._coco._ask(self._coco._supervisor.add_mint(mint_url), CALL_TIMEOUT)
-        self._coco._contexts.pop(rec.url, None)  # keysets may have changed
+        """Trust a mint: fetch and verify its keysets (the mint must be reachable).
+
+        The requests run on the caller's thread; the Supervisor only registers the result.
+        """
+        coco = self._coco
+        url = normalize_mint_url(mint_url)
+        known = coco._ask(coco._supervisor.find_mint(url))
+        client = known.client if known is not None else MintClient(url)
+        try:
+            info, keysets = fetch_mint(client)
+        except BaseException:
+            if known is None:
+                client.close()
+            raise
+        rec = MintRecord(url=url, name=info.name)
+        coco._register(rec, client, keysets)
         return rec
 
     def list(self) -> list[MintRecord]:
         return wait(self._coco._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")
 
     def info(self, mint_url: str) -> MintInfo:
-        return self._coco._ask(self._coco._supervisor.mint_info(mint_url), CALL_TIMEOUT)
+        """The mint's NUT-06 info, asked on the caller's thread."""
+        return self._coco._mint_context(mint_url).client.get_info()
 
 
 class MintApi:
@@ -282,7 +335,7 @@ class MintApi:
         """A bolt11 mint quote: pay ``quote.request``, then :meth:`redeem` ``quote.id``."""
         _check_amount(amount)
         url = self._coco._mint_context(mint_url).url
-        actor = self._coco._ask(self._coco._supervisor.new_operation(OpType.MINT, url, amount))
+        actor = self._coco._ask(self._coco._supervisor.new_mint(url, amount))
         return wait(actor.create_quote(), CALL_TIMEOUT, "mint operation")
 
     def redeem(self, quote_id: str, timeout: float = 60.0) -> Operation:
@@ -305,11 +358,11 @@ class MintApi:
         for event in ("mint:finalized", "mint:rolled-back"):
             coco.on(event, on_end)
         try:
-            current = coco._call(op.id, "try_redeem")
+            current = self._try_redeem(op.id)
             if current.state.terminal:
                 return current
-            if coco._watcher is not None:
-                coco._watcher.watch_quote(op.id, op.mint_url, quote_id)
+            if coco._watcher_ref is not None:
+                tell(coco._watcher_ref, WatcherActor.watch_quote, op.id, op.mint_url, quote_id)
             deadline = time.monotonic() + timeout
             while not done.is_set():
                 left = deadline - time.monotonic()
@@ -317,14 +370,22 @@ class MintApi:
                     raise ActorTimeoutError(f"quote {quote_id} not paid within {timeout:g} s")
                 if done.wait(min(left, QUOTE_POLL_INTERVAL)):
                     break
-                if coco._watcher is None:
-                    current = coco._call(op.id, "try_redeem")
+                if coco._watcher_ref is None:
+                    current = self._try_redeem(op.id)
                     if current.state.terminal:
                         return current
             return coco._operation(op.id, OpType.MINT)
         finally:
             for event in ("mint:finalized", "mint:rolled-back"):
                 coco.off(event, on_end)
+
+    def _try_redeem(self, op_id: str) -> Operation:
+        sup = self._coco._supervisor
+
+        def redeem(actor: MintOperationProxy) -> pykka.Future[Operation]:
+            return actor.try_redeem()
+
+        return self._coco._step(op_id, lambda: sup.mint_actor(op_id), redeem)
 
     def get_operation(self, operation_id: str) -> Operation | None:
         try:
@@ -337,6 +398,11 @@ class SendApi:
     def __init__(self, coco: Coco) -> None:
         self._coco = coco
 
+    def _step(self, op_id: str,
+              step: Callable[[SendOperationProxy], pykka.Future[Operation]]) -> Operation:
+        sup = self._coco._supervisor
+        return self._coco._step(op_id, lambda: sup.send_actor(op_id), step)
+
     def prepare_send(self, mint_url: str, amount: int) -> Operation:
         """Reserve proofs for ``amount`` and persist the swap's outputs.
 
@@ -345,7 +411,7 @@ class SendApi:
         """
         _check_amount(amount)
         url = self._coco._mint_context(mint_url).url
-        actor = self._coco._ask(self._coco._supervisor.new_operation(OpType.SEND, url, amount))
+        actor = self._coco._ask(self._coco._supervisor.new_send(url, amount))
         return wait(actor.prepare(amount), CALL_TIMEOUT, "send operation")
 
     def execute_prepared_send(self, operation_id: str) -> tuple[Operation, str]:
@@ -353,7 +419,7 @@ class SendApi:
         op = self._coco._operation(operation_id, OpType.SEND)
         if op.state != op.state.PREPARED:
             raise InvalidStateError(f"send {op.id} is {op.state.value}, not prepared")
-        op = self._coco._call(op.id, "execute")
+        op = self._step(op.id, lambda a: a.execute())
         return op, op.token or ""
 
     def rollback(self, operation_id: str) -> Operation:
@@ -361,7 +427,7 @@ class SendApi:
         op = self._coco._operation(operation_id, OpType.SEND)
         if op.state.terminal:
             raise InvalidStateError(f"send {op.id} is already {op.state.value}")
-        return self._coco._call(op.id, "rollback")
+        return self._step(op.id, lambda a: a.rollback())
 
     def get_operation(self, operation_id: str) -> Operation | None:
         try:
@@ -373,9 +439,7 @@ class SendApi:
         return wait(self._coco._ledger.operations(OpType.SEND), LOOKUP_TIMEOUT, "ProofLedger")
 
     def recover_pending_operations(self) -> dict[str, int]:
-        return self._coco._ask(
-            self._coco._supervisor.recover(OpType.SEND, self._coco._stale_ms()),
-            CALL_TIMEOUT * 2)
+        return self._coco._recover(OpType.SEND)
 
     def check_pending(self) -> list[Operation]:
         """Ask the mint (NUT-07) about every pending send; finalize those claimed."""
@@ -384,7 +448,7 @@ class SendApi:
             if op.state != op.state.PENDING:
                 continue
             try:
-                out.append(self._coco._call(op.id, "check_pending"))
+                out.append(self._step(op.id, lambda a: a.check_pending()))
             except InvalidStateError:  # finalized by the watcher meanwhile
                 out.append(self._coco._operation(op.id, OpType.SEND))
         return out

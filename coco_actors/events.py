@@ -11,6 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
+
+from coco_actors.actors import NoticeActor
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +26,10 @@ EVENTS = frozenset({
 })
 
 
-class EventBusActor(pykka.ThreadingActor):
+class EventBus:
+    """Who listens to what; :meth:`emit` runs the handlers (on the bus thread)."""
+
     def __init__(self) -> None:
-        super().__init__()
         self._handlers: dict[str, list[Handler]] = {}
 
     def on(self, event: str, handler: Handler) -> None:
@@ -38,9 +42,21 @@ class EventBusActor(pykka.ThreadingActor):
             self._handlers[event].remove(handler)
 
     def emit(self, event: str, payload: dict[str, Any]) -> None:
-        """Runs on the bus thread (sent as a tell)."""
+        """Sent as a tell (:func:`coco_actors.actors.tell`); a handler that raises is
+        logged and the next one still runs."""
         for handler in list(self._handlers.get(event, ())):
             try:
                 handler(payload)
             except Exception:
                 log.exception("handler %r for %s raised; ignored", handler, event)
+
+
+class EventBusActor(NoticeActor, EventBus):
+    def __init__(self) -> None:
+        NoticeActor.__init__(self)
+        EventBus.__init__(self)
+
+
+class EventBusProxy(ActorMemberMixin, pykka.ActorProxy[EventBusActor]):
+    on = proxy_method(EventBus.on)
+    off = proxy_method(EventBus.off)

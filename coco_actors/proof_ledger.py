@@ -17,12 +17,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
 import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.keysets import fee_for
-from coco_actors.errors import InsufficientFundsError, InvalidInputError, NotFoundError
+from coco_actors.errors import InsufficientFundsError, NotFoundError
 from coco_actors.records import (
     MintRecord,
     Operation,
@@ -73,14 +75,23 @@ class ChangeSignal:
 
 
 class ProofLedger:
-    """The logic; :class:`ProofLedgerActor` runs it on its own thread."""
+    """The logic; :class:`ProofLedgerActor` runs it on its own thread.
 
-    def __init__(self, store: Store) -> None:
+    Held proofs and counters taken for an operation that has not been committed yet
+    live in memory only: nothing has left the wallet for them, so a crash simply
+    forgets them. The operation's next commit writes them (with every counter
+    high-water mark) in the same transaction as its record, before any request that
+    uses them.
+    """
+
+    def __init__(self, store: Store, signal: ChangeSignal) -> None:
         self._store = store
-        self.signal = ChangeSignal()
+        self._signal = signal
         snap = store.snapshot()
         self._proofs: dict[str, ProofRecord] = {r.Y: r for r in snap.proofs}
         self._counters: dict[str, int] = dict(snap.counters)
+        self._unsaved_counters: set[str] = set()
+        self._unsaved_holds: dict[OperationId, list[str]] = {}
         self._mints: dict[str, MintRecord] = {m.url: m for m in snap.mints}
         self._keysets: dict[str, dict[str, Keyset]] = {
             url: {k.id: k for k in kss} for url, kss in snap.keysets.items()}
@@ -89,7 +100,8 @@ class ProofLedger:
 
     # --- mints and keysets ----------------------------------------------------------
 
-    def add_mint(self, rec: MintRecord, keysets: Sequence[Keyset]) -> None:
+    def add_mint(self, rec: MintRecord, keysets: Sequence[Keyset]) -> list[Keyset]:
+        """Persist a mint (once) and its keysets; every keyset now known for it."""
         def write(b: WriteBatch) -> None:
             if rec.url not in self._mints:
                 b.put_mint(rec)
@@ -98,7 +110,9 @@ class ProofLedger:
 
         self._store.transact(write)
         self._mints.setdefault(rec.url, rec)
-        self._keysets.setdefault(rec.url, {}).update({k.id: k for k in keysets})
+        known = self._keysets.setdefault(rec.url, {})
+        known.update({k.id: k for k in keysets})
+        return list(known.values())
 
     def mints(self) -> list[MintRecord]:
         return sorted(self._mints.values(), key=lambda m: m.added_at)
@@ -117,53 +131,73 @@ class ProofLedger:
 
     # --- counters -------------------------------------------------------------------
 
-    def _take_counters(self, b: WriteBatch, keyset_id: str, n: int) -> int:
+    def _take_counters(self, keyset_id: str, n: int) -> int:
         start = self._counters.get(keyset_id, 0)
-        b.put_counter(keyset_id, start + n)
+        if n:
+            self._counters[keyset_id] = start + n
+            self._unsaved_counters.add(keyset_id)
         return start
 
     def allocate_counters(self, keyset_id: str, n: int) -> int:
-        """Reserve ``n`` consecutive counter values, persisted before they are used."""
-        start = self._store.transact(lambda b: self._take_counters(b, keyset_id, n))
-        self._counters[keyset_id] = start + n
-        return start
+        """Hand out ``n`` consecutive counter values, never handed out again.
+
+        They are persisted by the next commit, which the caller makes (with the
+        outputs derived from them) before any request that uses them.
+        """
+        return self._take_counters(keyset_id, n)
 
     def raise_counter(self, keyset_id: str, at_least: int) -> int:
         """Move a counter forward to ``at_least`` (restore); never backward."""
         current = self._counters.get(keyset_id, 0)
         if at_least > current:
-            self._store.transact(lambda b: b.put_counter(keyset_id, at_least))
             self._counters[keyset_id] = at_least
+            self._unsaved_counters.add(keyset_id)
+            self._store.transact(self._write_counters)
         return max(current, at_least)
 
     def counter(self, keyset_id: str) -> int:
         return self._counters.get(keyset_id, 0)
 
+    def _write_counters(self, b: WriteBatch) -> None:
+        for keyset_id in self._unsaved_counters:
+            b.put_counter(keyset_id, self._counters[keyset_id])
+
+    def _transact(self, write: Callable[[WriteBatch], None]) -> None:
+        """One write transaction that also persists every counter taken since the last."""
+        def both(b: WriteBatch) -> None:
+            write(b)
+            self._write_counters(b)
+
+        self._store.transact(both)
+        self._unsaved_counters.clear()
+
     # --- operations -----------------------------------------------------------------
 
     def commit(self, op: Operation) -> Operation:
-        """Persist one operation transition that moves no proofs."""
+        """Persist one operation transition (and what it holds, if not written yet)."""
         return self.settle(op)
 
     def delete_operation(self, op_id: OperationId) -> None:
-        op = self._ops.get(op_id) or self._store.get_operation(op_id)
-        if op is None:
-            return
+        """Forget an operation that never got anywhere, releasing what it held."""
+        self._unsaved_holds.pop(op_id, None)
         held = [r for r in self._proofs.values() if r.operation_id == op_id]
         released = [replace(r, status=ProofStatus.READY, operation_id=None) for r in held]
+        op = self._ops.get(op_id) or self._store.get_operation(op_id)
 
         def write(b: WriteBatch) -> None:
             for r in released:
                 b.put_proof(r)
-            b.delete_operation(op)
+            if op is not None:
+                b.delete_operation(op)
 
-        self._store.transact(write)
+        self._transact(write)
         for r in released:
             self._proofs[r.Y] = r
         self._ops.pop(op_id, None)
-        self.signal.bump()
+        if released:
+            self._signal.bump()
 
-    def operations(self, *, op_type: OpType | None = None) -> list[Operation]:
+    def operations(self, op_type: OpType | None = None) -> list[Operation]:
         """Every operation not in a terminal state."""
         return [o for o in self._ops.values() if op_type is None or o.type == op_type]
 
@@ -172,24 +206,18 @@ class ProofLedger:
 
     # --- proofs ---------------------------------------------------------------------
 
-    def reserve(self, op: Operation, amount: int, *, keyset_id: str,
-                outputs_for: Callable[[int, int], int],
-                plan: Callable[[Operation, Selection, int], Operation] | None = None,
-                ) -> tuple[Operation, Selection, int]:
-        """Select and reserve proofs worth ``amount`` plus their input fee for ``op``.
+    def hold(self, op_id: OperationId, mint_url: str, amount: int, *, keyset_id: str,
+             outputs_for: Callable[[int, int], int]) -> tuple[Selection, int]:
+        """Select proofs worth ``amount`` plus their input fee, and hold them for ``op_id``.
 
-        In the same transaction, allocates the counters for the outputs the swap
-        will need (``outputs_for(amount, keep)`` says how many) and commits the
-        operation: ``plan(op, selection, first_counter)`` (run here, before the
-        commit) turns it into its next state with every output derived, so the
-        reservation, the counters and the prepared record are one write. Without
-        ``plan`` ``op`` is committed with its ``input_ys``. Raises
-        :class:`InsufficientFundsError` when the spendable proofs do not cover it;
-        ``may_wait`` then says whether change held by other sends could cover it.
+        Also takes the counters for the outputs the swap will need
+        (``outputs_for(amount, change)``, a pure count; none for an exact match) and
+        returns the first. The hold is in memory: the operation derives its outputs
+        on its own thread and its next :meth:`commit` persists the hold, the counters
+        and its record in one transaction (:meth:`delete_operation` undoes it).
+        Raises :class:`InsufficientFundsError` when the spendable proofs do not cover
+        it; ``may_wait`` then says whether change held by other sends could.
         """
-        mint_url = op.mint_url
-        if amount <= 0:
-            raise InvalidInputError(f"amount must be positive, got {amount}")
         ready = [r for r in self._proofs.values()
                  if r.mint_url == mint_url and r.status == ProofStatus.READY]
         selection = select_proofs([r.proof for r in ready], amount,
@@ -201,30 +229,14 @@ class ProofLedger:
                 f"balance at {mint_url} ({spendable} spendable) cannot cover {amount}"
                 " plus input fees", needed=amount, available=spendable,
                 may_wait=incoming > 0 and spendable + incoming > amount)
-        keep = selection.total - amount - selection.fee
-        n_outputs = 0 if selection.exact else outputs_for(amount, keep)
-        ys = tuple(secret_to_y(p.secret) for p in selection.proofs)
-        held = [replace(self._proofs[y], status=ProofStatus.RESERVED, operation_id=op.id)
-                for y in ys]
-        start = self._counters.get(keyset_id, 0)
-        op = replace(op, input_ys=ys)
-        if plan is not None:
-            op = plan(op, selection, start)
-
-        def write(b: WriteBatch) -> None:
-            for r in held:
-                b.put_proof(r)
-            b.put_operation(op)
-            if n_outputs:
-                b.put_counter(keyset_id, start + n_outputs)
-
-        self._store.transact(write)
-        if n_outputs:
-            self._counters[keyset_id] = start + n_outputs
-        for r in held:
-            self._proofs[r.Y] = r
-        self._ops[op.id] = op
-        return op, selection, start
+        change = selection.total - amount - selection.fee
+        n_outputs = 0 if selection.exact else outputs_for(amount, change)
+        ys = [secret_to_y(p.secret) for p in selection.proofs]
+        for y in ys:
+            self._proofs[y] = replace(self._proofs[y], status=ProofStatus.RESERVED,
+                                      operation_id=op_id)
+        self._unsaved_holds.setdefault(op_id, []).extend(ys)
+        return selection, self._take_counters(keyset_id, n_outputs)
 
     def _expected_change(self, mint_url: str) -> int:
         """What sends now holding proofs at ``mint_url`` will give back as change."""
@@ -246,11 +258,14 @@ class ProofLedger:
         ``spend``: Ys that left the wallet (removed). ``add``: new spendable proofs.
         ``release``: Ys reserved by ``op`` that become spendable again. ``hold``:
         proofs added as reserved by ``op`` (e.g. restored change that is not ours yet).
+        Proofs held for ``op`` in memory (:meth:`hold`) are written now too.
         """
         spend, release = list(spend), list(release)
         new = [ProofRecord(p, op.mint_url, secret_to_y(p.secret)) for p in add]
         held = [ProofRecord(p, op.mint_url, secret_to_y(p.secret), ProofStatus.RESERVED, op.id)
                 for p in hold]
+        unsaved = [self._proofs[y] for y in self._unsaved_holds.pop(op.id, ())
+                   if y in self._proofs and y not in release and y not in spend]
         released = []
         for y in release:
             rec = self._proofs.get(y)
@@ -260,11 +275,11 @@ class ProofLedger:
         def write(b: WriteBatch) -> None:
             for y in spend:
                 b.delete_proof(y)
-            for r in (*new, *held, *released):
+            for r in (*unsaved, *new, *held, *released):
                 b.put_proof(r)
             b.put_operation(op)
 
-        self._store.transact(write)
+        self._transact(write)
         for y in spend:
             self._proofs.pop(y, None)
         for r in (*new, *held, *released):
@@ -274,7 +289,7 @@ class ProofLedger:
         else:
             self._ops[op.id] = op
         if new or released:
-            self.signal.bump()
+            self._signal.bump()
         return op
 
     def known_ys(self, mint_url: str) -> set[str]:
@@ -309,68 +324,36 @@ class ProofLedger:
         return list(self._proofs.values())
 
 
-class ProofLedgerActor(pykka.ThreadingActor):
+class ProofLedgerActor(pykka.ThreadingActor, ProofLedger):
     """Runs :class:`ProofLedger` on one thread: its mailbox is the serialization point."""
 
-    def __init__(self, store: Store) -> None:
-        super().__init__()
-        self.ledger = ProofLedger(store)
+    def __init__(self, store: Store, signal: ChangeSignal) -> None:
+        pykka.ThreadingActor.__init__(self)
+        ProofLedger.__init__(self, store, signal)
 
-    def signal(self) -> ChangeSignal:
-        return self.ledger.signal
 
-    def add_mint(self, rec: MintRecord, keysets: Sequence[Keyset]) -> None:
-        self.ledger.add_mint(rec, keysets)
+class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
+    """The typed proxy: every ask and its result, as mypy sees them."""
 
-    def mints(self) -> list[MintRecord]:
-        return self.ledger.mints()
+    add_mint = proxy_method(ProofLedger.add_mint)
+    mints = proxy_method(ProofLedger.mints)
+    keysets = proxy_method(ProofLedger.keysets)
+    input_fee = proxy_method(ProofLedger.input_fee)
+    allocate_counters = proxy_method(ProofLedger.allocate_counters)
+    raise_counter = proxy_method(ProofLedger.raise_counter)
+    counter = proxy_method(ProofLedger.counter)
+    commit = proxy_method(ProofLedger.commit)
+    delete_operation = proxy_method(ProofLedger.delete_operation)
+    operations = proxy_method(ProofLedger.operations)
+    get_operation = proxy_method(ProofLedger.get_operation)
+    hold = proxy_method(ProofLedger.hold)
+    settle = proxy_method(ProofLedger.settle)
+    known_ys = proxy_method(ProofLedger.known_ys)
+    proofs_of = proxy_method(ProofLedger.proofs_of)
+    balances = proxy_method(ProofLedger.balances)
+    all_proof_records = proxy_method(ProofLedger.all_proof_records)
 
-    def keysets(self, mint_url: str) -> list[Keyset]:
-        return self.ledger.keysets(mint_url)
 
-    def input_fee(self, mint_url: str, proofs: Sequence[Proof]) -> int:
-        return self.ledger.input_fee(mint_url, proofs)
-
-    def allocate_counters(self, keyset_id: str, n: int) -> int:
-        return self.ledger.allocate_counters(keyset_id, n)
-
-    def raise_counter(self, keyset_id: str, at_least: int) -> int:
-        return self.ledger.raise_counter(keyset_id, at_least)
-
-    def counter(self, keyset_id: str) -> int:
-        return self.ledger.counter(keyset_id)
-
-    def commit(self, op: Operation) -> Operation:
-        return self.ledger.commit(op)
-
-    def delete_operation(self, op_id: OperationId) -> None:
-        self.ledger.delete_operation(op_id)
-
-    def operations(self, op_type: OpType | None = None) -> list[Operation]:
-        return self.ledger.operations(op_type=op_type)
-
-    def get_operation(self, op_id: str) -> Operation | None:
-        return self.ledger.get_operation(op_id)
-
-    def reserve(self, op: Operation, amount: int, keyset_id: str,
-                outputs_for: Callable[[int, int], int],
-                plan: Callable[[Operation, Selection, int], Operation] | None = None,
-                ) -> tuple[Operation, Selection, int]:
-        return self.ledger.reserve(op, amount, keyset_id=keyset_id, outputs_for=outputs_for,
-                                   plan=plan)
-
-    def settle(self, op: Operation, spend: Sequence[str] = (), add: Sequence[Proof] = (),
-               release: Sequence[str] = (), hold: Sequence[Proof] = ()) -> Operation:
-        return self.ledger.settle(op, spend=spend, add=add, release=release, hold=hold)
-
-    def proofs_of(self, op_id: OperationId) -> list[Proof]:
-        return self.ledger.proofs_of(op_id)
-
-    def known_ys(self, mint_url: str) -> set[str]:
-        return self.ledger.known_ys(mint_url)
-
-    def balances(self) -> dict[str, MintBalance]:
-        return self.ledger.balances()
-
-    def all_proof_records(self) -> list[ProofRecord]:
-        return self.ledger.all_proof_records()
+def start_ledger(store: Store, signal: ChangeSignal) -> ProofLedgerProxy:
+    """Start the ledger actor; its typed proxy."""
+    return cast(ProofLedgerProxy, ProofLedgerActor.start(store, signal).proxy())

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.crypto.outputs import make_outputs, unblind_signatures
 from coco_actors.operations.base import LEDGER_TIMEOUT, MintContext, wait
+from coco_actors.proof_ledger import ProofLedgerProxy
 from coco_actors.records import Operation, OpState, OpType, new_operation_id
 from coco_actors.wire import Keyset, Proof, ProofStateKind
 
@@ -58,9 +58,7 @@ def _scan(ctx: MintContext, deriver: Nut13Deriver, keyset: Keyset) -> tuple[list
     return proofs, next_free
 
 
-def restore(ctx: MintContext, deriver: Nut13Deriver, ledger: Any) -> RestoreReport:
-    """``ledger`` is the ProofLedgerActor's proxy."""
-    lg = ledger
+def restore(ctx: MintContext, deriver: Nut13Deriver, lg: ProofLedgerProxy) -> RestoreReport:
     found: list[Proof] = []
     counters: dict[str, int] = {}
     for keyset in ctx.keysets:

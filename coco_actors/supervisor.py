@@ -1,36 +1,40 @@
-"""Supervisor: owns the mint clients, spawns and rehydrates operation actors, recovers.
+"""Supervisor: holds the mint contexts, spawns and rehydrates operation actors.
 
-It answers quickly: it hands out actor refs and never forwards a saga step
-through its own mailbox, so one slow swap never holds up another operation.
-An operation actor that has stopped (at rest, or died) is started again from
-its last persisted record the next time it is needed.
+It answers quickly: it hands out actor proxies and never forwards a saga step
+through its own mailbox, and it makes no network request there (mints are
+fetched on the caller's thread and only *registered* here), so neither a slow
+swap nor a slow mint holds up lookups for other operations. An operation actor
+that has stopped (at rest, or died) is started again from its last persisted
+record the next time it is needed.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import cast
 
 import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
-from coco_actors.errors import (
-    ActorTimeoutError,
-    CocoError,
-    InvalidStateError,
-    MintError,
-    NotFoundError,
-)
-from coco_actors.mint_client import MintClient, normalize_mint_url
+from coco_actors.actors import NoticeActor, tell, wait
+from coco_actors.errors import ActorTimeoutError, CocoError, InvalidStateError, NotFoundError
+from coco_actors.mint_client import MintClient, MintInfo
 from coco_actors.operations import (
     MintContext,
     MintOperationActor,
+    MintOperationProxy,
     OperationActor,
+    OperationBase,
     OperationDeps,
+    OperationProxy,
     ReceiveOperationActor,
+    ReceiveOperationProxy,
     SendOperationActor,
+    SendOperationProxy,
+    Watched,
 )
-from coco_actors.operations.base import LEDGER_TIMEOUT, wait
+from coco_actors.operations.base import LEDGER_TIMEOUT
 from coco_actors.records import (
     MintRecord,
     Operation,
@@ -38,9 +42,9 @@ from coco_actors.records import (
     OpState,
     OpType,
     new_operation_id,
-    now_ms,
 )
-from coco_actors.wire import Keyset, ProofStateKind
+from coco_actors.watcher import WatcherActor
+from coco_actors.wire import Keyset
 
 log = logging.getLogger(__name__)
 
@@ -50,103 +54,135 @@ ACTOR_CLASSES: dict[OpType, type[OperationActor]] = {
     OpType.MINT: MintOperationActor,
 }
 
-#: How long recovery waits for one operation (it may talk to its mint).
-RECOVERY_TIMEOUT = 60.0
+#: How long stopping waits for one operation actor to finish its current step.
+STOP_TIMEOUT = 60.0
 
 
-class SupervisorActor(pykka.ThreadingActor):
-    def __init__(self, deps: OperationDeps, *, client_factory: Any = MintClient) -> None:
-        super().__init__()
+def fetch_mint(client: MintClient) -> tuple[MintInfo, list[Keyset]]:
+    """A mint's info and every keyset with its keys (verified against their ids by the
+    client). Network IO: runs on the caller's thread, never in an actor's mailbox."""
+    info = client.get_info()
+    return info, fetch_keysets(client)
+
+
+def fetch_keysets(client: MintClient) -> list[Keyset]:
+    infos = {k.id: k for k in client.get_keysets()}
+    keys = {k.id: k for k in client.get_keys()}
+    for kid in infos.keys() - keys.keys():
+        keys.update({k.id: k for k in client.get_keys(kid)})
+    out = []
+    for kid, ks in keys.items():
+        info = infos.get(kid)
+        out.append(Keyset(id=ks.id, unit=ks.unit, keys=ks.keys,
+                          active=info.active if info else ks.active,
+                          input_fee_ppk=info.input_fee_ppk if info else ks.input_fee_ppk,
+                          final_expiry=ks.final_expiry))
+    return out
+
+
+class Supervisor:
+    """The logic; :class:`SupervisorActor` runs it on its own thread."""
+
+    def __init__(self, deps: OperationDeps) -> None:
         self.deps = deps
-        self._client_factory = client_factory
         self._mints: dict[str, MintContext] = {}
-        self._actors: dict[OperationId, pykka.ActorRef[Any]] = {}
-        self._proxies: dict[OperationId, Any] = {}  # built once per actor: not cheap
-        self._stopping: set[OperationId] = set()    # asked to rest, not yet dead
+        self._actors: dict[OperationId, pykka.ActorRef[OperationActor]] = {}
+        self._proxies: dict[OperationId, OperationProxy] = {}  # built once: not cheap
+        self._types: dict[OperationId, OpType] = {}
+        self._stopping: set[OperationId] = set()  # told to rest, not yet dead
 
-    def on_start(self) -> None:
-        self.deps = replace(self.deps, supervisor=self.actor_ref.proxy())
+    def load_mints(self) -> None:
+        """The mints the ledger knows (local reads; clients connect lazily)."""
         for rec in wait(self.deps.ledger.mints(), LEDGER_TIMEOUT, "ProofLedger"):
             keysets = wait(self.deps.ledger.keysets(rec.url), LEDGER_TIMEOUT, "ProofLedger")
-            self._mints[rec.url] = MintContext(rec.url, self._client_factory(rec.url),
-                                               tuple(keysets))
+            self._mints[rec.url] = MintContext(rec.url, MintClient(rec.url), tuple(keysets))
 
-    def on_stop(self) -> None:
+    def shutdown(self) -> None:
         """Stop operation actors (each finishes its current step first), then clients."""
         for ref in list(self._actors.values()):
             if ref.is_alive():
-                ref.stop(block=True, timeout=RECOVERY_TIMEOUT)
+                ref.stop(block=True, timeout=STOP_TIMEOUT)
         self._actors.clear()
+        self._proxies.clear()
+        self._types.clear()
         for ctx in self._mints.values():
             ctx.client.close()
 
     # --- mints ----------------------------------------------------------------------
 
-    def add_mint(self, url: str) -> MintRecord:
-        """Fetch info and every keyset (keys verified against their ids) and persist them."""
-        url = normalize_mint_url(url)
-        client = self._mints[url].client if url in self._mints else self._client_factory(url)
-        try:
-            info = client.get_info()
-            keysets = self._fetch_keysets(client)
-        except Exception:
-            if url not in self._mints:
-                client.close()
-            raise
-        rec = MintRecord(url=url, name=info.name)
-        self._register(rec, client, keysets)
-        return rec
+    def register_mint(self, rec: MintRecord, client: MintClient,
+                      keysets: list[Keyset]) -> MintContext:
+        """Persist a fetched mint and its keysets; serve every keyset the ledger knows.
 
-    def refresh_keysets(self, url: str) -> MintContext:
-        ctx = self.mint_context(url)
-        return self._register(MintRecord(url=ctx.url), ctx.client,
-                              self._fetch_keysets(ctx.client))
+        A mint already known keeps its client (``client`` is closed if it is another).
+        """
+        known = wait(self.deps.ledger.add_mint(rec, keysets), LEDGER_TIMEOUT, "ProofLedger")
+        current = self._mints.get(rec.url)
+        if current is not None and current.client is not client:
+            client.close()
+            client = current.client
+        self._mints[rec.url] = ctx = MintContext(rec.url, client, tuple(known))
+        return ctx
 
-    def _register(self, rec: MintRecord, client: MintClient,
-                  keysets: list[Keyset]) -> MintContext:
-        """Persist the keysets, then serve every keyset the ledger now knows."""
-        wait(self.deps.ledger.add_mint(rec, keysets), LEDGER_TIMEOUT, "ProofLedger")
-        self._mints[rec.url] = MintContext(rec.url, client, tuple(
-            wait(self.deps.ledger.keysets(rec.url), LEDGER_TIMEOUT, "ProofLedger")))
-        return self._mints[rec.url]
-
-    @staticmethod
-    def _fetch_keysets(client: MintClient) -> list[Keyset]:
-        infos = {k.id: k for k in client.get_keysets()}
-        keys = {k.id: k for k in client.get_keys()}
-        for kid in infos.keys() - keys.keys():
-            keys.update({k.id: k for k in client.get_keys(kid)})
-        out = []
-        for kid, ks in keys.items():
-            info = infos.get(kid)
-            out.append(Keyset(id=ks.id, unit=ks.unit, keys=ks.keys,
-                              active=info.active if info else ks.active,
-                              input_fee_ppk=info.input_fee_ppk if info else ks.input_fee_ppk,
-                              final_expiry=ks.final_expiry))
-        return out
+    def find_mint(self, url: str) -> MintContext | None:
+        """The context of a (normalized) mint URL, None if the wallet does not know it."""
+        return self._mints.get(url)
 
     def mint_urls(self) -> list[str]:
         return list(self._mints)
 
     def mint_context(self, url: str) -> MintContext:
         try:
-            return self._mints[normalize_mint_url(url)]
+            return self._mints[url]
         except KeyError:
             raise NotFoundError(f"unknown mint {url}; add it first") from None
 
-    def mint_info(self, url: str) -> Any:
-        return self.mint_context(url).client.get_info()
-
     # --- operation actors -----------------------------------------------------------
 
-    def new_operation(self, op_type: OpType, mint_url: str, amount: int,
-                      unit: str = "sat") -> Any:
+    def new_send(self, mint_url: str, amount: int) -> SendOperationProxy:
+        return cast(SendOperationProxy, self._new(OpType.SEND, mint_url, amount))
+
+    def new_receive(self, mint_url: str, amount: int, unit: str) -> ReceiveOperationProxy:
+        return cast(ReceiveOperationProxy, self._new(OpType.RECEIVE, mint_url, amount, unit))
+
+    def new_mint(self, mint_url: str, amount: int) -> MintOperationProxy:
+        return cast(MintOperationProxy, self._new(OpType.MINT, mint_url, amount))
+
+    def send_actor(self, op_id: str) -> SendOperationProxy:
+        return cast(SendOperationProxy, self._actor_for(op_id, OpType.SEND))
+
+    def receive_actor(self, op_id: str) -> ReceiveOperationProxy:
+        return cast(ReceiveOperationProxy, self._actor_for(op_id, OpType.RECEIVE))
+
+    def mint_actor(self, op_id: str) -> MintOperationProxy:
+        return cast(MintOperationProxy, self._actor_for(op_id, OpType.MINT))
+
+    def actor_for(self, op_id: str) -> OperationProxy:
+        """Any type of operation: what recovery needs (``recover``)."""
+        return self._actor_for(op_id, None)
+
+    def _new(self, op_type: OpType, mint_url: str, amount: int,
+             unit: str = "sat") -> OperationProxy:
         ctx = self.mint_context(mint_url)
-        op = Operation(id=new_operation_id(), type=op_type, mint_url=ctx.url, amount=amount,
-                       unit=unit, state=OpState.INIT)
+        return self._spawn(Operation(id=new_operation_id(), type=op_type, mint_url=ctx.url,
+                                     amount=amount, unit=unit, state=OpState.INIT))
+
+    def _actor_for(self, op_id: str, op_type: OpType | None) -> OperationProxy:
+        """The proxy of a non-terminal operation's live actor, rehydrated if it had stopped."""
+        live = self._live(OperationId(op_id))
+        if live is not None:
+            if op_type is not None and self._types[OperationId(op_id)] != op_type:
+                raise NotFoundError(f"unknown {op_type.value} operation {op_id}")
+            return live
+        op = wait(self.deps.ledger.get_operation(op_id), LEDGER_TIMEOUT, "ProofLedger")
+        if op is None or (op_type is not None and op.type != op_type):
+            what = f"{op_type.value} operation" if op_type else "operation"
+            raise NotFoundError(f"unknown {what} {op_id}")
+        if op.state.terminal:
+            raise InvalidStateError(f"{op.type.value} {op.id} is already {op.state.value}")
         return self._spawn(op)
 
-    def _live(self, op_id: OperationId) -> Any | None:
+    def _live(self, op_id: OperationId) -> OperationProxy | None:
         """The proxy of the operation's actor if one is running (never a second one).
 
         An actor asked to rest had an empty inbox when its stop was sent, so waiting
@@ -156,39 +192,24 @@ class SupervisorActor(pykka.ThreadingActor):
         if ref is None:
             return None
         if op_id in self._stopping:
-            if not ref.actor_stopped.wait(RECOVERY_TIMEOUT):
+            if not ref.actor_stopped.wait(STOP_TIMEOUT):
                 raise ActorTimeoutError(f"actor of {op_id} did not stop")
             self._stopping.discard(op_id)
         if ref.is_alive():
             return self._proxies[op_id]
-        del self._actors[op_id]
-        del self._proxies[op_id]
+        self._forget(op_id)
         return None
 
-    def _live_or_spawn(self, op: Operation) -> Any:
-        return self._live(op.id) or self._spawn(op)
-
-    def actor_for(self, op_id: str) -> Any:
-        """The proxy of a non-terminal operation's live actor, rehydrated if it had stopped."""
-        live = self._live(OperationId(op_id))
-        if live is not None:
-            return live
-        op = wait(self.deps.ledger.get_operation(op_id), LEDGER_TIMEOUT, "ProofLedger")
-        if op is None:
-            raise NotFoundError(f"unknown operation {op_id}")
-        if op.state.terminal:
-            raise InvalidStateError(f"{op.type.value} {op.id} is already {op.state.value}")
-        return self._spawn(op)
-
-    def _spawn(self, op: Operation) -> Any:
+    def _spawn(self, op: Operation) -> OperationProxy:
         """Start an actor for ``op``; callers make sure none is running (``_live``)."""
         self._prune()
         ref = ACTOR_CLASSES[op.type].start(op, self.mint_context(op.mint_url), self.deps)
         self._actors[op.id] = ref
-        self._proxies[op.id] = proxy = ref.proxy()
+        self._types[op.id] = op.type
+        self._proxies[op.id] = proxy = cast(OperationProxy, ref.proxy())
         return proxy
 
-    def idle(self, op_id: OperationId, ref: pykka.ActorRef[Any]) -> None:
+    def at_rest(self, op_id: OperationId, ref: pykka.ActorRef[OperationActor]) -> None:
         """An operation actor is at rest: stop it, unless work is queued for it.
 
         Never blocks: with an empty inbox the stop is immediate; with work queued
@@ -202,11 +223,12 @@ class SupervisorActor(pykka.ThreadingActor):
             self._stopping.add(op_id)
 
     def _prune(self) -> None:
-        dead = [k for k, r in self._actors.items() if not r.is_alive()]
-        for k in dead:
-            del self._actors[k]
-            del self._proxies[k]
-            self._stopping.discard(k)
+        for op_id in [k for k, r in self._actors.items() if not r.is_alive()]:
+            self._forget(op_id)
+
+    def _forget(self, op_id: OperationId) -> None:
+        del self._actors[op_id], self._proxies[op_id], self._types[op_id]
+        self._stopping.discard(op_id)
 
     def live_actor_count(self) -> int:
         """Actors at work: not counting those already told to rest."""
@@ -215,93 +237,71 @@ class SupervisorActor(pykka.ThreadingActor):
 
     # --- what the Watcher saw (tells) ---------------------------------------------------
 
-    def set_watcher(self, watcher: Any) -> None:
+    def set_watcher(self, watcher: pykka.ActorRef[WatcherActor] | None) -> None:
         self.deps = replace(self.deps, watcher=watcher)
 
     def send_claimed(self, op_id: OperationId) -> None:
-        self._nudge(op_id, "mark_claimed")
+        self._notify(op_id, Watched.CLAIMED)
 
     def quote_paid(self, op_id: OperationId) -> None:
-        self._nudge(op_id, "on_quote_paid")
+        self._notify(op_id, Watched.QUOTE_PAID)
 
-    def _nudge(self, op_id: OperationId, method: str) -> None:
+    def _notify(self, op_id: OperationId, what: Watched) -> None:
         try:
-            proxy = self.actor_for(op_id)
+            self._actor_for(op_id, None)
         except CocoError as exc:  # gone, or already terminal: nothing to do
             log.debug("watcher notice for %s ignored: %s", op_id, exc)
             return
-        getattr(proxy, method)()  # a tell: the operation decides and persists
+        tell(self._actors[op_id], OperationBase.on_watched, what)  # the operation decides
 
-    # --- recovery -------------------------------------------------------------------
 
-    def recover(self, op_type: OpType | None = None,
-                rollback_prepared_after_ms: int | None = None) -> dict[str, int]:
-        """Run every non-terminal operation's recovery; report how many ended where.
+class SupervisorNotices:
+    """The Supervisor as the Watcher and the operation actors see it: every method is
+    a tell, so a notice never blocks its sender."""
 
-        Pending sends are checked with one batched NUT-07 per mint (not one
-        request per operation); only those whose proofs are spent get an actor,
-        the others are handed to the Watcher. Prepared sends stay as they are,
-        unless older than ``rollback_prepared_after_ms`` (then rolled back).
-        A mint that cannot be reached leaves its operations as they are, to be
-        retried by the next recovery.
-        """
-        ops = wait(self.deps.ledger.operations(op_type), LEDGER_TIMEOUT, "ProofLedger")
-        summary: dict[str, int] = {}
+    def __init__(self, ref: pykka.ActorRef[SupervisorActor]) -> None:
+        self._ref = ref
 
-        def count(state: str, n: int = 1) -> None:
-            summary[state] = summary.get(state, 0) + n
+    def send_claimed(self, op_id: OperationId) -> None:
+        tell(self._ref, Supervisor.send_claimed, op_id)
 
-        futures = []
-        pending: dict[str, list[Operation]] = {}
-        now = now_ms()
-        for op in ops:
-            if op.mint_url not in self._mints:
-                log.warning("operation %s belongs to unknown mint %s", op.id, op.mint_url)
-                count(f"{op.state.value} (unknown mint)")
-            elif op.type == OpType.SEND and op.state == OpState.PENDING:
-                pending.setdefault(op.mint_url, []).append(op)
-            elif op.state == OpState.PREPARED and op.type != OpType.RECEIVE:
-                stale = (op.type == OpType.SEND and rollback_prepared_after_ms is not None
-                         and now - op.created_at >= rollback_prepared_after_ms)
-                if stale:
-                    futures.append((op, self._live_or_spawn(op).rollback()))
-                    continue
-                if op.type == OpType.MINT and op.quote_id and self.deps.watcher is not None:
-                    # a quote paid while we were down (or later) still gets minted
-                    self.deps.watcher.watch_quote(op.id, op.mint_url, op.quote_id)
-                count(op.state.value)
-            else:
-                futures.append((op, self._live_or_spawn(op).recover()))
-        for url, ops_here in pending.items():
-            futures.extend(self._recover_pending(url, ops_here, count))
-        for op, fut in futures:
-            try:
-                state = wait(fut, RECOVERY_TIMEOUT, f"recovery of {op.id}").state.value
-            except MintError as exc:
-                log.warning("recovery of %s %s deferred: %s", op.type.value, op.id, exc)
-                state = f"{op.state.value} (deferred)"
-            except CocoError as exc:
-                log.error("recovery of %s %s failed: %s", op.type.value, op.id, exc)
-                state = f"{op.state.value} (failed)"
-            count(state)
-        return summary
+    def quote_paid(self, op_id: OperationId) -> None:
+        tell(self._ref, Supervisor.quote_paid, op_id)
 
-    def _recover_pending(self, url: str, ops: list[Operation],
-                         count: Any) -> list[tuple[Operation, Any]]:
-        ys_of = {op.id: op.send_ys for op in ops}
-        try:
-            states = self._mints[url].client.check_state(
-                [y for ys in ys_of.values() for y in ys])
-        except MintError as exc:
-            log.warning("recovery of %d pending sends at %s deferred: %s", len(ops), url, exc)
-            states = []
-        spent = {s.Y for s in states if s.state == ProofStateKind.SPENT}
-        futures = []
-        for op in ops:
-            if states and all(y in spent for y in ys_of[op.id]):
-                futures.append((op, self._live_or_spawn(op).mark_claimed()))
-            else:
-                if self.deps.watcher is not None:
-                    self.deps.watcher.watch_send(op.id, url, list(ys_of[op.id]))
-                count(op.state.value)
-        return futures
+    def at_rest(self, op_id: OperationId, ref: pykka.ActorRef[OperationActor]) -> None:
+        tell(self._ref, Supervisor.at_rest, op_id, ref)
+
+
+class SupervisorActor(NoticeActor, Supervisor):
+    def __init__(self, deps: OperationDeps) -> None:
+        NoticeActor.__init__(self)
+        Supervisor.__init__(self, deps)
+
+    def on_start(self) -> None:
+        self.deps = replace(self.deps, supervisor=SupervisorNotices(self.actor_ref))
+        self.load_mints()
+
+    def on_stop(self) -> None:
+        self.shutdown()
+
+
+class SupervisorProxy(ActorMemberMixin, pykka.ActorProxy[SupervisorActor]):
+    register_mint = proxy_method(Supervisor.register_mint)
+    find_mint = proxy_method(Supervisor.find_mint)
+    mint_urls = proxy_method(Supervisor.mint_urls)
+    mint_context = proxy_method(Supervisor.mint_context)
+    new_send = proxy_method(Supervisor.new_send)
+    new_receive = proxy_method(Supervisor.new_receive)
+    new_mint = proxy_method(Supervisor.new_mint)
+    send_actor = proxy_method(Supervisor.send_actor)
+    receive_actor = proxy_method(Supervisor.receive_actor)
+    mint_actor = proxy_method(Supervisor.mint_actor)
+    actor_for = proxy_method(Supervisor.actor_for)
+    live_actor_count = proxy_method(Supervisor.live_actor_count)
+    set_watcher = proxy_method(Supervisor.set_watcher)
+
+
+def start_supervisor(deps: OperationDeps) -> tuple[pykka.ActorRef[SupervisorActor],
+                                                    SupervisorProxy]:
+    ref = SupervisorActor.start(deps)
+    return ref, cast(SupervisorProxy, ref.proxy())

@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import pykka
 import websocket
 
+from coco_actors.actors import NoticeActor
 from coco_actors.errors import CocoError
 from coco_actors.mint_client import MintClient
 from coco_actors.records import OperationId
@@ -256,7 +256,7 @@ class MintLink(threading.Thread):
         return time.monotonic()
 
 
-class WatcherActor(pykka.ThreadingActor):
+class WatcherActor(NoticeActor):
     """Keeps who watches what, and tells the Supervisor when something happened.
 
     ``notify`` is the Supervisor's proxy: ``notify.send_claimed(op_id)`` and

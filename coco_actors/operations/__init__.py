@@ -1,9 +1,28 @@
-"""One actor per operation, each owning its saga's state machine."""
+"""One actor per operation, each owning its saga's state machine.
 
-from coco_actors.operations.base import MintContext, OperationActor, OperationDeps
-from coco_actors.operations.mint import MintOperationActor
-from coco_actors.operations.receive import ReceiveOperationActor
-from coco_actors.operations.send import SendOperationActor
+Each saga is a plain class with the logic (``SendOperation``) and a thin actor that
+mixes it in (``SendOperationActor``), with a typed proxy (``SendOperationProxy``).
+"""
 
-__all__ = ["MintContext", "MintOperationActor", "OperationActor", "OperationDeps",
-           "ReceiveOperationActor", "SendOperationActor"]
+from coco_actors.operations.base import (
+    MintContext,
+    OperationActor,
+    OperationBase,
+    OperationDeps,
+    OperationProxy,
+    RestListener,
+    Watched,
+)
+from coco_actors.operations.mint import MintOperation, MintOperationActor, MintOperationProxy
+from coco_actors.operations.receive import (
+    ReceiveOperation,
+    ReceiveOperationActor,
+    ReceiveOperationProxy,
+)
+from coco_actors.operations.send import SendOperation, SendOperationActor, SendOperationProxy
+
+__all__ = ["MintContext", "MintOperation", "MintOperationActor", "MintOperationProxy",
+           "OperationActor", "OperationBase", "OperationDeps", "OperationProxy",
+           "ReceiveOperation", "ReceiveOperationActor", "ReceiveOperationProxy",
+           "RestListener", "SendOperation", "SendOperationActor", "SendOperationProxy",
+           "Watched"]

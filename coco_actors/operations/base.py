@@ -3,34 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
+from coco_actors.actors import NoticeActor, tell, wait
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.crypto.outputs import make_outputs, unblind_signatures
-from coco_actors.errors import ActorTimeoutError, InvalidStateError, NotFoundError
+from coco_actors.errors import InvalidStateError, NotFoundError
+from coco_actors.events import EventBus, EventBusActor
 from coco_actors.mint_client import MintClient
-from coco_actors.records import Operation, OpState
-from coco_actors.wire import BlindingData, Keyset, Proof, split_amount
+from coco_actors.proof_ledger import ChangeSignal, ProofLedgerProxy
+from coco_actors.records import Operation, OperationId, OpState
+from coco_actors.watcher import WatcherActor
+from coco_actors.wire import BlindingData, BlindSignature, Keyset, Proof, split_amount
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: How long an operation actor waits for the ledger (a local, durable write).
 LEDGER_TIMEOUT = 30.0
 
-
-def wait(future: pykka.Future[T], timeout: float, what: str) -> T:
-    """``future.get`` with a timeout that becomes a domain error."""
-    try:
-        return future.get(timeout=timeout)
-    except pykka.Timeout:
-        raise ActorTimeoutError(f"{what} did not answer within {timeout:g} s") from None
+__all__ = ["LEDGER_TIMEOUT", "MintContext", "OperationActor", "OperationBase",
+           "OperationDeps", "OperationProxy", "RestListener", "Watched", "wait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,31 +53,65 @@ class MintContext:
         raise NotFoundError(f"mint {self.url} has no active {unit} keyset")
 
 
+class RestListener(Protocol):
+    """Who stops an operation actor at rest (the Supervisor, in its own mailbox).
+
+    Must not block: the Supervisor's implementation is a tell.
+    """
+
+    def at_rest(self, op_id: OperationId, ref: pykka.ActorRef[OperationActor]) -> None: ...
+
+
+class Watched(enum.Enum):
+    """What the Watcher saw that concerns one operation (told to it through the Supervisor)."""
+
+    CLAIMED = "claimed"        # every proof of a pending send's token is spent
+    QUOTE_PAID = "quote_paid"  # a mint quote is paid
+
+
 @dataclass(frozen=True, slots=True)
 class OperationDeps:
-    ledger: Any   # ProofLedgerActor proxy
-    events: Any   # EventBusActor proxy
+    ledger: ProofLedgerProxy
+    events: pykka.ActorRef[EventBusActor]
     deriver: Nut13Deriver
-    watcher: Any = None  # WatcherActor proxy, None when the watcher is off
-    supervisor: Any = None  # SupervisorActor proxy, for "I am at rest" tells
-    signal: Any = None      # the ledger's ChangeSignal (a thread-safe condition)
+    signal: ChangeSignal                        # wakes sends waiting for change
+    watcher: pykka.ActorRef[WatcherActor] | None = None  # None when the watcher is off
+    supervisor: RestListener | None = None
 
 
-class OperationActor(pykka.ThreadingActor):
-    """Base class: holds the current record; subclasses add the saga's steps.
+class OperationBase:
+    """The logic every saga shares: the current record, commits, events, restore.
 
-    All public methods run on this actor's own thread, one at a time. They only
-    ask *down* (ledger, mint client) and tell *up* (events).
+    Methods run on the thread of the actor the class is mixed into
+    (:class:`OperationActor`), one at a time. They only ask *down* (ledger, mint
+    client) and tell *up* (events, "at rest").
     """
 
     def __init__(self, op: Operation, mint: MintContext, deps: OperationDeps) -> None:
-        super().__init__()
         self.op = op
         self.mint = mint
         self.deps = deps
 
     def operation(self) -> Operation:
         return self.op
+
+    # --- lifecycle: provided by the actor class ---------------------------------------
+
+    def retire(self) -> None:
+        """Stop once the current message is done: the operation is over."""
+        raise NotImplementedError
+
+    def rest(self) -> None:
+        """The operation waits on the outside world: the actor may be stopped."""
+        raise NotImplementedError
+
+    def recover(self) -> Operation:
+        """Bring a rehydrated operation to a resting state (its recovery table row)."""
+        raise NotImplementedError
+
+    def on_watched(self, what: Watched) -> None:
+        """A notice from the Watcher (a tell); sagas that wait on one override this."""
+        log.debug("%s %s ignores %s", self.op.type.value, self.op.id, what.value)
 
     @contextlib.contextmanager
     def _abandon_on_error(self) -> Iterator[None]:
@@ -91,24 +124,12 @@ class OperationActor(pykka.ThreadingActor):
             yield
         except BaseException:
             if self.op.state == OpState.INIT:
-                wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT,
-                     "ProofLedger")
-                self.retire()
+                self._delete()
             raise
 
-    def retire(self) -> None:
-        """Stop once the current message is done: the operation is over."""
-        self.actor_ref.stop(block=False)
-
-    def rest(self) -> None:
-        """The operation waits on the outside world (e.g. a pending send): let the
-        Supervisor stop this actor; it rehydrates it from the record when needed.
-
-        The Supervisor, not this actor, does the stop, in its own mailbox: no
-        lookup can then hand out this actor while a fresh one is started.
-        """
-        if self.deps.supervisor is not None:
-            self.deps.supervisor.idle(self.op.id, self.actor_ref)
+    def _delete(self) -> None:
+        wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT, "ProofLedger")
+        self.retire()
 
     # --- helpers for subclasses --------------------------------------------------------
 
@@ -131,18 +152,25 @@ class OperationActor(pykka.ThreadingActor):
     def _emit(self, suffix: str, **extra: Any) -> None:
         payload = {"mint_url": self.op.mint_url, "operation_id": self.op.id,
                    "operation": self.op, **extra}
-        self.deps.events.emit(f"{self.op.type.value}:{suffix}", payload)
+        tell(self.deps.events, EventBus.emit, f"{self.op.type.value}:{suffix}", payload)
 
     def _watch_send(self) -> None:
         if self.deps.watcher is not None:
-            self.deps.watcher.watch_send(self.op.id, self.op.mint_url, list(self.op.send_ys))
+            tell(self.deps.watcher, WatcherActor.watch_send, self.op.id, self.op.mint_url,
+                 list(self.op.send_ys))
+
+    def _watch_quote(self) -> None:
+        if self.deps.watcher is not None and self.op.quote_id:
+            tell(self.deps.watcher, WatcherActor.watch_quote, self.op.id, self.op.mint_url,
+                 self.op.quote_id)
 
     def _unwatch(self) -> None:
         if self.deps.watcher is not None:
-            self.deps.watcher.unwatch(self.op.id)
+            tell(self.deps.watcher, WatcherActor.unwatch, self.op.id)
 
     def _derive_outputs(self, amounts: Sequence[int], keyset: Keyset) -> list[BlindingData]:
-        """Outputs from freshly allocated NUT-13 counters (persisted before we return)."""
+        """Outputs from freshly allocated NUT-13 counters; the caller commits them
+        (which persists the counters) before any request uses them."""
         if not amounts:
             return []
         start = wait(self.deps.ledger.allocate_counters(keyset.id, len(amounts)),
@@ -154,7 +182,8 @@ class OperationActor(pykka.ThreadingActor):
         pairs = [self.deps.deriver.derive(keyset.id, start + i) for i in range(len(amounts))]
         return make_outputs(list(amounts), keyset.id, pairs)
 
-    def _unblind(self, outputs: Sequence[BlindingData], sigs: Sequence[Any]) -> list[Proof]:
+    def _unblind(self, outputs: Sequence[BlindingData],
+                 sigs: Sequence[BlindSignature]) -> list[Proof]:
         """Proofs for ``outputs`` in order; each output is unblinded with its own keyset."""
         by_keyset: dict[str, list[int]] = {}
         for i, o in enumerate(outputs):
@@ -177,7 +206,7 @@ class OperationActor(pykka.ThreadingActor):
                 if b.B_ in by_b]
         return self._unblind(matched, sigs)
 
-    def _require(self, *states: Any) -> None:
+    def _require(self, *states: OpState) -> None:
         if self.op.state not in states:
             raise InvalidStateError(
                 f"{self.op.type.value} {self.op.id} is {self.op.state.value}; this needs "
@@ -185,3 +214,31 @@ class OperationActor(pykka.ThreadingActor):
 
     def _amounts(self, amount: int) -> list[int]:
         return split_amount(amount)
+
+
+class OperationActor(NoticeActor, OperationBase):
+    """The thin actor half: runs one saga's logic on its own thread, and its lifecycle.
+
+    A concrete actor is ``class SendOperationActor(OperationActor, SendOperation)``.
+    """
+
+    def __init__(self, op: Operation, mint: MintContext, deps: OperationDeps) -> None:
+        NoticeActor.__init__(self)
+        OperationBase.__init__(self, op, mint, deps)
+
+    def retire(self) -> None:
+        self.actor_ref.stop(block=False)
+
+    def rest(self) -> None:
+        """Let the Supervisor stop this actor; it rehydrates it from the record when
+        needed. The Supervisor, not this actor, does the stop, in its own mailbox: no
+        lookup can then hand out this actor while a fresh one is started."""
+        if self.deps.supervisor is not None:
+            self.deps.supervisor.at_rest(self.op.id, self.actor_ref)
+
+
+class OperationProxy(ActorMemberMixin, pykka.ActorProxy[OperationActor]):
+    """What every operation actor answers, whatever its saga."""
+
+    operation = proxy_method(OperationBase.operation)
+    recover = proxy_method(OperationBase.recover)

@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import logging
 
+import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
+
 from coco_actors.errors import (
     CODE_OUTPUTS_ALREADY_SIGNED,
     CODE_QUOTE_ALREADY_ISSUED,
     CocoError,
     MintRejectedError,
 )
-from coco_actors.operations.base import LEDGER_TIMEOUT, OperationActor, wait
+from coco_actors.operations.base import (
+    OperationActor,
+    OperationBase,
+    Watched,
+)
 from coco_actors.records import Operation, OpState
 from coco_actors.wire import MintQuote, MintQuoteState, Proof, split_amount
 
 log = logging.getLogger(__name__)
 
 
-class MintOperationActor(OperationActor):
+class MintOperation(OperationBase):
+    """The mint saga's logic; :class:`MintOperationActor` runs it."""
+
     def create_quote(self) -> MintQuote:
         self._require(OpState.INIT)
         with self._abandon_on_error():
@@ -26,6 +35,7 @@ class MintOperationActor(OperationActor):
             self._commit(self.op.moved(OpState.PREPARED, quote_id=quote.quote,
                                        quote_request=quote.request))
         self._emit("prepared")
+        self._watch_quote()  # once paid, the Watcher's notice mints it
         return quote
 
     def try_redeem(self) -> Operation:
@@ -46,13 +56,15 @@ class MintOperationActor(OperationActor):
         self._commit(self.op.moved(OpState.EXECUTING, outputs=tuple(outputs)))
         return self._mint()
 
-    def on_quote_paid(self) -> Operation:
+    def on_watched(self, what: Watched) -> None:
         """The Watcher saw the quote paid: mint now (errors are logged, state kept)."""
+        if what is not Watched.QUOTE_PAID:
+            super().on_watched(what)
+            return
         try:
-            return self.try_redeem()
+            self.try_redeem()
         except CocoError as exc:
             log.warning("mint %s: redeem after payment failed: %s", self.op.id, exc)
-            return self.op
 
     def _mint(self) -> Operation:
         op = self.op
@@ -66,11 +78,13 @@ class MintOperationActor(OperationActor):
         return self.op
 
     def _complete(self, proofs: list[Proof]) -> None:
+        self._unwatch()
         self._settle(self.op.moved(OpState.COMPLETED), add=proofs)
         self._emit("finalized")
         self.retire()
 
     def _end_failed(self, error: str) -> None:
+        self._unwatch()
         self._commit(self.op.moved(OpState.ROLLED_BACK, error=error))
         self._emit("rolled-back")
         self.retire()
@@ -90,8 +104,18 @@ class MintOperationActor(OperationActor):
 
     def recover(self) -> Operation:
         if self.op.state == OpState.INIT:
-            wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT, "ProofLedger")
-            self.retire()
+            self._delete()
         elif self.op.state == OpState.EXECUTING:
             self._resolve()
         return self.op
+
+
+class MintOperationActor(OperationActor, MintOperation):
+    pass
+
+
+class MintOperationProxy(ActorMemberMixin, pykka.ActorProxy[MintOperationActor]):
+    operation = proxy_method(MintOperation.operation)
+    create_quote = proxy_method(MintOperation.create_quote)
+    try_redeem = proxy_method(MintOperation.try_redeem)
+    recover = proxy_method(MintOperation.recover)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 
+import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
+
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.errors import (
     CODE_OUTPUTS_ALREADY_SIGNED,
@@ -13,13 +16,20 @@ from coco_actors.errors import (
     MintRejectedError,
     TokenSpentError,
 )
-from coco_actors.operations.base import LEDGER_TIMEOUT, OperationActor, wait
+from coco_actors.operations.base import (
+    LEDGER_TIMEOUT,
+    OperationActor,
+    OperationBase,
+    wait,
+)
 from coco_actors.records import Operation, OpState
 from coco_actors.tokens import Token
 from coco_actors.wire import ProofStateKind, split_amount
 
 
-class ReceiveOperationActor(OperationActor):
+class ReceiveOperation(OperationBase):
+    """The receive saga's logic; :class:`ReceiveOperationActor` runs it."""
+
     def prepare(self, token: Token) -> Operation:
         """Persist the token's proofs and the outputs that will replace them."""
         self._require(OpState.INIT)
@@ -81,8 +91,7 @@ class ReceiveOperationActor(OperationActor):
 
     def recover(self) -> Operation:
         if self.op.state == OpState.INIT:
-            wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT, "ProofLedger")
-            self.retire()
+            self._delete()
         elif self.op.state == OpState.PREPARED:
             with contextlib.suppress(TokenSpentError):  # the outcome is in the record
                 self.execute()
@@ -91,3 +100,14 @@ class ReceiveOperationActor(OperationActor):
                 self._resolve()
         return self.op
 
+
+
+class ReceiveOperationActor(OperationActor, ReceiveOperation):
+    pass
+
+
+class ReceiveOperationProxy(ActorMemberMixin, pykka.ActorProxy[ReceiveOperationActor]):
+    operation = proxy_method(ReceiveOperation.operation)
+    prepare = proxy_method(ReceiveOperation.prepare)
+    execute = proxy_method(ReceiveOperation.execute)
+    recover = proxy_method(ReceiveOperation.recover)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import time
 
+import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
+
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.errors import (
     CODE_OUTPUTS_ALREADY_SIGNED,
@@ -19,16 +22,25 @@ from coco_actors.errors import (
     InvalidStateError,
     MintRejectedError,
 )
-from coco_actors.operations.base import LEDGER_TIMEOUT, OperationActor, wait
+from coco_actors.operations.base import (
+    LEDGER_TIMEOUT,
+    OperationActor,
+    OperationBase,
+    Watched,
+    wait,
+)
 from coco_actors.records import Operation, OpState
-from coco_actors.selection import Selection
 from coco_actors.tokens import Token, encode_v4
-from coco_actors.wire import ProofStateKind, split_amount
+from coco_actors.wire import Proof, ProofStateKind, split_amount
 
 log = logging.getLogger(__name__)
 
 
-class SendOperationActor(OperationActor):
+class SendOperation(OperationBase):
+    """The send saga's logic; :class:`SendOperationActor` runs it."""
+
+    _inputs: tuple[Proof, ...] = ()  # the held proofs, known since prepare (else asked)
+
     # --- prepare ------------------------------------------------------------------------
 
     def prepare(self, amount: int, wait_for_change: float = 30.0) -> Operation:
@@ -44,26 +56,14 @@ class SendOperationActor(OperationActor):
 
     def _prepare(self, amount: int, wait_for_change: float) -> Operation:
         keyset = self.mint.active_keyset(self.op.unit)
-
-        def plan(op: Operation, sel: Selection, start: int) -> Operation:
-            """Runs in the ledger: the prepared record, committed with the reservation."""
-            if sel.exact:
-                return op.moved(OpState.PREPARED, fee=0, input_amount=sel.total,
-                                needs_swap=False)
-            send_amounts = split_amount(amount)
-            keep_amounts = split_amount(sel.total - amount - sel.fee)
-            outputs = self._outputs_at(send_amounts + keep_amounts, keyset, start)
-            return op.moved(OpState.PREPARED, fee=sel.fee, input_amount=sel.total,
-                            needs_swap=True, outputs=tuple(outputs),
-                            send_output_count=len(send_amounts))
-
         signal = self.deps.signal
         deadline = time.monotonic() + wait_for_change
         while True:
             version = signal.version
             try:
-                op, _, _ = wait(
-                    self.deps.ledger.reserve(self.op, amount, keyset.id, _outputs_needed, plan),
+                selection, start = wait(
+                    self.deps.ledger.hold(self.op.id, self.op.mint_url, amount,
+                                          keyset_id=keyset.id, outputs_for=swap_output_count),
                     LEDGER_TIMEOUT, "ProofLedger")
                 break
             except InsufficientFundsError as exc:
@@ -72,8 +72,21 @@ class SendOperationActor(OperationActor):
                     signal.wait_past(version, min(left, 1.0))
                     continue
                 raise
-        self.op = op
-        self._log_transition()
+        # derived here, on this actor's thread; committed with the hold in one write
+        ys = tuple(secret_to_y(p.secret) for p in selection.proofs)
+        if selection.exact:
+            prepared = self.op.moved(OpState.PREPARED, fee=0, input_amount=selection.total,
+                                     needs_swap=False, input_ys=ys)
+        else:
+            send_amounts = split_amount(amount)
+            keep_amounts = split_amount(selection.total - amount - selection.fee)
+            outputs = self._outputs_at(send_amounts + keep_amounts, keyset, start)
+            prepared = self.op.moved(OpState.PREPARED, fee=selection.fee,
+                                     input_amount=selection.total, needs_swap=True,
+                                     input_ys=ys, outputs=tuple(outputs),
+                                     send_output_count=len(send_amounts))
+        self._commit(prepared)
+        self._inputs = selection.proofs
         self._emit("prepared")
         return self.op
 
@@ -82,7 +95,8 @@ class SendOperationActor(OperationActor):
     def execute(self) -> Operation:
         self._require(OpState.PREPARED)
         op = self.op
-        inputs = wait(self.deps.ledger.proofs_of(op.id), LEDGER_TIMEOUT, "ProofLedger")
+        inputs = list(self._inputs) or wait(self.deps.ledger.proofs_of(op.id),
+                                            LEDGER_TIMEOUT, "ProofLedger")
         if not op.needs_swap:
             # no request leaves: nothing to announce, prepared -> pending in one commit
             send, keep = inputs, []
@@ -153,6 +167,12 @@ class SendOperationActor(OperationActor):
             self._finalize()
         return self.op
 
+    def on_watched(self, what: Watched) -> None:
+        if what is Watched.CLAIMED:
+            self.mark_claimed()
+        else:
+            super().on_watched(what)
+
     def _finalize(self) -> None:
         self._unwatch()
         self._commit(self.op.moved(OpState.COMPLETED))
@@ -210,8 +230,7 @@ class SendOperationActor(OperationActor):
         """Bring a rehydrated send to a resting state (DESIGN.md's recovery table)."""
         state = self.op.state
         if state == OpState.INIT:
-            wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT, "ProofLedger")
-            self.retire()
+            self._delete()
         elif state == OpState.EXECUTING:
             self._resolve_executing()
         elif state == OpState.PENDING:
@@ -238,5 +257,20 @@ class SendOperationActor(OperationActor):
             self._finish_rollback()
 
 
-def _outputs_needed(amount: int, keep: int) -> int:
-    return len(split_amount(amount)) + len(split_amount(keep))
+def swap_output_count(amount: int, change: int) -> int:
+    """How many outputs a swap for ``amount`` with ``change`` back needs (a pure count)."""
+    return len(split_amount(amount)) + len(split_amount(change))
+
+
+class SendOperationActor(OperationActor, SendOperation):
+    pass
+
+
+class SendOperationProxy(ActorMemberMixin, pykka.ActorProxy[SendOperationActor]):
+    operation = proxy_method(SendOperation.operation)
+    prepare = proxy_method(SendOperation.prepare)
+    execute = proxy_method(SendOperation.execute)
+    check_pending = proxy_method(SendOperation.check_pending)
+    mark_claimed = proxy_method(SendOperation.mark_claimed)
+    rollback = proxy_method(SendOperation.rollback)
+    recover = proxy_method(SendOperation.recover)

@@ -343,21 +343,21 @@ def test_a_call_racing_the_stop_of_its_actor_is_retried(rig: Rig,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Found by the campaign (seed 12): ``check_pending()`` raised pykka's
     ``ActorDeadError`` when the send's actor stopped (the watcher had just finalized
-    it) between the Supervisor's lookup and the call. ``Coco._call`` retries exactly
+    it) between the Supervisor's lookup and the call. ``Coco._step`` retries exactly
     this race, but only around the call, not around ``ref.proxy()``. Here the race is
     made certain: the first lookup hands out an actor that has just stopped."""
     prepared = rig.coco.send.prepare_send(rig.url, AMOUNT)
     op, _ = rig.coco.send.execute_prepared_send(prepared.id)
-    lookup = SupervisorActor.actor_for
+    lookup = SupervisorActor.send_actor
     raced: list[str] = []
 
-    def actor_for(self: SupervisorActor, op_id: str) -> pykka.ActorProxy:
+    def send_actor(self: SupervisorActor, op_id: str) -> pykka.ActorProxy:
         proxy = lookup(self, op_id)
         if not raced:  # the actor retires right after the lookup, once
             raced.append(op_id)
             proxy.actor_ref.stop(block=True, timeout=5)
         return proxy
 
-    monkeypatch.setattr(SupervisorActor, "actor_for", actor_for)
+    monkeypatch.setattr(SupervisorActor, "send_actor", send_actor)
     assert [o.state for o in rig.coco.send.check_pending()] == ["pending"]
     assert raced == [op.id]

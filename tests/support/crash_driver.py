@@ -228,9 +228,13 @@ class Recipient(MintPeer):
         self.claimed: dict[str, int] = {}  # Y -> amount of every wallet proof claimed
 
     def claim(self, token: str) -> bool:
-        """True once claimed; False when the mint says the proofs were spent already."""
+        """True once claimed; False when the mint says the proofs were spent already,
+        or when the token is worth nothing after the mint's input fee (a 1-sat token at
+        a fee-charging mint: nobody can claim it)."""
         t = resolve_keyset_ids(decode(token), list(self.ppk))
         value = t.amount - fee_for(self.ppk[p.keyset_id] for p in t.proofs)
+        if value <= 0:
+            return False
         outputs = random_outputs(split_amount(value), self.keyset.id)
         try:
             self.client.swap(list(t.proofs), [o.blinded for o in outputs])

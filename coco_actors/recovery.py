@@ -1,0 +1,124 @@
+"""Recovery of every operation not in a terminal state (run by ``Coco.open``).
+
+It runs on the caller's thread, not in the Supervisor's mailbox: it asks the mints
+(one batched NUT-07 per mint for pending sends) and waits on operation actors,
+while the Supervisor keeps answering lookups. Each operation's own actor decides
+its recovery row (DESIGN.md); a mint that cannot be reached leaves the operation
+where it is, to be retried by the next recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pykka
+
+from coco_actors.actors import tell, wait
+from coco_actors.errors import CocoError, MintError
+from coco_actors.operations import OperationProxy
+from coco_actors.operations.base import LEDGER_TIMEOUT
+from coco_actors.proof_ledger import ProofLedgerProxy
+from coco_actors.records import Operation, OpState, OpType, now_ms
+from coco_actors.supervisor import SupervisorProxy
+from coco_actors.watcher import WatcherActor
+from coco_actors.wire import ProofStateKind
+
+log = logging.getLogger(__name__)
+
+Steps = tuple[Operation, pykka.Future[Operation]]
+
+#: How long recovery waits for one operation (it may talk to its mint).
+RECOVERY_TIMEOUT = 60.0
+#: How long a Supervisor lookup may take (local).
+LOOKUP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What recovery talks to."""
+
+    ledger: ProofLedgerProxy
+    supervisor: SupervisorProxy
+    watcher: pykka.ActorRef[WatcherActor] | None
+
+
+def recover(deps: Recovery, op_type: OpType | None = None,
+            rollback_prepared_after_ms: int | None = None) -> dict[str, int]:
+    """Run every non-terminal operation's recovery; report how many ended where.
+
+    Pending sends are checked with one batched NUT-07 per mint (not one request
+    per operation); only those whose proofs are spent get an actor, the others are
+    handed to the Watcher. Prepared sends stay as they are, unless older than
+    ``rollback_prepared_after_ms`` (then rolled back).
+    """
+    ops = wait(deps.ledger.operations(op_type), LEDGER_TIMEOUT, "ProofLedger")
+    known = wait(deps.supervisor.mint_urls(), LOOKUP_TIMEOUT, "Supervisor")
+    urls = set(known)
+    summary: dict[str, int] = {}
+
+    def count(state: str) -> None:
+        summary[state] = summary.get(state, 0) + 1
+
+    futures: list[Steps] = []
+    pending: dict[str, list[Operation]] = {}
+    now = now_ms()
+    for op in ops:
+        if op.mint_url not in urls:
+            log.warning("operation %s belongs to unknown mint %s", op.id, op.mint_url)
+            count(f"{op.state.value} (unknown mint)")
+        elif op.type == OpType.SEND and op.state == OpState.PENDING:
+            pending.setdefault(op.mint_url, []).append(op)
+        elif op.state == OpState.PREPARED and op.type != OpType.RECEIVE:
+            stale = (op.type == OpType.SEND and rollback_prepared_after_ms is not None
+                     and now - op.created_at >= rollback_prepared_after_ms)
+            if stale:
+                send = wait(deps.supervisor.send_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
+                futures.append((op, send.rollback()))
+                continue
+            if op.type == OpType.MINT and op.quote_id and deps.watcher is not None:
+                # a quote paid while we were down (or later) still gets minted
+                tell(deps.watcher, WatcherActor.watch_quote, op.id, op.mint_url, op.quote_id)
+            count(op.state.value)
+        else:
+            futures.append((op, _actor(deps, op).recover()))
+    for url, ops_here in pending.items():
+        futures.extend(_recover_pending(deps, url, ops_here, count))
+    for op, fut in futures:
+        try:
+            state = wait(fut, RECOVERY_TIMEOUT, f"recovery of {op.id}").state.value
+        except MintError as exc:
+            log.warning("recovery of %s %s deferred: %s", op.type.value, op.id, exc)
+            state = f"{op.state.value} (deferred)"
+        except CocoError as exc:
+            log.error("recovery of %s %s failed: %s", op.type.value, op.id, exc)
+            state = f"{op.state.value} (failed)"
+        count(state)
+    return summary
+
+
+def _actor(deps: Recovery, op: Operation) -> OperationProxy:
+    return wait(deps.supervisor.actor_for(op.id), LOOKUP_TIMEOUT, "Supervisor")
+
+
+def _recover_pending(deps: Recovery, url: str, ops: list[Operation],
+                     count: Callable[[str], None]) -> list[Steps]:
+    ctx = wait(deps.supervisor.mint_context(url), LOOKUP_TIMEOUT, "Supervisor")
+    ys_of = {op.id: op.send_ys for op in ops}
+    try:
+        states = ctx.client.check_state([y for ys in ys_of.values() for y in ys])
+    except MintError as exc:
+        log.warning("recovery of %d pending sends at %s deferred: %s", len(ops), url, exc)
+        states = []
+    spent = {s.Y for s in states if s.state == ProofStateKind.SPENT}
+    futures = []
+    for op in ops:
+        if states and all(y in spent for y in ys_of[op.id]):
+            send = wait(deps.supervisor.send_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
+            futures.append((op, send.mark_claimed()))
+        else:
+            if deps.watcher is not None:
+                tell(deps.watcher, WatcherActor.watch_send, op.id, url, list(ys_of[op.id]))
+            count(op.state.value)
+    return futures
