@@ -10,7 +10,11 @@ nothing that changed while it was away is missed.
 
 The Watcher only *tells*: the operation actor decides and persists the
 transition. Threads: :class:`WatcherActor` methods run on the actor's thread;
-each :class:`MintLink` runs its own loop and reports back with tells.
+each :class:`MintLink` runs its own loop on a supervised thread (an unexpected
+exception is logged and the loop restarts: reconnect, resubscribe, sweep) and
+reports back with typed tells (``tell(ref, WatcherActor.on_report, ...)``).
+Upward notices go through a :class:`WatchListener` (no import of the
+Supervisor: no upward imports).
 """
 
 from __future__ import annotations
@@ -20,19 +24,21 @@ import json
 import logging
 import queue
 import random
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import websocket
 
-from coco_actors.actors import NoticeActor
+from coco_actors.actors import NoticeActor, tell
 from coco_actors.errors import CocoError
 from coco_actors.mint_client import MintClient
 from coco_actors.records import OperationId
+from coco_actors.threads import SupervisedThread
 from coco_actors.wire import MintQuoteState, ProofState, ProofStateKind
 
 log = logging.getLogger(__name__)
@@ -54,30 +60,72 @@ class WatcherConfig:
     connect_timeout: float = 5.0
 
 
-class MintLink(threading.Thread):
-    """The websocket (and polling fallback) of one mint, on its own thread."""
+#: What a link reports: the mint, proof states it saw, quote states it saw. Called on
+#: the link's thread; must not block (the Watcher passes a tell).
+Report = Callable[[str, list[ProofState], dict[str, MintQuoteState]], None]
+
+#: Opens a websocket: ``connect(url, timeout)``. A seam for tests, like httpx's transports.
+Connect = Callable[[str, float], websocket.WebSocket]
+
+
+def open_websocket(url: str, timeout: float) -> websocket.WebSocket:
+    return websocket.create_connection(url, timeout=timeout, skip_utf8_validation=True)
+
+
+class WatchListener(Protocol):
+    """Who hears what the Watcher saw (the Supervisor, through an adapter of tells).
+
+    Called on the Watcher actor's thread; the methods must not block.
+    """
+
+    def send_claimed(self, op_id: OperationId) -> None: ...
+
+    def quote_paid(self, op_id: OperationId) -> None: ...
+
+
+class MintLink:
+    """The websocket (and polling fallback) of one mint, on its own supervised thread.
+
+    The loop runs under :class:`~coco_actors.threads.SupervisedThread`: an unexpected
+    exception is logged with its traceback and the loop starts again after a backoff
+    (``reconnect_min`` .. ``reconnect_max``), which means a fresh connection, every
+    filter resubscribed, and a sweep, exactly as after any reconnect.
+    """
 
     def __init__(self, mint_url: str, client: MintClient, config: WatcherConfig,
-                 report: Callable[[str, list[ProofState], dict[str, MintQuoteState]], None],
-                 ws_kinds: frozenset[str]) -> None:
-        super().__init__(name=f"coco-watch {mint_url}", daemon=True)
+                 report: Report, ws_kinds: frozenset[str], *,
+                 connect: Connect = open_websocket) -> None:
         self.mint_url = mint_url
         self._client = client
         self._config = config
         self._report = report
+        self._connect_ws = connect
         self._ws_kinds = ws_kinds if config.websocket else frozenset()
         self._lock = threading.Lock()
         self._ys: set[str] = set()
         self._quotes: set[str] = set()
         self._new: queue.SimpleQueue[tuple[str, list[str]]] = queue.SimpleQueue()
-        self._stopping = threading.Event()
-        self._ws: websocket.WebSocket | None = None
+        self._ws: websocket.WebSocket | None = None  # assigned on the link thread only
         self._sub_kinds: dict[str, str] = {}
         self._rpc_id = 0
         self.connections = 0     # websocket connections opened (observable by tests)
         self.sweeps = 0
+        self._thread = SupervisedThread(
+            f"coco-watch {mint_url}", self._run, backoff_min=config.reconnect_min,
+            backoff_max=config.reconnect_max, wake=self._abort, logger=log)
 
     # --- called from the watcher actor's thread -----------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def restarts(self) -> int:
+        """How often the loop was restarted after an unexpected exception."""
+        return self._thread.restarts
 
     def add(self, kind: str, filters: Iterable[str]) -> None:
         target = self._ys if kind == "proof_state" else self._quotes
@@ -93,21 +141,32 @@ class MintLink(threading.Thread):
         with self._lock:
             target.difference_update(filters)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stopping.set()
+    def stop(self, timeout: float = 5.0) -> bool:
+        """End the loop (aborting a blocked read); True if the thread ended in time."""
+        return self._thread.stop(timeout)
+
+    def _abort(self) -> None:
+        """Wake a ``recv`` blocked on the link thread (runs on the stopping thread)."""
         ws = self._ws
-        if ws is not None:
-            with contextlib.suppress(Exception):  # best effort: the thread exits anyway
-                ws.abort()
-        self.join(timeout)
+        sock = ws.sock if ws is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: the loop exits anyway
+                sock.shutdown(socket.SHUT_RDWR)
 
-    # --- the loop -------------------------------------------------------------------------
+    # --- the loop, on the link thread ------------------------------------------------------
 
-    def run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
+        """One life of the loop; a restart after a failure begins a new one from scratch."""
+        try:
+            self._loop(stop)
+        finally:
+            self._drop()
+
+    def _loop(self, stop: threading.Event) -> None:
         backoff = self._config.reconnect_min
         next_connect = 0.0
         last_sweep = last_heard = 0.0
-        while not self._stopping.is_set():
+        while not stop.is_set():
             now = time.monotonic()
             if self._ws is None and self._ws_kinds and now >= next_connect and self._watching():
                 if self._connect():
@@ -117,31 +176,33 @@ class MintLink(threading.Thread):
                 else:
                     next_connect = now + backoff * (0.5 + random.random() / 2)
                     backoff = min(backoff * 2, self._config.reconnect_max)
-            if self._ws is not None:
-                self._send_new()
-                if self._receive():
+            ws = self._ws
+            if ws is not None:
+                # either step may find the socket gone; then it is dropped, and the next
+                # tick polls or reconnects
+                if self._send_new(ws) and self._receive(ws, stop):
                     last_heard = time.monotonic()
-                elif time.monotonic() - last_heard > self._config.silence_timeout:
+                elif self._ws is ws and \
+                        time.monotonic() - last_heard > self._config.silence_timeout:
                     log.info("websocket to %s silent; reconnecting", self.mint_url)
                     self._drop()
                 interval = self._config.sweep_interval
             else:
                 self._drain_new()
                 interval = self._config.poll_interval
-                self._stopping.wait(min(0.1, interval))
+                stop.wait(min(0.1, interval))
             if time.monotonic() - last_sweep >= interval and self._watching():
                 last_sweep = self._sweep()
-        self._drop()
 
     def _watching(self) -> bool:
         with self._lock:
             return bool(self._ys or self._quotes)
 
     def _connect(self) -> bool:
+        """Open the socket and subscribe everything watched; False if it is not up."""
         url = "ws" + self.mint_url[len("http"):] + "/v1/ws"
         try:
-            ws = websocket.create_connection(url, timeout=self._config.connect_timeout,
-                                             skip_utf8_validation=True)
+            ws = self._connect_ws(url, self._config.connect_timeout)
         except (OSError, websocket.WebSocketException) as exc:
             log.info("websocket to %s unavailable (%s); polling", self.mint_url,
                      type(exc).__name__)
@@ -153,11 +214,12 @@ class MintLink(threading.Thread):
         self._drain_new()  # everything is resubscribed below
         with self._lock:
             ys, quotes = sorted(self._ys), sorted(self._quotes)
-        self._subscribe("proof_state", ys)
-        self._subscribe("bolt11_mint_quote", quotes)
+        if not (self._subscribe(ws, "proof_state", ys)
+                and self._subscribe(ws, "bolt11_mint_quote", quotes)):
+            return False
         log.info("websocket to %s up; %d proofs and %d quotes subscribed", self.mint_url,
                  len(ys), len(quotes))
-        return self._ws is not None
+        return True
 
     def _drop(self) -> None:
         ws, self._ws = self._ws, None
@@ -165,9 +227,10 @@ class MintLink(threading.Thread):
             with contextlib.suppress(Exception):  # already broken
                 ws.close(timeout=0.5)
 
-    def _subscribe(self, kind: str, filters: list[str]) -> None:
-        if kind not in self._ws_kinds or self._ws is None:
-            return
+    def _subscribe(self, ws: websocket.WebSocket, kind: str, filters: list[str]) -> bool:
+        """Send the subscribe requests; False (and the socket dropped) if it failed."""
+        if kind not in self._ws_kinds:
+            return True
         for start in range(0, len(filters), SUBSCRIBE_CHUNK):
             sub_id = str(uuid.uuid4())
             self._sub_kinds[sub_id] = kind
@@ -176,11 +239,12 @@ class MintLink(threading.Thread):
                    "params": {"kind": kind, "subId": sub_id,
                               "filters": filters[start:start + SUBSCRIBE_CHUNK]}}
             try:
-                self._ws.send(json.dumps(msg))
+                ws.send(json.dumps(msg))
             except (OSError, websocket.WebSocketException):
                 log.info("websocket to %s closed while subscribing", self.mint_url)
                 self._drop()
-                return
+                return False
+        return True
 
     def _drain_new(self) -> None:
         while True:
@@ -189,9 +253,10 @@ class MintLink(threading.Thread):
             except queue.Empty:
                 return
 
-    def _send_new(self) -> None:
+    def _send_new(self, ws: websocket.WebSocket) -> bool:
         """Subscribe everything added since the last tick, one request per kind: the
-        mint does one lookup per request, not one per pending send."""
+        mint does one lookup per request, not one per pending send. False when the
+        socket went away meanwhile (what was not sent is resubscribed on reconnect)."""
         batched: dict[str, list[str]] = {}
         while True:
             try:
@@ -199,18 +264,17 @@ class MintLink(threading.Thread):
             except queue.Empty:
                 break
             batched.setdefault(kind, []).extend(filters)
-        for kind, filters in batched.items():
-            self._subscribe(kind, filters)
+        return all(self._subscribe(ws, kind, filters) for kind, filters in batched.items())
 
-    def _receive(self) -> bool:
-        """Read what the socket has; False when nothing came within the tick."""
-        assert self._ws is not None
+    def _receive(self, ws: websocket.WebSocket, stop: threading.Event) -> bool:
+        """Read what the socket has; False when nothing came within the tick, or the
+        socket closed (then it is dropped)."""
         try:
-            raw = self._ws.recv()
+            raw = ws.recv()
         except websocket.WebSocketTimeoutException:
             return False
         except (OSError, websocket.WebSocketException) as exc:
-            if not self._stopping.is_set():
+            if not stop.is_set():
                 log.info("websocket to %s closed (%s); polling until it is back",
                          self.mint_url, type(exc).__name__)
             self._drop()
@@ -224,6 +288,8 @@ class MintLink(threading.Thread):
     def _handle(self, raw: str | bytes) -> None:
         try:
             msg = json.loads(raw)
+            if not isinstance(msg, dict):
+                raise ValueError("not a JSON-RPC object")
             params = msg.get("params") if msg.get("method") == "subscribe" else None
             if params is None:
                 if "error" in msg:
@@ -257,17 +323,19 @@ class MintLink(threading.Thread):
 
 
 class WatcherActor(NoticeActor):
-    """Keeps who watches what, and tells the Supervisor when something happened.
+    """Keeps who watches what, and tells the listener when something happened.
 
-    ``notify`` is the Supervisor's proxy: ``notify.send_claimed(op_id)`` and
-    ``notify.quote_paid(op_id)`` are sent as tells (their futures are dropped).
+    Registrations (``watch_send``, ``watch_quote``, ``unwatch``) and the links'
+    reports (``on_report``, a :func:`~coco_actors.actors.tell` from a link thread)
+    all run on this actor's thread. ``listener`` hears ``send_claimed`` and
+    ``quote_paid`` on this thread too; its methods must not block.
     """
 
-    def __init__(self, config: WatcherConfig, notify: Any,
+    def __init__(self, config: WatcherConfig, listener: WatchListener,
                  client_factory: Callable[[str], MintClient] = MintClient) -> None:
         super().__init__()
         self._config = config
-        self._notify = notify
+        self._listener = listener
         self._client_factory = client_factory
         self._own_clients: dict[str, MintClient] = {}
         self._links: dict[str, MintLink] = {}
@@ -296,10 +364,13 @@ class WatcherActor(NoticeActor):
             except CocoError as exc:
                 log.info("no info from %s (%s); polling only for now", mint_url, exc)
                 kinds = frozenset({"proof_state", "bolt11_mint_quote"})  # try the socket
-            me = self.actor_ref.proxy()
-            link = MintLink(mint_url, client, self._config,
-                            lambda url, states, quotes: me.on_report(url, states, quotes),
-                            kinds)
+            ref = self.actor_ref
+
+            def report(url: str, states: list[ProofState],
+                       quotes: dict[str, MintQuoteState]) -> None:
+                tell(ref, WatcherActor.on_report, url, states, quotes)
+
+            link = MintLink(mint_url, client, self._config, report, kinds)
             link.start()
             self._links[mint_url] = link
         return link
@@ -352,18 +423,28 @@ class WatcherActor(NoticeActor):
                     claimed.append(op_id)
         for op_id in claimed:
             self.unwatch(op_id)
-            self._notify.send_claimed(op_id)
+            self._notify(self._listener.send_claimed, op_id)
         for quote_id, state in quotes.items():
             quote_op = self._quotes.get((mint_url, quote_id))
             if quote_op is not None and state == MintQuoteState.PAID:
                 self.unwatch(quote_op)
-                self._notify.quote_paid(quote_op)
+                self._notify(self._listener.quote_paid, quote_op)
+
+    @staticmethod
+    def _notify(notice: Callable[[OperationId], None], op_id: OperationId) -> None:
+        """One notice to the listener; a failing one is logged and does not stop the rest."""
+        try:
+            notice(op_id)
+        except Exception:
+            log.exception("watcher notice %s for %s failed",
+                          getattr(notice, "__name__", notice), op_id)
 
     # --- for tests and status -------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, dict[str, int | bool]]:
         return {url: {"connections": link.connections, "sweeps": link.sweeps,
-                      "alive": link.is_alive()} for url, link in self._links.items()}
+                      "restarts": link.restarts, "alive": link.is_alive()}
+                for url, link in self._links.items()}
 
     def watched_sends(self) -> int:
         return len(self._sends)

@@ -6,9 +6,13 @@ The recipient here claims tokens with raw protocol calls straight to the mint
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import socket
+import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -16,12 +20,17 @@ from coco_actors import Coco
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.crypto.outputs import random_outputs
 from coco_actors.mint_client import MintClient
+from coco_actors.records import OperationId
 from coco_actors.tokens import decode, resolve_keyset_ids
-from coco_actors.watcher import WatcherConfig
-from coco_actors.wire import split_amount
+from coco_actors.watcher import WatcherActor, WatcherConfig
+from coco_actors.wire import ProofState, split_amount
 from tests.support.proxy import FaultProxy
 
 WS_ONLY = WatcherConfig(poll_interval=60.0, sweep_interval=60.0)
+# websocket only, and quick to come back after a cut or a restart
+WS_QUICK = WatcherConfig(poll_interval=60.0, sweep_interval=60.0, reconnect_min=0.05,
+                         reconnect_max=0.2)
+WAIT = 10.0
 
 
 class Finalized:
@@ -209,3 +218,133 @@ def test_polling_finalizes_one_send_after_another(mint, proxy, open_wallet):
         assert finalized.ids[-1] == op_id
     assert alice._watcher.watched_sends().get() == 0
     assert alice.balance()[proxy.url].pending == 0
+
+
+class ResettingProxy(FaultProxy):
+    """A FaultProxy whose websocket cut can be a reset: the wallet's socket gets the
+    RST at once, so its next *send* fails (after a plain cut, the first send still
+    succeeds and only the next read notices)."""
+
+    def reset_websockets(self, timeout: float = WAIT) -> None:
+        with self._lock:
+            socks, self._ws_socks = self._ws_socks, []
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.shutdown(socket.SHUT_RDWR)  # wakes the relay, which closes it: a RST
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()
+        while any(s.fileno() != -1 for s in socks):
+            assert time.monotonic() < deadline, "the proxy did not close the websocket"
+            pause.wait(0.01)
+
+
+@pytest.fixture
+def resetting_proxy(mint_fee0) -> Iterator[ResettingProxy]:
+    p = ResettingProxy(mint_fee0.url)
+    yield p
+    p.stop()
+
+
+def test_websocket_cut_while_new_sends_are_subscribed_loses_no_claim(
+        mint_fee0, resetting_proxy, open_wallet):
+    """The socket goes away exactly when the link sends a new subscription (once a bug:
+    the link thread died of an AssertionError and no claim was ever seen again)."""
+    proxy = resetting_proxy
+    alice = open_wallet("alice", proxy.url, 400, watcher=WS_QUICK)
+    finalized = Finalized(alice)
+    sends = [send(alice, proxy.url, 5)]
+    deadline = time.monotonic() + WAIT
+    while proxy.ws_accepted < 1:
+        assert time.monotonic() < deadline, "no websocket connection"
+        proxy.ws_attempted.wait(0.05)
+    rounds = 4
+    for n in range(rounds):
+        held = proxy.hold("POST", "/v1/checkstate")
+        proxy.reset_websockets()         # the link reconnects, resubscribes, and sweeps...
+        assert held.wait(WAIT), f"round {n}: no sweep after the reconnect"
+        sends.append(send(alice, proxy.url, 6 + n))  # ...while a new send is watched:
+        assert alice._watcher.watched_sends().get(timeout=WAIT) == len(sends)
+        proxy.reset_websockets()         # its subscription waits, and the socket is gone
+        held.release()                   # the sweep ends; the link's next step is the send
+        sends.append(send(alice, proxy.url, 1 + n))
+        proxy.cut_websockets()           # and a plain cut, racing that send's subscription
+    assert alice._watcher.watched_sends().get(timeout=WAIT) == len(sends)
+    claim(mint_fee0.url, [token for _, token in sends])
+    assert finalized.wait_for(len(sends), timeout=WAIT), \
+        f"only {len(finalized.ids)} of {len(sends)} claims finalized"
+    assert sorted(finalized.ids) == sorted(op_id for op_id, _ in sends)
+    stats = alice._watcher.stats().get(timeout=WAIT)[proxy.url]
+    assert stats["alive"] and stats["restarts"] == 0  # the loop handled it: no crash
+    # each held sweep ran on a connection that the next reset took away
+    assert stats["connections"] >= 1 + rounds
+    assert alice.balance()[proxy.url].pending == 0
+
+
+class FlakyClient(MintClient):
+    """A MintClient whose first check_state raises what no caller expects (a bug)."""
+
+    def __init__(self, mint_url: str) -> None:
+        super().__init__(mint_url)
+        self.raised = threading.Event()
+
+    def check_state(self, ys: Sequence[str]) -> list[ProofState]:
+        if not self.raised.is_set():
+            self.raised.set()
+            raise RuntimeError("injected failure")
+        return super().check_state(ys)
+
+
+class Listener:
+    """A WatchListener that records what it heard (on the watcher's thread)."""
+
+    def __init__(self) -> None:
+        self.claimed: list[OperationId] = []
+        self.paid: list[OperationId] = []
+        self._cond = threading.Condition()
+
+    def send_claimed(self, op_id: OperationId) -> None:
+        with self._cond:
+            self.claimed.append(op_id)
+            self._cond.notify_all()
+
+    def quote_paid(self, op_id: OperationId) -> None:
+        with self._cond:
+            self.paid.append(op_id)
+            self._cond.notify_all()
+
+    def wait_claimed(self, op_id: str, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: op_id in self.claimed, timeout)
+
+
+def test_an_exception_in_a_link_is_logged_and_the_link_recovers(mint, open_wallet, caplog):
+    caplog.set_level(logging.ERROR, logger="coco_actors.watcher")
+    alice = open_wallet("alice", mint.url, 100, watcher=False)
+    op_id, token = send(alice, mint.url, 10)
+    ys = list(alice.send.get_operation(op_id).send_ys)
+    clients: list[FlakyClient] = []
+
+    def factory(url: str) -> MintClient:
+        clients.append(FlakyClient(url))
+        return clients[-1]
+
+    listener = Listener()
+    ref = WatcherActor.start(WS_QUICK, listener, client_factory=factory)
+    try:
+        watcher = ref.proxy()
+        watcher.watch_send(op_id, mint.url, ys).get(timeout=WAIT)
+        [client] = clients
+        assert client.raised.wait(WAIT)  # the link's first sweep hit the bug
+        claim(mint.url, [token])
+        assert listener.wait_claimed(op_id, WAIT), "the link did not recover"
+        assert listener.claimed == [op_id]
+        stats = watcher.stats().get(timeout=WAIT)[mint.url]
+        assert stats["alive"] and stats["restarts"] == 1
+    finally:
+        ref.stop(timeout=WAIT)
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failures) == 1
+    assert failures[0].exc_info is not None
+    assert isinstance(failures[0].exc_info[1], RuntimeError)
+    assert "Traceback" in caplog.text and "injected failure" in caplog.text
