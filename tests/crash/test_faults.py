@@ -17,6 +17,7 @@ import pytest
 
 from coco_actors import MintUnreachableError
 from coco_actors.mint_client import MintClient
+from coco_actors.records import Operation
 from coco_actors.supervisor import SupervisorActor
 from coco_actors.tokens import decode
 from devtools.devmint import DevMint
@@ -327,12 +328,14 @@ def test_a_slow_swap_never_holds_up_the_supervisor(rig: Rig) -> None:
     assert not blocked, "another operation waited on the Supervisor while a swap was held"
     assert not (executing.is_alive() or rolling.is_alive() or other.is_alive())
     # every call ended as it should, to the sat
-    op, token = results["execute"]  # type: ignore[misc]
+    executed, back, side = results["execute"], results["rollback"], results["other"]
+    assert isinstance(executed, tuple), results
+    assert isinstance(back, Operation) and isinstance(side, Operation), results
+    op, token = executed
     assert (op.id, op.state) == (prepared.id, "pending"), results
-    assert results["rollback"].state == "rolled_back", results  # type: ignore[union-attr]
+    assert back.state == "rolled_back"
     assert rig.state(prepared.id) == "rolled_back"
-    side = results["other"]
-    assert (side.state, side.amount) == ("prepared", 10), results  # type: ignore[union-attr]
+    assert (side.state, side.amount) == ("prepared", 10)
     reclaim_fee = rig.fee(len(decode(token).proofs))
     assert rig.balance() == (FUND - prepared.fee - reclaim_fee - side.input_amount,
                              side.input_amount, 0)
