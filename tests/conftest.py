@@ -2,8 +2,11 @@
 
 Nothing here starts a mint unless a test asks for one of the mint fixtures, so pure unit
 tests stay fast. Such tests get the ``mint`` marker automatically: ``-m "not mint"`` skips
-them. The first run installs Nutshell into ``$COCO_CACHE_DIR`` (default
-``~/.cache/coco-actors``), about 30 s; later runs reuse it.
+them. A test that reaches a mint another way (``request.getfixturevalue``) carries the
+marker itself; if it forgets, the guard below fails it the moment it starts a ``DevMint``,
+so a missing marker cannot hide a mint inside ``-m "not mint"``. The first run installs
+Nutshell into ``$COCO_CACHE_DIR`` (default ``~/.cache/coco-actors``), about 30 s; later
+runs reuse it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import devtools.devmint
 from devtools.devmint import DevMint, ensure_nutshell
 
 # Fixtures that bring up Nutshell; a test using any of them (directly or through another
@@ -27,6 +31,46 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if MINT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.mint)
+
+
+# --- the guard: only a test marked ``mint`` may start a mint --------------------------------
+
+#: The test whose setup, call or teardown runs now (None between tests and at collection).
+_running: list[pytest.Item] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
+
+
+def _refuse_unmarked_start() -> None:
+    """Runs in the thread that starts a ``DevMint``, before any process is spawned."""
+    item = _running[-1] if _running else None
+    if item is None:
+        pytest.fail("a DevMint was started outside any test (at import or collection)",
+                    pytrace=False)
+    if item.get_closest_marker("mint") is None:
+        pytest.fail(f"{item.nodeid} starts a DevMint but is not marked 'mint': mark it "
+                    "(@pytest.mark.mint) or take a mint fixture, so that -m \"not mint\" "
+                    "deselects it", pytrace=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    patch = pytest.MonkeyPatch()
+    original = DevMint.start
+
+    def start(self: DevMint, timeout: float = 30.0) -> DevMint:
+        _refuse_unmarked_start()
+        return original(self, timeout)
+
+    # every module that uses DevMint (fixtures, devtools.demo) reaches this class object
+    patch.setattr(devtools.devmint.DevMint, "start", start)
+    config.add_cleanup(patch.undo)
 
 
 @pytest.fixture(scope="session")

@@ -74,3 +74,13 @@ def test_failed_start_reports_the_log(make_mint: Callable[..., DevMint]) -> None
     with pytest.raises(DevMintError, match="NoSuchWallet"):
         mint.start()
     assert not mint.is_running
+
+
+def test_a_test_not_marked_mint_cannot_start_one(tmp_path: Path) -> None:
+    """The guard in conftest.py: this test is not marked ``mint``, so starting a mint fails
+    it before any process is spawned (the bin directory does not even exist)."""
+    mint = DevMint(tmp_path / "mint", input_fee_ppk=0, nutshell_bin=tmp_path / "no-such-bin")
+    with pytest.raises(pytest.fail.Exception, match="is not marked 'mint'"):
+        mint.start()
+    assert not mint.is_running
+    assert not (tmp_path / "mint").exists()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +17,9 @@ import pytest
 
 from coco_actors import MintUnreachableError
 from coco_actors.mint_client import MintClient
+from coco_actors.records import Operation
 from coco_actors.supervisor import SupervisorActor
+from coco_actors.tokens import decode
 from devtools.devmint import DevMint
 from tests.support.crash_driver import (
     CHECKSTATE,
@@ -28,6 +29,7 @@ from tests.support.crash_driver import (
     InProcessWallet,
 )
 from tests.support.proxy import Fault
+from tests.support.waiting import wait_until
 
 FUND = 1000
 AMOUNT = 100
@@ -192,23 +194,35 @@ def test_recovery_while_the_swap_is_in_flight_does_not_race_it(rig: Rig) -> None
     prepared = rig.coco.send.prepare_send(rig.url, AMOUNT)
     hold = rig.proxy.hold(*SWAP)
     runner, result = execute_in_background(rig, prepared.id)
-    recovered: dict[str, int] = {}
-    recovery = threading.Thread(
-        target=lambda: recovered.update(rig.coco.send.recover_pending_operations()))
+    recovered: dict[str, object] = {}
+
+    def recover() -> None:
+        try:
+            recovered.update(rig.coco.send.recover_pending_operations())
+        except Exception as exc:  # reported by the test
+            recovered["error"] = exc
+
+    recovery = threading.Thread(target=recover)
     try:
         assert hold.wait(10)
+        ref = rig.coco._supervisor.actor_for(prepared.id).get(timeout=5).actor_ref
         recovery.start()
-        recovery.join(2.0)  # a recovery that races the swap is done by now; a right one waits
+        # a right recovery queues its step behind the execute on the send's own actor; one
+        # that races the swap resolves the send elsewhere and ends while the swap is held
+        wait_until(lambda: ref.actor_inbox.qsize() >= 1 or not recovery.is_alive(), 10,
+                   "recovery neither waited for the send's actor nor ended")
     finally:
         hold.release()
         runner.join(30)
     recovery.join(30)
+    assert not runner.is_alive() and not recovery.is_alive()
     final = rig.coco.send.get_operation(prepared.id)
     assert final is not None
     assert "error" not in result, result
     assert "rolled_back" not in recovered, (
         f"recovery resolved the send while its swap was in flight ({recovered}, inputs"
         f" released, send:rolled-back emitted); the swap then landed and it ended {final.state}")
+    assert recovered == {"pending": 1}   # it ran once the swap landed, and found it pending
     assert final.state == "pending"
     assert rig.balance() == (FUND - AMOUNT - prepared.fee, 0, AMOUNT)
     rig.assert_sound()
@@ -297,10 +311,8 @@ def test_a_slow_swap_never_holds_up_the_supervisor(rig: Rig) -> None:
     assert first.wait(10)
     ref = rig.coco._supervisor.actor_for(prepared.id).get(timeout=5).actor_ref
     rolling = run("rollback", lambda: rig.coco.send.rollback(prepared.id))
-    deadline = time.monotonic() + 10
-    while ref.actor_inbox.qsize() < 1:   # the rollback waits behind the execute
-        assert time.monotonic() < deadline, "the rollback never reached the send's actor"
-        threading.Event().wait(0.01)
+    wait_until(lambda: ref.actor_inbox.qsize() >= 1, 10,   # behind the execute
+               "the rollback never reached the send's actor")
     reclaim = rig.proxy.hold(*SWAP)
     first.release()
     try:
@@ -314,7 +326,20 @@ def test_a_slow_swap_never_holds_up_the_supervisor(rig: Rig) -> None:
         rolling.join(60)
     other.join(60)
     assert not blocked, "another operation waited on the Supervisor while a swap was held"
-    assert rig.state(prepared.id) == "rolled_back", results["rollback"]
+    assert not (executing.is_alive() or rolling.is_alive() or other.is_alive())
+    # every call ended as it should, to the sat
+    executed, back, side = results["execute"], results["rollback"], results["other"]
+    assert isinstance(executed, tuple), results
+    assert isinstance(back, Operation) and isinstance(side, Operation), results
+    op, token = executed
+    assert (op.id, op.state) == (prepared.id, "pending"), results
+    assert back.state == "rolled_back"
+    assert rig.state(prepared.id) == "rolled_back"
+    assert (side.state, side.amount) == ("prepared", 10)
+    reclaim_fee = rig.fee(len(decode(token).proofs))
+    assert rig.balance() == (FUND - prepared.fee - reclaim_fee - side.input_amount,
+                             side.input_amount, 0)
+    rig.assert_sound()
 
 
 def test_wallet_restore_while_a_swap_is_in_flight_counts_nothing_twice(rig: Rig) -> None:
@@ -334,6 +359,7 @@ def test_wallet_restore_while_a_swap_is_in_flight_counts_nothing_twice(rig: Rig)
         runner.join(30)
     assert "error" not in result, result
     assert rig.state(prepared.id) == "pending"
+    assert (report.restored, report.proofs) == (0, 0), report
     assert rig.balance() == (FUND - AMOUNT - prepared.fee, 0, AMOUNT), (
         f"restore added {report.restored} sat while the send was executing")
     rig.assert_sound()

@@ -9,8 +9,6 @@ wallet is killed before the answer is passed back to it.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -198,12 +196,10 @@ def test_prepared_send_is_left_for_the_caller(mint: DevMint, crash_wallet: Walle
 
 
 def _until(w: CrashWallet, op_id: str, state: str, timeout: float) -> str:
-    """Poll the wallet for the operation's state (the watcher acts on its own time)."""
-    deadline = time.monotonic() + timeout
-    current = w.op(op_id)["state"]
-    while current != state and time.monotonic() < deadline:
-        threading.Event().wait(0.1)
-        current = w.op(op_id)["state"]
+    """The operation's state once it is ``state`` or ``timeout`` passed (the watcher acts
+    on its own time; the child waits on the wallet's events, see ``wait_state``)."""
+    current: str = w.call("wait_state", timeout=timeout + 10, op_id=op_id, state=state,
+                          within=timeout)
     return current
 
 

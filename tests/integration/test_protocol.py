@@ -192,5 +192,6 @@ def test_melt_pays_an_invoice_and_returns_change(client, other_mint_invoice):
     lightning_fee = 200 - 100 - fee - total(change)
     assert 0 <= lightning_fee <= quote.fee_reserve
     assert client.get_melt_quote(quote.quote).state == MeltQuoteState.PAID
+    assert change  # 100 - input fee - lightning fee is left over, at most fee_reserve used
     states = client.check_state([secret_to_y(p.secret) for p in change])
-    assert {s.state for s in states} <= {ProofStateKind.UNSPENT}
+    assert [s.state for s in states] == [ProofStateKind.UNSPENT] * len(change)

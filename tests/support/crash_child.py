@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from coco_actors import Coco, CocoError, MintRejectedError, MintUnreachableError
 from coco_actors.crypto.bdhke import secret_to_y
+from coco_actors.events import EVENTS
 from coco_actors.records import Operation, ProofRecord
 
 TIMEOUT = 60.0
@@ -122,6 +123,33 @@ class Commands:
 
     def op(self, op_id: str) -> Any:
         return op_json(self.coco._ledger.get_operation(op_id).get(timeout=TIMEOUT))
+
+    def wait_state(self, op_id: str, state: str, within: float = 30.0) -> str | None:
+        """Block until the operation is in ``state``, at most ``within`` s; its state then.
+
+        For what the wallet does on its own time (the watcher). Every transition emits
+        an event after it committed, so the state is read again only when one arrives;
+        the bus thread must take the condition's lock to wake us, so none is missed.
+        """
+        changed = threading.Condition()
+
+        def wake(payload: dict[str, Any]) -> None:  # on the event bus's thread
+            with changed:
+                changed.notify_all()
+
+        def current() -> str | None:
+            op = self.coco._ledger.get_operation(op_id).get(timeout=TIMEOUT)
+            return op.state.value if op is not None else None
+
+        for name in EVENTS:
+            self.coco.on(name, wake)
+        try:
+            with changed:
+                changed.wait_for(lambda: current() == state, within)
+        finally:
+            for name in EVENTS:
+                self.coco.off(name, wake)
+        return current()
 
     def batch(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run several commands at once, each on a thread of its own; every outcome."""

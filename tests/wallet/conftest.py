@@ -15,7 +15,7 @@ import pytest
 
 from coco_actors import Coco
 
-from .helpers import HAS_WATCHER, WalletFactory
+from .helpers import WalletFactory
 
 
 @pytest.fixture
@@ -32,9 +32,7 @@ def wallet(tmp_path: Path) -> Iterator[WalletFactory]:
 
     def make(name: str = "a", mint_url: str | None = None, *, mnemonic: str | None = None,
              watcher: bool = False, **kwargs: Any) -> Coco:
-        if HAS_WATCHER:
-            kwargs["watcher"] = watcher
-        coco = Coco.open(tmp_path / name, mnemonic=mnemonic, **kwargs)
+        coco = Coco.open(tmp_path / name, mnemonic=mnemonic, watcher=watcher, **kwargs)
         opened.append(coco)
         if mint_url is not None:
             coco.mints.add(mint_url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Protocol
 
 from coco_actors import Coco
@@ -10,9 +9,6 @@ from coco_actors.crypto.keysets import fee_for
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.records import Operation
 from coco_actors.tokens import decode
-
-#: Whether this version of ``Coco.open`` takes ``watcher=`` (the Watcher actor).
-HAS_WATCHER = "watcher" in inspect.signature(Coco.open).parameters
 
 
 class WalletFactory(Protocol):

@@ -11,7 +11,7 @@ from coco_actors import InvalidInputError
 from coco_actors.mint_client import normalize_mint_url
 from devtools.devmint import DevMint
 
-from .helpers import HAS_WATCHER, WalletFactory, balance_of, fund, token_fee
+from .helpers import WalletFactory, balance_of, fund, token_fee
 
 EVENT_TIMEOUT = 5.0
 
@@ -64,7 +64,6 @@ def test_unknown_event_name_is_rejected(wallet: WalletFactory) -> None:
         alice.on("send:finished", lambda payload: None)
 
 
-@pytest.mark.skipif(not HAS_WATCHER, reason="this Coco has no Watcher")
 def test_watcher_finalizes_a_claimed_send_by_itself(wallet: WalletFactory,
                                                     mint: DevMint) -> None:
     url = normalize_mint_url(mint.url)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from coco_actors.mint_client import normalize_mint_url
+from coco_actors.tokens import decode
 from devtools.devmint import DevMint
 
-from .helpers import WalletFactory, balance_of, fund
+from .helpers import WalletFactory, balance_of, fee_of, fund
 
 
 def test_restore_recovers_unspent_proofs_and_moves_counters_forward(
@@ -40,8 +41,21 @@ def test_restore_recovers_unspent_proofs_and_moves_counters_forward(
     assert [h.type for h in twin.history.get_history()] == ["restore"]
     # a second restore adds nothing; counters never move back
     assert twin.restore(url).proofs == 0
-    # fresh outputs after the restore: a swap works, no "outputs already signed"
-    p = twin.send.prepare_send(url, 3)
-    assert p.needs_swap or p.fee == 0
-    op, _ = twin.send.execute_prepared_send(p.id)
+    # fresh outputs after the restore: a swap works, no "outputs already signed". The
+    # amount is one no subset of the twin's proofs makes exactly, so the send must swap.
+    held = {r.Y: r.amount for r in twin._ledger.all_proof_records().get(timeout=5)}
+    sums = {0}
+    for a in held.values():
+        sums |= {s + a for s in sums}
+    gaps = [a for a in range(1, sum(held.values()) // 2) if a not in sums]
+    assert gaps, f"every amount is an exact match of {sorted(held.values())}"
+    amount = gaps[0]
+    p = twin.send.prepare_send(url, amount)
+    assert p.needs_swap is True
+    assert p.fee == fee_of(mint.input_fee_ppk, len(p.input_ys))
+    assert p.input_amount == sum(held[y] for y in p.input_ys)
+    assert p.input_amount >= amount + p.fee
+    op, token = twin.send.execute_prepared_send(p.id)
     assert op.state == "pending"
+    assert decode(token).amount == amount
+    assert balance_of(twin, url) == (spendable + 200 - amount - p.fee, 0, amount)
