@@ -84,9 +84,9 @@ class ProofLedger:
     uses them.
     """
 
-    def __init__(self, store: Store, signal: ChangeSignal) -> None:
+    def __init__(self, store: Store, signal: ChangeSignal | None = None) -> None:
         self._store = store
-        self._signal = signal
+        self.signal = signal or ChangeSignal()  # thread-safe: read by waiting senders
         snap = store.snapshot()
         self._proofs: dict[str, ProofRecord] = {r.Y: r for r in snap.proofs}
         self._counters: dict[str, int] = dict(snap.counters)
@@ -195,7 +195,7 @@ class ProofLedger:
             self._proofs[r.Y] = r
         self._ops.pop(op_id, None)
         if released:
-            self._signal.bump()
+            self.signal.bump()
 
     def operations(self, op_type: OpType | None = None) -> list[Operation]:
         """Every operation not in a terminal state."""
@@ -289,7 +289,7 @@ class ProofLedger:
         else:
             self._ops[op.id] = op
         if new or released:
-            self._signal.bump()
+            self.signal.bump()
         return op
 
     def known_ys(self, mint_url: str) -> set[str]:

@@ -58,6 +58,7 @@ class WatcherConfig:
     reconnect_min: float = 0.25      # backoff of websocket reconnects...
     reconnect_max: float = 15.0      # ...capped here
     connect_timeout: float = 5.0
+    pending_recheck: float = 0.5     # a Y the socket reported PENDING is checked again
 
 
 #: What a link reports: the mint, proof states it saw, quote states it saw. Called on
@@ -107,6 +108,10 @@ class MintLink:
         self._new: queue.SimpleQueue[tuple[str, list[str]]] = queue.SimpleQueue()
         self._ws: websocket.WebSocket | None = None  # assigned on the link thread only
         self._sub_kinds: dict[str, str] = {}
+        # Ys the socket reported PENDING: the mint may have pushed their SPENT before our
+        # subscription was registered, so they are asked again with NUT-07 (link thread)
+        self._pending_ys: set[str] = set()
+        self._recheck_at = 0.0
         self._rpc_id = 0
         self.connections = 0     # websocket connections opened (observable by tests)
         self.sweeps = 0
@@ -193,6 +198,8 @@ class MintLink:
                 stop.wait(min(0.1, interval))
             if time.monotonic() - last_sweep >= interval and self._watching():
                 last_sweep = self._sweep()
+            elif self._pending_ys and time.monotonic() >= self._recheck_at:
+                self._recheck_pending()
 
     def _watching(self) -> bool:
         with self._lock:
@@ -299,12 +306,38 @@ class MintLink:
             kind = self._sub_kinds.get(params["subId"])
             payload = params["payload"]
             if kind == "proof_state":
-                self._report(self.mint_url, [ProofState.from_wire(payload)], {})
+                state = ProofState.from_wire(payload)
+                if state.state == ProofStateKind.PENDING:
+                    self._expect_change([state.Y])
+                self._report(self.mint_url, [state], {})
             elif kind == "bolt11_mint_quote":
                 self._report(self.mint_url, [],
                              {payload["quote"]: MintQuoteState(payload["state"])})
         except (ValueError, KeyError, TypeError, CocoError) as exc:
             log.warning("unreadable websocket message from %s: %s", self.mint_url, exc)
+
+    def _expect_change(self, ys: Iterable[str]) -> None:
+        if not self._pending_ys:
+            self._recheck_at = time.monotonic() + self._config.pending_recheck
+        self._pending_ys.update(ys)
+
+    def _recheck_pending(self) -> None:
+        """NUT-07 on the Ys last seen PENDING that are still watched (a swap in flight
+        when we subscribed: its SPENT notice may have gone out before our subscription)."""
+        with self._lock:
+            ys = [y for y in self._pending_ys if y in self._ys]
+        self._pending_ys.clear()
+        if not ys:
+            return
+        try:
+            states = self._client.check_state(ys)
+        except CocoError as exc:
+            log.info("checking pending proofs at %s failed (%s); trying again later",
+                     self.mint_url, exc)
+            self._expect_change(ys)
+            return
+        self._expect_change(s.Y for s in states if s.state == ProofStateKind.PENDING)
+        self._report(self.mint_url, states, {})
 
     def _sweep(self) -> float:
         """One NUT-07 check of every watched Y, and a status check of every quote."""

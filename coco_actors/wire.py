@@ -262,6 +262,7 @@ class Keyset:
 
 class MintQuoteState(enum.StrEnum):
     UNPAID = "UNPAID"
+    PENDING = "PENDING"  # Nutshell: while a mint request for it is being processed
     PAID = "PAID"
     ISSUED = "ISSUED"
 

@@ -135,8 +135,14 @@ def test_counters_are_handed_out_once_and_never_move_back(books: Books) -> None:
     assert ledger.raise_counter(KEYSET.id, 9) == 9
     assert ledger.allocate_counters(OTHER_KEYSET.id, 1) == 0  # one counter per keyset
 
+    # taken counters are persisted by the next commit (which carries the outputs made
+    # from them, before any request uses them); a crash before it forgets them safely
     ledger = books.reopen()
-    assert (ledger.counter(KEYSET.id), ledger.counter(OTHER_KEYSET.id)) == (9, 1)
+    assert (ledger.counter(KEYSET.id), ledger.counter(OTHER_KEYSET.id)) == (9, 0)
+    assert ledger.allocate_counters(OTHER_KEYSET.id, 2) == 0
+    ledger.commit(operation(OpType.SEND, OpState.PREPARED, amount=1))
+    ledger = books.reopen()
+    assert (ledger.counter(KEYSET.id), ledger.counter(OTHER_KEYSET.id)) == (9, 2)
     assert ledger.allocate_counters(KEYSET.id, 1) == 9
 
 

@@ -95,18 +95,22 @@ class Sockets:
 
 
 class FakeClient:
-    """Stands in for MintClient in the sweeps; ``fail`` raises once from check_state."""
+    """Stands in for MintClient in the sweeps; ``fail`` raises once from check_state;
+    ``states`` overrides what NUT-07 answers for some Ys (default UNSPENT)."""
 
     def __init__(self, fail: BaseException | None = None) -> None:
         self.fail = fail
         self.checked = threading.Event()
+        self.states: dict[str, ProofStateKind] = {}
+        self.calls: list[list[str]] = []
 
     def check_state(self, ys: list[str]) -> list[ProofState]:
         self.checked.set()
+        self.calls.append(list(ys))
         if self.fail is not None:
             exc, self.fail = self.fail, None
             raise exc
-        return [ProofState(Y=y, state=ProofStateKind.UNSPENT) for y in ys]
+        return [ProofState(Y=y, state=self.states.get(y, ProofStateKind.UNSPENT)) for y in ys]
 
     def get_mint_quote(self, quote_id: str) -> Any:
         raise AssertionError("no quotes in these tests")
@@ -198,3 +202,22 @@ def test_stop_ends_the_link_and_closes_its_socket(links: list[MintLink]) -> None
     assert link.stop(timeout=WAIT)
     assert not link.is_alive()
     assert sock.closed.is_set()
+
+
+def test_a_proof_reported_pending_is_checked_again_so_a_missed_spent_notice_is_not_lost(
+        links: list[MintLink]) -> None:
+    """Seen against Nutshell: subscribing while the recipient's swap is in flight, the
+    socket pushes PENDING, and the SPENT notice went out before the subscription was
+    registered, so it never comes. The link asks NUT-07 again shortly after a PENDING."""
+    client, sockets, reports = FakeClient(), Sockets(), Reports()
+    link = make_link(links, client, sockets, reports)
+    link.add("proof_state", [Y1])
+    link.start()
+    sock = sockets.wait_for(1)
+    assert sock.wait_subscribed({Y1})
+    assert client.checked.wait(WAIT)        # the sweep after connecting: still unspent
+    sweeps = len(client.calls)
+    client.states[Y1] = ProofStateKind.SPENT
+    sock.push_state(Y1, "PENDING")          # ... and no SPENT notice ever follows
+    assert reports.wait_spent(Y1, timeout=CONFIG.pending_recheck + WAIT)
+    assert client.calls[sweeps:] == [[Y1]]  # one targeted check, not a full sweep
