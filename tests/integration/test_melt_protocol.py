@@ -338,7 +338,8 @@ def test_prefer_async_answers_pending_at_once(make_mint: Callable[..., DevMint])
 def test_internal_melt(make_mint: Callable[..., DevMint], fee: int) -> None:
     """An invoice of the same mint (its mint quote still unpaid: a long incoming delay) is
     settled internally: fee reserve 0, PAID with NO preimage, no lightning fee, so all the
-    overpaid value comes back as change; the mint quote turns PAID and can be minted."""
+    overpaid value comes back as change; the mint quote turns PAID and can be minted. The
+    websocket pushes PENDING, then PAID twice: first with ``change: []``, then with it."""
     mint = make_mint(input_fee_ppk=fee, fakewallet=FakeWalletConfig(incoming_delay=600)).start()
     with MintClient(mint.url) as client:
         keyset = active_keyset(client)
@@ -347,7 +348,17 @@ def test_internal_melt(make_mint: Callable[..., DevMint], fee: int) -> None:
         quote = client.create_melt_quote(invoice_quote.request)
         assert (quote.amount, quote.fee_reserve) == (64, 0)
         blanks = blank_outputs(keyset, 7)
-        paid = melt(client, quote.quote, proofs, blanks)
+        socket = MeltQuoteSocket(mint.url, quote.quote)
+        try:
+            assert socket.next()["state"] == "UNPAID"
+            paid = melt(client, quote.quote, proofs, blanks)
+            pushes = socket.until("PAID")
+            pushes.append(socket.next())
+        finally:
+            socket.close()
+        assert [p["state"] for p in pushes] == ["PENDING", "PAID", "PAID"]
+        assert pushes[1]["change"] == []
+        assert MeltQuote.from_wire(pushes[2]).change == paid.change
         assert paid.state == MeltQuoteState.PAID and paid.payment_preimage is None
         overpaid = 100 - 64 - input_fee(keyset, proofs)
         assert [s.amount for s in paid.change] == expected_change(overpaid, 7)
