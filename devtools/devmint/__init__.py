@@ -9,7 +9,7 @@ mint process from it on ``127.0.0.1`` with a clean environment and a data direct
 Melt tests steer the fake lightning backend with :class:`FakeWalletConfig` (payments that
 settle, pend or fail; how long until a mint quote pays itself) and decide a pending payment
 by :meth:`DevMint.restart` with another config: Nutshell checks its pending melt quotes
-against the backend at startup.
+against the backend when it starts.
 
 ``python -m devtools.devmint --fee 0 --data-dir DIR`` runs one mint in the foreground.
 """
@@ -391,9 +391,9 @@ class DevMint:
     def restart(self, fakewallet: FakeWalletConfig | None = None, timeout: float = 30.0) -> Self:
         """Stop, then start on the same data directory, port and key, with new settings.
 
-        Nutshell checks every pending melt quote against the backend when it starts, so a
-        restart with :data:`SETTLED` or :data:`FAILING` decides a payment left in flight by
-        :data:`PENDING` before ``/v1/info`` answers.
+        Nutshell checks every pending melt quote against the backend when it starts (and
+        whenever the quote is asked about), so a restart with :data:`SETTLED` or
+        :data:`FAILING` decides a payment left in flight by :data:`PENDING`.
         """
         self.stop()
         if fakewallet is not None:

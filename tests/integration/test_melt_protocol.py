@@ -245,18 +245,25 @@ def test_inputs_must_cover_amount_reserve_and_input_fee(client: MintClient) -> N
 
 
 def test_an_invoice_is_paid_only_once(client: MintClient) -> None:
-    """Once an invoice is paid, melting its quote again and even asking a new quote for the
-    same invoice are refused with 20006; the second inputs stay UNSPENT."""
+    """Two quotes for one unpaid invoice are both issued (the request is lowercased, so an
+    upper-case copy is the same invoice). Once one is paid, melting it again (20006 "...:
+    paid"), melting the other (20006 "Melt quote already paid or pending.") and asking a
+    new quote for the invoice (the same 20006) are refused; those inputs stay UNSPENT."""
     invoice = make_invoice(100)
-    first, _ = mint_proofs(client, 200)
     quote = client.create_melt_quote(invoice)
+    twin = client.create_melt_quote(invoice.upper())
+    assert twin.quote != quote.quote and twin.request == invoice
+    first, _ = mint_proofs(client, 200)
     assert melt(client, quote.quote, first).state == MeltQuoteState.PAID
     second, _ = mint_proofs(client, 200)
     again = rejected(lambda: melt(client, quote.quote, second))
     assert (again.code, again.detail) == (20006, "melt quote is not unpaid: paid")
+    other = rejected(lambda: melt(client, twin.quote, second))
+    assert (other.code, other.detail) == (20006, "Melt quote already paid or pending.")
     requote = rejected(lambda: client.create_melt_quote(invoice))
     assert (requote.code, requote.detail) == (20006, "Melt quote already paid or pending.")
     assert states(client, second) == {ProofStateKind.UNSPENT}
+    assert client.get_melt_quote(twin.quote).state == MeltQuoteState.UNPAID
 
 
 def test_an_invoice_of_the_other_test_mint_is_an_external_payment(
