@@ -6,7 +6,8 @@
     ├── InvalidInputError        the caller passed something wrong; nothing changed
     │   ├── TokenError           a token that cannot be decoded or is inconsistent
     │   ├── InvalidAmountError   zero, negative or otherwise unusable amount
-    │   └── TokenSpentError      the token was already claimed
+    │   ├── TokenSpentError      the token was already claimed
+    │   └── InvoiceError         a lightning invoice that cannot be decoded
     ├── CryptoError              a signature, DLEQ proof or keyset id does not verify
     ├── NotFoundError            unknown mint, keyset, quote or operation
     ├── InsufficientFundsError   the balance cannot cover amount plus fees
@@ -44,6 +45,10 @@ class InvalidAmountError(InvalidInputError):
 
 class TokenSpentError(InvalidInputError):
     """The token was already claimed (by this wallet earlier, or by someone else)."""
+
+
+class InvoiceError(InvalidInputError):
+    """A BOLT-11 invoice that is malformed (encoding, checksum, prefix, amount, fields)."""
 
 
 class CryptoError(CocoError):

@@ -1,4 +1,5 @@
-"""The development mint harness itself: Nutshell starts, answers, and its wallet interoperates."""
+"""The development mint harness itself: Nutshell starts, answers, and its wallet interoperates;
+its FakeWallet settings reach the mint, and a restart with new ones decides a payment."""
 
 from __future__ import annotations
 
@@ -9,7 +10,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtools.devmint import NUTSHELL_VERSION, DevMint, DevMintError, run_nutshell_wallet
+from coco_actors.mint_client import MintClient
+from coco_actors.wire import MeltQuoteState
+from devtools.devmint import (
+    FAILING,
+    NUTSHELL_VERSION,
+    PENDING,
+    SETTLED,
+    DevMint,
+    DevMintError,
+    FakeWalletConfig,
+    run_nutshell_wallet,
+)
+from devtools.invoices import make_invoice
+from tests.integration.protocol_helpers import mint_proofs
 
 
 def _get(mint: DevMint, path: str) -> dict:  # type: ignore[type-arg]
@@ -84,3 +98,45 @@ def test_a_test_not_marked_mint_cannot_start_one(tmp_path: Path) -> None:
         mint.start()
     assert not mint.is_running
     assert not (tmp_path / "mint").exists()
+
+
+def test_fakewallet_settings_reach_the_environment(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    default = DevMint(tmp_path, input_fee_ppk=0).environment(bin_dir)
+    assert default["FAKEWALLET_PAY_INVOICE_STATE"] == "SETTLED"
+    assert default["FAKEWALLET_PAYMENT_STATE"] == "SETTLED"
+    assert float(default["FAKEWALLET_DELAY_INCOMING_PAYMENT"]) == 0.2
+    assert float(default["FAKEWALLET_DELAY_OUTGOING_PAYMENT"]) == 0.0
+
+    slow = FakeWalletConfig(pay_invoice_state="PENDING", payment_state="FAILED",
+                            incoming_delay=600, outgoing_delay=1.5)
+    env = DevMint(tmp_path, input_fee_ppk=0, fakewallet=slow,
+                  extra_env={"FAKEWALLET_PAYMENT_STATE": "ERROR"}).environment(bin_dir)
+    assert env["FAKEWALLET_PAY_INVOICE_STATE"] == "PENDING"
+    assert env["FAKEWALLET_PAYMENT_STATE"] == "ERROR"  # extra_env has the last word
+    assert float(env["FAKEWALLET_DELAY_INCOMING_PAYMENT"]) == 600
+    assert float(env["FAKEWALLET_DELAY_OUTGOING_PAYMENT"]) == 1.5
+    assert PENDING.environment()["FAKEWALLET_PAYMENT_STATE"] == "PENDING"
+    assert FAILING.environment()["FAKEWALLET_PAY_INVOICE_STATE"] == "FAILED"
+
+
+def test_fakewallet_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="pay_invoice_state"):
+        FakeWalletConfig(pay_invoice_state="PAID")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="negative"):
+        FakeWalletConfig(incoming_delay=-1)
+
+
+def test_restart_with_new_settings_decides_a_pending_payment(
+    make_mint: Callable[..., DevMint],
+) -> None:
+    mint = make_mint(input_fee_ppk=0, fakewallet=PENDING).start()
+    url = mint.url
+    with MintClient(url) as client:
+        proofs, _ = mint_proofs(client, 64)
+        quote = client.create_melt_quote(make_invoice(32))
+        assert client.melt(quote.quote, proofs).state == MeltQuoteState.PENDING
+    assert mint.restart(SETTLED) is mint
+    assert mint.url == url and mint.fakewallet == SETTLED and mint.is_running
+    with MintClient(url) as client:
+        assert client.get_melt_quote(quote.quote).state == MeltQuoteState.PAID

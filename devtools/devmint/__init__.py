@@ -6,6 +6,11 @@ resolves), so :func:`ensure_nutshell` installs an exact, pinned set into a virtu
 environment of its own, once, in a cache outside the repository. :class:`DevMint` runs one
 mint process from it on ``127.0.0.1`` with a clean environment and a data directory of its own.
 
+Melt tests steer the fake lightning backend with :class:`FakeWalletConfig` (payments that
+settle, pend or fail; how long until a mint quote pays itself) and decide a pending payment
+by :meth:`DevMint.restart` with another config: Nutshell checks its pending melt quotes
+against the backend when it starts.
+
 ``python -m devtools.devmint --fee 0 --data-dir DIR`` runs one mint in the foreground.
 """
 
@@ -27,16 +32,21 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Literal, Self, get_args
 
 import httpx
 
 __all__ = [
+    "FAILING",
     "NUTSHELL_VERSION",
+    "PENDING",
+    "SETTLED",
     "DevMint",
     "DevMintError",
+    "FakeWalletConfig",
     "ensure_nutshell",
     "main",
     "run_nutshell_wallet",
@@ -175,6 +185,52 @@ def _relocate_scripts(bin_dir: Path, *, old: Path, new: Path) -> None:
             path.write_bytes(data.replace(old_b, new_b))
 
 
+# ---------------------------------------------------------------- the fake lightning backend
+
+PaymentState = Literal["SETTLED", "PENDING", "FAILED", "ERROR"]
+
+
+@dataclass(frozen=True, slots=True)
+class FakeWalletConfig:
+    """How Nutshell's FakeWallet backend behaves (its ``FAKEWALLET_*`` settings).
+
+    ``pay_invoice_state`` is what paying an invoice answers, ``payment_state`` what a later
+    status check answers. A payment stays pending only if both are ``PENDING`` (one alone
+    settles at the first status check); it fails only if both are ``FAILED``. Every mint
+    quote pays itself ``incoming_delay`` seconds after it is created: an invoice another
+    mint (or this one, internally) is to pay needs a long delay. With 0 the websocket
+    "paid" event of a mint quote is lost. ``outgoing_delay`` holds every melt that long.
+    """
+
+    pay_invoice_state: PaymentState = "SETTLED"
+    payment_state: PaymentState = "SETTLED"
+    incoming_delay: float = 0.2
+    outgoing_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("pay_invoice_state", "payment_state"):
+            if getattr(self, name) not in get_args(PaymentState):
+                raise ValueError(f"{name} must be one of {get_args(PaymentState)}")
+        if self.incoming_delay < 0 or self.outgoing_delay < 0:
+            raise ValueError("delays must not be negative")
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "FAKEWALLET_PAY_INVOICE_STATE": self.pay_invoice_state,
+            "FAKEWALLET_PAYMENT_STATE": self.payment_state,
+            "FAKEWALLET_DELAY_INCOMING_PAYMENT": repr(float(self.incoming_delay)),
+            "FAKEWALLET_DELAY_OUTGOING_PAYMENT": repr(float(self.outgoing_delay)),
+        }
+
+
+#: Payments settle at once (Nutshell's FakeWallet default, and the harness default).
+SETTLED = FakeWalletConfig()
+#: Payments stay in flight until the mint is restarted with another config.
+PENDING = FakeWalletConfig(pay_invoice_state="PENDING", payment_state="PENDING")
+#: Payments fail (a melt answers 20004 and its inputs are released).
+FAILING = FakeWalletConfig(pay_invoice_state="FAILED", payment_state="FAILED")
+
+
 # ---------------------------------------------------------------- one mint
 
 
@@ -212,8 +268,10 @@ class DevMint:
     the same mint at the same URL with the same data, as after a real outage. Nutshell stores
     the input fee with the keyset, so a reused ``data_dir`` keeps the fee it was created with.
 
-    Lightning is fake: a mint quote is paid as soon as anyone asks about it (the websocket
-    notification follows after 0.2 s) and any well-formed bolt11 invoice melts at once.
+    Lightning is fake (see :class:`FakeWalletConfig`; by default a mint quote is paid as soon
+    as anyone asks about it, the websocket notification follows after 0.2 s, and any
+    well-formed bolt11 invoice melts at once). ``extra_env`` is applied last and overrides
+    anything, the FakeWallet settings included.
     """
 
     def __init__(
@@ -225,12 +283,14 @@ class DevMint:
         private_key: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         nutshell_bin: Path | None = None,
+        fakewallet: FakeWalletConfig = SETTLED,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.input_fee_ppk = input_fee_ppk
         self.port = port if port is not None else _free_port()
         self.private_key = private_key or secrets.token_hex(32)
         self.extra_env: dict[str, str] = dict(extra_env or {})
+        self.fakewallet = fakewallet
         self._bin = nutshell_bin
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -269,10 +329,8 @@ class DevMint:
             "MINT_AUTH_DATABASE": str(self.data_dir / "auth"),
             "MINT_INPUT_FEE_PPK": str(self.input_fee_ppk),
             "MINT_RATE_LIMIT": "FALSE",
-            # with 0 the websocket "paid" event of a mint quote is lost
-            "FAKEWALLET_DELAY_INCOMING_PAYMENT": "0.2",
-            "FAKEWALLET_DELAY_OUTGOING_PAYMENT": "0",
         }
+        env.update(self.fakewallet.environment())
         env.update(self.extra_env)
         return env
 
@@ -330,6 +388,18 @@ class DevMint:
                     )
                 time.sleep(0.1)  # polling another process: there is nothing to wait on
 
+    def restart(self, fakewallet: FakeWalletConfig | None = None, timeout: float = 30.0) -> Self:
+        """Stop, then start on the same data directory, port and key, with new settings.
+
+        Nutshell checks every pending melt quote against the backend when it starts (and
+        whenever the quote is asked about), so a restart with :data:`SETTLED` or
+        :data:`FAILING` decides a payment left in flight by :data:`PENDING`.
+        """
+        self.stop()
+        if fakewallet is not None:
+            self.fakewallet = fakewallet
+        return self.start(timeout)
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s. Idempotent; the data directory stays."""
         with self._lock:
@@ -361,7 +431,8 @@ class DevMint:
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.is_running else "stopped"
-        return f"DevMint({self.url}, fee {self.input_fee_ppk} ppk, {state}, {self.data_dir})"
+        return (f"DevMint({self.url}, fee {self.input_fee_ppk} ppk, {self.fakewallet}, {state}, "
+                f"{self.data_dir})")
 
 
 # ---------------------------------------------------------------- Nutshell's own wallet
@@ -417,7 +488,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="mint private key; keep it to get the same keysets from the same data dir",
     )
+    parser.add_argument(
+        "--payments",
+        choices=("settled", "pending", "failing"),
+        default="settled",
+        help="what lightning payments (melts) do (default: settle at once)",
+    )
+    parser.add_argument(
+        "--incoming-delay",
+        type=float,
+        default=SETTLED.incoming_delay,
+        help="seconds until a mint quote pays itself (default 0.2; long for internal melts)",
+    )
     opts = parser.parse_args(argv)
+    preset = {"settled": SETTLED, "pending": PENDING, "failing": FAILING}[opts.payments]
+    fakewallet = FakeWalletConfig(
+        pay_invoice_state=preset.pay_invoice_state,
+        payment_state=preset.payment_state,
+        incoming_delay=opts.incoming_delay,
+    )
 
     stop = threading.Event()
 
@@ -428,7 +517,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     mint = DevMint(
-        opts.data_dir, input_fee_ppk=opts.fee, port=opts.port, private_key=opts.private_key
+        opts.data_dir,
+        input_fee_ppk=opts.fee,
+        port=opts.port,
+        private_key=opts.private_key,
+        fakewallet=fakewallet,
     )
     try:
         mint.start()
@@ -436,7 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(mint.url, flush=True)
-    print(f"fee {opts.fee} ppk, log {mint.log_path}; Ctrl-C stops it", file=sys.stderr)
+    print(f"fee {opts.fee} ppk, payments {opts.payments}, log {mint.log_path}; Ctrl-C stops it",
+          file=sys.stderr)
     try:
         while not stop.wait(0.5):
             if not mint.is_running:
