@@ -153,7 +153,9 @@ def _nut_value(value: Any, key: str | None, keyset_ids: bool, what: str, path: s
         return [_nut_value(v, None, keyset_ids, what, f"{path}[{i}]")
                 for i, v in enumerate(value)]
     if isinstance(value, int) and value >= MAX_INT:
-        parent, _, name = path.rpartition(".")
+        parent, dot, name = path.rpartition(".")
+        if not dot or name.endswith("]"):
+            raise InvalidInputError(f"{_where(what, path)}: integer is too large")
         raise InvalidInputError(f"{_where(what, parent)}: field '{name}' is too large")
     return value
 
