@@ -13,6 +13,8 @@
     ├── InsufficientFundsError   the balance cannot cover amount plus fees
     ├── InvalidStateError        the operation is in a state that forbids the call
     ├── ActorTimeoutError        an actor did not answer in time
+    ├── StoreError               a stored record cannot be read (corrupt or foreign)
+    │   └── SchemaVersionError   a record of a schema version this release does not read
     └── MintError                talking to a mint
         ├── MintUnreachableError the outcome is UNKNOWN: timeout, refused, reset, 5xx
         │   └── MintProtocolError    the mint answered something unparseable
@@ -77,6 +79,23 @@ class InvalidStateError(CocoError):
 
 class ActorTimeoutError(CocoError, TimeoutError):
     """An actor did not answer within its timeout."""
+
+
+class StoreError(CocoError):
+    """A stored record does not decode: the data directory is damaged or not ours."""
+
+
+class SchemaVersionError(StoreError):
+    """A record carries a schema version ``v`` this release cannot read.
+
+    ``found`` is the version in the record (``None`` when it has none),
+    ``expected`` the one this release writes.
+    """
+
+    def __init__(self, message: str, *, found: object = None, expected: int = 0) -> None:
+        super().__init__(message)
+        self.found = found
+        self.expected = expected
 
 
 class MintError(CocoError):

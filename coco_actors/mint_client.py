@@ -9,20 +9,21 @@ them (see :mod:`coco_actors.errors`):
   code, an answer we cannot parse) -> :class:`MintUnreachableError`: the
   outcome is **unknown** and must be checked before anything is compensated.
 
-Wire objects are parsed into the frozen types of :mod:`coco_actors.wire`;
-keys are validated and checked against their keyset id before use.
+Answers are parsed by :mod:`coco_actors.codec` into the frozen types of
+:mod:`coco_actors.wire`; keys are validated and checked against their keyset id
+before use.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
+from coco_actors.codec import decode_json, encode_json, from_wire_list
 from coco_actors.crypto.keysets import validate_keys, verify_keyset_id
 from coco_actors.errors import (
     InvalidInputError,
@@ -44,6 +45,7 @@ from coco_actors.wire import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 #: Default timeouts (seconds). Melting waits on a lightning payment, hence longer.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=10.0)
@@ -121,8 +123,11 @@ class MintClient:
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
                  *, timeout: httpx.Timeout | None = None) -> Any:
         endpoint = f"{method} {path}"
+        content, headers = ((encode_json(body), {"Content-Type": "application/json"})
+                            if body is not None else (None, None))
         try:
-            resp = self._http.request(method, path, json=body, timeout=timeout or self._timeout)
+            resp = self._http.request(method, path, content=content, headers=headers,
+                                      timeout=timeout or self._timeout)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise MintUnreachableError(
                 f"cannot connect to {self.mint_url} ({endpoint}): {type(exc).__name__}",
@@ -138,8 +143,8 @@ class MintClient:
 
         data: Any
         try:
-            data = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = decode_json(resp.content)
+        except InvalidInputError:
             data = None
 
         if resp.is_success:
@@ -156,7 +161,8 @@ class MintClient:
             f"{self.mint_url} answered {endpoint} with HTTP {resp.status_code}; outcome unknown",
             mint_url=self.mint_url, endpoint=endpoint)
 
-    def _parse(self, endpoint: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _parse(self, endpoint: str, fn: Callable[P, T], *args: P.args,
+               **kwargs: P.kwargs) -> T:
         """Parse a success body; a malformed one means we cannot know what happened."""
         try:
             return fn(*args, **kwargs)
@@ -179,7 +185,7 @@ class MintClient:
     def get_keysets(self) -> list[KeysetInfo]:
         data = self._request("GET", "/v1/keysets")
         return self._parse("GET /v1/keysets",
-                           lambda: [KeysetInfo.from_wire(k) for k in data["keysets"]])
+                           lambda: from_wire_list(KeysetInfo, data["keysets"], "keysets"))
 
     def get_keys(self, keyset_id: str | None = None) -> list[Keyset]:
         """Keys of the active keysets (or of one keyset), validated against their ids.
@@ -191,17 +197,10 @@ class MintClient:
         data = self._request("GET", path)
 
         def parse() -> list[Keyset]:
-            out = []
-            for entry in data["keysets"]:
-                ks = Keyset(id=str(entry["id"]).lower(), unit=str(entry["unit"]),
-                            keys=validate_keys(entry["keys"]),
-                            active=bool(entry.get("active", True)),
-                            input_fee_ppk=int(entry.get("input_fee_ppk") or 0),
-                            final_expiry=entry.get("final_expiry"))
-                out.append(ks)
-            return out
+            return [replace(ks, keys=validate_keys(ks.keys))
+                    for ks in from_wire_list(Keyset, data["keysets"], "keysets")]
 
-        keysets: list[Keyset] = self._parse(f"GET {path}", parse)
+        keysets = self._parse(f"GET {path}", parse)
         for ks in keysets:
             verify_keyset_id(ks)
         return keysets
@@ -211,12 +210,12 @@ class MintClient:
     def create_mint_quote(self, amount: int, unit: str = "sat") -> MintQuote:
         _check_amount(amount)
         data = self._request("POST", "/v1/mint/quote/bolt11", {"amount": amount, "unit": unit})
-        return self._parse("POST /v1/mint/quote/bolt11", MintQuote.from_wire, data,
-                           amount=amount, unit=unit)
+        return self._parse("POST /v1/mint/quote/bolt11",
+                           lambda: MintQuote.from_wire(data, amount=amount, unit=unit))
 
     def get_mint_quote(self, quote_id: str) -> MintQuote:
         data = self._request("GET", f"/v1/mint/quote/bolt11/{quote_id}")
-        return self._parse("GET /v1/mint/quote/bolt11", MintQuote.from_wire, data)
+        return self._parse("GET /v1/mint/quote/bolt11", lambda: MintQuote.from_wire(data))
 
     def mint(self, quote_id: str, outputs: Sequence[BlindedMessage]) -> list[BlindSignature]:
         data = self._request("POST", "/v1/mint/bolt11",
@@ -240,10 +239,8 @@ class MintClient:
         states: list[ProofState] = []
         for batch in _batches(list(ys), self._batch_size):
             data = self._request("POST", "/v1/checkstate", {"Ys": list(batch)})
-            got: list[ProofState] = self._parse(
-                "POST /v1/checkstate", lambda d=data: [ProofState.from_wire(s)
-                                                       for s in d["states"]])
-            by_y = {s.Y: s for s in got}
+            got = self._parse("POST /v1/checkstate", _states, data)
+            by_y = {s.Y: s for s in got}  # the codec lowercases hex
             missing = [y for y in batch if y.lower() not in by_y]
             if missing:
                 raise MintProtocolError(f"checkstate answer lacks {len(missing)} of the Ys asked",
@@ -262,9 +259,10 @@ class MintClient:
                                  {"outputs": [o.to_wire() for o in batch]})
 
             def parse(d: Any = data) -> tuple[list[BlindedMessage], list[BlindSignature]]:
-                outs = [BlindedMessage.from_wire(o) for o in d.get("outputs") or []]
-                sigs = [BlindSignature.from_wire(s) for s in
-                        (d.get("signatures") or d.get("promises") or [])]
+                outs = from_wire_list(BlindedMessage, d.get("outputs") or [], "outputs")
+                sigs = from_wire_list(BlindSignature,
+                                      d.get("signatures") or d.get("promises") or [],
+                                      "signatures")
                 if len(outs) != len(sigs):
                     raise ValueError("outputs and signatures differ in length")
                 return outs, sigs
@@ -278,11 +276,11 @@ class MintClient:
 
     def create_melt_quote(self, request: str, unit: str = "sat") -> MeltQuote:
         data = self._request("POST", "/v1/melt/quote/bolt11", {"request": request, "unit": unit})
-        return self._parse("POST /v1/melt/quote/bolt11", MeltQuote.from_wire, data)
+        return self._parse("POST /v1/melt/quote/bolt11", lambda: MeltQuote.from_wire(data))
 
     def get_melt_quote(self, quote_id: str) -> MeltQuote:
         data = self._request("GET", f"/v1/melt/quote/bolt11/{quote_id}")
-        return self._parse("GET /v1/melt/quote/bolt11", MeltQuote.from_wire, data)
+        return self._parse("GET /v1/melt/quote/bolt11", lambda: MeltQuote.from_wire(data))
 
     def melt(self, quote_id: str, inputs: Sequence[Proof],
              outputs: Sequence[BlindedMessage] = ()) -> MeltQuote:
@@ -291,7 +289,7 @@ class MintClient:
         if outputs:
             body["outputs"] = [o.to_wire() for o in outputs]
         data = self._request("POST", "/v1/melt/bolt11", body, timeout=MELT_TIMEOUT)
-        return self._parse("POST /v1/melt/bolt11", MeltQuote.from_wire, data)
+        return self._parse("POST /v1/melt/bolt11", lambda: MeltQuote.from_wire(data))
 
     # --- helpers ------------------------------------------------------------------
 
@@ -300,13 +298,17 @@ class MintClient:
             raw = data.get("signatures")
             if raw is None:
                 raw = data["promises"]  # pre-1.0 name, still seen in the wild
-            return [BlindSignature.from_wire(s) for s in raw]
+            return from_wire_list(BlindSignature, raw, "signatures")
 
-        sigs: list[BlindSignature] = self._parse(endpoint, parse)
+        sigs = self._parse(endpoint, parse)
         if len(sigs) != expected:
             raise MintProtocolError(f"{endpoint}: {len(sigs)} signatures for {expected} outputs",
                                     mint_url=self.mint_url, endpoint=endpoint)
         return sigs
+
+
+def _states(data: Any) -> list[ProofState]:
+    return from_wire_list(ProofState, data["states"], "states")
 
 
 def normalize_mint_url(url: str) -> str:
@@ -331,6 +333,6 @@ def _error_fields(data: Any, resp: httpx.Response) -> tuple[int, str]:
         detail = data.get("detail") or data.get("error") or ""
         code = code if isinstance(code, int) and not isinstance(code, bool) else 0
         if not isinstance(detail, str):
-            detail = json.dumps(detail)[:300]
+            detail = encode_json(detail).decode()[:300]
         return code, detail or f"HTTP {resp.status_code}"
     return 0, f"HTTP {resp.status_code}: {resp.text[:200]}"

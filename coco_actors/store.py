@@ -6,13 +6,14 @@ saga transition is one write transaction, committed (and fsynced: ``sync`` and
 from any thread, in short read transactions that never span a network call.
 
 Keys are fixed-width big-endian where order matters (history), so range scans
-sort correctly. Values are JSON with a schema version.
+sort correctly. Values are records encoded by :mod:`coco_actors.codec`: JSON
+keyed by attribute names, with a schema version checked on every read (a
+record this release cannot read is a :class:`~coco_actors.errors.StoreError`).
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -22,15 +23,9 @@ from typing import IO, Any, TypeVar
 
 import lmdb
 
+from coco_actors.codec import decode_record, encode_record
 from coco_actors.errors import CocoError
-from coco_actors.records import (
-    HistoryEntry,
-    MintRecord,
-    Operation,
-    ProofRecord,
-    keyset_from_json,
-    keyset_to_json,
-)
+from coco_actors.records import HistoryEntry, MintRecord, Operation, ProofRecord
 from coco_actors.wire import Keyset
 
 log = logging.getLogger(__name__)
@@ -44,14 +39,6 @@ LOCK_FILE = "coco.lock"
 
 class WalletLockedError(CocoError):
     """Another process (or another ``Coco`` in this one) has this data directory open."""
-
-
-def _dumps(d: dict[str, Any]) -> bytes:
-    return json.dumps(d, separators=(",", ":")).encode()
-
-
-def _loads(b: bytes) -> Any:
-    return json.loads(b)
 
 
 def _history_key(op: Operation | HistoryEntry) -> bytes:
@@ -81,7 +68,7 @@ class WriteBatch:
         self._txn.put(key.encode(), value.encode(), db=self._dbs["settings"])
 
     def put_proof(self, rec: ProofRecord) -> None:
-        self._txn.put(bytes.fromhex(rec.Y), _dumps(rec.to_json()), db=self._dbs["proofs"])
+        self._txn.put(bytes.fromhex(rec.Y), encode_record(rec), db=self._dbs["proofs"])
 
     def delete_proof(self, y: str) -> None:
         self._txn.delete(bytes.fromhex(y), db=self._dbs["proofs"])
@@ -91,8 +78,8 @@ class WriteBatch:
                       db=self._dbs["counters"])
 
     def put_operation(self, op: Operation) -> None:
-        self._txn.put(op.id.encode(), _dumps(op.to_json()), db=self._dbs["operations"])
-        self._txn.put(_history_key(op), _dumps(HistoryEntry.of(op).to_json()),
+        self._txn.put(op.id.encode(), encode_record(op), db=self._dbs["operations"])
+        self._txn.put(_history_key(op), encode_record(HistoryEntry.of(op)),
                       db=self._dbs["history"])
 
     def delete_operation(self, op: Operation) -> None:
@@ -100,10 +87,10 @@ class WriteBatch:
         self._txn.delete(_history_key(op), db=self._dbs["history"])
 
     def put_mint(self, rec: MintRecord) -> None:
-        self._txn.put(rec.url.encode(), _dumps(rec.to_json()), db=self._dbs["mints"])
+        self._txn.put(rec.url.encode(), encode_record(rec), db=self._dbs["mints"])
 
     def put_keyset(self, mint_url: str, ks: Keyset) -> None:
-        self._txn.put(f"{mint_url}\x00{ks.id}".encode(), _dumps(keyset_to_json(ks)),
+        self._txn.put(f"{mint_url}\x00{ks.id}".encode(), encode_record(ks),
                       db=self._dbs["keysets"])
 
 
@@ -185,7 +172,7 @@ class Store:
     def get_operation(self, op_id: str) -> Operation | None:
         with self.env.begin(db=self._dbs["operations"]) as txn:
             v = txn.get(op_id.encode())
-        return Operation.from_json(_loads(v)) if v is not None else None
+        return decode_record(v, Operation) if v is not None else None
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
         """Newest first."""
@@ -195,7 +182,7 @@ class Store:
             if not cursor.last():
                 return out
             for _, value in cursor.iterprev():
-                out.append(HistoryEntry.from_json(_loads(value)))
+                out.append(decode_record(value, HistoryEntry))
                 if limit is not None and len(out) >= limit:
                     break
         return out
@@ -205,12 +192,12 @@ class Store:
             def items(name: str) -> Iterator[tuple[bytes, bytes]]:
                 yield from txn.cursor(db=self._dbs[name])
 
-            proofs = [ProofRecord.from_json(_loads(v)) for _, v in items("proofs")]
+            proofs = [decode_record(v, ProofRecord) for _, v in items("proofs")]
             counters = {k.decode(): int.from_bytes(v, "big") for k, v in items("counters")}
-            operations = [Operation.from_json(_loads(v)) for _, v in items("operations")]
-            mints = [MintRecord.from_json(_loads(v)) for _, v in items("mints")]
+            operations = [decode_record(v, Operation) for _, v in items("operations")]
+            mints = [decode_record(v, MintRecord) for _, v in items("mints")]
             keysets: dict[str, list[Keyset]] = {}
             for k, v in items("keysets"):
                 mint_url = k.decode().split("\x00", 1)[0]
-                keysets.setdefault(mint_url, []).append(keyset_from_json(_loads(v)))
+                keysets.setdefault(mint_url, []).append(decode_record(v, Keyset))
         return Snapshot(proofs, counters, operations, mints, keysets)

@@ -20,12 +20,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 
 import cbor2
+from msgspec import Meta
 
+from coco_actors.codec import from_wire
 from coco_actors.errors import InvalidInputError, TokenError
-from coco_actors.wire import DLEQ, Proof, read_amount, read_str
+from coco_actors.wire import DLEQ, MAX_AMOUNT, Proof
 
 __all__ = [
     "Token",
@@ -181,7 +183,7 @@ def decode(text: str) -> Token:
             return _from_v3(_loads_json(_b64decode(s[len(V3_PREFIX):])))
     except TokenError:
         raise
-    except InvalidInputError as e:  # from the wire field readers
+    except InvalidInputError as e:  # from the codec (V3 JSON)
         raise TokenError(str(e)) from e
     if s.startswith("cashu"):
         raise TokenError(f"unsupported token version {s[5:6]!r}: "
@@ -253,7 +255,7 @@ def _from_v4(obj: Any) -> Token:
     if not isinstance(obj, Mapping):
         raise TokenError(f"{what}: CBOR payload is not a map")
     mint = _read_mint(obj, "m", what)
-    unit = read_str(obj, "u", what)
+    unit = _read_str(obj, "u", what)
     memo = _read_opt_str(obj, "d", what)
     groups = _read_list(obj, "t", what)
     proofs: list[Proof] = []
@@ -267,8 +269,10 @@ def _from_v4(obj: Any) -> Token:
 
 
 def _v4_proof_from(p: Any, keyset_id: str, what: str) -> Proof:
-    amount = read_amount(p, "a", what)
-    secret = read_str(p, "s", what)
+    if not isinstance(p, Mapping):
+        raise TokenError(f"{what}: expected an object, got {type(p).__name__}")
+    amount = _read_amount(p, "a", what)
+    secret = _read_str(p, "s", what)
     if not secret:
         raise TokenError(f"{what}: field 's' (secret) is empty")
     C = _read_bytes(p, "c", what, PUBKEY_BYTES).hex()
@@ -290,49 +294,59 @@ def _v4_proof_from(p: Any, keyset_id: str, what: str) -> Proof:
                  dleq=dleq, witness=witness)
 
 
+@dataclass(frozen=True, slots=True)
+class _V3Entry:
+    mint: str
+    proofs: Annotated[tuple[Proof, ...], Meta(min_length=1)]
+
+
+@dataclass(frozen=True, slots=True)
+class _V3Token:
+    """The V3 JSON, read by the codec (it checks every proof field, as for a mint answer)."""
+
+    token: tuple[_V3Entry, ...]
+    unit: str = "sat"
+    memo: str | None = None
+
+
 def _from_v3(obj: Any) -> Token:
     what = "V3 token"
     if not isinstance(obj, Mapping):
         raise TokenError(f"{what}: JSON payload is not an object")
-    if "token" not in obj or obj["token"] is None:
-        raise TokenError(f"{what}: missing field 'token'")
-    entries = obj["token"]
-    if not isinstance(entries, list):
-        raise TokenError(f"{what}: field 'token' must be a list")
-    if not entries:
+    v3 = from_wire(_V3Token, obj, what)
+    if not v3.token:
         raise TokenError(f"{what} has no token entries")
-    unit = _read_opt_str(obj, "unit", what) or "sat"
-    memo = _read_opt_str(obj, "memo", what)
     # Entries naming the same mint are merged; distinct mints are refused.
     by_mint: dict[str, list[Proof]] = {}
-    for ei, entry in enumerate(entries):
+    for ei, entry in enumerate(v3.token):
         ewhat = f"{what} token[{ei}]"
-        mint = _read_mint(entry, "mint", ewhat)
+        mint = entry.mint.rstrip("/")
+        if not mint:
+            raise TokenError(f"{ewhat}: field 'mint' (mint URL) is empty")
         proofs = by_mint.setdefault(mint, [])
-        for pi, p in enumerate(_read_list(entry, "proofs", ewhat)):
-            proofs.append(_v3_proof_from(p, f"{ewhat}.proofs[{pi}]"))
+        for pi, proof in enumerate(entry.proofs):
+            _check_v3_proof(proof, f"{ewhat}.proofs[{pi}]")
+            proofs.append(proof)
     if len(by_mint) > 1:
         raise TokenError(f"multi-mint tokens are not supported: this {what} holds proofs "
                          f"from {len(by_mint)} mints")
     [(mint, proofs)] = by_mint.items()
-    return Token(mint=mint, proofs=tuple(proofs), unit=unit, memo=memo)
+    return Token(mint=mint, proofs=tuple(proofs), unit=v3.unit or "sat", memo=v3.memo)
 
 
-def _v3_proof_from(p: Any, what: str) -> Proof:
-    proof = Proof.from_wire(p, what)  # checks amount, id and C are hex, C is 33 bytes
+def _check_v3_proof(proof: Proof, what: str) -> None:
+    """What the codec cannot say: id length, a compressed point, a secret at all."""
     _check_keyset_id(proof.keyset_id, what)
     _check_pubkey(proof.C, "C", what)
     if not proof.secret:
         raise TokenError(f"{what}: field 'secret' is empty")
-    _read_opt_str(p, "witness", what)  # Proof.from_wire drops a non-string witness silently
-    return proof
 
 
 # --- field readers -------------------------------------------------------------------
 
 
 def _read_mint(d: Any, key: str, what: str) -> str:
-    mint = read_str(d, key, what).rstrip("/")
+    mint = _read_str(d, key, what).rstrip("/")
     if not mint:
         raise TokenError(f"{what}: field '{key}' (mint URL) is empty")
     return mint
@@ -344,6 +358,24 @@ def _required(d: Any, key: str, what: str) -> Any:
     v = d.get(key)
     if v is None:
         raise TokenError(f"{what}: missing field '{key}'")
+    return v
+
+
+def _read_str(d: Any, key: str, what: str) -> str:
+    v = _required(d, key, what)
+    if not isinstance(v, str):
+        raise TokenError(f"{what}: field '{key}' must be a string")
+    return v
+
+
+def _read_amount(d: Any, key: str, what: str) -> int:
+    v = _required(d, key, what)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TokenError(f"{what}: field '{key}' must be an integer")
+    if v <= 0:
+        raise TokenError(f"{what}: field '{key}' must be positive, got {v}")
+    if v >= MAX_AMOUNT:
+        raise TokenError(f"{what}: field '{key}' is too large")
     return v
 
 

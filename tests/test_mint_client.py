@@ -160,3 +160,68 @@ def test_bad_mint_urls_are_rejected(url):
 
 def test_mint_url_is_normalized():
     assert normalize_mint_url(" http://127.0.0.1:3338/ ") == "http://127.0.0.1:3338"
+
+
+# --- answers are read by the codec ---------------------------------------------------------
+
+
+def test_swap_sends_nut_json_and_reads_signatures_with_nut_keyset_ids():
+    from coco_actors.wire import BlindSignature, Proof
+
+    seen = []
+
+    def handler(request):
+        seen.append((request.headers["content-type"], json.loads(request.content)))
+        return httpx.Response(200, json={"signatures": [
+            {"amount": 1, "id": "00AB" * 4, "C_": "02" + "AB" * 32, "dleq": None}]})
+
+    proof = Proof(amount=1, keyset_id="00ab" * 4, secret="s", C=B)
+    sigs = client(handler).swap([proof], [BlindedMessage(1, "00ab" * 4, B)])
+    assert sigs == [BlindSignature(1, "00ab" * 4, "02" + "ab" * 32)]
+    assert seen == [("application/json", {
+        "inputs": [{"amount": 1, "id": "00ab" * 4, "secret": "s", "C": B}],
+        "outputs": [{"amount": 1, "id": "00ab" * 4, "B_": B}]})]
+
+
+@pytest.mark.parametrize("sig", [
+    {"amount": 1, "id": "00" * 8, "C_": "02" * 32},             # C_ too short
+    {"amount": "1", "id": "00" * 8, "C_": B},                   # amount as text
+    {"amount": 2**64, "id": "00" * 8, "C_": B},                 # beyond 64 bits
+    {"amount": 1, "C_": B},                                     # no keyset id
+    "02" * 33,                                                  # not an object
+], ids=["short C_", "amount text", "amount 2^64", "no id", "not an object"])
+def test_a_malformed_signature_is_a_protocol_error(sig):
+    def handler(request):
+        return httpx.Response(200, json={"signatures": [sig]})
+
+    with pytest.raises(MintProtocolError) as info:
+        client(handler).swap([], [BlindedMessage(1, "00" * 8, B)])
+    assert "signatures[0]" in str(info.value)
+
+
+def test_checkstate_matches_ys_answered_in_upper_case():
+    def handler(request):
+        ys = json.loads(request.content)["Ys"]
+        return httpx.Response(200, json={"states": [{"Y": y.upper(), "state": "SPENT"}
+                                                    for y in ys]})
+
+    states = client(handler).check_state([Y1])
+    assert [(s.Y, s.state) for s in states] == [(Y1, ProofStateKind.SPENT)]
+
+
+def test_keysets_answer_with_a_bad_fee_is_a_protocol_error():
+    def handler(request):
+        return httpx.Response(200, json={"keysets": [
+            {"id": "00" * 8, "unit": "sat", "active": True, "input_fee_ppk": "100"}]})
+
+    with pytest.raises(MintProtocolError, match="input_fee_ppk"):
+        client(handler).get_keysets()
+
+
+def test_mint_quote_answer_without_amount_gets_the_requested_one():
+    def handler(request):
+        return httpx.Response(200, json={"quote": "q1", "request": "lnbc1", "state": "UNPAID",
+                                         "expiry": None})
+
+    quote = client(handler).create_mint_quote(21)
+    assert (quote.quote, quote.amount, quote.unit, quote.expiry) == ("q1", 21, "sat", None)

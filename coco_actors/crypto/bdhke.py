@@ -89,9 +89,10 @@ def negate(point: PublicKey) -> PublicKey:
 def add(p: PublicKey, q: PublicKey) -> PublicKey:
     """``P + Q``; the point at infinity has no encoding, so it is a :class:`CryptoError`."""
     try:
-        return PublicKey.combine_keys([p, q])
+        total: PublicKey = PublicKey.combine_keys([p, q])  # coincurve leaves it unannotated
     except ValueError:
         raise CryptoError("point addition gave the point at infinity") from None
+    return total
 
 
 def sub(p: PublicKey, q: PublicKey) -> PublicKey:
@@ -103,7 +104,8 @@ def mul(point: PublicKey, scalar: int) -> PublicKey:
     """``scalar * P`` for a scalar in ``[1, N)``."""
     if not 0 < scalar < N:
         raise CryptoError("scalar out of range (must be in [1, N))")
-    return point.multiply(scalar.to_bytes(32, "big"))
+    product: PublicKey = point.multiply(scalar.to_bytes(32, "big"))
+    return product
 
 
 # --- BDHKE ---------------------------------------------------------------------------
@@ -121,9 +123,11 @@ def unblind_signature(C_: PublicKey, r: PrivateKey, A: PublicKey) -> PublicKey:
 
 def sign_blinded(B_: PublicKey, k: PrivateKey) -> PublicKey:
     """Bob: ``C_ = k*B_``. Mint side; the wallet only uses it in tests."""
-    return B_.multiply(k.secret)
+    C_: PublicKey = B_.multiply(k.secret)
+    return C_
 
 
 def verify_unblinded(secret: bytes, C: PublicKey, k: PrivateKey) -> bool:
     """Bob: ``C == k*hash_to_curve(secret)``; only the holder of ``k`` can check this."""
-    return hash_to_curve(secret).multiply(k.secret).format() == C.format()
+    kY: PublicKey = hash_to_curve(secret).multiply(k.secret)
+    return kY.format() == C.format()
