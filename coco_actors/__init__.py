@@ -11,6 +11,7 @@ from coco_actors.errors import (
     InvalidAmountError,
     InvalidInputError,
     InvalidStateError,
+    InvoiceError,
     MintError,
     MintRejectedError,
     MintUnreachableError,
@@ -22,6 +23,6 @@ from coco_actors.records import OpState
 
 __all__ = [
     "Coco", "CocoError", "CryptoError", "InsufficientFundsError", "InvalidAmountError",
-    "InvalidInputError", "InvalidStateError", "MintError", "MintRejectedError",
+    "InvalidInputError", "InvalidStateError", "InvoiceError", "MintError", "MintRejectedError",
     "MintUnreachableError", "NotFoundError", "OpState", "TokenError", "TokenSpentError",
 ]

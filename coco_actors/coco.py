@@ -19,6 +19,8 @@ import pykka
 from mnemonic import Mnemonic
 
 from coco_actors.actors import tell, wait
+from coco_actors.bolt11 import Invoice
+from coco_actors.bolt11 import decode as decode_invoice
 from coco_actors.crypto.dleq import verify_proofs_dleq
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.errors import (
@@ -26,19 +28,21 @@ from coco_actors.errors import (
     InvalidAmountError,
     InvalidInputError,
     InvalidStateError,
+    InvoiceError,
     NotFoundError,
     TokenError,
 )
 from coco_actors.events import EVENTS, EventBusActor, EventBusProxy, Handler
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.operations import (
+    MeltOperationProxy,
     MintContext,
     MintOperationProxy,
     OperationDeps,
     SendOperationProxy,
 )
 from coco_actors.proof_ledger import ChangeSignal, MintBalance, start_ledger
-from coco_actors.records import HistoryEntry, MintRecord, Operation, OpType
+from coco_actors.records import HistoryEntry, MintRecord, Operation, OpState, OpType
 from coco_actors.recovery import Recovery
 from coco_actors.recovery import recover as recover_operations
 from coco_actors.restore import RestoreReport
@@ -120,6 +124,7 @@ class Coco:
         self.mints = MintsApi(self)
         self.mint = MintApi(self)
         self.send = SendApi(self)
+        self.melt = MeltApi(self)
         self.history = HistoryApi(self)
         if recover:
             try:
@@ -452,6 +457,90 @@ class SendApi:
             except InvalidStateError:  # finalized by the watcher meanwhile
                 out.append(self._coco._operation(op.id, OpType.SEND))
         return out
+
+
+class MeltApi:
+    """Pay lightning invoices (NUT-05/23 bolt11 melts, NUT-08 change)."""
+
+    def __init__(self, coco: Coco) -> None:
+        self._coco = coco
+
+    def prepare_melt(self, mint_url: str, invoice: str, *,
+                     swap: bool | None = None) -> Operation:
+        """Quote ``invoice`` at the mint and hold inputs for it.
+
+        The result's ``amount`` is what the invoice pays, ``fee_reserve`` the mint's
+        lightning fee reserve, ``fee`` the input fee(s) this melt pays, and
+        ``input_amount`` what is held; after completion ``amount + fee_paid + fee``
+        is what left the balance. ``swap`` None picks the cheapest way (see
+        :meth:`MeltOperation.prepare`); True forces a swap first.
+        """
+        inv = _payable(invoice)
+        url = self._coco._mint_context(mint_url).url
+        if swap is not None and not isinstance(swap, bool):
+            raise InvalidInputError(f"swap must be True, False or None, got {swap!r}")
+        actor = self._coco._ask(self._coco._supervisor.new_melt(url, inv.amount_sat or 0))
+        return wait(actor.prepare(inv, swap), CALL_TIMEOUT, "melt operation")
+
+    def execute_prepared_melt(self, operation_id: str, timeout: float = 60.0) -> Operation:
+        """Melt; returns within about ``timeout`` seconds: ``completed`` (paid, with
+        ``preimage``, ``change_amount`` and ``fee_paid``) or ``pending`` while the
+        payment is in flight (the Watcher, or :meth:`check_pending`, finishes it)."""
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidInputError(f"timeout must be a positive number of seconds, "
+                                    f"got {timeout!r}")
+        op = self._coco._operation(operation_id, OpType.MELT)
+        if op.state != OpState.PREPARED:
+            raise InvalidStateError(f"melt {op.id} is {op.state.value}, not prepared")
+        return self._step(op.id, lambda a: a.execute(float(timeout)),
+                          timeout=float(timeout) + CALL_TIMEOUT)
+
+    def rollback(self, operation_id: str) -> Operation:
+        """Prepared: release. Pending: only once the mint says the payment failed."""
+        op = self._coco._operation(operation_id, OpType.MELT)
+        if op.state.terminal:
+            raise InvalidStateError(f"melt {op.id} is already {op.state.value}")
+        return self._step(op.id, lambda a: a.rollback())
+
+    def get_operation(self, operation_id: str) -> Operation | None:
+        try:
+            return self._coco._operation(operation_id, OpType.MELT)
+        except NotFoundError:
+            return None
+
+    def get_pending_operations(self) -> list[Operation]:
+        return wait(self._coco._ledger.operations(OpType.MELT), LOOKUP_TIMEOUT, "ProofLedger")
+
+    def check_pending(self) -> list[Operation]:
+        """Ask the mint about every pending melt and settle what is decided."""
+        out = []
+        for op in self.get_pending_operations():
+            if op.state != OpState.PENDING:
+                continue
+            try:
+                out.append(self._step(op.id, lambda a: a.check_pending()))
+            except InvalidStateError:  # settled by the watcher meanwhile
+                out.append(self._coco._operation(op.id, OpType.MELT))
+        return out
+
+    def _step(self, op_id: str,
+              step: Callable[[MeltOperationProxy], pykka.Future[Operation]],
+              timeout: float = CALL_TIMEOUT) -> Operation:
+        sup = self._coco._supervisor
+        return self._coco._step(op_id, lambda: sup.melt_actor(op_id), step, timeout)
+
+
+def _payable(invoice: object) -> Invoice:
+    """The one check of an invoice, at the edge: well formed, with an amount, unexpired
+    (Nutshell quotes, and pays, an expired invoice: the wallet must refuse it)."""
+    inv = decode_invoice(invoice)
+    if inv.amount_sat is None:
+        raise InvoiceError("the invoice has no amount; amountless invoices are not supported")
+    if inv.amount_sat <= 0:
+        raise InvoiceError("the invoice is for 0 sat")
+    if inv.is_expired(time.time()):
+        raise InvoiceError("the invoice has expired")
+    return inv
 
 
 class HistoryApi:

@@ -23,6 +23,7 @@ EVENTS = frozenset({
     "send:prepared", "send:pending", "send:finalized", "send:rolled-back",
     "receive:prepared", "receive:finalized", "receive:rolled-back",
     "mint:prepared", "mint:finalized", "mint:rolled-back",
+    "melt:prepared", "melt:pending", "melt:finalized", "melt:rolled-back",
 })
 
 

@@ -283,12 +283,19 @@ class MintClient:
         return self._parse("GET /v1/melt/quote/bolt11", lambda: MeltQuote.from_wire(data))
 
     def melt(self, quote_id: str, inputs: Sequence[Proof],
-             outputs: Sequence[BlindedMessage] = ()) -> MeltQuote:
-        """Pay the quote with ``inputs``; ``outputs`` are NUT-08 blanks for the change."""
+             outputs: Sequence[BlindedMessage] = (), *, wait: float | None = None) -> MeltQuote:
+        """Pay the quote with ``inputs``; ``outputs`` are NUT-08 blanks for the change.
+
+        The mint may hold the answer until the payment is decided: ``wait`` bounds how
+        long (seconds; default 120). A timeout is not a failure (MintUnreachableError:
+        the payment may still be in flight, ask the quote).
+        """
         body: dict[str, Any] = {"quote": quote_id, "inputs": [p.to_wire() for p in inputs]}
         if outputs:
             body["outputs"] = [o.to_wire() for o in outputs]
-        data = self._request("POST", "/v1/melt/bolt11", body, timeout=MELT_TIMEOUT)
+        timeout = MELT_TIMEOUT if wait is None else httpx.Timeout(
+            connect=5.0, read=max(wait, 1.0), write=10.0, pool=10.0)
+        data = self._request("POST", "/v1/melt/bolt11", body, timeout=timeout)
         return self._parse("POST /v1/melt/bolt11", lambda: MeltQuote.from_wire(data))
 
     # --- helpers ------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pykka.typing import ActorMemberMixin, proxy_method
 
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.keysets import fee_for
-from coco_actors.errors import InsufficientFundsError, NotFoundError
+from coco_actors.errors import InsufficientFundsError, InvalidStateError, NotFoundError
 from coco_actors.records import (
     MintRecord,
     Operation,
@@ -34,7 +34,7 @@ from coco_actors.records import (
     ProofRecord,
     ProofStatus,
 )
-from coco_actors.selection import Selection, select_proofs
+from coco_actors.selection import Select, Selection, select_proofs
 from coco_actors.store import Store, WriteBatch
 from coco_actors.wire import Keyset, Proof
 
@@ -97,6 +97,10 @@ class ProofLedger:
             url: {k.id: k for k in kss} for url, kss in snap.keysets.items()}
         self._ops: dict[OperationId, Operation] = {
             o.id: o for o in snap.operations if not o.state.terminal}
+        # payment hash -> the melt that paid or is paying it (never paid twice)
+        self._invoices: dict[str, OperationId] = {
+            o.payment_hash: o.id for o in snap.operations
+            if o.payment_hash and o.state != OpState.ROLLED_BACK}
 
     # --- mints and keysets ----------------------------------------------------------
 
@@ -180,6 +184,7 @@ class ProofLedger:
     def delete_operation(self, op_id: OperationId) -> None:
         """Forget an operation that never got anywhere, releasing what it held."""
         self._unsaved_holds.pop(op_id, None)
+        self._forget_invoice(op_id)
         held = [r for r in self._proofs.values() if r.operation_id == op_id]
         released = [replace(r, status=ProofStatus.READY, operation_id=None) for r in held]
         op = self._ops.get(op_id) or self._store.get_operation(op_id)
@@ -207,7 +212,8 @@ class ProofLedger:
     # --- proofs ---------------------------------------------------------------------
 
     def hold(self, op_id: OperationId, mint_url: str, amount: int, *, keyset_id: str,
-             outputs_for: Callable[[int, int], int]) -> tuple[Selection, int]:
+             outputs_for: Callable[[int, int], int], select: Select = select_proofs,
+             invoice: str | None = None) -> tuple[Selection, int]:
         """Select proofs worth ``amount`` plus their input fee, and hold them for ``op_id``.
 
         Also takes the counters for the outputs the swap will need
@@ -217,11 +223,19 @@ class ProofLedger:
         and its record in one transaction (:meth:`delete_operation` undoes it).
         Raises :class:`InsufficientFundsError` when the spendable proofs do not cover
         it; ``may_wait`` then says whether change held by other sends could.
+
+        ``select`` is the rule (a pure function; a melt's inputs pay their own fee).
+        ``invoice`` (a melt's payment hash) is claimed in the same check-and-set: an
+        invoice this wallet paid or is paying is refused (:class:`InvalidStateError`).
         """
+        if invoice is not None and invoice in self._invoices:
+            other = self._invoices[invoice]
+            raise InvalidStateError(
+                f"this invoice is already paid or being paid by melt {other}")
         ready = [r for r in self._proofs.values()
                  if r.mint_url == mint_url and r.status == ProofStatus.READY]
-        selection = select_proofs([r.proof for r in ready], amount,
-                                  lambda ps: self.input_fee(mint_url, ps))
+        selection = select([r.proof for r in ready], amount,
+                           lambda ps: self.input_fee(mint_url, ps))
         if selection is None:
             spendable = sum(r.amount for r in ready)
             incoming = self._expected_change(mint_url)
@@ -236,6 +250,8 @@ class ProofLedger:
             self._proofs[y] = replace(self._proofs[y], status=ProofStatus.RESERVED,
                                       operation_id=op_id)
         self._unsaved_holds.setdefault(op_id, []).extend(ys)
+        if invoice is not None:
+            self._invoices[invoice] = op_id
         return selection, self._take_counters(keyset_id, n_outputs)
 
     def _expected_change(self, mint_url: str) -> int:
@@ -284,6 +300,8 @@ class ProofLedger:
             self._proofs.pop(y, None)
         for r in (*new, *held, *released):
             self._proofs[r.Y] = r
+        if op.payment_hash and op.state == OpState.ROLLED_BACK:
+            self._invoices.pop(op.payment_hash, None)
         if op.state.terminal:
             self._ops.pop(op.id, None)
         else:
@@ -291,6 +309,19 @@ class ProofLedger:
         if new or released:
             self.signal.bump()
         return op
+
+    def invoice_owner(self, payment_hash: str) -> OperationId | None:
+        """The melt that paid or is paying this invoice, if any (checked again, as a
+        check-and-set, by :meth:`hold`)."""
+        return self._invoices.get(payment_hash)
+
+    def _forget_invoice(self, op_id: OperationId) -> None:
+        op = self._ops.get(op_id)
+        key = op.payment_hash if op is not None else None
+        if key is None:
+            key = next((k for k, owner in self._invoices.items() if owner == op_id), None)
+        if key is not None and self._invoices.get(key) == op_id:
+            del self._invoices[key]
 
     def known_ys(self, mint_url: str) -> set[str]:
         """Ys the wallet holds, has handed out in a token, or expects from an open
@@ -302,7 +333,8 @@ class ProofLedger:
             ys.update(op.send_ys)
             # outputs an open operation will (or may already) receive signatures for:
             # they become its proofs when it settles, so a restore must not add them
-            ys.update(secret_to_y(o.secret) for o in (*op.outputs, *op.reclaim_outputs))
+            ys.update(secret_to_y(o.secret)
+                      for o in (*op.outputs, *op.reclaim_outputs, *op.change_outputs))
         return ys
 
     def proofs_of(self, op_id: OperationId) -> list[Proof]:
@@ -347,6 +379,7 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     operations = proxy_method(ProofLedger.operations)
     get_operation = proxy_method(ProofLedger.get_operation)
     hold = proxy_method(ProofLedger.hold)
+    invoice_owner = proxy_method(ProofLedger.invoice_owner)
     settle = proxy_method(ProofLedger.settle)
     known_ys = proxy_method(ProofLedger.known_ys)
     proofs_of = proxy_method(ProofLedger.proofs_of)

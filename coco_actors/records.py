@@ -33,6 +33,7 @@ class OpType(enum.StrEnum):
     SEND = "send"
     RECEIVE = "receive"
     MINT = "mint"
+    MELT = "melt"
     RESTORE = "restore"   # proofs found by a wallet restore (always completed)
 
 
@@ -78,11 +79,13 @@ class ProofRecord:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One saga (send, receive or mint) and everything needed to finish or undo it.
+    """One saga (send, receive, mint or melt) and everything needed to finish or undo it.
 
     ``outputs`` are persisted before the request that uses them leaves, so a
     crash can always be resolved with NUT-09 restore. For a send the first
-    ``send_output_count`` outputs are the ones that become the token.
+    ``send_output_count`` outputs are the ones that become the token; for a
+    swap-then-melt they are the melt's inputs. A melt's ``change_outputs`` are
+    its NUT-08 blanks, persisted with ``executing``.
     """
 
     id: OperationId
@@ -105,7 +108,15 @@ class Operation:
     send_proofs: tuple[Proof, ...] = ()      # send: the proofs that are in the token
     reclaim_outputs: tuple[BlindingData, ...] = ()
     quote_id: str | None = None
-    quote_request: str | None = None
+    quote_request: str | None = None         # mint: the invoice to pay; melt: the one paid
+    # melt (NUT-05/08/23)
+    payment_hash: str | None = None          # the invoice's, so it is never paid twice
+    fee_reserve: int = 0                     # the mint's lightning fee reserve
+    change_outputs: tuple[BlindingData, ...] = ()
+    swapped: bool = False                    # swap-then-melt: input_ys are the swap's proofs
+    preimage: str | None = None
+    change_amount: int = 0
+    fee_paid: int = 0                        # the lightning fee actually paid
 
     @property
     def send_ys(self) -> tuple[str, ...]:
@@ -121,11 +132,16 @@ class Operation:
 
     def public(self) -> dict[str, Any]:
         """The fields an API caller sees (no outputs, no secrets other than the token)."""
-        return {"id": self.id, "type": self.type.value, "mint_url": self.mint_url,
+        view = {"id": self.id, "type": self.type.value, "mint_url": self.mint_url,
                 "amount": self.amount, "unit": self.unit, "state": self.state.value,
                 "fee": self.fee, "input_amount": self.input_amount,
                 "needs_swap": self.needs_swap, "created_at": self.created_at,
                 "updated_at": self.updated_at, "token": self.token, "error": self.error}
+        if self.type == OpType.MELT:
+            view.update(quote_id=self.quote_id, invoice=self.quote_request,
+                        fee_reserve=self.fee_reserve, preimage=self.preimage,
+                        change_amount=self.change_amount, fee_paid=self.fee_paid)
+        return view
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,15 +154,16 @@ class HistoryEntry:
     state: str
     mint_url: str
     unit: str
-    fee: int
+    fee: int                 # input fees paid to the mint
     created_at: int
     updated_at: int
+    fee_paid: int = 0        # melt: the lightning fee actually paid
 
     @classmethod
     def of(cls, op: Operation) -> HistoryEntry:
         return cls(operation_id=op.id, type=op.type.value, amount=op.amount,
                    state=op.state.value, mint_url=op.mint_url, unit=op.unit, fee=op.fee,
-                   created_at=op.created_at, updated_at=op.updated_at)
+                   created_at=op.created_at, updated_at=op.updated_at, fee_paid=op.fee_paid)
 
 
 @dataclass(frozen=True, slots=True)

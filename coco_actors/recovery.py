@@ -71,11 +71,11 @@ def recover(deps: Recovery, op_type: OpType | None = None,
         elif op.type == OpType.SEND and op.state == OpState.PENDING:
             pending.setdefault(op.mint_url, []).append(op)
         elif op.state == OpState.PREPARED and op.type != OpType.RECEIVE:
-            stale = (op.type == OpType.SEND and rollback_prepared_after_ms is not None
+            stale = (op.type in (OpType.SEND, OpType.MELT)
+                     and rollback_prepared_after_ms is not None
                      and now - op.created_at >= rollback_prepared_after_ms)
             if stale:
-                send = wait(deps.supervisor.send_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
-                futures.append((op, send.rollback()))
+                futures.append((op, _rollback(deps, op)))
                 continue
             if op.type == OpType.MINT and op.quote_id and deps.watcher is not None:
                 # a quote paid while we were down (or later) still gets minted
@@ -96,6 +96,14 @@ def recover(deps: Recovery, op_type: OpType | None = None,
             state = f"{op.state.value} (failed)"
         count(state)
     return summary
+
+
+def _rollback(deps: Recovery, op: Operation) -> pykka.Future[Operation]:
+    if op.type == OpType.MELT:
+        melt = wait(deps.supervisor.melt_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
+        return melt.rollback()
+    send = wait(deps.supervisor.send_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
+    return send.rollback()
 
 
 def _actor(deps: Recovery, op: Operation) -> OperationProxy:

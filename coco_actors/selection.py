@@ -29,14 +29,47 @@ class Selection:
         return sum(p.amount for p in self.proofs)
 
 
+#: A selection rule, as the ProofLedger applies it: (proofs, amount, fee_of) -> choice.
+Select = Callable[[Sequence[Proof], int, FeeOf], "Selection | None"]
+
+
 def select_proofs(proofs: Sequence[Proof], amount: int, fee_of: FeeOf) -> Selection | None:
-    """Choose proofs worth ``amount``, or None when ``proofs`` cannot cover it.
+    """Choose proofs worth ``amount`` for a swap, or None when ``proofs`` cannot cover it.
 
     An exact match comes first (no swap, so no fee). Otherwise the fewest large
     proofs that cover ``amount`` plus their own input fee, unless one single proof
     that covers it holds no more value (other operations may need the rest).
     """
     by_size = sorted(proofs, key=lambda p: p.amount, reverse=True)
+    exact = _exact(by_size, amount)
+    if exact is not None:
+        return Selection(exact, fee=0, exact=True)
+    return _cover(by_size, amount, fee_of)
+
+
+def cover_proofs(proofs: Sequence[Proof], amount: int, fee_of: FeeOf) -> Selection | None:
+    """Proofs that cover ``amount`` plus their own input fee, never an exact shortcut
+    (for a swap that must happen, e.g. a swap-then-melt)."""
+    return _cover(sorted(proofs, key=lambda p: p.amount, reverse=True), amount, fee_of)
+
+
+def select_for_melt(proofs: Sequence[Proof], amount: int, fee_of: FeeOf) -> Selection | None:
+    """Melt inputs: worth ``amount`` (the invoice plus the fee reserve) plus their own
+    input fee, which a melt pays too.
+
+    A set that adds up to exactly that is ``exact`` (nothing to change back but the
+    unused reserve); otherwise the covering set, whose surplus the mint returns as
+    NUT-08 change.
+    """
+    by_size = sorted(proofs, key=lambda p: p.amount, reverse=True)
+    for extra in range(0, len(by_size) + 1):  # the fee of k inputs is at most k sat
+        exact = _exact(by_size, amount + extra)
+        if exact is not None and fee_of(exact) == extra:
+            return Selection(exact, fee=extra, exact=True)
+    return _cover(by_size, amount, fee_of)
+
+
+def _exact(by_size: Sequence[Proof], amount: int) -> tuple[Proof, ...] | None:
     picked: list[Proof] = []
     left = amount
     for p in by_size:
@@ -44,14 +77,19 @@ def select_proofs(proofs: Sequence[Proof], amount: int, fee_of: FeeOf) -> Select
             picked.append(p)
             left -= p.amount
             if left == 0:
-                return Selection(tuple(picked), fee=0, exact=True)
+                return tuple(picked)
+    return None
+
+
+def _cover(by_size: Sequence[Proof], amount: int, fee_of: FeeOf) -> Selection | None:
     single: Selection | None = None
     for p in reversed(by_size):  # the smallest single proof that covers amount + its fee
         fee = fee_of([p])
         if p.amount >= amount + fee:
             single = Selection((p,), fee=fee, exact=False)
             break
-    picked, total = [], 0
+    picked: list[Proof] = []
+    total = 0
     for p in by_size:
         picked.append(p)
         total += p.amount

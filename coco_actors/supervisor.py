@@ -21,6 +21,8 @@ from coco_actors.actors import NoticeActor, tell, wait
 from coco_actors.errors import ActorTimeoutError, CocoError, InvalidStateError, NotFoundError
 from coco_actors.mint_client import MintClient, MintInfo
 from coco_actors.operations import (
+    MeltOperationActor,
+    MeltOperationProxy,
     MintContext,
     MintOperationActor,
     MintOperationProxy,
@@ -52,6 +54,7 @@ ACTOR_CLASSES: dict[OpType, type[OperationActor]] = {
     OpType.SEND: SendOperationActor,
     OpType.RECEIVE: ReceiveOperationActor,
     OpType.MINT: MintOperationActor,
+    OpType.MELT: MeltOperationActor,
 }
 
 #: How long stopping waits for one operation actor to finish its current step.
@@ -147,6 +150,12 @@ class Supervisor:
 
     def new_mint(self, mint_url: str, amount: int) -> MintOperationProxy:
         return cast(MintOperationProxy, self._new(OpType.MINT, mint_url, amount))
+
+    def new_melt(self, mint_url: str, amount: int) -> MeltOperationProxy:
+        return cast(MeltOperationProxy, self._new(OpType.MELT, mint_url, amount))
+
+    def melt_actor(self, op_id: str) -> MeltOperationProxy:
+        return cast(MeltOperationProxy, self._actor_for(op_id, OpType.MELT))
 
     def send_actor(self, op_id: str) -> SendOperationProxy:
         return cast(SendOperationProxy, self._actor_for(op_id, OpType.SEND))
@@ -246,6 +255,9 @@ class Supervisor:
     def quote_paid(self, op_id: OperationId) -> None:
         self._notify(op_id, Watched.QUOTE_PAID)
 
+    def melt_decided(self, op_id: OperationId) -> None:
+        self._notify(op_id, Watched.MELT_DECIDED)
+
     def _notify(self, op_id: OperationId, what: Watched) -> None:
         try:
             self._actor_for(op_id, None)
@@ -267,6 +279,9 @@ class SupervisorNotices:
 
     def quote_paid(self, op_id: OperationId) -> None:
         tell(self._ref, Supervisor.quote_paid, op_id)
+
+    def melt_decided(self, op_id: OperationId) -> None:
+        tell(self._ref, Supervisor.melt_decided, op_id)
 
     def at_rest(self, op_id: OperationId, ref: pykka.ActorRef[OperationActor]) -> None:
         tell(self._ref, Supervisor.at_rest, op_id, ref)
@@ -293,6 +308,8 @@ class SupervisorProxy(ActorMemberMixin, pykka.ActorProxy[SupervisorActor]):
     new_send = proxy_method(Supervisor.new_send)
     new_receive = proxy_method(Supervisor.new_receive)
     new_mint = proxy_method(Supervisor.new_mint)
+    new_melt = proxy_method(Supervisor.new_melt)
+    melt_actor = proxy_method(Supervisor.melt_actor)
     send_actor = proxy_method(Supervisor.send_actor)
     receive_actor = proxy_method(Supervisor.receive_actor)
     mint_actor = proxy_method(Supervisor.mint_actor)

@@ -1,8 +1,9 @@
 """Watcher: tells operations what their mint says about proofs and quotes.
 
 Per mint, one :class:`MintLink` thread owns one NUT-17 websocket with shared
-``proof_state`` and ``bolt11_mint_quote`` subscriptions (a Y or quote watched by
-several operations is subscribed once). When the mint does not offer NUT-17 for
+``proof_state``, ``bolt11_mint_quote`` and ``bolt11_melt_quote`` subscriptions
+(a Y or quote watched by several operations is subscribed once). When the mint
+does not offer NUT-17 for
 a kind, or the socket is closed or silent, the link falls back to batched
 NUT-07 / quote polling, reconnects with capped exponential backoff,
 resubscribes everything and sweeps once with NUT-07 after every reconnect, so
@@ -39,7 +40,7 @@ from coco_actors.errors import CocoError
 from coco_actors.mint_client import MintClient
 from coco_actors.records import OperationId
 from coco_actors.threads import SupervisedThread
-from coco_actors.wire import MintQuoteState, ProofState, ProofStateKind
+from coco_actors.wire import MeltQuoteState, MintQuoteState, ProofState, ProofStateKind
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,18 @@ class WatcherConfig:
     pending_recheck: float = 0.5     # a Y the socket reported PENDING is checked again
 
 
+#: The NUT-17 subscription kinds the watcher uses.
+PROOF_STATE = "proof_state"
+MINT_QUOTE = "bolt11_mint_quote"
+MELT_QUOTE = "bolt11_melt_quote"
+QUOTE_KINDS = (MINT_QUOTE, MELT_QUOTE)
+
+#: Quote states a link saw: (kind, quote id) -> the state's wire value.
+QuoteStates = dict[tuple[str, str], str]
+
 #: What a link reports: the mint, proof states it saw, quote states it saw. Called on
 #: the link's thread; must not block (the Watcher passes a tell).
-Report = Callable[[str, list[ProofState], dict[str, MintQuoteState]], None]
+Report = Callable[[str, list[ProofState], QuoteStates], None]
 
 #: Opens a websocket: ``connect(url, timeout)``. A seam for tests, like httpx's transports.
 Connect = Callable[[str, float], websocket.WebSocket]
@@ -82,6 +92,8 @@ class WatchListener(Protocol):
     def send_claimed(self, op_id: OperationId) -> None: ...
 
     def quote_paid(self, op_id: OperationId) -> None: ...
+
+    def melt_decided(self, op_id: OperationId) -> None: ...
 
 
 class MintLink:
@@ -104,7 +116,7 @@ class MintLink:
         self._ws_kinds = ws_kinds if config.websocket else frozenset()
         self._lock = threading.Lock()
         self._ys: set[str] = set()
-        self._quotes: set[str] = set()
+        self._quotes: dict[str, set[str]] = {kind: set() for kind in QUOTE_KINDS}
         self._new: queue.SimpleQueue[tuple[str, list[str]]] = queue.SimpleQueue()
         self._ws: websocket.WebSocket | None = None  # assigned on the link thread only
         self._sub_kinds: dict[str, str] = {}
@@ -132,8 +144,11 @@ class MintLink:
         """How often the loop was restarted after an unexpected exception."""
         return self._thread.restarts
 
+    def _filters(self, kind: str) -> set[str]:
+        return self._ys if kind == PROOF_STATE else self._quotes[kind]
+
     def add(self, kind: str, filters: Iterable[str]) -> None:
-        target = self._ys if kind == "proof_state" else self._quotes
+        target = self._filters(kind)
         with self._lock:
             fresh = [f for f in filters if f not in target]
             target.update(fresh)
@@ -142,7 +157,7 @@ class MintLink:
 
     def remove(self, kind: str, filters: Iterable[str]) -> None:
         # the mint keeps pushing for these until the next reconnect; reports are ignored
-        target = self._ys if kind == "proof_state" else self._quotes
+        target = self._filters(kind)
         with self._lock:
             target.difference_update(filters)
 
@@ -203,7 +218,7 @@ class MintLink:
 
     def _watching(self) -> bool:
         with self._lock:
-            return bool(self._ys or self._quotes)
+            return bool(self._ys or any(self._quotes.values()))
 
     def _connect(self) -> bool:
         """Open the socket and subscribe everything watched; False if it is not up."""
@@ -220,12 +235,13 @@ class MintLink:
         self._sub_kinds.clear()
         self._drain_new()  # everything is resubscribed below
         with self._lock:
-            ys, quotes = sorted(self._ys), sorted(self._quotes)
-        if not (self._subscribe(ws, "proof_state", ys)
-                and self._subscribe(ws, "bolt11_mint_quote", quotes)):
+            ys = sorted(self._ys)
+            quotes = {kind: sorted(q) for kind, q in self._quotes.items()}
+        if not (self._subscribe(ws, PROOF_STATE, ys)
+                and all(self._subscribe(ws, kind, q) for kind, q in quotes.items())):
             return False
         log.info("websocket to %s up; %d proofs and %d quotes subscribed", self.mint_url,
-                 len(ys), len(quotes))
+                 len(ys), sum(len(q) for q in quotes.values()))
         return True
 
     def _drop(self) -> None:
@@ -305,14 +321,16 @@ class MintLink:
                 return
             kind = self._sub_kinds.get(params["subId"])
             payload = params["payload"]
-            if kind == "proof_state":
+            if kind == PROOF_STATE:
                 state = ProofState.from_wire(payload)
                 if state.state == ProofStateKind.PENDING:
                     self._expect_change([state.Y])
                 self._report(self.mint_url, [state], {})
-            elif kind == "bolt11_mint_quote":
-                self._report(self.mint_url, [],
-                             {payload["quote"]: MintQuoteState(payload["state"])})
+            elif kind in QUOTE_KINDS:
+                quote, quote_state = payload["quote"], payload["state"]
+                if not isinstance(quote, str) or not isinstance(quote_state, str):
+                    raise TypeError("quote and state must be strings")
+                self._report(self.mint_url, [], {(kind, quote): quote_state})
         except (ValueError, KeyError, TypeError, CocoError) as exc:
             log.warning("unreadable websocket message from %s: %s", self.mint_url, exc)
 
@@ -342,11 +360,16 @@ class MintLink:
     def _sweep(self) -> float:
         """One NUT-07 check of every watched Y, and a status check of every quote."""
         with self._lock:
-            ys, quotes = list(self._ys), list(self._quotes)
+            ys = list(self._ys)
+            mint_quotes = list(self._quotes[MINT_QUOTE])
+            melt_quotes = list(self._quotes[MELT_QUOTE])
         self.sweeps += 1
         try:
             states = self._client.check_state(ys) if ys else []
-            quote_states = {q: self._client.get_mint_quote(q).state for q in quotes}
+            quote_states: QuoteStates = {
+                (MINT_QUOTE, q): self._client.get_mint_quote(q).state.value for q in mint_quotes}
+            quote_states.update({(MELT_QUOTE, q): self._client.get_melt_quote(q).state.value
+                                 for q in melt_quotes})
         except CocoError as exc:
             log.info("polling %s failed (%s); trying again later", self.mint_url, exc)
             return time.monotonic()
@@ -375,7 +398,7 @@ class WatcherActor(NoticeActor):
         # op -> (mint, every Y of its token, the Ys not yet seen spent)
         self._sends: dict[OperationId, tuple[str, frozenset[str], set[str]]] = {}
         self._y_owners: dict[tuple[str, str], set[OperationId]] = {}
-        self._quotes: dict[tuple[str, str], OperationId] = {}
+        self._quotes: dict[tuple[str, str, str], OperationId] = {}  # (kind, mint, quote)
 
     def on_stop(self) -> None:
         for link in self._links.values():
@@ -396,11 +419,10 @@ class WatcherActor(NoticeActor):
                                   for k in m.get("commands", []))
             except CocoError as exc:
                 log.info("no info from %s (%s); polling only for now", mint_url, exc)
-                kinds = frozenset({"proof_state", "bolt11_mint_quote"})  # try the socket
+                kinds = frozenset({PROOF_STATE, *QUOTE_KINDS})  # try the socket
             ref = self.actor_ref
 
-            def report(url: str, states: list[ProofState],
-                       quotes: dict[str, MintQuoteState]) -> None:
+            def report(url: str, states: list[ProofState], quotes: QuoteStates) -> None:
                 tell(ref, WatcherActor.on_report, url, states, quotes)
 
             link = MintLink(mint_url, client, self._config, report, kinds)
@@ -419,8 +441,17 @@ class WatcherActor(NoticeActor):
         self._link(mint_url).add("proof_state", ys)
 
     def watch_quote(self, op_id: OperationId, mint_url: str, quote_id: str) -> None:
-        self._quotes[(mint_url, quote_id)] = op_id
-        self._link(mint_url).add("bolt11_mint_quote", [quote_id])
+        """A mint quote: the listener hears ``quote_paid`` once it is paid."""
+        self._watch_quote(MINT_QUOTE, op_id, mint_url, quote_id)
+
+    def watch_melt_quote(self, op_id: OperationId, mint_url: str, quote_id: str) -> None:
+        """A pending melt's quote: the listener hears ``melt_decided`` once the mint says
+        PAID or UNPAID (the operation asks the mint itself before it acts)."""
+        self._watch_quote(MELT_QUOTE, op_id, mint_url, quote_id)
+
+    def _watch_quote(self, kind: str, op_id: OperationId, mint_url: str, quote_id: str) -> None:
+        self._quotes[(kind, mint_url, quote_id)] = op_id
+        self._link(mint_url).add(kind, [quote_id])
 
     def unwatch(self, op_id: OperationId) -> None:
         entry = self._sends.pop(op_id, None)
@@ -435,16 +466,15 @@ class WatcherActor(NoticeActor):
                     gone.append(y)
             if mint_url in self._links:
                 self._links[mint_url].remove("proof_state", gone)
-        for key, owner in list(self._quotes.items()):
+        for (kind, mint_url, quote_id), owner in list(self._quotes.items()):
             if owner == op_id:
-                del self._quotes[key]
-                if key[0] in self._links:
-                    self._links[key[0]].remove("bolt11_mint_quote", [key[1]])
+                del self._quotes[(kind, mint_url, quote_id)]
+                if mint_url in self._links:
+                    self._links[mint_url].remove(kind, [quote_id])
 
     # --- what the links saw ---------------------------------------------------------------
 
-    def on_report(self, mint_url: str, states: list[ProofState],
-                  quotes: dict[str, MintQuoteState]) -> None:
+    def on_report(self, mint_url: str, states: list[ProofState], quotes: QuoteStates) -> None:
         claimed: list[OperationId] = []
         for s in states:
             if s.state != ProofStateKind.SPENT:
@@ -457,11 +487,16 @@ class WatcherActor(NoticeActor):
         for op_id in claimed:
             self.unwatch(op_id)
             self._notify(self._listener.send_claimed, op_id)
-        for quote_id, state in quotes.items():
-            quote_op = self._quotes.get((mint_url, quote_id))
-            if quote_op is not None and state == MintQuoteState.PAID:
+        for (kind, quote_id), state in quotes.items():
+            quote_op = self._quotes.get((kind, mint_url, quote_id))
+            if quote_op is None:
+                continue
+            if kind == MINT_QUOTE and state == MintQuoteState.PAID:
                 self.unwatch(quote_op)
                 self._notify(self._listener.quote_paid, quote_op)
+            elif kind == MELT_QUOTE and state in (MeltQuoteState.PAID, MeltQuoteState.UNPAID):
+                self.unwatch(quote_op)
+                self._notify(self._listener.melt_decided, quote_op)
 
     @staticmethod
     def _notify(notice: Callable[[OperationId], None], op_id: OperationId) -> None:

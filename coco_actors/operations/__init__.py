@@ -13,6 +13,7 @@ from coco_actors.operations.base import (
     RestListener,
     Watched,
 )
+from coco_actors.operations.melt import MeltOperation, MeltOperationActor, MeltOperationProxy
 from coco_actors.operations.mint import MintOperation, MintOperationActor, MintOperationProxy
 from coco_actors.operations.receive import (
     ReceiveOperation,
@@ -21,7 +22,8 @@ from coco_actors.operations.receive import (
 )
 from coco_actors.operations.send import SendOperation, SendOperationActor, SendOperationProxy
 
-__all__ = ["MintContext", "MintOperation", "MintOperationActor", "MintOperationProxy",
+__all__ = ["MeltOperation", "MeltOperationActor", "MeltOperationProxy",
+           "MintContext", "MintOperation", "MintOperationActor", "MintOperationProxy",
            "OperationActor", "OperationBase", "OperationDeps", "OperationProxy",
            "ReceiveOperation", "ReceiveOperationActor", "ReceiveOperationProxy",
            "RestListener", "SendOperation", "SendOperationActor", "SendOperationProxy",

@@ -67,6 +67,7 @@ class Watched(enum.Enum):
 
     CLAIMED = "claimed"        # every proof of a pending send's token is spent
     QUOTE_PAID = "quote_paid"  # a mint quote is paid
+    MELT_DECIDED = "melt_decided"  # a pending melt's quote is PAID or UNPAID
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,11 @@ class OperationBase:
         if self.deps.watcher is not None and self.op.quote_id:
             tell(self.deps.watcher, WatcherActor.watch_quote, self.op.id, self.op.mint_url,
                  self.op.quote_id)
+
+    def _watch_melt_quote(self) -> None:
+        if self.deps.watcher is not None and self.op.quote_id:
+            tell(self.deps.watcher, WatcherActor.watch_melt_quote, self.op.id,
+                 self.op.mint_url, self.op.quote_id)
 
     def _unwatch(self) -> None:
         if self.deps.watcher is not None:
