@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from coco_actors.crypto.bdhke import secret_to_y
-from coco_actors.errors import NotFoundError
+from coco_actors.errors import InvalidStateError, NotFoundError
 from coco_actors.proof_ledger import MintBalance, ProofLedger
 from coco_actors.records import (
     MintRecord,
@@ -25,8 +25,9 @@ from coco_actors.records import (
     ProofStatus,
     new_operation_id,
 )
+from coco_actors.selection import select_for_melt
 from coco_actors.store import Store
-from coco_actors.wire import BlindingData, Keyset, Proof
+from coco_actors.wire import BlindingData, Keyset, Proof, split_amount
 
 URL = "http://127.0.0.1:3338"
 OTHER = "http://127.0.0.1:3339"
@@ -37,6 +38,10 @@ C = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 
 def proofs(*amounts: int, keyset: Keyset = KEYSET) -> list[Proof]:
     return [Proof(a, keyset.id, secrets.token_hex(32), C) for a in amounts]
+
+
+def amounts_of(ps: tuple[Proof, ...] | list[Proof]) -> list[int]:
+    return sorted((p.amount for p in ps), reverse=True)
 
 
 def ys(ps: list[Proof]) -> list[str]:
@@ -287,3 +292,77 @@ def test_known_ys_cover_held_proofs_tokens_and_expected_outputs(books: Books) ->
     for view in books.now_and_reopened():
         assert view.known_ys(URL) == expected             # not the finished send's outputs
         assert view.known_ys(OTHER) == set(ys(elsewhere))
+
+
+# --- holds: in memory until the operation's next commit ------------------------------------
+
+
+def _count_swap(amount: int, change: int) -> int:
+    return len(split_amount(amount)) + len(split_amount(change))
+
+
+def test_a_hold_is_in_memory_until_the_operation_commits(books: Books) -> None:
+    ledger = books.ledger
+    receive(ledger, 8, 4, 2)
+    op = operation(OpType.SEND, OpState.INIT, amount=5)
+    sel, start = ledger.hold(op.id, URL, 5, keyset_id=KEYSET.id, outputs_for=_count_swap)
+    assert amounts_of(sel.proofs) == [8] and sel.fee == 1 and not sel.exact
+    assert start == 0 and ledger.counter(KEYSET.id) == 3   # 5 = 4+1 sent, 2 kept: 3 outputs
+    assert ledger.balances()[URL] == MintBalance(spendable=6, reserved=8)
+    assert books.reopen().balances()[URL] == MintBalance(spendable=14)  # nothing written yet
+    assert books.ledger.counter(KEYSET.id) == 0
+
+    ledger = books.ledger
+    op = operation(OpType.SEND, OpState.INIT, amount=5)
+    sel, _ = ledger.hold(op.id, URL, 5, keyset_id=KEYSET.id, outputs_for=_count_swap)
+    ledger.commit(replace(op, state=OpState.PREPARED, input_ys=tuple(ys(list(sel.proofs)))))
+    reopened = books.reopen()
+    assert reopened.balances()[URL] == MintBalance(spendable=6, reserved=8)
+    assert reopened.proofs_of(op.id) == list(sel.proofs)
+    assert reopened.counter(KEYSET.id) == 3
+
+
+def test_a_hold_that_is_abandoned_is_released(books: Books) -> None:
+    ledger = books.ledger
+    receive(ledger, 8, 4)
+    op = operation(OpType.SEND, OpState.INIT, amount=4)
+    sel, _ = ledger.hold(op.id, URL, 4, keyset_id=KEYSET.id, outputs_for=_count_swap)
+    assert sel.exact and ledger.balances()[URL] == MintBalance(spendable=8, reserved=4)
+    ledger.delete_operation(op.id)
+    assert ledger.balances()[URL] == MintBalance(spendable=12)
+    assert ledger.get_operation(op.id) is None
+
+
+def test_an_invoice_is_never_held_twice_and_a_rolled_back_melt_frees_it(books: Books) -> None:
+    ledger = books.ledger
+    receive(ledger, 64, 64, 64)
+    first = operation(OpType.MELT, OpState.INIT, amount=50, payment_hash="aa" * 32)
+    ledger.hold(first.id, URL, 52, keyset_id=KEYSET.id, outputs_for=lambda a, c: 0,
+                select=select_for_melt, invoice="aa" * 32)
+    assert ledger.invoice_owner("aa" * 32) == first.id
+    second = operation(OpType.MELT, OpState.INIT, amount=50, payment_hash="aa" * 32)
+    with pytest.raises(InvalidStateError):
+        ledger.hold(second.id, URL, 52, keyset_id=KEYSET.id, outputs_for=lambda a, c: 0,
+                    select=select_for_melt, invoice="aa" * 32)
+    assert ledger.balances()[URL] == MintBalance(spendable=128, reserved=64)  # unchanged
+    prepared = replace(first, state=OpState.PREPARED)
+    ledger.commit(prepared)
+    assert books.reopen().invoice_owner("aa" * 32) == first.id  # kept across a restart
+    ledger = books.ledger
+    ledger.settle(replace(prepared, state=OpState.ROLLED_BACK),
+                  release=tuple(ys(ledger.proofs_of(first.id))))
+    assert ledger.invoice_owner("aa" * 32) is None
+    assert books.reopen().invoice_owner("aa" * 32) is None
+    assert books.ledger.balances()[URL] == MintBalance(spendable=192)
+
+
+def test_a_completed_melt_keeps_its_invoice_for_good(books: Books) -> None:
+    ledger = books.ledger
+    receive(ledger, 64)
+    melt = operation(OpType.MELT, OpState.INIT, amount=60, payment_hash="bb" * 32)
+    sel, _ = ledger.hold(melt.id, URL, 62, keyset_id=KEYSET.id, outputs_for=lambda a, c: 0,
+                         select=select_for_melt, invoice="bb" * 32)
+    done = replace(melt, state=OpState.COMPLETED, input_ys=tuple(ys(list(sel.proofs))))
+    ledger.settle(done, spend=done.input_ys)
+    assert books.reopen().invoice_owner("bb" * 32) == melt.id
+    assert books.ledger.balances()[URL] == MintBalance()

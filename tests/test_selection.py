@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from coco_actors.selection import Selection, select_proofs
+from coco_actors.selection import Selection, cover_proofs, select_for_melt, select_proofs
 from coco_actors.wire import Proof
 
 #: A point on the curve; selection never looks at C.
@@ -220,3 +220,64 @@ def test_selection_properties_over_random_proof_sets() -> None:
                 assert (len(sel.proofs), sel.total) == (1, min(singles)), where
     # the loop exercised every outcome (a change to the generator must not hollow it out)
     assert min(seen.values()) >= 50, seen
+
+
+# --- melts: inputs pay their own fee, an exact set leaves nothing to change back ------------
+
+
+@pytest.mark.parametrize(("ppk", "held", "target", "chosen", "fee"), [
+    (0, [64, 32, 16, 8, 4, 2, 1], 102, [64, 32, 4, 2], 0),      # 100 + reserve 2, no fee
+    (100, [64, 32, 16, 8, 4, 2, 1], 102, [64, 32, 4, 2, 1], 1),  # one more sat for the fee
+    (1000, [64, 32, 16, 8, 4, 2, 1], 50, [32, 16, 4, 2], 4),     # 50 + 4 inputs x 1 sat
+])
+def test_melt_exact_set_covers_target_and_its_own_fee(ppk: int, held: list[int], target: int,
+                                                      chosen: list[int], fee: int) -> None:
+    sel = select_for_melt(proofs_of(held, ppk), target, nut02_fee)
+    assert sel is not None and sel.exact
+    assert (amounts(sel), sel.fee) == (chosen, fee)
+    assert sel.total == target + nut02_fee(sel.proofs)
+
+
+@pytest.mark.parametrize("ppk", PPKS)
+def test_melt_without_an_exact_set_covers_and_the_surplus_is_change(ppk: int) -> None:
+    sel = select_for_melt(proofs_of([128, 128], ppk), 102, nut02_fee)
+    assert sel is not None and not sel.exact
+    assert amounts(sel) == [128]
+    assert sel.fee == nut02_fee(sel.proofs)
+    assert sel.total - 102 - sel.fee == 26 - sel.fee  # what NUT-08 gives back
+
+
+def test_melt_selection_is_none_when_the_fee_cannot_be_covered() -> None:
+    assert select_for_melt(proofs_of([64, 32, 4, 2], 100), 102, nut02_fee) is None
+    assert select_for_melt([], 1, nut02_fee) is None
+
+
+def test_cover_never_takes_the_exact_shortcut() -> None:
+    """For a swap that must happen (a swap-then-melt): the swap's own fee is covered."""
+    held = proofs_of([64, 32, 4, 2, 1], 100)
+    assert select_proofs(held, 102, nut02_fee) is not None
+    assert select_proofs(held, 102, nut02_fee).exact  # type: ignore[union-attr]
+    sel = cover_proofs(held, 102, nut02_fee)  # 103 in: 102 out plus the swap's fee of 1
+    assert sel is not None and not sel.exact and sel.total == 103 and sel.fee == 1
+    assert cover_proofs(proofs_of([64, 32, 4, 2], 100), 102, nut02_fee) is None
+    sel = cover_proofs(proofs_of([128, 64], 100), 102, nut02_fee)
+    assert sel is not None and not sel.exact and amounts(sel) == [128] and sel.fee == 1
+
+
+def test_melt_selection_properties_over_random_proof_sets() -> None:
+    rng = random.Random(11)
+    seen = {"exact": 0, "cover": 0, "none": 0}
+    for _ in range(400):
+        ppk = rng.choice([0, 100, 1000])
+        held = proofs_of([2 ** rng.randint(0, 7) for _ in range(rng.randint(0, 9))], ppk)
+        target = rng.randint(1, 300)
+        sel = select_for_melt(held, target, nut02_fee)
+        if sel is None:
+            seen["none"] += 1
+            assert sum(p.amount for p in held) < target + nut02_fee(held)
+            continue
+        assert sel.fee == nut02_fee(sel.proofs)
+        assert sel.total >= target + sel.fee
+        assert sel.exact == (sel.total == target + sel.fee)
+        seen["exact" if sel.exact else "cover"] += 1
+    assert min(seen.values()) >= 30, seen
