@@ -1,10 +1,11 @@
 """The ``coco`` command line (click). Thin: parse, call the daemon, format.
 
 Every wallet command talks to ``coco serve`` over its control socket
-(:mod:`coco_actors.control`); only ``init`` and ``serve`` open the wallet
-themselves. Every command takes ``--data-dir`` (or ``COCO_DATA_DIR``) and
-``--json``. Exit codes: 0 success, 1 the wallet said no (insufficient funds,
-unknown operation, mint rejected, ...), 2 usage error, 3 no daemon running.
+(:class:`coco_actors.control.ControlClient`); only ``init`` and ``serve`` open
+the wallet themselves (:mod:`coco_actors.control.lifecycle`). Every command
+takes ``--data-dir`` (or ``COCO_DATA_DIR``) and ``--json``. Exit codes: 0 success,
+1 the wallet said no (insufficient funds, unknown operation, mint rejected, ...),
+2 usage error, 3 no daemon running.
 """
 
 from __future__ import annotations
@@ -229,21 +230,18 @@ def init(ui: Ui, restore: bool, mints: tuple[str, ...]) -> None:
     With --restore the wallet takes the mnemonic you give, and restores its
     proofs from each --mint (NUT-09). Later: coco mint add URL --restore.
     """
-    from coco_actors.daemon import init_wallet
+    from coco_actors.control.lifecycle import init_wallet
 
     mnemonic = _read_mnemonic() if restore else None
     res = init_wallet(ui.data_dir, mnemonic=mnemonic, mints=mints)
     data = {"data_dir": str(res.data_dir), "mints": res.mints, "restored": res.restored,
-            "restore_supported": res.restore_supported, "errors": res.errors}
+            "errors": res.errors}
     if not restore:
         data["mnemonic"] = res.mnemonic
 
     def human() -> None:
         if restore:
             click.echo(f"restored the wallet seed into {res.data_dir}")
-            if mints and not res.restore_supported:
-                ui.note("note: this version cannot restore proofs from a mint yet (NUT-09);"
-                        " the seed is in place for when it can")
             for url, report in res.restored.items():
                 click.echo(f"restored {_restored(report)} from {url}")
         else:
@@ -283,12 +281,12 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
     DIR/control.sock. Logs go to stderr, one line per operation transition;
     --json logs JSON lines.
     """
-    from coco_actors import daemon
+    from coco_actors.control import lifecycle
     from coco_actors.store import WalletLockedError
 
-    daemon.configure_logging(log_file=log_file, verbose=verbose, as_json=ui.as_json)
+    lifecycle.configure_logging(log_file=log_file, verbose=verbose, as_json=ui.as_json)
     try:
-        daemon.serve(ui.data_dir, rollback_prepared_after=rollback_prepared_after)
+        lifecycle.serve(ui.data_dir, rollback_prepared_after=rollback_prepared_after)
     except WalletLockedError:
         raise DomainError(f"a coco daemon (or another wallet process) already has {ui.data_dir}"
                           f" open; stop it with: coco stop --data-dir {ui.data_dir}") from None
@@ -359,9 +357,8 @@ def mint_add(ui: Ui, url: str, restore: bool) -> None:
 
 
 def _restored(report: Any) -> str:
-    if not isinstance(report, dict):
-        return str(report)
-    return f"{sat(report.get('restored', 0))} in {report.get('proofs', 0)} proof(s)"
+    """One line of a restore report (the JSON view of ``RestoreReport``)."""
+    return f"{sat(report['restored'])} in {report['proofs']} proof(s)"
 
 
 @wallet_command(mint_group, "list")
@@ -600,7 +597,7 @@ def send_pending(ui: Ui) -> None:
 def receive(ui: Ui, token: str) -> None:
     """Swap a token into the wallet (TOKEN, or - to read it from stdin)."""
     if token == "-":
-        token = sys.stdin.read().strip()
+        token = sys.stdin.read()  # the daemon strips it
     op = ui.client.post("/receive", {"token": token})
     ui.result(op, f"received {sat(op['amount'])} from {op['mint_url']}"
                   f" (mint fee {sat(op['fee'])}); operation {op['id']} is {op['state']}")

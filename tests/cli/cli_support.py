@@ -166,7 +166,8 @@ class Wallet:
                         return
 
         threading.Thread(target=follow, daemon=True).start()
-        assert done.wait(timeout), f"no {event} for {op_id} within {timeout} s"
+        assert done.wait(timeout), (f"no {event} for {op_id} within {timeout} s;"
+                                    f" daemon log:\n{self.daemon.log}")
         return found[0]
 
 

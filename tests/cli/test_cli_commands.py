@@ -9,6 +9,8 @@ import pytest
 from cli_support import Wallet
 from mnemonic import Mnemonic
 
+from coco_actors import Coco
+from coco_actors.control import RequestFailed
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.tokens import decode
 
@@ -182,10 +184,29 @@ def test_invoice_no_wait_returns_at_once_and_the_daemon_mints(wallet, mint_fee0)
     w = wallet("w", url)
     quote = w.json("invoice", "500", "--mint", url, "--no-wait")
     assert quote["request"].startswith("lnbc") and quote["amount"] == 500
-    with w.client() as client:  # long poll (no sleeping): the daemon's keeper mints it
+    w.wait_event("mint:finalized", quote["operation_id"])  # nobody waits: the daemon mints
+    with w.client() as client:  # and a long poll (no sleeping) sees it done
         res = client.post("/mint/wait", {"operation_id": quote["operation_id"], "timeout": 30})
     assert res["done"] and res["operation"]["state"] == "completed"
     assert w.spendable(url) == 500
+
+
+def test_a_quote_paid_while_the_daemon_was_down_is_minted_after_restart(wallet, mint_fee0):
+    url = mint_fee0.url
+    w = wallet("w", url)
+    w.daemon.stop()
+    with Coco.open(w.data_dir, watcher=False) as coco:  # the quote is made, nobody mints it
+        quote = coco.mint.create_quote(url, 300)
+        op = next(e for e in coco.history.get_history() if e.type == "mint")
+        assert coco.mint.get_operation(op.operation_id).quote_id == quote.id  # type: ignore[union-attr]
+        assert op.state == "prepared"
+    w.daemon.start()  # FakeWallet has paid the invoice meanwhile; recovery hands it on
+    assert re.search(r"recovery: .*1 prepared", w.daemon.log), w.daemon.log
+    w.wait_event("mint:finalized", op.operation_id)  # minted with no CLI waiting
+    with w.client() as client:
+        res = client.post("/mint/wait", {"operation_id": op.operation_id, "timeout": 30})
+    assert res["done"] and res["operation"]["state"] == "completed"
+    assert w.balance(url) == {"spendable": 300, "reserved": 0, "pending": 0, "total": 300}
 
 
 def test_invoice_json_carries_quote_operation_and_balance(wallet, mint_fee0):
@@ -261,6 +282,22 @@ def test_send_prepare_only_then_execute_or_rollback(wallet, mint_fee100):
     assert after["reserved"] == 0
 
 
+def test_the_daemon_checks_the_shape_and_the_wallet_the_amount(wallet, mint_fee0):
+    url = mint_fee0.url
+    w = wallet("w", url)
+    with w.client() as client:
+        for path in ("/send/prepare", "/mint/quote"):
+            for amount, kind in (("5", "BadRequestError"), (True, "BadRequestError"),
+                                 (0, "InvalidAmountError"), (-1, "InvalidAmountError")):
+                with pytest.raises(RequestFailed) as info:
+                    client.post(path, {"mint_url": url, "amount": amount})
+                assert (info.value.status, info.value.type) == (400, kind), (path, amount)
+        with pytest.raises(RequestFailed) as info:
+            client.post("/mint/wait", {"operation_id": "x", "timeout": "soon"})
+        assert (info.value.status, info.value.type) == (400, "BadRequestError")
+    assert w.json("history") == []  # nothing was started
+
+
 def test_send_more_than_the_balance_exits_1(wallet, mint_fee100):
     url = mint_fee100.url
     w = wallet("w", url)
@@ -273,6 +310,7 @@ def test_send_more_than_the_balance_exits_1(wallet, mint_fee100):
     assert error["type"] == "InsufficientFundsError"
     assert error["available"] == 100
     assert w.balance(url) == {"spendable": 100, "reserved": 0, "pending": 0, "total": 100}
+    w.daemon.wait_for("Exception returned from", 30)  # pykka's report is not silenced
 
 
 @pytest.mark.parametrize("sub", ["execute", "rollback", "show"])

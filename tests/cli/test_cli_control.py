@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,10 @@ from coco_actors.control import (
     default_data_dir,
     op_path,
 )
-from coco_actors.daemon import ControlServer, EventHub, ShuttingDownError, error_body
+from coco_actors.control.api import Request
+from coco_actors.control.errors import ShuttingDownError
+from coco_actors.control.events import EventHub
+from coco_actors.control.server import ACCEPT_POLL, MAX_BODY, ControlServer, error_body
 from coco_actors.errors import (
     InsufficientFundsError,
     InvalidStateError,
@@ -109,37 +113,35 @@ def test_error_statuses(exc, status):
 class _StubApi:
     def route(self, method: str, path: str) -> Any:
         if path == "/echo":
-            return (lambda query, body: {"query": query, "body": body}), {}
+            return (lambda req: {"query": req.query, "body": req.body}), {}
         if path == "/boom":
-            def boom(query: dict[str, str], body: dict[str, Any]) -> Any:
+            def boom(req: Request) -> Any:
                 raise NotFoundError("no such thing")
             return boom, {}
         return None
 
 
-class _StubDaemon:
-    def __init__(self) -> None:
-        self.api = _StubApi()
-        self.events = EventHub()
-
-    @contextlib.contextmanager
-    def request(self) -> Iterator[None]:
-        yield
+@dataclass
+class _Served:
+    events: EventHub
+    data_dir: Path
 
 
 @pytest.fixture
-def server(short_tmp: Path) -> Iterator[tuple[_StubDaemon, Path]]:
-    stub = _StubDaemon()
-    srv = ControlServer(short_tmp / "control.sock", stub)  # type: ignore[arg-type]
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+def server(short_tmp: Path) -> Iterator[_Served]:
+    events = EventHub()
+    srv = ControlServer(short_tmp / "control.sock", _StubApi(), events)
+    stop = threading.Event()
+    thread = threading.Thread(target=srv.serve_until, args=(stop,), daemon=True)
     thread.start()
-    yield stub, short_tmp
-    srv.shutdown()
+    yield _Served(events, short_tmp)
+    stop.set()
+    thread.join(10)
     srv.server_close()
 
 
 def test_server_round_trip_and_errors(server):
-    _, data_dir = server
+    data_dir = server.data_dir
     with ControlClient(data_dir) as client:
         assert client.post("/echo?a=1", {"x": [1]}) == {"query": {"a": "1"}, "body": {"x": [1]}}
         with pytest.raises(RequestFailed) as info:
@@ -154,9 +156,57 @@ def test_server_round_trip_and_errors(server):
         assert raw.json()["error"]["type"] == "BadRequestError"
 
 
+@pytest.mark.parametrize("content, headers, complaint", [
+    (b"[1, 2]", {}, "must be a JSON object"),
+    (b'{"timeout": NaN}', {}, "not JSON"),
+    (b"x" * (MAX_BODY + 1), {}, f"over {MAX_BODY} bytes"),
+])
+def test_malformed_requests_are_400_json(server, content, headers, complaint):
+    with ControlClient(server.data_dir) as client:
+        raw = client._client.post("/echo", content=content, headers=headers)
+    assert raw.status_code == 400
+    assert raw.json()["error"]["type"] == "BadRequestError"
+    assert complaint in raw.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("length", ["-1", "abc"])
+def test_a_bad_content_length_is_400_json(server, length):
+    with socket.socket(socket.AF_UNIX) as sock:  # httpx will not send such a header
+        sock.settimeout(10)
+        sock.connect(str(server.data_dir / "control.sock"))
+        sock.sendall(f"POST /echo HTTP/1.0\r\nContent-Length: {length}\r\n\r\n{{}}".encode())
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 ")
+    assert json.loads(body)["error"] == {"type": "BadRequestError",
+                                         "message": f"bad Content-Length {length!r}"}
+
+
+def test_an_unsupported_method_is_answered_in_json(server):
+    with ControlClient(server.data_dir) as client:
+        raw = client._client.put("/echo", json={})
+    assert raw.status_code == 501
+    assert raw.json()["error"]["type"] == "HTTPError" and "PUT" in raw.json()["error"]["message"]
+
+
+def test_the_accept_loop_ends_when_told(short_tmp):
+    srv = ControlServer(short_tmp / "control.sock", _StubApi(), EventHub())
+    stop = threading.Event()
+    thread = threading.Thread(target=srv.serve_until, args=(stop,), daemon=True)
+    thread.start()
+    with ControlClient(short_tmp) as client:
+        assert client.get("/echo")["query"] == {}
+    stop.set()
+    thread.join(5 * ACCEPT_POLL + 5)
+    assert not thread.is_alive()
+    srv.server_close()
+
+
 def test_event_stream_replays_then_follows_until_closed(server):
-    stub, data_dir = server
-    stub.events.publish("send:prepared", {"operation_id": "a", "mint_url": "m"})
+    data_dir = server.data_dir
+    server.events.publish("send:prepared", {"operation_id": "a", "mint_url": "m"})
     got: list[dict[str, Any]] = []
     first, second = threading.Event(), threading.Event()
 
@@ -169,10 +219,10 @@ def test_event_stream_replays_then_follows_until_closed(server):
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
     assert first.wait(10)  # the replay arrives first; then publish a live one
-    stub.events.publish("send:pending", {"operation_id": "a", "mint_url": "m",
+    server.events.publish("send:pending", {"operation_id": "a", "mint_url": "m",
                                          "token": "cashuBsecret"})
     assert second.wait(10)
-    stub.events.close()
+    server.events.close()
     reader.join(10)
     assert not reader.is_alive()
     assert [e["event"] for e in got] == ["send:prepared", "send:pending"]

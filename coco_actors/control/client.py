@@ -1,7 +1,7 @@
-"""Client of the daemon's control channel: HTTP with JSON bodies over ``DIR/control.sock``.
+"""The client of the daemon's control channel: HTTP with JSON bodies over ``DIR/control.sock``.
 
-The CLI talks to ``coco serve`` only through :class:`ControlClient`. Errors are
-split by what the caller can do about them, as in httpx::
+The CLI talks to ``coco serve`` only through :class:`ControlClient`; it never opens
+the wallet itself. Errors are split by what the caller can do about them, as in httpx::
 
     ControlError
     ├── DaemonUnavailable    could not talk to the daemon: start it (exit code 3)
@@ -9,15 +9,12 @@ split by what the caller can do about them, as in httpx::
     ├── DaemonTimeout        connected, but no answer in time; the outcome is unknown
     └── RequestFailed        the daemon answered with an error: {"error": {"type", "message"}}
 
-This module is light on purpose (httpx and the standard library): it is what
-every CLI invocation imports, and it never opens the wallet itself.
+Threads: a client is used by one thread at a time (the CLI's main thread, or a test's).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -26,32 +23,12 @@ from urllib.parse import quote
 
 import httpx
 
-APP_NAME = "coco-actors"
-SOCKET_NAME = "control.sock"
+from coco_actors.control.paths import serve_hint, socket_path
+
 #: Seconds to connect to the socket: it is local, so a slow connect means a wedged daemon.
 CONNECT_TIMEOUT = 5.0
 #: Seconds for an answer. A saga step may wait on a mint for up to 120 s (``coco.CALL_TIMEOUT``).
 READ_TIMEOUT = 180.0
-
-
-def default_data_dir() -> Path:
-    """``$COCO_DATA_DIR``, else the platform's user data directory plus ``coco-actors``."""
-    env = os.environ.get("COCO_DATA_DIR")
-    if env:
-        return Path(env)
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / APP_NAME
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
-    return base / APP_NAME
-
-
-def socket_path(data_dir: Path | str) -> Path:
-    return Path(data_dir) / SOCKET_NAME
-
-
-def serve_hint(data_dir: Path | str) -> str:
-    return f"coco serve --data-dir {data_dir}"
 
 
 class ControlError(Exception):

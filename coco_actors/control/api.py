@@ -1,0 +1,301 @@
+"""ControlApi: the daemon's endpoints, each request -> one ``Coco`` call -> a JSON view.
+
+Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
+
+    GET  /status                        daemon, mints, balances, operations not at rest
+    GET  /balance[?mint=URL]            per mint: spendable, reserved, pending, total
+    GET  /mints                         trusted mints
+    POST /mints          {url, restore} trust a mint (and restore from it, NUT-09)
+    GET  /mints/info?url=URL            the mint's NUT-06 info
+    POST /mint/quote     {mint_url, amount}        a bolt11 quote; the wallet mints it once paid
+    POST /mint/wait      {operation_id, timeout}   long poll (at most 30 s) until that mint is over
+    POST /send/prepare   {mint_url, amount}        reserve proofs; the operation
+    GET  /send/pending                  sends not at rest
+    GET  /send/ID                       one send (with its token while pending)
+    POST /send/ID/execute               {operation, token}
+    POST /send/ID/rollback              the operation
+    POST /receive        {token}        the receive operation
+    GET  /history[?limit=N]             newest first
+    GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
+    POST /stop                          graceful shutdown, as SIGTERM
+
+Input is checked here for its JSON *shape* only (types, required fields:
+:class:`BadRequestError`); what a value means (a positive amount, a known mint, a
+valid token) is checked once, by the ``Coco`` facade. ``/events`` is the server's
+own (a stream, not a JSON answer).
+
+Threads: every endpoint runs on the request's own thread; ``Coco`` is thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import unquote
+
+from coco_actors.coco import Coco
+from coco_actors.control.errors import BadRequestError
+from coco_actors.control.events import EventHub, wait_for_end
+from coco_actors.control.paths import socket_path
+from coco_actors.control.views import jsonable, op_view
+from coco_actors.errors import ActorTimeoutError, MintError, NotFoundError
+from coco_actors.mint_client import normalize_mint_url
+from coco_actors.records import Operation, OpState
+
+log = logging.getLogger(__name__)
+
+#: Longest long poll of ``POST /mint/wait``.
+MAX_WAIT = 30.0
+#: The events that end a mint operation.
+MINT_ENDS = frozenset({"mint:finalized", "mint:rolled-back"})
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One control request as an endpoint sees it (the server parsed the HTTP)."""
+
+    query: dict[str, str]      # single-valued query parameters
+    body: dict[str, object]    # the JSON object ({} without a body)
+    params: dict[str, str]     # path parameters, unquoted
+
+
+Handler = Callable[[Request], object]
+
+
+class ControlApi:
+    """The endpoints of one open wallet; ``route`` finds the one for a request."""
+
+    def __init__(self, coco: Coco, data_dir: Path, events: EventHub,
+                 request_stop: Callable[[], None]) -> None:
+        self.coco = coco
+        self.data_dir = data_dir
+        self.events = events
+        self._request_stop = request_stop
+        self.started_at = time.time()
+        self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
+            (m, re.compile(p + r"\Z"), h) for m, p, h in (
+                ("GET", r"/status", self.status),
+                ("GET", r"/balance", self.balance),
+                ("GET", r"/mints", self.mints),
+                ("POST", r"/mints", self.add_mint),
+                ("GET", r"/mints/info", self.mint_info),
+                ("POST", r"/mint/quote", self.mint_quote),
+                ("POST", r"/mint/wait", self.mint_wait),
+                ("POST", r"/send/prepare", self.send_prepare),
+                ("GET", r"/send/pending", self.send_pending),
+                ("GET", r"/send/(?P<op_id>[^/]+)", self.send_show),
+                ("POST", r"/send/(?P<op_id>[^/]+)/execute", self.send_execute),
+                ("POST", r"/send/(?P<op_id>[^/]+)/rollback", self.send_rollback),
+                ("POST", r"/receive", self.receive),
+                ("GET", r"/history", self.history),
+                ("POST", r"/stop", self.stop),
+            )]
+
+    def route(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
+        """The endpoint and its path parameters; None for an unknown path."""
+        allowed = False
+        for m, pattern, handler in self.routes:
+            match = pattern.match(path)
+            if match:
+                if m == method:
+                    return handler, {k: unquote(v) for k, v in match.groupdict().items()}
+                allowed = True
+        if allowed:
+            raise BadRequestError(f"{method} is not allowed on {path}")
+        return None
+
+    # --- the daemon and its mints ---------------------------------------------------
+
+    def status(self, req: Request) -> object:
+        pending = [jsonable(e) for e in self.coco.history.get_history()
+                   if not OpState(e.state).terminal]
+        return {
+            "daemon": {"pid": os.getpid(), "data_dir": str(self.data_dir),
+                       "socket": str(socket_path(self.data_dir)), "version": _version(),
+                       "started_at": int(self.started_at * 1000),
+                       "uptime_s": round(time.time() - self.started_at, 1)},
+            "mints": jsonable(self.coco.mints.list()),
+            "balances": jsonable(self.coco.balance()),
+            "pending": pending,
+        }
+
+    def balance(self, req: Request) -> object:
+        balances = self.coco.balance()
+        mint = req.query.get("mint")
+        if mint:
+            url = normalize_mint_url(mint)
+            if url not in balances:
+                raise NotFoundError(f"unknown mint {mint}; add it first: coco mint add {mint}")
+            balances = {url: balances[url]}
+        return jsonable(balances)
+
+    def mints(self, req: Request) -> object:
+        return jsonable(self.coco.mints.list())
+
+    def add_mint(self, req: Request) -> object:
+        url = _str(req.body, "url")
+        restore = _flag(req.body, "restore")
+        rec = self.coco.mints.add(url)
+        out: dict[str, object] = {"mint": jsonable(rec)}
+        if restore:
+            out["restored"] = jsonable(self.coco.restore(rec.url))
+        return out
+
+    def mint_info(self, req: Request) -> object:
+        url = _str(req.query, "url")
+        info = self.coco.mints.info(url)
+        return {"url": normalize_mint_url(url), "name": info.name, "version": info.version,
+                "pubkey": info.pubkey, "description": info.raw.get("description"),
+                "nuts": sorted(info.nuts, key=lambda n: int(n) if n.isdigit() else 1 << 30),
+                "info": info.raw}
+
+    # --- minting --------------------------------------------------------------------
+
+    def mint_quote(self, req: Request) -> object:
+        quote = self.coco.mint.create_quote(_str(req.body, "mint_url"),
+                                            _int(req.body, "amount"))
+        op = self._mint_op_for(quote.quote)
+        if op is not None:
+            self._nudge(op)  # until create_quote hands the quote to the Watcher itself
+        return {"quote": quote.quote, "request": quote.request, "amount": quote.amount,
+                "unit": quote.unit, "state": quote.state.value, "expiry": quote.expiry,
+                "operation_id": op.id if op else None}
+
+    def mint_wait(self, req: Request) -> object:
+        """Wait (at most ``timeout`` s, capped) until the mint operation is over.
+
+        The Watcher mints a paid quote on its own; this only waits for the event
+        that says so. A shutdown ends the wait at once (the hub closes).
+        """
+        op_id = _str(req.body, "operation_id")
+        timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
+        with self.events.follow() as (_, feed):  # before the nudge: its end is not missed
+            op = self._mint_op(op_id)
+            if not op.state.terminal and not self._nudge(op).state.terminal:
+                wait_for_end(feed, op.id, MINT_ENDS, timeout)
+            op = self._mint_op(op_id)
+        return {"done": op.state.terminal, "operation": jsonable(op)}
+
+    def _mint_op(self, op_id: str) -> Operation:
+        op = self.coco.mint.get_operation(op_id)
+        if op is None:
+            raise NotFoundError(f"unknown mint operation {op_id}")
+        return op
+
+    def _mint_op_for(self, quote_id: str) -> Operation | None:
+        for entry in self.coco.history.get_history():  # newest first: it is near the top
+            if entry.type == "mint":
+                op = self.coco.mint.get_operation(entry.operation_id)
+                if op is not None and op.quote_id == quote_id:
+                    return op
+        return None
+
+    def _nudge(self, op: Operation) -> Operation:
+        """Check the quote once, mint it if paid, and make sure the Watcher has it.
+
+        A zero-timeout ``redeem`` does exactly that and does not wait. A mint that
+        does not answer now is not an error of this request: the Watcher (or the
+        next wait) tries again.
+        """
+        if op.quote_id is None:
+            return op
+        try:
+            return self.coco.mint.redeem(op.quote_id, timeout=0)
+        except ActorTimeoutError:
+            return op  # not paid yet; watched from now on
+        except NotFoundError:
+            return self._mint_op(op.id)  # over meanwhile
+        except MintError as exc:
+            log.warning("mint %s: quote not checked now: %s", op.id, exc)
+            return op
+
+    # --- sending and receiving ------------------------------------------------------
+
+    def send_prepare(self, req: Request) -> object:
+        return jsonable(self.coco.send.prepare_send(_str(req.body, "mint_url"),
+                                                    _int(req.body, "amount")))
+
+    def send_pending(self, req: Request) -> object:
+        ops = sorted(self.coco.send.get_pending_operations(), key=lambda o: (o.created_at, o.id))
+        return jsonable(ops)
+
+    def send_show(self, req: Request) -> object:
+        op_id = req.params["op_id"]
+        op = self.coco.send.get_operation(op_id)
+        if op is None:
+            raise NotFoundError(f"unknown send operation {op_id}")
+        return op_view(op, token=op.state == OpState.PENDING)
+
+    def send_execute(self, req: Request) -> object:
+        op, token = self.coco.send.execute_prepared_send(req.params["op_id"])
+        return {"operation": jsonable(op), "token": token}
+
+    def send_rollback(self, req: Request) -> object:
+        return jsonable(self.coco.send.rollback(req.params["op_id"]))
+
+    def receive(self, req: Request) -> object:
+        return jsonable(self.coco.receive(_str(req.body, "token").strip()))
+
+    def history(self, req: Request) -> object:
+        limit = req.query.get("limit")
+        n = None
+        if limit is not None:
+            if not limit.isdigit() or int(limit) < 1:
+                raise BadRequestError(f"limit must be a positive integer, got {limit!r}")
+            n = int(limit)
+        return jsonable(self.coco.history.get_history(n))
+
+    def stop(self, req: Request) -> object:
+        self._request_stop()
+        return {"stopping": True, "pid": os.getpid()}
+
+
+# --- the shape of the input: present, and of the right JSON type ---------------------
+
+
+def _present(source: Mapping[str, object], name: str) -> object:
+    value = source.get(name)
+    if value is None:
+        raise BadRequestError(f"missing {name!r}")
+    return value
+
+
+def _str(source: Mapping[str, object], name: str) -> str:
+    value = _present(source, name)
+    if not isinstance(value, str):
+        raise BadRequestError(f"{name!r} must be a string, got {value!r}")
+    return value
+
+
+def _int(source: Mapping[str, object], name: str) -> int:
+    value = _present(source, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequestError(f"{name!r} must be an integer, got {value!r}")
+    return value
+
+
+def _number(source: Mapping[str, object], name: str, default: float) -> float:
+    value = source.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequestError(f"{name!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _flag(source: Mapping[str, object], name: str) -> bool:
+    value = source.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequestError(f"{name!r} must be true or false, got {value!r}")
+    return value
+
+
+def _version() -> str:
+    try:
+        return metadata.version("coco-actors")
+    except metadata.PackageNotFoundError:
+        return "unknown"

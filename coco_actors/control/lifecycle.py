@@ -1,0 +1,259 @@
+"""``coco serve`` and ``coco init``: the daemon's life, from the open wallet to the removed socket.
+
+The daemon holds the wallet's data directory (the store's lock makes a second
+daemon refuse), runs recovery at start, keeps the watcher running (it mints paid
+quotes and finalizes claimed sends, also those left from before a restart), and
+answers on ``DIR/control.sock`` (socket 0600 in a 0700 directory). Shutdown
+(SIGTERM, SIGINT, ``POST /stop``) refuses new requests, ends event streams and
+waits, lets the requests in flight finish, closes the wallet (actors in reverse
+order, every operation at a persisted state) and removes the socket.
+
+Threads: the main thread runs :func:`serve` and waits for a signal; the accept
+loop runs on a supervised thread (restarted, with its traceback logged, should
+it fail); each request runs on a thread of its own; event handlers run on the
+EventBus thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from coco_actors.coco import Coco
+from coco_actors.control.api import ControlApi
+from coco_actors.control.errors import DaemonError, NoWalletError, WalletExistsError
+from coco_actors.control.events import EventHub
+from coco_actors.control.paths import MAX_SOCKET_PATH, socket_path
+from coco_actors.control.server import ControlServer
+from coco_actors.control.views import jsonable
+from coco_actors.errors import CocoError
+from coco_actors.store import Store
+from coco_actors.threads import SupervisedThread
+
+log = logging.getLogger(__name__)
+
+#: Seconds the requests in flight get to finish once a shutdown starts.
+SHUTDOWN_GRACE = 60.0
+#: Seconds the accept loop gets to notice its stop.
+ACCEPT_STOP_TIMEOUT = 5.0
+#: Libraries whose INFO lines are per request: only their warnings are kept. (Not pykka:
+#: its INFO line is the report of an exception returned by an actor to its caller.)
+QUIET_LOGGERS = ("httpx", "httpcore", "websocket")
+
+
+# --- the wallet without a daemon: coco init -----------------------------------------------
+
+
+def has_wallet(data_dir: Path) -> bool:
+    """True when ``data_dir`` holds a wallet (a stored seed). Raises WalletLockedError
+    when a daemon has it open."""
+    if not data_dir.is_dir():
+        return False
+    store = Store(data_dir)
+    try:
+        return store.get_setting("mnemonic") is not None
+    finally:
+        store.close()
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    data_dir: Path
+    mnemonic: str
+    mints: list[str] = field(default_factory=list)
+    #: per mint, the restore report (a JSON view), for a restored seed
+    restored: dict[str, object] = field(default_factory=dict)
+    #: mints that could not be added (or restored from), with why: the wallet exists anyway
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def init_wallet(data_dir: Path, *, mnemonic: str | None = None,
+                mints: tuple[str, ...] = ()) -> InitResult:
+    """Create the wallet of ``data_dir`` (a fresh seed unless ``mnemonic``), trust ``mints``
+    and, for a restored seed, restore from each (NUT-09)."""
+    if has_wallet(data_dir):
+        raise WalletExistsError(f"{data_dir} already holds a wallet; choose another --data-dir")
+    _private_dir(data_dir)
+    coco = Coco.open(data_dir, mnemonic, recover=False, watcher=False)
+    try:
+        added: list[str] = []
+        restored: dict[str, object] = {}
+        errors: dict[str, str] = {}
+        for url in mints:
+            try:
+                added.append(coco.mints.add(url).url)
+                if mnemonic is not None:
+                    restored[added[-1]] = jsonable(coco.restore(added[-1]))
+            except CocoError as exc:  # the seed is stored: it must still reach the user
+                errors[url] = str(exc)
+        return InitResult(data_dir, coco.mnemonic, added, restored, errors)
+    finally:
+        coco.close()
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+# --- the daemon -------------------------------------------------------------------------
+
+
+class Daemon:
+    """The wallet of one data directory and its control server.
+
+    ``start`` opens the wallet (recovery runs) and binds the socket; ``wait``
+    blocks until a stop is requested; ``close`` shuts down (also after a failed
+    ``start``).
+    """
+
+    def __init__(self, data_dir: Path, *, rollback_prepared_after: float | None = None) -> None:
+        self.data_dir = data_dir
+        self.rollback_prepared_after = rollback_prepared_after
+        self.socket = socket_path(data_dir)
+        self.events = EventHub()
+        self.coco: Coco | None = None
+        self._stop_requested = threading.Event()
+        self._server: ControlServer | None = None
+        self._accept: SupervisedThread | None = None
+        self._socket_id: tuple[int, int] | None = None
+
+    def start(self) -> None:
+        if len(os.fsencode(self.socket)) > MAX_SOCKET_PATH:
+            raise DaemonError(
+                f"the control socket path {self.socket} is longer than {MAX_SOCKET_PATH} bytes,"
+                " the limit of a Unix socket; choose a shorter --data-dir")
+        if not has_wallet(self.data_dir):  # may raise WalletLockedError: a daemon runs
+            raise NoWalletError(f"no wallet in {self.data_dir}; create one with:"
+                                f" coco init --data-dir {self.data_dir}")
+        _private_dir(self.data_dir)
+        log.info("opening the wallet in %s (recovery runs first)", self.data_dir)
+        self.coco = Coco.open(self.data_dir, recover=False,
+                              rollback_prepared_after=self.rollback_prepared_after)
+        self.events.attach(self.coco)  # first: the events of recovery reach the stream too
+        recovered = self.coco.recover()  # open quotes are handed to the Watcher here
+        if recovered:
+            log.info("recovery: %s", ", ".join(f"{n} {s}" for s, n in sorted(recovered.items())))
+        api = ControlApi(self.coco, self.data_dir, self.events, self._stop_requested.set)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()  # stale, from a daemon that was killed: we hold the lock
+        self._server = ControlServer(self.socket, api, self.events)
+        st = os.stat(self.socket)
+        self._socket_id = (st.st_dev, st.st_ino)
+        self._accept = SupervisedThread("coco-control", self._server.serve_until, logger=log)
+        self._accept.start()
+        log.info("coco daemon %d ready: wallet %s, control socket %s", os.getpid(),
+                 self.data_dir, self.socket)
+
+    def wait(self) -> None:
+        """Block until ``POST /stop`` (signals interrupt it with an exception)."""
+        self._stop_requested.wait()
+
+    def close(self) -> None:
+        """Stop accepting, let requests in flight finish, close the wallet, remove the socket."""
+        if self._server is not None:
+            self._server.refuse_new()
+        self.events.close()  # event streams and mint waits end now
+        if self._accept is not None and not self._accept.stop(ACCEPT_STOP_TIMEOUT):
+            log.warning("the accept loop did not stop within %.0f s", ACCEPT_STOP_TIMEOUT)
+        if self._server is not None:
+            self._server.server_close()
+            left = self._server.drain(SHUTDOWN_GRACE)
+            if left:
+                log.warning("%d request(s) still running after %.0f s; closing anyway",
+                            left, SHUTDOWN_GRACE)
+        if self.coco is not None:
+            self.coco.close()  # actors in reverse order; every operation at a persisted state
+            self.coco = None
+        self._remove_socket()
+
+    def _remove_socket(self) -> None:
+        if self._socket_id is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(self.socket)
+            if (st.st_dev, st.st_ino) == self._socket_id:  # not a successor's socket
+                self.socket.unlink()
+        self._socket_id = None
+
+
+# --- coco serve ---------------------------------------------------------------------------
+
+
+class _StopSignal(BaseException):
+    """Raised in the main thread by the first SIGTERM or SIGINT."""
+
+
+def configure_logging(*, log_file: Path | None = None, verbose: bool = False,
+                      as_json: bool = False) -> None:
+    """Logs to stderr (and ``log_file``, created 0600): one line per operation
+    transition, the reports of failed actor calls, no secrets."""
+    formatter: logging.Formatter = (_JsonFormatter() if as_json else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.close(fd)
+        handlers.append(logging.FileHandler(log_file))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        h.setFormatter(formatter)
+        root.addHandler(h)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": self.formatTime(record), "level": record.levelname,
+               "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def serve(data_dir: Path, *, rollback_prepared_after: float | None = None) -> None:
+    """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
+
+    Must run in the main thread (signal handlers). Raises :class:`CocoError` when
+    the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
+    """
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if stopping:
+            log.info("%s: already stopping", signal.Signals(signum).name)
+            return
+        stopping = True
+        log.info("%s: stopping", signal.Signals(signum).name)
+        raise _StopSignal
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after)
+    try:
+        try:
+            daemon.start()
+            daemon.wait()
+            stopping = True
+            log.info("stop requested over the control socket: stopping")
+        except _StopSignal:
+            pass
+        finally:
+            stopping = True
+            daemon.close()
+        log.info("coco daemon %d stopped", os.getpid())
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
