@@ -350,8 +350,7 @@ class MintApi:
         triggers the mint; without it, this polls the quote itself.
         """
         coco = self._coco
-        ops = wait(coco._ledger.operations(OpType.MINT), LOOKUP_TIMEOUT, "ProofLedger")
-        op = next((o for o in ops if o.quote_id == quote_id), None)
+        op = self.open_operation_for(quote_id)
         if op is None:
             raise NotFoundError(f"no open mint operation for quote {quote_id}")
         done = threading.Event()
@@ -383,6 +382,11 @@ class MintApi:
         finally:
             for event in ("mint:finalized", "mint:rolled-back"):
                 coco.off(event, on_end)
+
+    def open_operation_for(self, quote_id: str) -> Operation | None:
+        """The mint operation of a quote that is not minted yet, if any."""
+        ops = wait(self._coco._ledger.operations(OpType.MINT), LOOKUP_TIMEOUT, "ProofLedger")
+        return next((o for o in ops if o.quote_id == quote_id), None)
 
     def _try_redeem(self, op_id: str) -> Operation:
         sup = self._coco._supervisor

@@ -160,9 +160,7 @@ class ControlApi:
     def mint_quote(self, req: Request) -> object:
         quote = self.coco.mint.create_quote(_str(req.body, "mint_url"),
                                             _int(req.body, "amount"))
-        op = self._mint_op_for(quote.quote)
-        if op is not None:
-            self._nudge(op)  # until create_quote hands the quote to the Watcher itself
+        op = self.coco.mint.open_operation_for(quote.quote)  # the Watcher has its quote
         return {"quote": quote.quote, "request": quote.request, "amount": quote.amount,
                 "unit": quote.unit, "state": quote.state.value, "expiry": quote.expiry,
                 "operation_id": op.id if op else None}
@@ -187,14 +185,6 @@ class ControlApi:
         if op is None:
             raise NotFoundError(f"unknown mint operation {op_id}")
         return op
-
-    def _mint_op_for(self, quote_id: str) -> Operation | None:
-        for entry in self.coco.history.get_history():  # newest first: it is near the top
-            if entry.type == "mint":
-                op = self.coco.mint.get_operation(entry.operation_id)
-                if op is not None and op.quote_id == quote_id:
-                    return op
-        return None
 
     def _nudge(self, op: Operation) -> Operation:
         """Check the quote once, mint it if paid, and make sure the Watcher has it.
