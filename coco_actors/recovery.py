@@ -77,6 +77,12 @@ def recover(deps: Recovery, op_type: OpType | None = None,
             if stale:
                 futures.append((op, _rollback(deps, op)))
                 continue
+            if op.type == OpType.MINT and op.quote_expiry is not None \
+                    and now > op.quote_expiry * 1000:
+                # expired: asked once (minted if it was paid, else ended), not watched
+                mint = wait(deps.supervisor.mint_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
+                futures.append((op, mint.try_redeem()))
+                continue
             if op.type == OpType.MINT and op.quote_id and deps.watcher is not None:
                 # a quote paid while we were down (or later) still gets minted
                 tell(deps.watcher, WatcherActor.watch_quote, op.id, op.mint_url, op.quote_id)

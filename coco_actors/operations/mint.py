@@ -4,6 +4,7 @@ sent) -> completed; rolled_back when the quote can no longer be minted."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
@@ -33,7 +34,8 @@ class MintOperation(OperationBase):
         with self._abandon_on_error():
             quote = self.mint.client.create_mint_quote(self.op.amount, self.op.unit)
             self._commit(self.op.moved(OpState.PREPARED, quote_id=quote.quote,
-                                       quote_request=quote.request))
+                                       quote_request=quote.request,
+                                       quote_expiry=quote.expiry))
         self._emit("prepared")
         self._watch_quote()  # once paid, the Watcher's notice mints it
         return quote
@@ -49,12 +51,20 @@ class MintOperation(OperationBase):
         if quote.state == MintQuoteState.ISSUED:
             self._end_failed("quote was already issued")
             return self.op
+        if quote.state == MintQuoteState.UNPAID and self.expired():
+            self._end_failed("quote expired unpaid")
+            return self.op
         if quote.state != MintQuoteState.PAID:
             return self.op
         outputs = self._derive_outputs(split_amount(self.op.amount),
                                        self.mint.active_keyset(self.op.unit))
         self._commit(self.op.moved(OpState.EXECUTING, outputs=tuple(outputs)))
         return self._mint()
+
+    def expired(self, now: float | None = None) -> bool:
+        """The quote's invoice can no longer be paid (its expiry has passed)."""
+        expiry = self.op.quote_expiry
+        return expiry is not None and (time.time() if now is None else now) > expiry
 
     def on_watched(self, what: Watched) -> None:
         """The Watcher saw the quote paid: mint now (errors are logged, state kept)."""
