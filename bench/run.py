@@ -1,6 +1,7 @@
-"""coco-actors benchmarks (issue 7): ``./scripts/bench.sh`` or ``python bench/run.py``.
+"""coco-actors benchmarks (issues 7, 11): ``./scripts/bench.sh`` or ``python bench/run.py``.
 
-Starts its own Nutshell mint on 127.0.0.1 (input fee 0), runs every scenario
+Starts its own Nutshell mint on 127.0.0.1 (input fee 0; for the melts a second
+one whose invoices are paid), runs every scenario
 ``--runs`` times (at least 3), prints one table of medians with the spread
 (min-max over the runs) and writes everything measured to ``bench-results.json``.
 
@@ -10,6 +11,7 @@ Starts its own Nutshell mint on 127.0.0.1 (input fee 0), runs every scenario
 4. wallet CPU per send of (2), this process only (the mint is another process)
 5. Coco.open with 1k and 10k pending sends, in a fresh process: time and memory
 6. finalization latency: recipient's swap -> send:finalized, websocket and polling
+7. melt: prepare + execute against the raw melt (quote + melt), sequential
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from scenarios import Config, Context
 from support import RawMint, Summary, machine, process_cpu_s
 
 from coco_actors.mint_client import normalize_mint_url
-from devtools.devmint import DevMint, ensure_nutshell
+from devtools.devmint import DevMint, FakeWalletConfig, ensure_nutshell
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS: dict[str, tuple[str, Callable[[Context], dict[str, Any]]]] = {
@@ -42,9 +44,12 @@ SCENARIOS: dict[str, tuple[str, Callable[[Context], dict[str, Any]]]] = {
     "exact": ("3: exact-match sends", scenarios.exact_sends),
     "finalization": ("6: finalization latency", scenarios.finalization),
     "scale": ("5: pending sends at open", scenarios.scale),
+    "melt": ("7: melt latency against the raw melt", scenarios.melt),
 }
 ALIASES = {"1": "swaps", "2": "swaps", "4": "swaps", "3": "exact", "5": "scale",
-           "6": "finalization"}
+           "6": "finalization", "7": "melt"}
+#: The invoice mint's quotes must not pay themselves while a melt pays them.
+INVOICE_MINT = FakeWalletConfig(incoming_delay=600)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="fewer iterations and smaller sizes (for development)")
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario (>= 3)")
     parser.add_argument("--only", default="",
-                        help="comma-separated scenarios: swaps, exact, scale, finalization "
-                             "(or their numbers 1-6)")
+                        help="comma-separated scenarios: swaps, exact, scale, finalization, "
+                             "melt (or their numbers 1-7)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results.json")
     parser.add_argument("--diagnose", action="store_true",
                         help="also run the sends of (2) with the watcher off (extra rows)")
@@ -81,13 +86,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["mint_install_s"] = round(time.perf_counter() - t0, 1)
     work = Path(tempfile.mkdtemp(prefix="coco-bench-"))
     mint = DevMint(work / "mint", input_fee_ppk=0)
+    # only the melts need it: the other scenarios run with one mint process, as before
+    payee = (DevMint(work / "invoice-mint", input_fee_ppk=0, fakewallet=INVOICE_MINT)
+             if "melt" in selected else None)
     try:
         mint.start(timeout=60)
         log(f"mint up at {mint.url} (fee 0); work directory {work}")
+        if payee is not None:
+            payee.start(timeout=60)
+            log(f"invoice mint up at {payee.url} (incoming delay "
+                f"{INVOICE_MINT.incoming_delay:g} s)")
         raw = RawMint(mint.url)
         pid = mint.pid
         ctx = Context(url=normalize_mint_url(mint.url), raw=raw, work=work, cfg=cfg, log=log,
-                      mint_cpu=lambda: process_cpu_s(pid))
+                      mint_cpu=lambda: process_cpu_s(pid),
+                      invoice_url=payee.url if payee is not None else None)
         try:
             for key in selected:
                 title, fn = SCENARIOS[key]
@@ -103,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             raw.close()
     finally:
+        if payee is not None:
+            payee.stop()
         mint.stop()
         if opts.keep:
             log(f"kept {work}")
@@ -218,6 +233,48 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
                                  target="0", ok=False))
     elif fin:
         rows.append(_row("6", "failed", None, "", value=fin["failed"], ok=False))
+    melt = results.get("melt")
+    if melt and "failed" not in melt:
+        rows += _melt_rows(melt)
+    elif melt:
+        rows.append(_row("7", "failed", None, "", value=melt["failed"], ok=False))
+    return rows
+
+
+def _melt_rows(res: dict[str, Any]) -> list[Row]:
+    raw, wallet = res["raw"], res["wallet"]
+    shape = f"{res['amount_sat']} sat from one {res['input_sat']}-sat proof, with change"
+    rows = [_row("7 melt", f"raw quote + melt, sequential ({shape}): p50",
+                 Summary.of(r["p50_ms"] for r in raw), "ms"),
+            _row("", "raw: p95", Summary.of(r["p95_ms"] for r in raw), "ms"),
+            _row("", "wallet prepare + execute, sequential: p50",
+                 Summary.of(r["p50_ms"] for r in wallet), "ms"),
+            _row("", "wallet: p95", Summary.of(r["p95_ms"] for r in wallet), "ms"),
+            _row("", "wallet: prepare p50 / execute p50", None, "ms", value="{:.1f} / {:.1f}"
+                 .format(Summary.of(r["prepare_p50_ms"] for r in wallet).median,
+                         Summary.of(r["execute_p50_ms"] for r in wallet).median))]
+    overhead = Summary.of(r["overhead_ms"] for r in wallet)
+    met = overhead.median <= 5.0
+    row = _row("", "wallet overhead per melt (wallet p50 - raw p50, same run)", overhead,
+               "ms", target="<= 5 (issue 18; not yet required)")
+    row["result"] = "met" if met else "not yet"
+    rows.append(row)
+    rows.append(_row("", "overhead, paired: median of (wallet - raw) per pair", Summary.of(
+        r["paired_overhead_ms"] for r in wallet), "ms"))
+    rows.append(_row("", "wallet CPU per melt", Summary.of(r["cpu_ms_per_op"] for r in wallet),
+                     "ms", fmt="{:.2f}"))
+    rows.append(_row("", "raw client CPU per melt (floor)",
+                     Summary.of(r["cpu_ms_per_op"] for r in raw), "ms", fmt="{:.2f}"))
+    rows.append(_row("", "mint CPU per raw melt / per wallet melt", None, "ms",
+                     value="{:.1f} / {:.1f}".format(
+                         Summary.of(r["mint_cpu_ms_per_op"] for r in raw).median,
+                         Summary.of(r["mint_cpu_ms_per_op"] for r in wallet).median)))
+    errors = sum(r["errors"] for r in raw) + sum(r["errors"] for r in wallet)
+    balanced = all(r["balance_ok"] for r in wallet)
+    rows.append(_row("", "errors (raw + wallet, incl. shape and balance checks)", None, "",
+                     value=str(errors), target="0", ok=errors == 0))
+    rows.append(_row("", "balance after each run = amount + fee_paid + fee", None, "",
+                     value="exact" if balanced else "MISMATCH", target="exact", ok=balanced))
     return rows
 
 

@@ -1,8 +1,8 @@
-"""The six scenarios of issue 7. Each returns plain data (see ``run.py`` for the table).
+"""The scenarios of issues 7 and 11. Each returns plain data (see ``run.py`` for the table).
 
-Every scenario runs ``cfg.runs`` times; the mint bound and the wallet sends are
-interleaved run by run, so each ratio pairs a wallet run with the raw run just
-before it.
+Every scenario runs ``cfg.runs`` times; the mint bound and the wallet sends (and
+the raw and the wallet melts) are interleaved run by run, so each ratio or
+overhead pairs a wallet run with the raw run just before it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import random
+import statistics
 import subprocess
 import sys
 import threading
@@ -34,8 +36,12 @@ from support import (
 
 from coco_actors import Coco
 from coco_actors.crypto.outputs import random_outputs
+from coco_actors.mint_client import MintClient
+from coco_actors.operations.melt import blank_count
+from coco_actors.proof_ledger import MintBalance
+from coco_actors.records import Operation, OpState
 from coco_actors.watcher import WatcherConfig
-from coco_actors.wire import Proof
+from coco_actors.wire import MeltQuoteState, Proof
 
 CALLERS = 8
 #: Chains start from proofs of 2^TOP sat; a chain sends 2^(TOP-1), 2^(TOP-2), ...
@@ -45,6 +51,13 @@ FUND_SPARE = 8
 #: No single run may take longer than this (a stuck mint or wallet ends the run).
 RUN_TIMEOUT = 240.0
 CHILD = Path(__file__).resolve().parent / "child_open.py"
+#: Every melt pays an invoice of this many sat with one proof of MELT_INPUT (fee-0
+#: mint): the reserve is 2 sat, so 101 sat are needed and the surplus comes back as
+#: NUT-08 change. The amount is odd so that the change (128 - 99 - 1 = 28: 16, 8, 4)
+#: is always even and can never make up 101 exactly: every wallet melt stays a
+#: direct melt of one 128-sat proof, like the raw one.
+MELT_AMOUNT = 99
+MELT_INPUT = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +70,20 @@ class Config:
     ws_samples: int
     poll_samples: int
     poll_interval: float
+    melts: int              # per run, raw and wallet each (after one warm-up melt)
     diagnose: bool = False  # also run the swap sends with the watcher off
 
     @classmethod
     def full(cls, runs: int) -> Config:
         return cls(runs=runs, swaps=120, exact=1000, scale_sizes=(1000, 10000),
-                   scale_timeout=120.0, ws_samples=10, poll_samples=6, poll_interval=1.0)
+                   scale_timeout=120.0, ws_samples=10, poll_samples=6, poll_interval=1.0,
+                   melts=30)
 
     @classmethod
     def quick(cls, runs: int) -> Config:
         return cls(runs=runs, swaps=30, exact=200, scale_sizes=(200, 1000),
-                   scale_timeout=60.0, ws_samples=4, poll_samples=3, poll_interval=1.0)
+                   scale_timeout=60.0, ws_samples=4, poll_samples=3, poll_interval=1.0,
+                   melts=10)
 
 
 @dataclass(slots=True)
@@ -78,6 +94,7 @@ class Context:
     cfg: Config
     log: Any                # print-like progress logger
     mint_cpu: Callable[[], float]  # CPU seconds the mint process has used so far
+    invoice_url: str | None = None  # a second mint (long incoming delay): invoices to melt
 
 
 def _timed(ctx: Context, run: Run, callers: int, work: Callable[[int], None]) -> None:
@@ -463,3 +480,227 @@ def _finalize_once(ctx: Context, coco: Coco, finalized: Finalized, pause: float,
     at = finalized.at[op.id]
     return at - started, at - ended
 
+
+
+# --- 7: melt latency against the raw melt -------------------------------------------------
+
+
+def melt(ctx: Context) -> dict[str, Any]:
+    """Per run: ``cfg.melts`` raw melts and as many wallet melts, alternating.
+
+    Both sides pay invoices of the second mint (``ctx.invoice_url``) of the same
+    amount, one melt at a time, each with one proof of ``MELT_INPUT`` sat and NUT-08
+    blanks for the surplus. Alternating raw and wallet melts (the order swapped at
+    every pair) makes both see the same mint and the same machine load; each side
+    first makes one untimed warm-up melt. A fresh wallet per run holds only its
+    ``MELT_INPUT`` proofs (written into its store, like the 1-sat proofs of (3)).
+    """
+    cfg = ctx.cfg
+    if ctx.invoice_url is None:
+        raise RuntimeError("the melt scenario needs the invoice mint (run.py starts it)")
+    per_side = cfg.melts + 1  # + the warm-up melt
+    proofs = ctx.raw.mint([MELT_INPUT] * (cfg.runs * 2 * per_side))
+    out: dict[str, Any] = {"amount_sat": MELT_AMOUNT, "input_sat": MELT_INPUT,
+                           "raw": [], "wallet": []}
+    with MintClient(ctx.invoice_url) as payee:
+        for rep in range(cfg.runs):
+            invoices = [payee.create_mint_quote(MELT_AMOUNT).request
+                        for _ in range(2 * per_side)]
+            raw_inputs = [proofs.pop() for _ in range(per_side)]
+            data_dir = ctx.work / f"melt-{rep}"
+            open_wallet(data_dir, ctx.url).close()
+            inject_proofs(data_dir, ctx.url, [proofs.pop() for _ in range(per_side)])
+            coco = Coco.open(data_dir)
+            try:
+                raw_run, wallet_run = _melt_run(ctx, coco, raw_inputs, invoices)
+            finally:
+                coco.close()
+            out["raw"].append(raw_run.to_json())
+            out["wallet"].append(wallet_run.to_json())
+            ctx.log(f"  run {rep + 1}: raw p50 {raw_run.p(50):.1f} ms, wallet p50 "
+                    f"{wallet_run.p(50):.1f} ms (overhead {wallet_run.extra['overhead_ms']:.1f}"
+                    f" ms, paired {wallet_run.extra['paired_overhead_ms']:.1f}; prepare "
+                    f"{wallet_run.extra['prepare_p50_ms']:.1f} + execute "
+                    f"{wallet_run.extra['execute_p50_ms']:.1f}), wallet CPU "
+                    f"{wallet_run.cpu_ms_per_op:.2f} ms/melt (raw "
+                    f"{raw_run.cpu_ms_per_op:.2f}), mint CPU per melt raw "
+                    f"{raw_run.extra['mint_cpu_ms_per_op']:.0f} / wallet "
+                    f"{wallet_run.extra['mint_cpu_ms_per_op']:.0f} ms, errors "
+                    f"{len(raw_run.errors)} raw / {len(wallet_run.errors)} wallet, "
+                    f"load {wallet_run.extra['loadavg_1m']:.1f}")
+    return out
+
+
+def _melt_run(ctx: Context, coco: Coco, raw_inputs: list[Proof],
+              invoices: list[str]) -> tuple[Run, Run]:
+    """One run: warm-ups, then raw and wallet melts in pairs; the balance checked."""
+    raw, wallet = _RawMelts(ctx), _WalletMelts(ctx, coco)
+    load = os.getloadavg()[0]
+    before = coco.balance()[ctx.url]
+    pairs = list(zip(raw_inputs, invoices[0::2], invoices[1::2], strict=True))
+    proof, raw_invoice, wallet_invoice = pairs[0]
+    raw.melt(proof, raw_invoice, warm_up=True)
+    wallet.melt(wallet_invoice, warm_up=True)
+    deadline = time.monotonic() + RUN_TIMEOUT
+    for i, (proof, raw_invoice, wallet_invoice) in enumerate(pairs[1:]):
+        if time.monotonic() > deadline:
+            wallet.run.errors.append(f"run stopped after {i} pairs: over {RUN_TIMEOUT:g} s")
+            break
+        if i % 2:
+            wallet.melt(wallet_invoice)
+            raw.melt(proof, raw_invoice)
+        else:
+            raw.melt(proof, raw_invoice)
+            wallet.melt(wallet_invoice)
+    wallet.check_balance(before)
+    paired = [w - r for r, w in zip(raw.by_pair, wallet.by_pair, strict=True)
+              if r is not None and w is not None]
+    for side in (raw, wallet):
+        side.finish(load)
+    wallet.run.extra.update(
+        overhead_ms=wallet.run.p(50) - raw.run.p(50),
+        paired_overhead_ms=1000 * statistics.median(paired) if paired else math.nan)
+    return raw.run, wallet.run
+
+
+class _MeltSide:
+    """One side's timed melts: latency (in two parts), this process's CPU and the
+    mint's CPU, each measured over the melt's own window only."""
+
+    PARTS: tuple[str, str] = ("", "")
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.run = Run()
+        self.parts: tuple[list[float], list[float]] = ([], [])
+        self.by_pair: list[float | None] = []  # latency per pair (None: failed)
+        self.fees: set[int] = set()
+        self._mint_cpu_s = 0.0
+
+    def _measure(self, step: Callable[[], tuple[float, float] | None], warm_up: bool) -> None:
+        cpu, mint = time.process_time(), self.ctx.mint_cpu()
+        timed = step()
+        if warm_up:
+            return
+        self.run.cpu_s += time.process_time() - cpu
+        self._mint_cpu_s += self.ctx.mint_cpu() - mint
+        self.by_pair.append(None if timed is None else sum(timed))
+        if timed is not None:
+            self.parts[0].append(timed[0])
+            self.parts[1].append(timed[1])
+            self.run.latencies.append(sum(timed))
+            self.run.wall_s += sum(timed)
+
+    def finish(self, load: float) -> None:
+        run = self.run
+        run.ops = len(run.latencies)
+        run.extra.update({
+            "loadavg_1m": load, f"{self.PARTS[0]}_p50_ms": _p50_ms(self.parts[0]),
+            f"{self.PARTS[1]}_p50_ms": _p50_ms(self.parts[1]),
+            "mint_cpu_ms_per_op": 1000 * self._mint_cpu_s / run.ops if run.ops else math.nan,
+            "fee_paid_sat": sorted(self.fees)})
+
+
+class _RawMelts(_MeltSide):
+    """NUT-05/23 melts straight to the mint: quote, then melt one proof with blanks.
+
+    The blanks are made before the clock starts (as the raw swaps' outputs are) and
+    the change is not unblinded: the latency is the two requests and nothing else.
+    """
+
+    PARTS = ("quote", "melt")
+
+    def melt(self, proof: Proof, invoice: str, warm_up: bool = False) -> None:
+        self._measure(lambda: self._one(proof, invoice), warm_up)
+
+    def _one(self, proof: Proof, invoice: str) -> tuple[float, float] | None:
+        raw = self.ctx.raw
+        blanks = random_outputs([1] * blank_count(proof.amount - MELT_AMOUNT), raw.keyset.id)
+        started = time.perf_counter()
+        try:
+            quote = raw.client.create_melt_quote(invoice)
+            quoted = time.perf_counter()
+            paid = raw.client.melt(quote.quote, [proof], [b.blinded for b in blanks])
+        except Exception as exc:  # recorded: errors are part of the result
+            self.run.errors.append(f"raw melt: {exc!r}")
+            return None
+        ended = time.perf_counter()
+        change = sum(s.amount for s in paid.change)
+        fee_paid = proof.amount - MELT_AMOUNT - change
+        self.fees.add(fee_paid)
+        problems = []
+        if quote.amount != MELT_AMOUNT:
+            problems.append(f"quote for {quote.amount} sat")
+        if paid.state != MeltQuoteState.PAID:
+            problems.append(f"melt answered {paid.state.value}")
+        if len(paid.change) > len(blanks) or not 0 <= fee_paid <= quote.fee_reserve:
+            problems.append(f"change {change} sat on {len(paid.change)} of {len(blanks)} "
+                            f"blanks (fee paid {fee_paid}, reserve {quote.fee_reserve})")
+        if problems:
+            self.run.errors.append("raw melt: " + "; ".join(problems))
+            return None
+        return quoted - started, ended - quoted
+
+
+class _WalletMelts(_MeltSide):
+    """``prepare_melt`` + ``execute_prepared_melt``. Every melt must be a direct melt
+    of one ``MELT_INPUT`` proof (the raw shape), completed, its change adding up."""
+
+    PARTS = ("prepare", "execute")
+
+    def __init__(self, ctx: Context, coco: Coco) -> None:
+        super().__init__(ctx)
+        self.coco = coco
+        self.done: list[Operation] = []
+
+    def melt(self, invoice: str, warm_up: bool = False) -> None:
+        self._measure(lambda: self._one(invoice), warm_up)
+
+    def _one(self, invoice: str) -> tuple[float, float] | None:
+        coco, url = self.coco, self.ctx.url
+        started = time.perf_counter()
+        try:
+            prepared = coco.melt.prepare_melt(url, invoice)
+            mid = time.perf_counter()
+            op = coco.melt.execute_prepared_melt(prepared.id)
+        except Exception as exc:
+            self.run.errors.append(f"wallet melt: {exc!r}")
+            return None
+        ended = time.perf_counter()
+        self.done.append(op)
+        self.fees.add(op.fee_paid)
+        problems = []
+        if (prepared.needs_swap or prepared.input_amount != MELT_INPUT
+                or len(prepared.input_ys) != 1 or prepared.fee != 0):
+            problems.append(f"not a direct melt of one {MELT_INPUT}-sat proof: needs_swap "
+                            f"{prepared.needs_swap}, input {prepared.input_amount} sat in "
+                            f"{len(prepared.input_ys)} proofs, fee {prepared.fee}")
+        if op.state != OpState.COMPLETED:
+            problems.append(f"melt ended {op.state.value} ({op.error})")
+        elif (op.amount != MELT_AMOUNT or not 0 <= op.fee_paid <= op.fee_reserve
+              or op.change_amount != op.input_amount - op.amount - op.fee_paid - op.fee):
+            problems.append(f"amounts do not add up: amount {op.amount}, input "
+                            f"{op.input_amount}, change {op.change_amount}, fee paid "
+                            f"{op.fee_paid}, fee {op.fee}")
+        if problems:
+            self.run.errors.append("wallet melt: " + "; ".join(problems))
+            return None
+        return mid - started, ended - mid
+
+    def check_balance(self, before: MintBalance) -> None:
+        """The spendable balance fell by exactly ``amount + fee_paid + fee`` of every
+        completed melt (the warm-up included), and nothing is left reserved."""
+        after = self.coco.balance()[self.ctx.url]
+        spent = before.spendable - after.spendable
+        expected = sum(op.amount + op.fee_paid + op.fee for op in self.done
+                       if op.state == OpState.COMPLETED)
+        ok = spent == expected and after.reserved == 0 and after.pending == 0
+        if not ok:
+            self.run.errors.append(f"balance: spendable fell by {spent} sat, the melts account"
+                                   f" for {expected} (reserved {after.reserved}, pending "
+                                   f"{after.pending})")
+        self.run.extra.update(balance_ok=ok, spent_sat=spent, accounted_sat=expected)
+
+
+def _p50_ms(values: list[float]) -> float:
+    return 1000 * percentile(values, 50) if values else math.nan
