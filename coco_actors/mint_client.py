@@ -17,6 +17,7 @@ before use.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, TypeVar
@@ -49,6 +50,9 @@ P = ParamSpec("P")
 
 #: Default timeouts (seconds). Melting waits on a lightning payment, hence longer.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=10.0)
+#: How long ``recent_info`` trusts an answer (seconds).
+INFO_MAX_AGE = 300.0
+
 MELT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=10.0, pool=10.0)
 
 #: NUT-07 / NUT-09 requests are split into batches of at most this many entries.
@@ -105,6 +109,7 @@ class MintClient:
         self._batch_size = batch_size
         self._http = httpx.Client(base_url=self.mint_url, timeout=timeout, transport=transport,
                                   headers={"Accept": "application/json"})
+        self._info: tuple[float, MintInfo] | None = None  # (when, info), for recent_info
 
     def close(self) -> None:
         self._http.close()
@@ -172,7 +177,20 @@ class MintClient:
 
     # --- NUT-06 / NUT-01 / NUT-02 -------------------------------------------------
 
+    def recent_info(self, max_age: float = INFO_MAX_AGE) -> MintInfo:
+        """The mint's info, asked again only when the last answer is older than
+        ``max_age`` seconds (what it supports changes rarely; a melt asks every time)."""
+        cached = self._info
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        return self.get_info()
+
     def get_info(self) -> MintInfo:
+        info = self._get_info()
+        self._info = (time.monotonic(), info)
+        return info
+
+    def _get_info(self) -> MintInfo:
         data = self._request("GET", "/v1/info")
         if not isinstance(data, dict):
             raise MintProtocolError("info is not an object", mint_url=self.mint_url)

@@ -107,7 +107,7 @@ class MeltOperation(OperationBase):
             raise InvalidStateError(f"the mint reports this invoice {quote.state.value}")
         target = quote.amount + quote.fee_reserve
         keyset = self.mint.active_keyset(self.op.unit)
-        if swap is None and not client.get_info().supports(8):
+        if swap is None and not client.recent_info().supports(8):
             swap = True  # without NUT-08 an overpaid melt loses the surplus
         melt_fee = 0
         if swap:
