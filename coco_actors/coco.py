@@ -29,6 +29,7 @@ from coco_actors.errors import (
     InvalidInputError,
     InvalidStateError,
     InvoiceError,
+    MintError,
     NotFoundError,
     TokenError,
 )
@@ -516,14 +517,19 @@ class MeltApi:
         return wait(self._coco._ledger.operations(OpType.MELT), LOOKUP_TIMEOUT, "ProofLedger")
 
     def check_pending(self) -> list[Operation]:
-        """Ask the mint about every pending melt and settle what is decided."""
+        """Ask the mint about every pending melt (or one left executing by a mint that
+        could not be reached) and settle what is decided."""
         out = []
         for op in self.get_pending_operations():
-            if op.state != OpState.PENDING:
+            if op.state not in (OpState.PENDING, OpState.EXECUTING):
                 continue
             try:
                 out.append(self._step(op.id, lambda a: a.check_pending()))
             except InvalidStateError:  # settled by the watcher meanwhile
+                out.append(self._coco._operation(op.id, OpType.MELT))
+            except MintError as exc:  # this mint cannot tell now: the others still can
+                log.warning("melt %s: the mint could not tell (%s); still %s", op.id, exc,
+                            op.state.value)
                 out.append(self._coco._operation(op.id, OpType.MELT))
         return out
 

@@ -223,9 +223,9 @@ class MeltOperation(OperationBase):
         if exc.code in (CODE_QUOTE_PENDING, CODE_INVOICE_ALREADY_PAID):
             return self._on_quote(self._quote())  # ours from before: follow the quote
         self._release_if_unspent(str(exc))
-        if self.op.state == OpState.ROLLED_BACK:
-            raise exc
-        return self.op
+        if self.op.state == OpState.PENDING:
+            return self.op  # the mint is still paying with our inputs: followed
+        raise exc  # refused: released (rolled_back), or left executing if the mint is unsure
 
     # --- deciding from the mint's word ----------------------------------------------------
 
@@ -317,9 +317,10 @@ class MeltOperation(OperationBase):
             super().on_watched(what)
 
     def check_pending(self) -> Operation:
-        """Ask the mint about a pending melt's quote and settle what is decided."""
-        if self.op.state == OpState.PENDING:
-            self._on_quote(self._quote())
+        """Ask the mint about a pending melt's quote and settle what is decided (also one
+        left ``executing`` by a mint that could not be reached)."""
+        if self.op.state in (OpState.PENDING, OpState.EXECUTING):
+            self.recover()
         return self.op
 
     def rollback(self) -> Operation:
