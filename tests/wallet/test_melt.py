@@ -41,6 +41,7 @@ from coco_actors.wire import MeltQuoteState, ProofStateKind, split_amount
 from devtools.devmint import FAILING, PENDING, SETTLED, DevMint, FakeWalletConfig
 from devtools.invoices import make_invoice
 from tests.support.proxy import FaultProxy
+from tests.support.waiting import wait_until
 
 from .helpers import WalletFactory, balance_of, fee_of, fund
 from .melt_helpers import (
@@ -437,6 +438,30 @@ def test_bad_invoices_and_unknown_mints_are_refused_before_any_request(
     events.flush()
     assert events.names() == []
     assert balance_of(alice, url) == (1000, 0, 0)
+
+
+def test_a_prepared_melt_whose_invoice_expired_is_not_executed(wallet: WalletFactory,
+                                                               proxied: FaultProxy) -> None:
+    """Nutshell pays an expired invoice, so the wallet checks the expiry again when it
+    executes: the melt stays prepared (to be rolled back), nothing is requested."""
+    url = normalize_mint_url(proxied.url)
+    alice = wallet("alice", url)
+    fund(alice, url, 1000)
+    events = MeltEvents(alice)
+    made = int(time.time())
+    invoice = make_invoice(100, timestamp=made, expiry=3)  # payable for 2 to 3 s
+    prepared = alice.melt.prepare_melt(url, invoice)
+    wait_until(lambda: decode_invoice(invoice).is_expired(time.time()), 10.0,
+               "the invoice expires")
+
+    assert refused(alice, proxied, InvoiceError,
+                   lambda: alice.melt.execute_prepared_melt(prepared.id)) == []
+    assert current(alice, prepared.id).state == "prepared"
+    assert balance_of(alice, url) == (1000 - 128, 128, 0)
+    assert alice.melt.rollback(prepared.id).state == "rolled_back"
+    assert balance_of(alice, url) == (1000, 0, 0)
+    events.flush()
+    assert events.names(prepared.id) == ["melt:prepared", "melt:rolled-back"]
 
 
 def test_an_invoice_the_balance_cannot_cover_with_its_reserve(wallet: WalletFactory,
