@@ -31,6 +31,7 @@ from coco_actors import (
     InvalidStateError,
     InvoiceError,
     MintRejectedError,
+    MintUnreachableError,
     NotFoundError,
 )
 from coco_actors.bolt11 import decode as decode_invoice
@@ -567,9 +568,10 @@ def test_a_pending_melt_completes_once_the_mint_settles_it(
         proxy_for: Callable[[str], FaultProxy], fee_ppk: int) -> None:
     """Alice (Watcher on), Bob (Watcher off, behind a proxy) and Carol (Watcher off, a
     swap-then-melt) each melt at a mint whose payments stay in flight; every wallet is
-    closed and reopened while pending; the mint restarted with SETTLED decides the
-    payments: Alice's Watcher finishes hers, ``check_pending()`` the others. A payment
-    settled at the restart costs no lightning fee: the whole surplus comes back."""
+    closed and reopened while pending (Alice while the mint is down); the mint restarted
+    with SETTLED decides the payments: Alice's Watcher finishes hers, ``check_pending()``
+    the others. A payment settled at the restart costs no lightning fee: the whole
+    surplus comes back."""
     mint = make_mint(input_fee_ppk=fee_ppk, fakewallet=PENDING).start(timeout=_START_TIMEOUT_S)
     proxy = proxy_for(mint.url)
     direct, proxied = normalize_mint_url(mint.url), normalize_mint_url(proxy.url)
@@ -618,15 +620,24 @@ def test_a_pending_melt_completes_once_the_mint_settles_it(
 
     for coco in wallets.values():
         coco.close()
-    wallets = {name: wallet(name, watcher=watchers[name]) for name in urls}
+    wallets = {name: wallet(name, watcher=watchers[name]) for name in ("bob", "carol")}
+    mint.stop()  # alice reopens while the mint is down: her recovery is deferred
+    wallets["alice"] = wallet("alice", watcher=watchers["alice"])
     events_of = {}
     for name, coco in wallets.items():
-        assert coco.last_recovery == {"pending": 1}  # asked the mint: still in flight
+        # bob and carol asked the mint (still in flight); alice could not ask it
+        recovered = "pending (deferred)" if name == "alice" else "pending"
+        assert coco.last_recovery == {recovered: 1}
         assert current(coco, ops[name].id).state == "pending"
         assert balance_of(coco, urls[name]) == (spendable[name], held[name], 0)
         events_of[name] = MeltEvents(coco)
+    bob = wallets["bob"]
+    before = melt_snapshot(bob)
+    with pytest.raises(MintUnreachableError):  # the mint cannot say UNPAID: refused
+        bob.melt.rollback(ops["bob"].id)
+    assert melt_snapshot(bob) == before
 
-    mint.restart(SETTLED, timeout=_START_TIMEOUT_S)
+    mint.restart(SETTLED, timeout=_START_TIMEOUT_S)  # the Watcher still follows alice's
     events_of["alice"].wait_for("melt:finalized", ops["alice"].id, DECIDE_TIMEOUT)
     for name in ("bob", "carol"):
         checked = wallets[name].melt.check_pending()
