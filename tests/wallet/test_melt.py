@@ -16,6 +16,7 @@ Refusals go through a FaultProxy, whose record shows that no request reached the
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -522,6 +523,40 @@ def test_an_invoice_is_never_paid_twice(wallet: WalletFactory, proxied: FaultPro
                    lambda: alice.melt.prepare_melt(url, invoice)) == []
     assert balance_of(alice, url) == after
     assert [h.type for h in alice.history.get_history()] == ["melt", "mint"]
+
+
+def test_two_prepares_of_one_invoice_at_once_hold_it_once(wallet: WalletFactory,
+                                                           payer: DevMint,
+                                                           payee: DevMint) -> None:
+    url = normalize_mint_url(payer.url)
+    alice = wallet("alice", url)
+    fund(alice, url, 1000)
+    invoice = invoice_of(payee.url, 100)
+    start = threading.Barrier(2, timeout=10)
+    results: list[Operation | BaseException] = []
+
+    def prepare() -> None:
+        start.wait()
+        try:
+            results.append(alice.melt.prepare_melt(url, invoice))
+        except BaseException as exc:  # collected and checked below
+            results.append(exc)
+
+    threads = [threading.Thread(target=prepare) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+        assert not t.is_alive()
+    [won] = [r for r in results if isinstance(r, Operation)]
+    [lost] = [r for r in results if not isinstance(r, Operation)]
+    assert isinstance(lost, InvalidStateError), lost
+    assert [o.id for o in alice.melt.get_pending_operations()] == [won.id]
+    assert balance_of(alice, url) == (1000 - won.input_amount, won.input_amount, 0)
+    assert [h.operation_id for h in alice.history.get_history() if h.type == "melt"] == [won.id]
+    op = alice.melt.execute_prepared_melt(won.id)
+    assert op.state == "completed" and op.fee_paid == FAKEWALLET_FEE
+    assert balance_of(alice, url) == (1000 - 100 - op.fee - FAKEWALLET_FEE, 0, 0)
 
 
 def test_calls_on_the_wrong_operation_change_nothing(wallet: WalletFactory,
