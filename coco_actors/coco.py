@@ -497,6 +497,9 @@ class MeltApi:
         op = self._coco._operation(operation_id, OpType.MELT)
         if op.state != OpState.PREPARED:
             raise InvalidStateError(f"melt {op.id} is {op.state.value}, not prepared")
+        if op.quote_request and decode_invoice(op.quote_request).is_expired(time.time()):
+            # checked again here: it may have expired since prepare, and Nutshell pays it
+            raise InvoiceError(f"the invoice of melt {op.id} has expired; roll the melt back")
         return self._step(op.id, lambda a: a.execute(float(timeout)),
                           timeout=float(timeout) + CALL_TIMEOUT)
 

@@ -356,6 +356,7 @@ class MeltOperation(OperationBase):
                     return self.op
             self._on_quote(self._quote())
         elif op.state == OpState.PENDING:
+            self._watch_melt_quote()  # first: a mint that cannot be asked now still decides
             self._on_quote(self._quote())
         return self.op
 

@@ -14,6 +14,7 @@ import pykka
 import pytest
 
 from coco_actors import Coco
+from coco_actors.watcher import WatcherConfig
 
 from .helpers import WalletFactory
 
@@ -31,7 +32,7 @@ def wallet(tmp_path: Path) -> Iterator[WalletFactory]:
     before = {ref.actor_urn for ref in pykka.ActorRegistry.get_all()}
 
     def make(name: str = "a", mint_url: str | None = None, *, mnemonic: str | None = None,
-             watcher: bool = False, **kwargs: Any) -> Coco:
+             watcher: bool | WatcherConfig = False, **kwargs: Any) -> Coco:
         coco = Coco.open(tmp_path / name, mnemonic=mnemonic, watcher=watcher, **kwargs)
         opened.append(coco)
         if mint_url is not None:

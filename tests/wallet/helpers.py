@@ -9,11 +9,12 @@ from coco_actors.crypto.keysets import fee_for
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.records import Operation
 from coco_actors.tokens import decode
+from coco_actors.watcher import WatcherConfig
 
 
 class WalletFactory(Protocol):
     def __call__(self, name: str = "a", mint_url: str | None = None, *,
-                 mnemonic: str | None = None, watcher: bool = False,
+                 mnemonic: str | None = None, watcher: bool | WatcherConfig = False,
                  **kwargs: Any) -> Coco: ...
 
 
