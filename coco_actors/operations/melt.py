@@ -296,8 +296,11 @@ class MeltOperation(OperationBase):
 
     def _end(self, state: OpState, *, error: str | None = None,
              release: tuple[str, ...] = ()) -> None:
+        op = self.op
+        # a melt that did not happen charged no melt fee: only a swap-then-melt's swap fee
+        fee = op.fee - self._input_fee(self._inputs()) if op.swapped else 0
         self._unwatch()
-        self._settle(self.op.moved(state, error=error), release=release)
+        self._settle(op.moved(state, error=error, fee=fee), release=release)
         self._emit("rolled-back" if state == OpState.ROLLED_BACK else "finalized")
         self.retire()
 
