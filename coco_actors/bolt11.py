@@ -18,6 +18,7 @@ what is wrong and never repeat the invoice.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from coco_actors.errors import InvoiceError
@@ -132,7 +133,11 @@ def decode(invoice: object) -> Invoice:
 # --- bech32 --------------------------------------------------------------------------
 
 
-def _polymod(values: list[int]) -> int:
+BECH32_CHARSET = _CHARSET
+
+
+def bech32_polymod(values: Sequence[int]) -> int:
+    """The BIP-173 checksum polynomial over 5-bit values (1 for a valid string)."""
     check = 1
     for value in values:
         top = check >> 25
@@ -141,6 +146,11 @@ def _polymod(values: list[int]) -> int:
             if top >> i & 1:
                 check ^= generator
     return check
+
+
+def bech32_hrp_expand(hrp: str) -> list[int]:
+    """The prefix as the checksum sees it (BIP-173)."""
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
 
 
 def _bech32_decode(text: str) -> tuple[str, list[int]]:
@@ -163,8 +173,7 @@ def _bech32_decode(text: str) -> tuple[str, list[int]]:
     if len(rest) < _TIMESTAMP_GROUPS + _SIGNATURE_GROUPS + _CHECKSUM_GROUPS:
         raise InvoiceError(f"invoice is too short ({len(text)} characters)")
     data = [_VALUE[c] for c in rest]
-    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
-    if _polymod(expanded + data) != 1:
+    if bech32_polymod(bech32_hrp_expand(hrp) + data) != 1:
         raise InvoiceError("invoice checksum does not match (mistyped or truncated?)")
     return hrp, data[:-_CHECKSUM_GROUPS]
 

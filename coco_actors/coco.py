@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import pykka
 from mnemonic import Mnemonic
@@ -404,14 +404,63 @@ class MintApi:
             return None
 
 
-class SendApi:
+class _SagaApi(Generic[PX]):
+    """What the send and melt APIs share: one type of operation, its actors, its steps."""
+
+    op_type: OpType
+
     def __init__(self, coco: Coco) -> None:
         self._coco = coco
 
-    def _step(self, op_id: str,
-              step: Callable[[SendOperationProxy], pykka.Future[Operation]]) -> Operation:
-        sup = self._coco._supervisor
-        return self._coco._step(op_id, lambda: sup.send_actor(op_id), step)
+    def _lookup(self, op_id: str) -> pykka.Future[PX]:
+        raise NotImplementedError
+
+    def _step(self, op_id: str, step: Callable[[PX], pykka.Future[Operation]],
+              timeout: float = CALL_TIMEOUT) -> Operation:
+        return self._coco._step(op_id, lambda: self._lookup(op_id), step, timeout)
+
+    def _open(self, operation_id: str) -> Operation:
+        """The operation, refused (InvalidStateError) when it is over already."""
+        op = self._coco._operation(operation_id, self.op_type)
+        if op.state.terminal:
+            raise InvalidStateError(f"{op.type.value} {op.id} is already {op.state.value}")
+        return op
+
+    def get_operation(self, operation_id: str) -> Operation | None:
+        """``None`` for an unknown id (or one of another type of operation)."""
+        try:
+            return self._coco._operation(operation_id, self.op_type)
+        except NotFoundError:
+            return None
+
+    def get_pending_operations(self) -> list[Operation]:
+        """Every operation of this type not at an end yet."""
+        return wait(self._coco._ledger.operations(self.op_type), LOOKUP_TIMEOUT, "ProofLedger")
+
+    def _check_each(self, states: tuple[OpState, ...],
+                    step: Callable[[PX], pykka.Future[Operation]]) -> list[Operation]:
+        """Run ``step`` on every operation in ``states``; one whose mint cannot tell now
+        (or that ended meanwhile) is reported as it is, and the others still run."""
+        out = []
+        for op in self.get_pending_operations():
+            if op.state not in states:
+                continue
+            try:
+                out.append(self._step(op.id, step))
+            except InvalidStateError:  # settled by the watcher meanwhile
+                out.append(self._coco._operation(op.id, self.op_type))
+            except MintError as exc:
+                log.warning("%s %s: the mint could not tell (%s); still %s",
+                            op.type.value, op.id, exc, op.state.value)
+                out.append(self._coco._operation(op.id, self.op_type))
+        return out
+
+
+class SendApi(_SagaApi[SendOperationProxy]):
+    op_type = OpType.SEND
+
+    def _lookup(self, op_id: str) -> pykka.Future[SendOperationProxy]:
+        return self._coco._supervisor.send_actor(op_id)
 
     def prepare_send(self, mint_url: str, amount: int) -> Operation:
         """Reserve proofs for ``amount`` and persist the swap's outputs.
@@ -427,48 +476,30 @@ class SendApi:
     def execute_prepared_send(self, operation_id: str) -> tuple[Operation, str]:
         """Swap (if needed) and return the operation, now pending, and its token."""
         op = self._coco._operation(operation_id, OpType.SEND)
-        if op.state != op.state.PREPARED:
+        if op.state != OpState.PREPARED:
             raise InvalidStateError(f"send {op.id} is {op.state.value}, not prepared")
         op = self._step(op.id, lambda a: a.execute())
         return op, op.token or ""
 
     def rollback(self, operation_id: str) -> Operation:
         """Undo a prepared send (release) or a pending one (reclaim the token with a swap)."""
-        op = self._coco._operation(operation_id, OpType.SEND)
-        if op.state.terminal:
-            raise InvalidStateError(f"send {op.id} is already {op.state.value}")
-        return self._step(op.id, lambda a: a.rollback())
-
-    def get_operation(self, operation_id: str) -> Operation | None:
-        try:
-            return self._coco._operation(operation_id, OpType.SEND)
-        except NotFoundError:
-            return None
-
-    def get_pending_operations(self) -> list[Operation]:
-        return wait(self._coco._ledger.operations(OpType.SEND), LOOKUP_TIMEOUT, "ProofLedger")
+        return self._step(self._open(operation_id).id, lambda a: a.rollback())
 
     def recover_pending_operations(self) -> dict[str, int]:
         return self._coco._recover(OpType.SEND)
 
     def check_pending(self) -> list[Operation]:
         """Ask the mint (NUT-07) about every pending send; finalize those claimed."""
-        out = []
-        for op in self.get_pending_operations():
-            if op.state != op.state.PENDING:
-                continue
-            try:
-                out.append(self._step(op.id, lambda a: a.check_pending()))
-            except InvalidStateError:  # finalized by the watcher meanwhile
-                out.append(self._coco._operation(op.id, OpType.SEND))
-        return out
+        return self._check_each((OpState.PENDING,), lambda a: a.check_pending())
 
 
-class MeltApi:
+class MeltApi(_SagaApi[MeltOperationProxy]):
     """Pay lightning invoices (NUT-05/23 bolt11 melts, NUT-08 change)."""
 
-    def __init__(self, coco: Coco) -> None:
-        self._coco = coco
+    op_type = OpType.MELT
+
+    def _lookup(self, op_id: str) -> pykka.Future[MeltOperationProxy]:
+        return self._coco._supervisor.melt_actor(op_id)
 
     def prepare_melt(self, mint_url: str, invoice: str, *,
                      swap: bool | None = None) -> Operation:
@@ -505,42 +536,13 @@ class MeltApi:
 
     def rollback(self, operation_id: str) -> Operation:
         """Prepared: release. Pending: only once the mint says the payment failed."""
-        op = self._coco._operation(operation_id, OpType.MELT)
-        if op.state.terminal:
-            raise InvalidStateError(f"melt {op.id} is already {op.state.value}")
-        return self._step(op.id, lambda a: a.rollback())
-
-    def get_operation(self, operation_id: str) -> Operation | None:
-        try:
-            return self._coco._operation(operation_id, OpType.MELT)
-        except NotFoundError:
-            return None
-
-    def get_pending_operations(self) -> list[Operation]:
-        return wait(self._coco._ledger.operations(OpType.MELT), LOOKUP_TIMEOUT, "ProofLedger")
+        return self._step(self._open(operation_id).id, lambda a: a.rollback())
 
     def check_pending(self) -> list[Operation]:
         """Ask the mint about every pending melt (or one left executing by a mint that
         could not be reached) and settle what is decided."""
-        out = []
-        for op in self.get_pending_operations():
-            if op.state not in (OpState.PENDING, OpState.EXECUTING):
-                continue
-            try:
-                out.append(self._step(op.id, lambda a: a.check_pending()))
-            except InvalidStateError:  # settled by the watcher meanwhile
-                out.append(self._coco._operation(op.id, OpType.MELT))
-            except MintError as exc:  # this mint cannot tell now: the others still can
-                log.warning("melt %s: the mint could not tell (%s); still %s", op.id, exc,
-                            op.state.value)
-                out.append(self._coco._operation(op.id, OpType.MELT))
-        return out
-
-    def _step(self, op_id: str,
-              step: Callable[[MeltOperationProxy], pykka.Future[Operation]],
-              timeout: float = CALL_TIMEOUT) -> Operation:
-        sup = self._coco._supervisor
-        return self._coco._step(op_id, lambda: sup.melt_actor(op_id), step, timeout)
+        return self._check_each((OpState.PENDING, OpState.EXECUTING),
+                                lambda a: a.check_pending())
 
 
 def _payable(invoice: object) -> Invoice:

@@ -19,13 +19,14 @@ from collections.abc import Sequence
 
 from coincurve import PrivateKey
 
+from coco_actors.bolt11 import BECH32_CHARSET, bech32_hrp_expand, bech32_polymod
+
 __all__ = ["TEST_NODE_KEY", "bech32_encode", "encode_invoice", "hrp_amount", "make_invoice"]
 
 #: The private key of the BOLT-11 examples; any key works, this one makes them reproducible.
 TEST_NODE_KEY = "e126f68f7eafcc8b74f54d269fe206be715000f94dac067d1c04a8ca3b2db734"
 
-_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
-_GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+_CHARSET = BECH32_CHARSET
 
 #: A field's value: bytes (zero-padded to 5 bits), an int (shortest big-endian), or raw
 #: 5-bit groups (for writing malformed fields on purpose).
@@ -60,21 +61,9 @@ def _bytes_from_groups(groups: Sequence[int]) -> bytes:
     return (value << pad).to_bytes((nbits + pad) // 8, "big")
 
 
-def _polymod(values: Sequence[int]) -> int:
-    check = 1
-    for value in values:
-        top = check >> 25
-        check = (check & 0x1FFFFFF) << 5 ^ value
-        for i, generator in enumerate(_GENERATOR):
-            if top >> i & 1:
-                check ^= generator
-    return check
-
-
 def bech32_encode(hrp: str, groups: Sequence[int]) -> str:
     """``hrp`` + ``1`` + the groups + a bech32 checksum (no length limit, as BOLT-11 needs)."""
-    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
-    check = _polymod([*expanded, *groups, 0, 0, 0, 0, 0, 0]) ^ 1
+    check = bech32_polymod([*bech32_hrp_expand(hrp), *groups, 0, 0, 0, 0, 0, 0]) ^ 1
     checksum = [check >> 5 * (5 - i) & 31 for i in range(6)]
     return hrp + "1" + "".join(_CHARSET[g] for g in [*groups, *checksum])
 
