@@ -226,7 +226,7 @@ def main() -> None:
       coco invoice 1000 --mint URL
       coco send 100 --mint URL   prints a token
       coco receive TOKEN
-      coco pay INVOICE --mint URL
+      coco pay INVOICE --mint URL  pays a lightning invoice
     """
 
 
@@ -656,13 +656,18 @@ def pay(ui: Ui, invoice: str, mint: str, yes: bool, no_wait: bool, timeout: floa
         if not confirmed:
             ui.client.post(op_path("/melt", op["id"], "/rollback"))
             raise DomainError(f"cancelled: melt {op['id']} rolled back, nothing was paid")
+    interrupted = (f"stopped waiting; the daemon settles the payment (see: coco melt show"
+                   f" {op['id']})")
     wait_s = max(1.0, min(EXECUTE_WAIT, timeout))
-    op = ui.client.post(op_path("/melt", op["id"], "/execute"), {"timeout": wait_s},
-                        timeout=wait_s + READ_TIMEOUT)
+    try:  # the daemon goes on with the melt whether we wait for its answer or not
+        op = ui.client.post(op_path("/melt", op["id"], "/execute"), {"timeout": wait_s},
+                            timeout=wait_s + READ_TIMEOUT)
+    except KeyboardInterrupt:
+        ui.note(interrupted)
+        raise click.exceptions.Exit(130) from None
     if op["state"] == "pending" and not no_wait:
         over = _wait_over(ui, "/melt/wait", op["id"], deadline, "waiting for the payment",
-                          f"stopped waiting; the daemon settles the payment (see: coco melt"
-                          f" show {op['id']})")
+                          interrupted)
         if over is None:
             _melt_failed(ui, op, f"the payment of melt {op['id']} is still in flight after"
                                  f" {timeout:g} s; the daemon settles it (see: coco melt show"
@@ -715,8 +720,11 @@ def melt_pending(ui: Ui) -> None:
 @wallet_command(melt_group, "rollback")
 @click.argument("operation_id", metavar="ID")
 def melt_rollback(ui: Ui, operation_id: str) -> None:
-    """Undo a melt: release a prepared one; a pending one only once the mint says the
-    payment failed."""
+    """Undo a melt: release a prepared one, a pending one once its payment failed.
+
+    While the payment of a pending melt may still go through, this refuses (and changes
+    nothing); the daemon settles it either way once the mint decides.
+    """
     op = ui.client.post(op_path("/melt", operation_id, "/rollback"))
     ui.result(op, f"melt {op['id']} is {op['state']}")
 
