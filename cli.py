@@ -677,7 +677,7 @@ def pay(ui: Ui, invoice: str, mint: str, yes: bool, no_wait: bool, timeout: floa
 
 
 def _paid(ui: Ui, op: dict[str, Any]) -> None:
-    """The end of ``coco pay``: paid, in flight (--no-wait), or failed (exit 1)."""
+    """The end of ``coco pay``: paid, in flight (--no-wait), failed or unknown (exit 1)."""
     if op["state"] == "pending":
         ui.result(op, f"melt {op['id']} is pending: the payment is in flight and the daemon"
                       f" settles it (see: coco melt show {op['id']})")
@@ -685,9 +685,12 @@ def _paid(ui: Ui, op: dict[str, Any]) -> None:
         ui.result(op, pairs([("paid", sat(op["amount"])), ("lightning fee", sat(op["fee_paid"])),
                              ("input fee", sat(op["fee"])), ("change", sat(op["change_amount"])),
                              ("preimage", op["preimage"] or "-"), ("operation", op["id"])]))
-    else:
-        _melt_failed(ui, op, f"the payment failed ({op.get('error') or op['state']}): melt"
-                             f" {op['id']} is {op['state']}, nothing was paid")
+    elif op["state"] == "rolled_back":
+        _melt_failed(ui, op, f"the payment failed ({op.get('error') or 'rolled back'}): melt"
+                             f" {op['id']} is rolled_back, nothing was paid")
+    else:  # executing: the mint's answer did not settle it (the daemon's log says why)
+        _melt_failed(ui, op, f"melt {op['id']} is {op['state']}: its outcome is not known yet"
+                             f" (see: coco melt show {op['id']})")
 
 
 def _melt_failed(ui: Ui, op: dict[str, Any], message: str) -> NoReturn:

@@ -30,8 +30,8 @@ from typing import Any
 from coco_actors.control import ControlClient, ControlError
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.errors import CocoError
-from coco_actors.tokens import decode
 from coco_actors.mint_client import MintClient
+from coco_actors.tokens import decode
 from devtools.devmint import DevMint, FakeWalletConfig
 
 #: Seconds a daemon gets to answer after it was started, and a send to be seen claimed.

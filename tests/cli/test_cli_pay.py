@@ -80,6 +80,9 @@ def test_pay_yes_pays_and_the_balance_drops_by_amount_and_fees(wallet, mint, inv
     assert [e["event"] for e in events if e["operation_id"] == op["id"]] == [
         "melt:prepared", "melt:finalized"]
     assert w.cli("melt", "pending").stdout.strip() == "no pending melts"
+    log = w.daemon.log
+    assert f"melt {op['id']} -> completed" in log  # its transitions are logged...
+    assert invoice not in log and done["preimage"] not in log  # ...never what it paid
 
 
 def test_pay_json_is_the_melt_operation(wallet, mint_fee100, invoice_of):
@@ -434,3 +437,18 @@ def test_ctrl_c_leaves_the_payment_to_the_daemon_which_rolls_back_a_failure(
     assert w.balance(url) == {"spendable": 500, "reserved": 0, "pending": 0, "total": 500}
     again = w.cli("melt", "rollback", op_id, code=1)
     assert again.stderr.strip() == f"Error: melt {op_id} is already rolled_back"
+
+
+def test_a_payment_that_fails_at_once_exits_1_and_releases_the_inputs(wallet, make_mint,
+                                                                       invoice_of):
+    mint = make_mint(input_fee_ppk=100, fakewallet=FAILING).start(timeout=60)
+    url = mint.url
+    w = wallet("w", url)
+    w.fund(url, 300)
+    result = w.cli("pay", invoice_of(100), "--mint", url, "--yes", "--json", code=1)
+    error = json.loads(result.stdout)["error"]
+    assert (error["type"], error["code"], error["mint_url"]) == ("MintRejectedError", 20004, url)
+    assert "Lightning payment failed" in result.stderr
+    (melt,) = [h for h in w.json("history") if h["type"] == "melt"]
+    assert melt["state"] == "rolled_back"
+    assert w.balance(url) == {"spendable": 300, "reserved": 0, "pending": 0, "total": 300}
