@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -42,6 +43,8 @@ COMMAND_TIMEOUT = 120.0
 #: itself (FakeWallet): never, within the demo, so its invoice waits for alice.
 INVOICE_AMOUNT = 200
 PAYEE_INCOMING_DELAY = 600.0
+#: Seconds a development mint may take to answer after it was started.
+MINT_START_TIMEOUT = 60.0
 
 _TOKEN = re.compile(r"cashu[AB][A-Za-z0-9_\-+/=]+")
 _INVOICE = re.compile(r"\bln(?:bc|tb|bcrt)[0-9a-z]{100,}")
@@ -64,13 +67,16 @@ def run(*, input_fee_ppk: int = 100, out: Callable[[str], Any] = print,
         root = Path(work_dir or tmp).absolute()
         root.mkdir(parents=True, exist_ok=True)
         out(f"starting a local development mint (Nutshell, FakeWallet, fee {input_fee_ppk} ppk)")
-        payee = DevMint(root / "payee", input_fee_ppk=0,
+        payee = DevMint(root / "payee", input_fee_ppk=0,  # the payee of step 6
                         fakewallet=FakeWalletConfig(incoming_delay=PAYEE_INCOMING_DELAY))
-        with DevMint(root / "mint", input_fee_ppk=input_fee_ppk) as mint, payee, \
-                _Session(root, out) as demo:
+        with contextlib.ExitStack() as stack:
+            stack.callback(payee.stop)  # last: after its start (below) has returned
+            starter = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="payee"))
+            payee_started = starter.submit(payee.start, MINT_START_TIMEOUT)  # only step 6 needs it
+            mint = stack.enter_context(DevMint(root / "mint", input_fee_ppk=input_fee_ppk))
+            demo = stack.enter_context(_Session(root, out))
             out(f"  mint listening at {mint.url}")
-            out(f"  a second mint, the payee of a lightning invoice, at {payee.url}")
-            _walk(demo, mint.url, payee.url, input_fee_ppk)
+            _walk(demo, mint.url, payee_started, input_fee_ppk)
         out("done: daemons stopped, mints stopped")
 
 
@@ -149,7 +155,7 @@ class _Session:
         return b
 
 
-def _walk(demo: _Session, url: str, payee_url: str, ppk: int) -> None:
+def _walk(demo: _Session, url: str, payee: Future[DevMint], ppk: int) -> None:
     out = demo.out
     out("\n1. two wallets, each served by its own daemon")
     for name in ("alice", "bob"):
@@ -198,7 +204,7 @@ def _walk(demo: _Session, url: str, payee_url: str, ppk: int) -> None:
     _expect(late.returncode == 1, "the reclaimed token is refused")
     _expect(demo.balance("bob", url) == _b(100 - receive_fee, 0, 0), "bob's balance unchanged")
 
-    _pay(demo, url, payee_url)
+    _pay(demo, url, payee.result(timeout=MINT_START_TIMEOUT).url)
 
     out("\n7. history (newest first)")
     demo.cli("history", "--data-dir", "alice")
@@ -212,10 +218,11 @@ def _walk(demo: _Session, url: str, payee_url: str, ppk: int) -> None:
 def _pay(demo: _Session, url: str, payee_url: str) -> None:
     """Alice pays a lightning invoice of the second mint (a mint quote's ``request``)."""
     out = demo.out
-    out(f"\n6. pay: alice pays a lightning invoice of {INVOICE_AMOUNT} sat (the payee mint's)")
+    out(f"\n6. pay: alice pays a lightning invoice of {INVOICE_AMOUNT} sat")
+    out(f"  a second mint, the payee, listens at {payee_url}")
     with MintClient(payee_url) as payee:
         invoice = payee.create_mint_quote(INVOICE_AMOUNT).request
-    out("  (the invoice: a mint quote's request at the payee, unpaid until someone pays it)")
+    out("  (the invoice is a mint quote's request there, unpaid until someone pays it)")
     before = demo.json("balance", "--data-dir", "alice")[url]["spendable"]
     res = demo.cli("pay", invoice, "--mint", url, "--yes", "--data-dir", "alice")
     melt = demo.json("melt", "show", _op_id(res.stdout), "--data-dir", "alice")
