@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -32,10 +32,14 @@ from coco_actors.control import (
     serve_hint,
     socket_path,
 )
+from coco_actors.control.client import READ_TIMEOUT
 from coco_actors.errors import CocoError
 
 #: How long ``coco stop`` waits for the daemon to finish its shutdown.
 STOP_TIMEOUT = 120.0
+#: Longest the mint may hold the answer to ``coco pay``'s melt request; a payment still
+#: in flight after it is followed with ``/melt/wait``.
+EXECUTE_WAIT = 60.0
 
 
 class DomainError(click.ClickException):
@@ -137,6 +141,15 @@ def operation_details(op: dict[str, Any]) -> str:
     if op["type"] == "send":
         rows += [("total input", sat(op["input_amount"])),
                  ("swap", "yes" if op["needs_swap"] else "no (exact proofs)")]
+    if op["type"] == "melt":
+        rows += [("fee reserve", sat(op["fee_reserve"])),
+                 ("total input", sat(op["input_amount"])),
+                 ("swap", "yes, then melt" if op["needs_swap"] else "no (direct melt)"),
+                 ("quote", op["quote_id"] or "-")]
+        if op["state"] == "completed":
+            rows += [("lightning fee", sat(op["fee_paid"])), ("change", sat(op["change_amount"])),
+                     ("preimage", op["preimage"] or "-")]
+        rows.append(("invoice", op["invoice"] or "-"))
     rows += [("created", when(op["created_at"])), ("updated", when(op["updated_at"]))]
     if op.get("error"):
         rows.append(("error", op["error"]))
@@ -213,6 +226,7 @@ def main() -> None:
       coco invoice 1000 --mint URL
       coco send 100 --mint URL   prints a token
       coco receive TOKEN
+      coco pay INVOICE --mint URL  pays a lightning invoice
     """
 
 
@@ -419,21 +433,31 @@ def invoice(ui: Ui, amount: int, mint: str, no_wait: bool, timeout: float) -> No
 
 
 def _wait_paid(ui: Ui, op_id: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    spinner = _Spinner("waiting for payment", enabled=not ui.as_json)
+    op = _wait_over(ui, "/mint/wait", op_id, time.monotonic() + timeout, "waiting for payment",
+                    "stopped waiting; the daemon mints the quote once it is paid")
+    if op is None:
+        raise DomainError(f"not paid within {timeout:g} s; the daemon keeps watching"
+                          " the quote and mints it once paid (see coco history)")
+    return op
+
+
+def _wait_over(ui: Ui, path: str, op_id: str, deadline: float, text: str,
+               interrupted: str) -> dict[str, Any] | None:
+    """Long-poll ``path`` (``/mint/wait``, ``/melt/wait``) with a progress line until the
+    operation is over; None at ``deadline``. Ctrl-C leaves it to the daemon (exit 130)."""
+    spinner = _Spinner(text, enabled=not ui.as_json)
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise DomainError(f"not paid within {timeout:g} s; the daemon keeps watching"
-                                  " the quote and mints it once paid (see coco history)")
-            res = ui.client.post("/mint/wait", {"operation_id": op_id, "timeout": min(1.0, left)})
+                return None
+            res = ui.client.post(path, {"operation_id": op_id, "timeout": min(1.0, left)})
             if res["done"]:
                 return res["operation"]  # type: ignore[no-any-return]
             spinner.tick()
     except KeyboardInterrupt:
         spinner.done()
-        ui.note("stopped waiting; the daemon mints the quote once it is paid")
+        ui.note(interrupted)
         raise click.exceptions.Exit(130) from None
     finally:
         spinner.done()
@@ -587,6 +611,125 @@ def send_pending(ui: Ui) -> None:
     """Sends not at rest (prepared, pending, or being rolled back)."""
     ops = ui.client.get("/send/pending")
     ui.result(ops, operations_table(ops) if ops else "no pending sends")
+
+
+# --- paying invoices (melts) ---------------------------------------------------------------
+
+
+def _can_ask() -> bool:
+    """Is someone at a terminal to confirm a payment? (Tests stand in for a terminal here.)"""
+    return sys.stdin.isatty()
+
+
+@wallet_command(main)
+@click.argument("invoice")
+@click.option("--mint", required=True, metavar="URL", help="the mint whose ecash pays")
+@click.option("-y", "--yes", is_flag=True,
+              help="do not ask for confirmation (needed when stdin is not a terminal)")
+@click.option("--no-wait", is_flag=True,
+              help="return once the payment is in flight; the daemon settles it")
+@click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="seconds to wait for the payment to settle")
+def pay(ui: Ui, invoice: str, mint: str, yes: bool, no_wait: bool, timeout: float) -> None:
+    """Pay a bolt11 INVOICE with the ecash of a mint.
+
+    Shows the amount, the mint's lightning fee reserve (the unused part comes back
+    as change) and the input fee, asks, pays, waits while the payment is in flight,
+    then prints the preimage and the change.
+    """
+    if not yes and not _can_ask():
+        raise click.UsageError("stdin is not a terminal, so nobody can confirm the payment;"
+                               " add --yes to pay without asking", click.get_current_context())
+    deadline = time.monotonic() + timeout
+    op = ui.client.post("/melt/prepare", {"mint_url": mint, "invoice": invoice})
+    if not ui.as_json:
+        ui.note(pairs([("amount", sat(op["amount"])), ("fee reserve", sat(op["fee_reserve"])),
+                       ("input fee", sat(op["fee"])), ("total input", sat(op["input_amount"])),
+                       ("operation", op["id"])]))
+    if not yes:
+        try:
+            confirmed = click.confirm(f"pay {sat(op['amount'])} (fee reserve"
+                                      f" {sat(op['fee_reserve'])}, input fee {sat(op['fee'])})?",
+                                      err=True)
+        except click.Abort:
+            confirmed = False
+        if not confirmed:
+            ui.client.post(op_path("/melt", op["id"], "/rollback"))
+            raise DomainError(f"cancelled: melt {op['id']} rolled back, nothing was paid")
+    interrupted = (f"stopped waiting; the daemon settles the payment (see: coco melt show"
+                   f" {op['id']})")
+    wait_s = max(1.0, min(EXECUTE_WAIT, timeout))
+    try:  # the daemon goes on with the melt whether we wait for its answer or not
+        op = ui.client.post(op_path("/melt", op["id"], "/execute"), {"timeout": wait_s},
+                            timeout=wait_s + READ_TIMEOUT)
+    except KeyboardInterrupt:
+        ui.note(interrupted)
+        raise click.exceptions.Exit(130) from None
+    if op["state"] == "pending" and not no_wait:
+        over = _wait_over(ui, "/melt/wait", op["id"], deadline, "waiting for the payment",
+                          interrupted)
+        if over is None:
+            _melt_failed(ui, op, f"the payment of melt {op['id']} is still in flight after"
+                                 f" {timeout:g} s; the daemon settles it (see: coco melt show"
+                                 f" {op['id']})")
+        op = over
+    _paid(ui, op)
+
+
+def _paid(ui: Ui, op: dict[str, Any]) -> None:
+    """The end of ``coco pay``: paid, in flight (--no-wait), failed or unknown (exit 1)."""
+    if op["state"] == "pending":
+        ui.result(op, f"melt {op['id']} is pending: the payment is in flight and the daemon"
+                      f" settles it (see: coco melt show {op['id']})")
+    elif op["state"] == "completed":
+        ui.result(op, pairs([("paid", sat(op["amount"])), ("lightning fee", sat(op["fee_paid"])),
+                             ("input fee", sat(op["fee"])), ("change", sat(op["change_amount"])),
+                             ("preimage", op["preimage"] or "-"), ("operation", op["id"])]))
+    elif op["state"] == "rolled_back":
+        _melt_failed(ui, op, f"the payment failed ({op.get('error') or 'rolled back'}): melt"
+                             f" {op['id']} is rolled_back, nothing was paid")
+    else:  # executing: the mint's answer did not settle it (the daemon's log says why)
+        _melt_failed(ui, op, f"melt {op['id']} is {op['state']}: its outcome is not known yet"
+                             f" (see: coco melt show {op['id']})")
+
+
+def _melt_failed(ui: Ui, op: dict[str, Any], message: str) -> NoReturn:
+    if ui.as_json:
+        click.echo(json.dumps({"error": {"type": "PaymentNotSettled", "message": message},
+                               "operation": op}, indent=2))
+    raise DomainError(message)
+
+
+@main.group("melt")
+def melt_group() -> None:
+    """Payments made with coco pay (melts): show, pending, rollback."""
+
+
+@wallet_command(melt_group, "show")
+@click.argument("operation_id", metavar="ID")
+def melt_show(ui: Ui, operation_id: str) -> None:
+    """One melt: amounts, fees, and once paid its preimage and change."""
+    op = ui.client.get(op_path("/melt", operation_id))
+    ui.result(op, operation_details(op))
+
+
+@wallet_command(melt_group, "pending")
+def melt_pending(ui: Ui) -> None:
+    """Melts not at rest (prepared, executing, or paying)."""
+    ops = ui.client.get("/melt/pending")
+    ui.result(ops, operations_table(ops) if ops else "no pending melts")
+
+
+@wallet_command(melt_group, "rollback")
+@click.argument("operation_id", metavar="ID")
+def melt_rollback(ui: Ui, operation_id: str) -> None:
+    """Undo a melt: release a prepared one, a pending one once its payment failed.
+
+    While the payment of a pending melt may still go through, this refuses (and changes
+    nothing); the daemon settles it either way once the mint decides.
+    """
+    op = ui.client.post(op_path("/melt", operation_id, "/rollback"))
+    ui.result(op, f"melt {op['id']} is {op['state']}")
 
 
 # --- receiving, history, events -------------------------------------------------------------

@@ -4,8 +4,9 @@ Starts a Nutshell mint (FakeWallet lightning, 127.0.0.1), creates two wallets
 with ``coco init``, runs a ``coco serve`` daemon for each in the background and
 drives them with the ``coco`` CLI, printing every command and its output:
 invoice -> send -> receive (in the second wallet) -> rollback of an unclaimed
-send -> history. Every balance is checked to the sat (``DemoError`` when off).
-Leaves nothing running: the daemons and the mint are stopped on the way out,
+send -> pay a lightning invoice (of a second mint, the payee) -> history. Every
+balance is checked to the sat (``DemoError`` when off).
+Leaves nothing running: the daemons and the mints are stopped on the way out,
 also on an error, Ctrl-C or SIGTERM.
 """
 
@@ -22,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,15 +31,23 @@ from typing import Any
 from coco_actors.control import ControlClient, ControlError
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.errors import CocoError
+from coco_actors.mint_client import MintClient
 from coco_actors.tokens import decode
-from devtools.devmint import DevMint
+from devtools.devmint import DevMint, FakeWalletConfig
 
 #: Seconds a daemon gets to answer after it was started, and a send to be seen claimed.
 READY_TIMEOUT = 30.0
 #: Seconds one CLI command may take.
 COMMAND_TIMEOUT = 120.0
+#: What alice pays over lightning, and the seconds until a payee's quote would pay
+#: itself (FakeWallet): never, within the demo, so its invoice waits for alice.
+INVOICE_AMOUNT = 200
+PAYEE_INCOMING_DELAY = 600.0
+#: Seconds a development mint may take to answer after it was started.
+MINT_START_TIMEOUT = 60.0
 
 _TOKEN = re.compile(r"cashu[AB][A-Za-z0-9_\-+/=]+")
+_INVOICE = re.compile(r"\bln(?:bc|tb|bcrt)[0-9a-z]{100,}")
 
 
 class DemoError(Exception):
@@ -57,11 +67,17 @@ def run(*, input_fee_ppk: int = 100, out: Callable[[str], Any] = print,
         root = Path(work_dir or tmp).absolute()
         root.mkdir(parents=True, exist_ok=True)
         out(f"starting a local development mint (Nutshell, FakeWallet, fee {input_fee_ppk} ppk)")
-        with DevMint(root / "mint", input_fee_ppk=input_fee_ppk) as mint, \
-                _Session(root, out) as demo:
+        payee = DevMint(root / "payee", input_fee_ppk=0,  # the payee of step 6
+                        fakewallet=FakeWalletConfig(incoming_delay=PAYEE_INCOMING_DELAY))
+        with contextlib.ExitStack() as stack:
+            stack.callback(payee.stop)  # last: after its start (below) has returned
+            starter = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="payee"))
+            payee_started = starter.submit(payee.start, MINT_START_TIMEOUT)  # only step 6 needs it
+            mint = stack.enter_context(DevMint(root / "mint", input_fee_ppk=input_fee_ppk))
+            demo = stack.enter_context(_Session(root, out))
             out(f"  mint listening at {mint.url}")
-            _walk(demo, mint.url, input_fee_ppk)
-        out("done: daemons stopped, mint stopped")
+            _walk(demo, mint.url, payee_started, input_fee_ppk)
+        out("done: daemons stopped, mints stopped")
 
 
 class _Session:
@@ -139,7 +155,7 @@ class _Session:
         return b
 
 
-def _walk(demo: _Session, url: str, ppk: int) -> None:
+def _walk(demo: _Session, url: str, payee: Future[DevMint], ppk: int) -> None:
     out = demo.out
     out("\n1. two wallets, each served by its own daemon")
     for name in ("alice", "bob"):
@@ -188,13 +204,35 @@ def _walk(demo: _Session, url: str, ppk: int) -> None:
     _expect(late.returncode == 1, "the reclaimed token is refused")
     _expect(demo.balance("bob", url) == _b(100 - receive_fee, 0, 0), "bob's balance unchanged")
 
-    out("\n6. history (newest first)")
+    _pay(demo, url, payee.result(timeout=MINT_START_TIMEOUT).url)
+
+    out("\n7. history (newest first)")
     demo.cli("history", "--data-dir", "alice")
     demo.cli("history", "--data-dir", "bob")
 
-    out("\n7. stop the daemons")
+    out("\n8. stop the daemons")
     for name in ("alice", "bob"):
         demo.stop(name)
+
+
+def _pay(demo: _Session, url: str, payee_url: str) -> None:
+    """Alice pays a lightning invoice of the second mint (a mint quote's ``request``)."""
+    out = demo.out
+    out(f"\n6. pay: alice pays a lightning invoice of {INVOICE_AMOUNT} sat")
+    out(f"  a second mint, the payee, listens at {payee_url}")
+    with MintClient(payee_url) as payee:
+        invoice = payee.create_mint_quote(INVOICE_AMOUNT).request
+    out("  (the invoice is a mint quote's request there, unpaid until someone pays it)")
+    before = demo.json("balance", "--data-dir", "alice")[url]["spendable"]
+    res = demo.cli("pay", invoice, "--mint", url, "--yes", "--data-dir", "alice")
+    melt = demo.json("melt", "show", _op_id(res.stdout), "--data-dir", "alice")
+    _expect(melt["state"] == "completed", "the payment is completed")
+    out(f"  (paid {melt['amount']} sat, lightning fee {melt['fee_paid']} sat of the"
+        f" {melt['fee_reserve']} sat reserve, input fee {melt['fee']} sat,"
+        f" change {melt['change_amount']} sat)")
+    spent = melt["amount"] + melt["fee_paid"] + melt["fee"]
+    _expect(demo.balance("alice", url) == _b(before - spent, 0, 0),
+            "alice's balance after the payment")
 
 
 def _b(spendable: int, reserved: int, pending: int) -> dict[str, int]:
@@ -205,7 +243,7 @@ def _b(spendable: int, reserved: int, pending: int) -> dict[str, int]:
 def _op_id(stderr: str) -> str:
     match = re.search(r"^operation\s+([0-9a-f]{32})$", stderr, re.M)
     if match is None:
-        raise DemoError(f"no operation id in the output of coco send: {stderr!r}")
+        raise DemoError(f"no operation id in the output of coco: {stderr!r}")
     return match.group(1)
 
 
@@ -223,6 +261,8 @@ def _expect(ok: bool, what: str) -> None:
 
 
 def _hide_tokens(line: str) -> str:
+    """Tokens (and, for reading's sake, invoices) shortened to their start and length."""
+    line = _INVOICE.sub(lambda m: f"{m.group()[:16]}... ({len(m.group())} chars)", line)
     return _TOKEN.sub(lambda m: f"{m.group()[:12]}... ({len(m.group())} chars)", line)
 
 

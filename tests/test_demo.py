@@ -27,13 +27,19 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
         "= alice  spendable  899  reserved   0  pending   0",   # bob claimed it: completed
         "= alice  spendable  898  reserved   0  pending   0",   # 50 sent and reclaimed, fee 1
         "= bob    spendable   99  reserved   0  pending   0",   # the reclaimed token refused
+        "= alice  spendable  696  reserved   0  pending   0",   # paid 200, ln fee 1, input fee 1
     ]
     assert "received 99 sat from" in text
     assert re.search(r"^\s+state\s+completed$", text, re.M)
     assert re.search(r"send \w{32} is rolled_back", text)
     assert re.search(r"send\s+50\s+0\s+rolled_back", text)
-    assert lines[-1] == "done: daemons stopped, mint stopped"
+    assert re.search(r"^\s+fee reserve\s+2 sat$", text, re.M)  # shown before paying
+    assert re.search(r"^\s+paid\s+200 sat\n\s+lightning fee\s+1 sat\n\s+input fee\s+1 sat\n"
+                     r"\s+change\s+54 sat\n\s+preimage\s+0{64}$", text, re.M)
+    assert re.search(r"melt\s+200\s+1\s+completed", text)
+    assert lines[-1] == "done: daemons stopped, mints stopped"
     assert not re.search(r"cashuB[A-Za-z0-9_-]{40}", text)  # tokens are shortened
+    assert not re.search(r"lnbc[0-9a-z]{40}", text)  # so are invoices
     assert not list(tmp_path.glob("*/control.sock"))  # the daemons removed their sockets
 
 

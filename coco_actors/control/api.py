@@ -14,6 +14,13 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     GET  /send/ID                       one send (with its token while pending)
     POST /send/ID/execute               {operation, token}
     POST /send/ID/rollback              the operation
+    POST /melt/prepare   {mint_url, invoice, swap?}  a melt quote, inputs held; the operation
+    GET  /melt/pending                  melts not at rest
+    GET  /melt/ID                       one melt
+    POST /melt/ID/execute {timeout?}    pay (the mint may take timeout s, at most 120):
+                                        the operation, completed or pending
+    POST /melt/ID/rollback              the operation
+    POST /melt/wait      {operation_id, timeout}   long poll (at most 30 s) until that melt is over
     POST /receive        {token}        the receive operation
     GET  /history[?limit=N]             newest first
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
@@ -52,8 +59,11 @@ log = logging.getLogger(__name__)
 
 #: Longest long poll of ``POST /mint/wait``.
 MAX_WAIT = 30.0
-#: The events that end a mint operation.
+#: Longest wait for the mint's answer to a melt request (``POST /melt/ID/execute``).
+MAX_EXECUTE_WAIT = 120.0
+#: The events that end a mint operation, and a melt.
 MINT_ENDS = frozenset({"mint:finalized", "mint:rolled-back"})
+MELT_ENDS = frozenset({"melt:finalized", "melt:rolled-back"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,12 @@ class ControlApi:
                 ("GET", r"/send/(?P<op_id>[^/]+)", self.send_show),
                 ("POST", r"/send/(?P<op_id>[^/]+)/execute", self.send_execute),
                 ("POST", r"/send/(?P<op_id>[^/]+)/rollback", self.send_rollback),
+                ("POST", r"/melt/prepare", self.melt_prepare),
+                ("POST", r"/melt/wait", self.melt_wait),
+                ("GET", r"/melt/pending", self.melt_pending),
+                ("GET", r"/melt/(?P<op_id>[^/]+)", self.melt_show),
+                ("POST", r"/melt/(?P<op_id>[^/]+)/execute", self.melt_execute),
+                ("POST", r"/melt/(?P<op_id>[^/]+)/rollback", self.melt_rollback),
                 ("POST", r"/receive", self.receive),
                 ("GET", r"/history", self.history),
                 ("POST", r"/stop", self.stop),
@@ -232,6 +248,51 @@ class ControlApi:
     def receive(self, req: Request) -> object:
         return jsonable(self.coco.receive(_str(req.body, "token").strip()))
 
+    # --- paying invoices (melts) ------------------------------------------------------
+
+    def melt_prepare(self, req: Request) -> object:
+        return jsonable(self.coco.melt.prepare_melt(_str(req.body, "mint_url"),
+                                                    _str(req.body, "invoice"),
+                                                    swap=_optional_flag(req.body, "swap")))
+
+    def melt_pending(self, req: Request) -> object:
+        ops = sorted(self.coco.melt.get_pending_operations(), key=lambda o: (o.created_at, o.id))
+        return jsonable(ops)
+
+    def melt_show(self, req: Request) -> object:
+        return jsonable(self._melt_op(req.params["op_id"]))
+
+    def melt_execute(self, req: Request) -> object:
+        """Pay; the mint may hold the answer up to ``timeout`` s (capped). A payment still
+        in flight then comes back ``pending``: the Watcher follows it to its end."""
+        timeout = _number(req.body, "timeout", 60.0)
+        if timeout > 0:  # what a non-positive one means is the wallet's to say
+            timeout = min(timeout, MAX_EXECUTE_WAIT)
+        return jsonable(self.coco.melt.execute_prepared_melt(req.params["op_id"], timeout))
+
+    def melt_rollback(self, req: Request) -> object:
+        return jsonable(self.coco.melt.rollback(req.params["op_id"]))
+
+    def melt_wait(self, req: Request) -> object:
+        """Wait (at most ``timeout`` s, capped) until the melt is completed or rolled back.
+
+        The Watcher settles a pending melt on its own; this only waits for the event
+        that says so. A shutdown ends the wait at once (the hub closes).
+        """
+        op_id = _str(req.body, "operation_id")
+        timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
+        with self.events.follow() as (_, feed):  # before the look: its end is not missed
+            if not self._melt_op(op_id).state.terminal:
+                wait_for_end(feed, op_id, MELT_ENDS, timeout)
+            op = self._melt_op(op_id)
+        return {"done": op.state.terminal, "operation": jsonable(op)}
+
+    def _melt_op(self, op_id: str) -> Operation:
+        op = self.coco.melt.get_operation(op_id)
+        if op is None:
+            raise NotFoundError(f"unknown melt operation {op_id}")
+        return op
+
     def history(self, req: Request) -> object:
         limit = req.query.get("limit")
         n = None
@@ -281,6 +342,13 @@ def _flag(source: Mapping[str, object], name: str) -> bool:
     value = source.get(name, False)
     if not isinstance(value, bool):
         raise BadRequestError(f"{name!r} must be true or false, got {value!r}")
+    return value
+
+
+def _optional_flag(source: Mapping[str, object], name: str) -> bool | None:
+    value = source.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequestError(f"{name!r} must be true, false or null, got {value!r}")
     return value
 
 

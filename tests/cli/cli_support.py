@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -152,22 +153,30 @@ class Wallet:
     def client(self) -> ControlClient:
         return ControlClient(self.data_dir)
 
-    def wait_event(self, event: str, op_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        """Follow the daemon's event stream until ``event`` for ``op_id`` arrives."""
+    def wait_event(self, event: str, op_id: str | None, timeout: float = 30.0, *,
+                   skip: Collection[str] = ()) -> dict[str, Any]:
+        """Follow the daemon's event stream (recent events first) until ``event`` for
+        ``op_id`` arrives; ``op_id`` None: of any operation not in ``skip``."""
         found: list[dict[str, Any]] = []
         done = threading.Event()
+
+        def matches(e: dict[str, Any]) -> bool:
+            if e["event"] != event:
+                return False
+            return e["operation_id"] == op_id if op_id is not None else \
+                e["operation_id"] not in skip
 
         def follow() -> None:
             with self.client() as client:
                 for e in client.stream("/events", follow=1):
-                    if e["event"] == event and e["operation_id"] == op_id:
+                    if matches(e):
                         found.append(e)
                         done.set()
                         return
 
         threading.Thread(target=follow, daemon=True).start()
-        assert done.wait(timeout), (f"no {event} for {op_id} within {timeout} s;"
-                                    f" daemon log:\n{self.daemon.log}")
+        assert done.wait(timeout), (f"no {event} for {op_id or 'any operation'} within"
+                                    f" {timeout} s; daemon log:\n{self.daemon.log}")
         return found[0]
 
 

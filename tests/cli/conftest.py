@@ -18,6 +18,8 @@ from cli_support import DaemonProcess, Wallet
 from click.testing import CliRunner, Result
 
 from cli import main
+from coco_actors.mint_client import MintClient
+from devtools.devmint import DevMint, FakeWalletConfig
 
 
 @pytest.fixture
@@ -75,5 +77,29 @@ def wallet(daemons: Callable[..., DaemonProcess]) -> Callable[..., Wallet]:
         if mint_url is not None:
             w.cli("mint", "add", mint_url)
         return w
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def payee(tmp_path_factory: pytest.TempPathFactory, nutshell_bin: Path) -> Iterator[DevMint]:
+    """A second mint, the payee of ``coco pay``: its mint quotes never pay themselves (a long
+    incoming delay), so their invoices wait for a wallet to pay them. Shared; do not stop."""
+    mint = DevMint(tmp_path_factory.mktemp("payee"), input_fee_ppk=0, nutshell_bin=nutshell_bin,
+                   fakewallet=FakeWalletConfig(incoming_delay=600))
+    mint.start(timeout=60.0)
+    try:
+        yield mint
+    finally:
+        mint.stop()
+
+
+@pytest.fixture
+def invoice_of(payee: DevMint) -> Callable[[int], str]:
+    """``invoice_of(amount)``: a payable bolt11 invoice, a payee mint quote's request."""
+
+    def make(amount: int) -> str:
+        with MintClient(payee.url) as client:
+            return client.create_mint_quote(amount).request
 
     return make

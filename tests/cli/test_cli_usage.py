@@ -12,6 +12,9 @@ USAGE_ERRORS = [
     ["send", "execute"], ["send", "rollback"], ["send", "show"], ["receive"],
     ["history", "--limit", "0"], ["history", "--limit", "x"], ["balance", "--bogus"],
     ["status", "extra"], ["events", "--follow", "x"],
+    ["pay"], ["pay", "lnbc1"], ["pay", "lnbc1", "--mint"], ["pay", "lnbc1", "--mint", "u",
+    "--yes", "--timeout", "-1"], ["pay", "lnbc1", "--mint", "u", "--yes", "--timeout", "x"],
+    ["melt", "nope"], ["melt", "show"], ["melt", "rollback"], ["melt", "pending", "extra"],
 ]
 
 
@@ -50,7 +53,8 @@ def test_send_amount_and_subcommands_both_parse(args, run_cli, short_tmp):
 
 def test_help_of_every_command(run_cli):
     for args in (["--help"], ["send", "--help"], ["send", "5", "--help"], ["mint", "--help"],
-                 ["serve", "--help"], ["init", "--help"], ["invoice", "--help"]):
+                 ["serve", "--help"], ["init", "--help"], ["invoice", "--help"],
+                 ["pay", "--help"], ["melt", "--help"], ["melt", "show", "--help"]):
         result = run_cli(*args)
         assert result.exit_code == 0, (args, result.output)
         assert result.output.startswith("Usage: coco")
@@ -60,7 +64,8 @@ def test_every_command_takes_data_dir_and_json(run_cli):
     for args in (["init"], ["serve"], ["stop"], ["status"], ["mint", "add"], ["mint", "list"],
                  ["mint", "info"], ["balance"], ["invoice"], ["send", "5"], ["send", "execute"],
                  ["send", "rollback"], ["send", "show"], ["send", "pending"], ["receive"],
-                 ["history"], ["events"]):
+                 ["history"], ["events"], ["pay"], ["melt", "show"], ["melt", "pending"],
+                 ["melt", "rollback"]):
         out = run_cli(*args, "--help").output
         assert "--data-dir DIR" in out and "COCO_DATA_DIR" in out and "--json" in out, args
 
@@ -69,3 +74,22 @@ def test_the_console_script_exits_2_on_usage(short_tmp):
     proc = run_coco("send", "abc", "--mint", "u", "--data-dir", str(short_tmp))
     assert proc.returncode == 2
     assert proc.stderr.startswith("Usage: coco send [OPTIONS] AMOUNT")
+
+
+@pytest.mark.parametrize("args", [
+    ["pay", "lnbc1", "--mint", "u", "--yes"], ["pay", "--yes", "--mint", "u", "lnbc1", "--json"],
+    ["pay", "lnbc1", "--mint", "u", "--yes", "--no-wait", "--timeout", "5"],
+    ["melt", "show", "x"], ["melt", "pending"], ["melt", "rollback", "x"],
+])
+def test_pay_and_melt_parse(args, run_cli, short_tmp):
+    result = run_cli(*args, "--data-dir", str(short_tmp))
+    assert result.exit_code == 3, result.output  # parsed fine; no daemon behind it
+
+
+def test_pay_without_yes_off_a_terminal_is_a_usage_error(run_cli, short_tmp):
+    result = run_cli("pay", "lnbc1", "--mint", "u", "--data-dir", str(short_tmp))
+    assert result.exit_code == 2  # before any daemon is asked (none runs: that would be 3)
+    assert result.stderr.startswith("Usage: coco pay [OPTIONS] INVOICE")
+    assert result.stderr.rstrip().endswith(
+        "Error: stdin is not a terminal, so nobody can confirm the payment; add --yes to pay"
+        " without asking")

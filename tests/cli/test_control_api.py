@@ -51,10 +51,36 @@ class _Send:
                          amount=amount, state=OpState.PREPARED)
 
 
+class _Melt:
+    """``coco.melt``: one melt, pending until the test settles it; records what it was given."""
+
+    def __init__(self) -> None:
+        self.op = Operation(id=OperationId("m1"), type=OpType.MELT, mint_url=MINT_URL,
+                            amount=100, state=OpState.PENDING, quote_id="mq1",
+                            quote_request="lnbc1invoice", fee_reserve=2, fee=1,
+                            input_amount=128)
+        self.prepared: list[tuple[str, str, bool | None]] = []
+        self.executed: list[tuple[str, float]] = []
+        self.looked = threading.Event()
+
+    def prepare_melt(self, mint_url: str, invoice: str, *, swap: bool | None = None) -> Operation:
+        self.prepared.append((mint_url, invoice, swap))
+        return replace(self.op, state=OpState.PREPARED)
+
+    def execute_prepared_melt(self, op_id: str, timeout: float = 60.0) -> Operation:
+        self.executed.append((op_id, timeout))
+        return self.op
+
+    def get_operation(self, op_id: str) -> Operation | None:
+        self.looked.set()
+        return self.op if op_id == self.op.id else None
+
+
 class _Coco:
     def __init__(self) -> None:
         self.mint = _Mint()
         self.send = _Send()
+        self.melt = _Melt()
 
     def receive(self, token: str) -> Operation:
         raise AssertionError("a malformed request reached the wallet")
@@ -148,3 +174,116 @@ def test_mint_wait_ends_at_once_when_the_daemon_stops(api):
 def test_mint_wait_of_an_unknown_operation(api):
     with pytest.raises(NotFoundError, match="unknown mint operation nope"):
         _call(api, "POST", "/mint/wait", {"operation_id": "nope"})
+
+
+# --- melts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body, complaint", [
+    ({"mint_url": MINT_URL}, "missing 'invoice'"),
+    ({"invoice": "lnbc1invoice"}, "missing 'mint_url'"),
+    ({"mint_url": MINT_URL, "invoice": 5}, "'invoice' must be a string"),
+    ({"mint_url": MINT_URL, "invoice": ["lnbc1invoice"]}, "'invoice' must be a string"),
+    ({"mint_url": MINT_URL, "invoice": "lnbc1invoice", "swap": "yes"},
+     "'swap' must be true, false or null"),
+    ({"mint_url": MINT_URL, "invoice": "lnbc1invoice", "swap": 1},
+     "'swap' must be true, false or null"),
+])
+def test_melt_prepare_checks_the_shape(api, body, complaint):
+    with pytest.raises(BadRequestError, match=complaint):
+        _call(api, "POST", "/melt/prepare", body)
+    assert api.coco.melt.prepared == []  # nothing reached the wallet
+
+
+@pytest.mark.parametrize("swap", [None, True, False])
+def test_melt_prepare_passes_swap_on(api, swap):
+    body: dict[str, Any] = {"mint_url": MINT_URL, "invoice": "lnbc1invoice"}
+    if swap is not None:
+        body["swap"] = swap
+    op = _call(api, "POST", "/melt/prepare", body)
+    assert api.coco.melt.prepared == [(MINT_URL, "lnbc1invoice", swap)]
+    assert (op["state"], op["fee_reserve"], op["invoice"]) == ("prepared", 2, "lnbc1invoice")
+    assert "token" not in op
+
+
+@pytest.mark.parametrize("body, timeout", [
+    ({}, 60.0), ({"timeout": 5}, 5.0), ({"timeout": 2.5}, 2.5), ({"timeout": 1e6}, 120.0),
+    ({"timeout": 0}, 0.0), ({"timeout": -1}, -1.0),  # what these mean is the wallet's to say
+])
+def test_melt_execute_timeout_is_capped_not_judged(api, body, timeout):
+    op = _call(api, "POST", "/melt/m1/execute", body)
+    assert api.coco.melt.executed == [("m1", timeout)]
+    assert op["state"] == "pending" and op["quote_id"] == "mq1"
+
+
+@pytest.mark.parametrize("path, body, complaint", [
+    ("/melt/m1/execute", {"timeout": "soon"}, "'timeout' must be a number"),
+    ("/melt/m1/execute", {"timeout": True}, "'timeout' must be a number"),
+    ("/melt/wait", {"operation_id": "m1", "timeout": "x"}, "'timeout' must be a number"),
+    ("/melt/wait", {"operation_id": 7}, "'operation_id' must be a string"),
+    ("/melt/wait", {}, "missing 'operation_id'"),
+])
+def test_melt_other_shapes(api, path, body, complaint):
+    with pytest.raises(BadRequestError, match=complaint):
+        _call(api, "POST", path, body)
+    assert api.coco.melt.executed == []
+
+
+def test_melt_routes_and_methods(api):
+    with pytest.raises(BadRequestError, match="GET is not allowed on /melt/m1/execute"):
+        api.route("GET", "/melt/m1/execute")
+    with pytest.raises(BadRequestError, match="POST is not allowed on /melt/pending"):
+        api.route("POST", "/melt/pending")
+    with pytest.raises(NotFoundError, match="unknown melt operation nope"):
+        _call(api, "GET", "/melt/nope", {})
+
+
+def _melt_wait_in_thread(api: ControlApi, timeout: float) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(_call(
+        api, "POST", "/melt/wait", {"operation_id": "m1", "timeout": timeout})), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_melt_wait_times_out_while_the_payment_is_in_flight(api):
+    res = _call(api, "POST", "/melt/wait", {"operation_id": "m1", "timeout": 0.2})
+    assert res["done"] is False and res["operation"]["state"] == "pending"
+
+
+def test_melt_wait_returns_on_the_melt_end_event(api):
+    thread, out = _melt_wait_in_thread(api, 30)
+    assert api.coco.melt.looked.wait(10)  # the wait follows the events from here on
+    paid = replace(api.coco.melt.op, state=OpState.COMPLETED, preimage="00" * 32,
+                   change_amount=25, fee_paid=1)
+    api.coco.melt.op = paid
+    api.events.publish("mint:finalized", {"operation_id": "m1", "mint_url": MINT_URL})
+    api.events.publish("melt:pending", {"operation_id": "m1", "mint_url": MINT_URL})
+    api.events.publish("melt:finalized", {"operation_id": "m1", "mint_url": MINT_URL,
+                                          "operation": paid})
+    thread.join(10)  # well before the 30 s of the wait
+    assert not thread.is_alive()
+    assert out[0]["done"] is True
+    assert (out[0]["operation"]["state"], out[0]["operation"]["preimage"],
+            out[0]["operation"]["change_amount"], out[0]["operation"]["fee_paid"]) == (
+        "completed", "00" * 32, 25, 1)
+
+
+def test_melt_wait_of_a_melt_already_over_returns_at_once(api):
+    api.coco.melt.op = replace(api.coco.melt.op, state=OpState.ROLLED_BACK)
+    res = _call(api, "POST", "/melt/wait", {"operation_id": "m1", "timeout": 30})
+    assert res["done"] is True and res["operation"]["state"] == "rolled_back"
+
+
+def test_melt_wait_ends_at_once_when_the_daemon_stops(api):
+    thread, out = _melt_wait_in_thread(api, 30)
+    assert api.coco.melt.looked.wait(10)
+    api.events.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert out[0]["done"] is False
+
+
+def test_melt_wait_of_an_unknown_operation(api):
+    with pytest.raises(NotFoundError, match="unknown melt operation nope"):
+        _call(api, "POST", "/melt/wait", {"operation_id": "nope", "timeout": 1})
