@@ -118,8 +118,13 @@ class Coco:
                 wait(self._supervisor.set_watcher(self._watcher_ref), LOOKUP_TIMEOUT,
                      "Supervisor")
         except BaseException:
+            # a failed open leaves no actor running (a stuck one is logged, not raised:
+            # the error the caller sees is the one that failed the open)
             for ref in reversed(started):
-                ref.stop(block=True, timeout=LOOKUP_TIMEOUT)
+                try:
+                    ref.stop(block=True, timeout=LOOKUP_TIMEOUT)
+                except pykka.Timeout:
+                    log.error("%s did not stop within %s s", ref, LOOKUP_TIMEOUT)
             raise
         self.last_recovery: dict[str, int] = {}
         self.mints = MintsApi(self)

@@ -87,7 +87,8 @@ class ProofLedger:
     def __init__(self, store: Store, signal: ChangeSignal | None = None) -> None:
         self._store = store
         self.signal = signal or ChangeSignal()  # thread-safe: read by waiting senders
-        snap = store.snapshot()
+        snap = store.snapshot(skip_unreadable=True)  # logged, counted, left on disk
+        self._unreadable = dict(snap.unreadable)
         self._proofs: dict[str, ProofRecord] = {r.Y: r for r in snap.proofs}
         self._counters: dict[str, int] = dict(snap.counters)
         self._unsaved_counters: set[str] = set()
@@ -355,6 +356,10 @@ class ProofLedger:
     def all_proof_records(self) -> list[ProofRecord]:
         return list(self._proofs.values())
 
+    def unreadable(self) -> dict[str, int]:
+        """Per record kind, how many stored records the startup load skipped."""
+        return dict(self._unreadable)
+
 
 class ProofLedgerActor(pykka.ThreadingActor, ProofLedger):
     """Runs :class:`ProofLedger` on one thread: its mailbox is the serialization point."""
@@ -385,6 +390,7 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     proofs_of = proxy_method(ProofLedger.proofs_of)
     balances = proxy_method(ProofLedger.balances)
     all_proof_records = proxy_method(ProofLedger.all_proof_records)
+    unreadable = proxy_method(ProofLedger.unreadable)
 
 
 def start_ledger(store: Store, signal: ChangeSignal) -> ProofLedgerProxy:

@@ -5,6 +5,12 @@ It runs on the caller's thread, not in the Supervisor's mailbox: it asks the min
 while the Supervisor keeps answering lookups. Each operation's own actor decides
 its recovery row (DESIGN.md); a mint that cannot be reached leaves the operation
 where it is, to be retried by the next recovery.
+
+Garbage never stops it: a mint answering nonsense (a typed ``MintError``, or any
+other exception an operation's recovery raises) leaves that operation where it
+is ("STATE (deferred)" or "STATE (failed)" in the summary) and the others go on.
+Records the ledger could not decode at startup were skipped there (logged by
+kind and key); their number is reported as ``"unreadable"``.
 """
 
 from __future__ import annotations
@@ -65,30 +71,18 @@ def recover(deps: Recovery, op_type: OpType | None = None,
     pending: dict[str, list[Operation]] = {}
     now = now_ms()
     for op in ops:
-        if op.mint_url not in urls:
-            log.warning("operation %s belongs to unknown mint %s", op.id, op.mint_url)
-            count(f"{op.state.value} (unknown mint)")
-        elif op.type == OpType.SEND and op.state == OpState.PENDING:
-            pending.setdefault(op.mint_url, []).append(op)
-        elif op.state == OpState.PREPARED and op.type != OpType.RECEIVE:
-            stale = (op.type in (OpType.SEND, OpType.MELT)
-                     and rollback_prepared_after_ms is not None
-                     and now - op.created_at >= rollback_prepared_after_ms)
-            if stale:
-                futures.append((op, _rollback(deps, op)))
-                continue
-            if op.type == OpType.MINT and op.quote_expiry is not None \
-                    and now > op.quote_expiry * 1000:
-                # expired: asked once (minted if it was paid, else ended), not watched
-                mint = wait(deps.supervisor.mint_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
-                futures.append((op, mint.try_redeem()))
-                continue
-            if op.type == OpType.MINT and op.quote_id and deps.watcher is not None:
-                # a quote paid while we were down (or later) still gets minted
-                tell(deps.watcher, WatcherActor.watch_quote, op.id, op.mint_url, op.quote_id)
-            count(op.state.value)
+        try:
+            started = _start(deps, op, urls, now, rollback_prepared_after_ms, pending)
+        except Exception as exc:  # a lookup that failed: this operation stays as it is
+            _log_failure(op, exc)
+            count(f"{op.state.value} (failed)")
+            continue
+        if started is None:
+            continue
+        if isinstance(started, str):
+            count(started)
         else:
-            futures.append((op, _actor(deps, op).recover()))
+            futures.append((op, started))
     for url, ops_here in pending.items():
         futures.extend(_recover_pending(deps, url, ops_here, count))
     for op, fut in futures:
@@ -97,11 +91,50 @@ def recover(deps: Recovery, op_type: OpType | None = None,
         except MintError as exc:
             log.warning("recovery of %s %s deferred: %s", op.type.value, op.id, exc)
             state = f"{op.state.value} (deferred)"
-        except CocoError as exc:
-            log.error("recovery of %s %s failed: %s", op.type.value, op.id, exc)
+        except Exception as exc:
+            _log_failure(op, exc)
             state = f"{op.state.value} (failed)"
         count(state)
+    unreadable = sum(wait(deps.ledger.unreadable(), LEDGER_TIMEOUT, "ProofLedger").values())
+    if unreadable:
+        summary["unreadable"] = unreadable
     return summary
+
+
+def _start(deps: Recovery, op: Operation, urls: set[str], now: int,
+           rollback_prepared_after_ms: int | None,
+           pending: dict[str, list[Operation]]) -> pykka.Future[Operation] | str | None:
+    """Start ``op``'s recovery: its future, the state to count now, or None (batched)."""
+    if op.mint_url not in urls:
+        log.warning("operation %s belongs to unknown mint %s", op.id, op.mint_url)
+        return f"{op.state.value} (unknown mint)"
+    if op.type == OpType.SEND and op.state == OpState.PENDING:
+        pending.setdefault(op.mint_url, []).append(op)
+        return None
+    if op.state == OpState.PREPARED and op.type != OpType.RECEIVE:
+        stale = (op.type in (OpType.SEND, OpType.MELT)
+                 and rollback_prepared_after_ms is not None
+                 and now - op.created_at >= rollback_prepared_after_ms)
+        if stale:
+            return _rollback(deps, op)
+        if op.type == OpType.MINT and op.quote_expiry is not None \
+                and now > op.quote_expiry * 1000:
+            # expired: asked once (minted if it was paid, else ended), not watched
+            mint = wait(deps.supervisor.mint_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
+            return mint.try_redeem()
+        if op.type == OpType.MINT and op.quote_id and deps.watcher is not None:
+            # a quote paid while we were down (or later) still gets minted
+            tell(deps.watcher, WatcherActor.watch_quote, op.id, op.mint_url, op.quote_id)
+        return op.state.value
+    return _actor(deps, op).recover()
+
+
+def _log_failure(op: Operation, exc: Exception) -> None:
+    """A typed error says what went wrong in words of ours (no secrets); any other
+    exception only by its type, since its text may quote what a mint sent."""
+    reason = str(exc) if isinstance(exc, CocoError) else f"unexpected {type(exc).__name__}"
+    log.error("recovery of %s %s failed, left as %s: %s", op.type.value, op.id,
+              op.state.value, reason)
 
 
 def _rollback(deps: Recovery, op: Operation) -> pykka.Future[Operation]:
@@ -118,18 +151,33 @@ def _actor(deps: Recovery, op: Operation) -> OperationProxy:
 
 def _recover_pending(deps: Recovery, url: str, ops: list[Operation],
                      count: Callable[[str], None]) -> list[Steps]:
-    ctx = wait(deps.supervisor.mint_context(url), LOOKUP_TIMEOUT, "Supervisor")
+    try:
+        ctx = wait(deps.supervisor.mint_context(url), LOOKUP_TIMEOUT, "Supervisor")
+    except Exception as exc:
+        for op in ops:
+            _log_failure(op, exc)
+            count(f"{op.state.value} (failed)")
+        return []
     ys_of = {op.id: op.send_ys for op in ops}
     try:
         states = ctx.client.check_state([y for ys in ys_of.values() for y in ys])
+        spent = {s.Y for s in states if s.state == ProofStateKind.SPENT}
     except MintError as exc:
         log.warning("recovery of %d pending sends at %s deferred: %s", len(ops), url, exc)
-        states = []
-    spent = {s.Y for s in states if s.state == ProofStateKind.SPENT}
+        states, spent = [], set()
+    except Exception as exc:  # an answer the client did not type: still only deferred
+        log.error("recovery of %d pending sends at %s deferred: unexpected %s",
+                  len(ops), url, type(exc).__name__)
+        states, spent = [], set()
     futures = []
     for op in ops:
         if states and all(y in spent for y in ys_of[op.id]):
-            send = wait(deps.supervisor.send_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
+            try:
+                send = wait(deps.supervisor.send_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
+            except Exception as exc:
+                _log_failure(op, exc)
+                count(f"{op.state.value} (failed)")
+                continue
             futures.append((op, send.mark_claimed()))
         else:
             if deps.watcher is not None:

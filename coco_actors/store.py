@@ -9,22 +9,38 @@ Keys are fixed-width big-endian where order matters (history), so range scans
 sort correctly. Values are records encoded by :mod:`coco_actors.codec`: JSON
 keyed by attribute names, with a schema version checked on every read (a
 record this release cannot read is a :class:`~coco_actors.errors.StoreError`).
+
+Disk trouble is refused at open, before LMDB maps anything: a directory that
+cannot be written (read-only mount, no permission) or that has less than
+:data:`MIN_FREE_BYTES` free is a :class:`DataDirError` and nothing in it is
+touched (LMDB would otherwise die of SIGBUS on a full tmpfs, touching lock-file
+pages it cannot allocate; the lock file's pages are allocated at open for that
+reason). A write that later meets a full disk aborts its transaction (nothing is
+half-written) and is a :class:`DataDirError` too. A full *map* is not a full disk:
+the map is grown between transactions and the write run again.
+
+At startup, the ledger's :meth:`Store.snapshot` skips a record it cannot decode (logged with
+its kind and key, never its value) and counts it in ``Snapshot.unreadable``; the
+record stays on disk untouched, for a later release or a person to read.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import lmdb
 
 from coco_actors.codec import decode_record, encode_record
-from coco_actors.errors import CocoError
+from coco_actors.errors import CocoError, StoreError
 from coco_actors.records import HistoryEntry, MintRecord, Operation, ProofRecord
 from coco_actors.wire import Keyset
 
@@ -34,11 +50,29 @@ T = TypeVar("T")
 
 DB_NAMES = ("settings", "mints", "keysets", "proofs", "counters", "operations", "history")
 INITIAL_MAP_SIZE = 1 << 30  # 1 GiB of address space; grown on MapFullError
+#: The map never grows past this (address space, not disk: 64-bit only).
+MAX_MAP_SIZE = 1 << 40
+#: Below this much free space in the data directory, open refuses (no space).
+MIN_FREE_BYTES = 1 << 20
 LOCK_FILE = "coco.lock"
 
 
 class WalletLockedError(CocoError):
     """Another process (or another ``Coco`` in this one) has this data directory open."""
+
+
+class DataDirError(CocoError):
+    """The data directory cannot be written (read-only, no permission, no space).
+
+    At open nothing was changed; during a write the transaction was aborted.
+    """
+
+
+def _disk_error(data_dir: Path, exc: BaseException) -> DataDirError:
+    """One clear line for a disk failure; the OS's words, never a record's content."""
+    reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror
+              else str(exc) or type(exc).__name__)
+    return DataDirError(f"data directory {data_dir} cannot be written: {reason}")
 
 
 def _history_key(op: Operation | HistoryEntry) -> bytes:
@@ -55,6 +89,49 @@ class Snapshot:
     operations: list[Operation]
     mints: list[MintRecord]
     keysets: dict[str, list[Keyset]]
+    #: per record kind (database name), how many records could not be decoded
+    unreadable: dict[str, int] = field(default_factory=dict)
+
+
+class _ReadGate:
+    """Read transactions (any thread) against a map resize (the writer's thread).
+
+    LMDB must not be remapped while a transaction is open in this process, so a
+    resize waits for the readers in flight and holds new ones back.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._resizing = False
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def resizing(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
 
 
 class WriteBatch:
@@ -99,8 +176,13 @@ class Store:
 
     def __init__(self, data_dir: Path | str, *, map_size: int = INITIAL_MAP_SIZE) -> None:
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._lock_file = self._acquire_lock()
+        self._gate = _ReadGate()
+        try:
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._check_free_space()
+            self._lock_file = self._acquire_lock()
+        except OSError as exc:
+            raise _disk_error(self.data_dir, exc) from None
         try:
             # py-lmdb creates the environment directory with ``mode`` (no search bit
             # with 0600), so make the directory ourselves: 0700 for it, 0600 for files
@@ -110,13 +192,29 @@ class Store:
             self.env = lmdb.open(str(env_dir), subdir=True,
                                  map_size=map_size, max_dbs=len(DB_NAMES) + 2, sync=True,
                                  metasync=True, lock=True, mode=0o600)
-            with self.env.begin(write=True) as txn:
-                self._dbs = {name: self.env.open_db(name.encode(), txn=txn)
-                             for name in DB_NAMES}
-        except Exception:
+            try:
+                _allocate(env_dir / "lock.mdb")
+                with self.env.begin(write=True) as txn:
+                    self._dbs = {name: self.env.open_db(name.encode(), txn=txn)
+                                 for name in DB_NAMES}
+            except BaseException:
+                self.env.close()
+                raise
+        except (OSError, lmdb.Error) as exc:
+            self._release_lock()
+            raise _disk_error(self.data_dir, exc) from None
+        except BaseException:
             self._release_lock()
             raise
         self._closed = False
+
+    def _check_free_space(self) -> None:
+        st = os.statvfs(self.data_dir)
+        free = st.f_bavail * st.f_frsize
+        if free < MIN_FREE_BYTES:
+            raise DataDirError(
+                f"data directory {self.data_dir} cannot be written: no space left"
+                f" ({free >> 10} KiB free, at least {MIN_FREE_BYTES >> 10} KiB needed)")
 
     def _acquire_lock(self) -> IO[str]:
         f = open(self.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until close()
@@ -126,10 +224,14 @@ class Store:
             f.close()
             raise WalletLockedError(
                 f"data directory {self.data_dir} is in use by another wallet process") from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
         return f
 
     def _release_lock(self) -> None:
@@ -150,54 +252,109 @@ class Store:
     def transact(self, fn: Callable[[WriteBatch], T]) -> T:
         """Run ``fn`` in one write transaction, committed (durably) before returning.
 
-        If the map is full, the transaction is aborted, the map grown, and ``fn``
-        run again: ``fn`` must only write through the batch.
+        If the map is full, the transaction is aborted, the map grown (doubled, no
+        transaction open) and ``fn`` run again: ``fn`` must only write through the
+        batch. A disk that refuses the write aborts the transaction and raises
+        :class:`DataDirError`. Runs on the writer's thread (the ProofLedger's).
         """
         while True:
             try:
                 with self.env.begin(write=True) as txn:
                     return fn(WriteBatch(txn, self._dbs))
             except lmdb.MapFullError:
-                new_size = self.env.info()["map_size"] * 2
-                log.warning("LMDB map full; growing to %d MiB", new_size >> 20)
-                self.env.set_mapsize(new_size)
+                self._grow_map()
+            except lmdb.Error as exc:
+                raise _disk_error(self.data_dir, exc) from None
+
+    def _grow_map(self) -> None:
+        size = self.env.info()["map_size"]
+        if size >= MAX_MAP_SIZE:
+            raise DataDirError(f"data directory {self.data_dir}: the store reached"
+                               f" {MAX_MAP_SIZE >> 30} GiB, the largest map allowed")
+        new_size = min(size * 2, MAX_MAP_SIZE)
+        log.warning("LMDB map full at %d KiB; growing to %d KiB", size >> 10, new_size >> 10)
+        with self._gate.resizing():
+            self.env.set_mapsize(new_size)
 
     # --- reads ----------------------------------------------------------------------
 
     def get_setting(self, key: str) -> str | None:
-        with self.env.begin(db=self._dbs["settings"]) as txn:
+        with self._gate.reading(), self.env.begin(db=self._dbs["settings"]) as txn:
             v = txn.get(key.encode())
         return v.decode() if v is not None else None
 
     def get_operation(self, op_id: str) -> Operation | None:
-        with self.env.begin(db=self._dbs["operations"]) as txn:
+        with self._gate.reading(), self.env.begin(db=self._dbs["operations"]) as txn:
             v = txn.get(op_id.encode())
         return decode_record(v, Operation) if v is not None else None
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
-        """Newest first."""
+        """Newest first; an entry that cannot be decoded is logged and left out."""
         out: list[HistoryEntry] = []
-        with self.env.begin(db=self._dbs["history"]) as txn:
+        with self._gate.reading(), self.env.begin(db=self._dbs["history"]) as txn:
             cursor = txn.cursor()
             if not cursor.last():
                 return out
-            for _, value in cursor.iterprev():
-                out.append(decode_record(value, HistoryEntry))
+            for key, value in cursor.iterprev():
+                entry = _decode_or_skip("history", key, value, HistoryEntry)
+                if entry is not None:
+                    out.append(entry)
                 if limit is not None and len(out) >= limit:
                     break
         return out
 
-    def snapshot(self) -> Snapshot:
-        with self.env.begin() as txn:
-            def items(name: str) -> Iterator[tuple[bytes, bytes]]:
-                yield from txn.cursor(db=self._dbs[name])
+    def snapshot(self, *, skip_unreadable: bool = False) -> Snapshot:
+        """Every record, in one read transaction.
 
-            proofs = [decode_record(v, ProofRecord) for _, v in items("proofs")]
-            counters = {k.decode(): int.from_bytes(v, "big") for k, v in items("counters")}
-            operations = [decode_record(v, Operation) for _, v in items("operations")]
-            mints = [decode_record(v, MintRecord) for _, v in items("mints")]
+        A record that cannot be decoded raises :class:`StoreError` (or
+        :class:`SchemaVersionError`), unless ``skip_unreadable``: then it is logged,
+        left on disk and counted in ``Snapshot.unreadable`` (the ledger's startup).
+        """
+        unreadable: dict[str, int] = {}
+
+        with self._gate.reading(), self.env.begin() as txn:
+            def records(name: str, cls: type[T]) -> Iterator[tuple[bytes, T]]:
+                for k, v in txn.cursor(db=self._dbs[name]):
+                    if not skip_unreadable:
+                        yield k, decode_record(v, cls)
+                        continue
+                    rec = _decode_or_skip(name, k, v, cls)
+                    if rec is None:
+                        unreadable[name] = unreadable.get(name, 0) + 1
+                    else:
+                        yield k, rec
+
+            proofs = [rec for _, rec in records("proofs", ProofRecord)]
+            counters = {k.decode(): int.from_bytes(v, "big")
+                        for k, v in txn.cursor(db=self._dbs["counters"])}
+            operations = [rec for _, rec in records("operations", Operation)]
+            mints = [rec for _, rec in records("mints", MintRecord)]
             keysets: dict[str, list[Keyset]] = {}
-            for k, v in items("keysets"):
-                mint_url = k.decode().split("\x00", 1)[0]
-                keysets.setdefault(mint_url, []).append(decode_record(v, Keyset))
-        return Snapshot(proofs, counters, operations, mints, keysets)
+            for k, ks in records("keysets", Keyset):
+                mint_url = k.decode(errors="replace").split("\x00", 1)[0]
+                keysets.setdefault(mint_url, []).append(ks)
+        return Snapshot(proofs, counters, operations, mints, keysets, unreadable)
+
+
+def _decode_or_skip(kind: str, key: bytes, raw: bytes, cls: type[T]) -> T | None:
+    """The record, or None (logged: kind, key and why; never the value, it may be a secret)."""
+    try:
+        return decode_record(raw, cls)
+    except (StoreError, ValueError, TypeError) as exc:
+        shown = key.hex() if kind == "proofs" else key.decode(errors="replace")
+        log.error("skipping unreadable %s record %.80s: %s", kind, shown, exc)
+        return None
+
+
+def _allocate(path: Path) -> None:
+    """Give the file real blocks now, so touching its mapped pages later cannot SIGBUS."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise  # ENOSPC above all; a filesystem without fallocate is left as it is
+    finally:
+        os.close(fd)

@@ -34,7 +34,7 @@ from coco_actors.control.paths import MAX_SOCKET_PATH, socket_path
 from coco_actors.control.server import ControlServer
 from coco_actors.control.views import jsonable
 from coco_actors.errors import CocoError
-from coco_actors.store import Store
+from coco_actors.store import DataDirError, Store
 from coco_actors.threads import SupervisedThread
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,12 @@ def init_wallet(data_dir: Path, *, mnemonic: str | None = None,
 
 
 def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+    except OSError as exc:  # read-only mount, no permission: one line, not a traceback
+        raise DataDirError(f"data directory {path} cannot be written:"
+                           f" {exc.strerror or type(exc).__name__}") from None
 
 
 # --- the daemon -------------------------------------------------------------------------
