@@ -178,8 +178,8 @@ class Store:
         self.data_dir = Path(data_dir)
         self._gate = _ReadGate()
         try:
+            self._check_free_space()  # before anything is created
             self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._check_free_space()
             self._lock_file = self._acquire_lock()
         except OSError as exc:
             raise _disk_error(self.data_dir, exc) from None
@@ -209,7 +209,10 @@ class Store:
         self._closed = False
 
     def _check_free_space(self) -> None:
-        st = os.statvfs(self.data_dir)
+        existing = self.data_dir.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        st = os.statvfs(existing)
         free = st.f_bavail * st.f_frsize
         if free < MIN_FREE_BYTES:
             raise DataDirError(
