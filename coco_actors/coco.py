@@ -152,6 +152,13 @@ class Coco:
 
         ``rollback_prepared_after``: a policy, off by default: prepared sends
         older than this many seconds are rolled back (released) by recovery.
+
+        A directory that cannot be written (read-only, no permission, no space) is
+        a :class:`~coco_actors.store.DataDirError`, with nothing changed. A stored
+        record this release cannot decode does not stop the open: it is logged by
+        kind and key, left on disk, and counted in ``last_recovery["unreadable"]``
+        (its proofs stay reserved, its operation where it was). An open that fails
+        leaves no actor or thread running and the directory unlocked.
         """
         store = Store(data_dir)
         try:
