@@ -68,8 +68,17 @@ class DataDirError(CocoError):
     """
 
 
-def _disk_error(data_dir: Path, exc: BaseException) -> DataDirError:
+#: LMDB's words for files that are not (or no longer) an environment it can read:
+#: the directory is writable, its content is the problem.
+_UNREADABLE_ENV = (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError,
+                   lmdb.IncompatibleError, lmdb.PageNotFoundError, lmdb.BadChecksumError)
+
+
+def _disk_error(data_dir: Path, exc: BaseException) -> CocoError:
     """One clear line for a disk failure; the OS's words, never a record's content."""
+    if isinstance(exc, _UNREADABLE_ENV):
+        return StoreError(f"data directory {data_dir} holds a store this release cannot"
+                          f" open: {exc}")
     reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror
               else str(exc) or type(exc).__name__)
     return DataDirError(f"data directory {data_dir} cannot be written: {reason}")
@@ -277,7 +286,10 @@ class Store:
         new_size = min(size * 2, MAX_MAP_SIZE)
         log.warning("LMDB map full at %d KiB; growing to %d KiB", size >> 10, new_size >> 10)
         with self._gate.resizing():
-            self.env.set_mapsize(new_size)
+            try:
+                self.env.set_mapsize(new_size)
+            except lmdb.Error as exc:
+                raise _disk_error(self.data_dir, exc) from None
 
     # --- reads ----------------------------------------------------------------------
 

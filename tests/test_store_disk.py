@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from cli import main
 from coco_actors import Coco
+from coco_actors.errors import StoreError
 from coco_actors.store import MIN_FREE_BYTES, DataDirError, Store, WriteBatch
 
 MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon " \
@@ -299,3 +300,17 @@ def test_growing_the_map_waits_for_readers_on_other_threads(tmp_path: Path) -> N
         store.close()
     assert not errors
     assert not any(t.is_alive() for t in threads)
+
+
+def test_a_store_file_that_is_not_lmdb_is_a_store_error_not_a_disk_error(
+        tmp_path: Path) -> None:
+    env_dir = tmp_path / "w" / "wallet.lmdb"
+    env_dir.mkdir(parents=True)
+    garbage = b"not an lmdb file " * 4096
+    (env_dir / "data.mdb").write_bytes(garbage)
+    with pytest.raises(StoreError, match="cannot open") as refused:
+        Store(tmp_path / "w")
+    assert not isinstance(refused.value, DataDirError)
+    assert (env_dir / "data.mdb").read_bytes() == garbage
+    with pytest.raises(StoreError):  # the lock was released: the same answer again
+        Coco.open(tmp_path / "w", MNEMONIC)
