@@ -180,24 +180,44 @@ def _as_nobody(paths: list[Path]) -> list[str]:
     return out.splitlines()
 
 
+def _unprivileged(paths: list[Path]) -> list[str]:
+    """Like :func:`_as_nobody`, in this process when it is not root (chmod holds then)."""
+    if os.geteuid() == 0:
+        return _as_nobody(paths)
+    lines = []
+    for path in paths:
+        try:
+            Store(path).close()
+            lines.append("opened")
+        except DataDirError as exc:
+            lines.append(f"refused: {exc}")
+    return lines
+
+
 def test_an_unprivileged_user_gets_the_same_typed_error() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to an unprivileged user")
     base = Path(tempfile.mkdtemp(prefix="coco-setuid-"))
     try:
         base.chmod(0o755)
         owned = base / "owned"
-        Coco.open(owned, MNEMONIC, watcher=False).close()  # root's wallet, 0700
+        Coco.open(owned, MNEMONIC, watcher=False).close()  # our wallet, 0700
         locked = base / "locked"
         locked.mkdir(mode=0o555)
         before = _tree(owned)
-        lines = _as_nobody([owned, locked / "w"])
+        if os.geteuid() != 0:  # the wallet's own user: make its files unwritable instead
+            for p in (owned, owned / "wallet.lmdb"):
+                p.chmod(0o500)
+            for p in (owned / "coco.lock", *(owned / "wallet.lmdb").iterdir()):
+                p.chmod(0o400)
+        lines = _unprivileged([owned, locked / "w"])
         assert len(lines) == 2, lines
         assert all(line.startswith("refused: ") and "Permission denied" in line
                    for line in lines), lines
         assert _tree(owned) == before
         assert not (locked / "w").exists()
     finally:
+        for p in (base, *base.rglob("*")):
+            if not p.is_symlink():
+                p.chmod(0o700)
         shutil.rmtree(base)
 
 
