@@ -20,9 +20,10 @@ from coco_actors.errors import (
     TokenSpentError,
 )
 from coco_actors.records import OpState
+from coco_actors.store import DataDirError
 
 __all__ = [
-    "Coco", "CocoError", "CryptoError", "InsufficientFundsError", "InvalidAmountError",
+    "Coco", "CocoError", "CryptoError", "DataDirError", "InsufficientFundsError", "InvalidAmountError",
     "InvalidInputError", "InvalidStateError", "InvoiceError", "MintError", "MintRejectedError",
     "MintUnreachableError", "NotFoundError", "OpState", "TokenError", "TokenSpentError",
 ]

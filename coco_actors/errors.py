@@ -7,7 +7,7 @@
     │   ├── TokenError           a token that cannot be decoded or is inconsistent
     │   ├── InvalidAmountError   zero, negative or otherwise unusable amount
     │   ├── TokenSpentError      the token was already claimed
-    │   └── InvoiceError         a lightning invoice that cannot be decoded
+    │   └── InvoiceError         an invoice that cannot be decoded, has no amount or expired
     ├── CryptoError              a signature, DLEQ proof or keyset id does not verify
     ├── NotFoundError            unknown mint, keyset, quote or operation
     ├── InsufficientFundsError   the balance cannot cover amount plus fees
@@ -15,6 +15,7 @@
     ├── ActorTimeoutError        an actor did not answer in time
     ├── StoreError               a stored record cannot be read (corrupt or foreign)
     │   └── SchemaVersionError   a record of a schema version this release does not read
+    ├── DataDirError             the data directory cannot be written (store.py)
     └── MintError                talking to a mint
         ├── MintUnreachableError the outcome is UNKNOWN: timeout, refused, reset, 5xx
         │   └── MintProtocolError    the mint answered something unparseable
