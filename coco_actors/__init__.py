@@ -23,7 +23,7 @@ from coco_actors.records import OpState
 from coco_actors.store import DataDirError
 
 __all__ = [
-    "Coco", "CocoError", "CryptoError", "DataDirError", "InsufficientFundsError", "InvalidAmountError",
-    "InvalidInputError", "InvalidStateError", "InvoiceError", "MintError", "MintRejectedError",
+    "Coco", "CocoError", "CryptoError", "DataDirError", "InsufficientFundsError",
+    "InvalidAmountError", "InvalidInputError", "InvalidStateError", "InvoiceError", "MintError", "MintRejectedError",
     "MintUnreachableError", "NotFoundError", "OpState", "TokenError", "TokenSpentError",
 ]
