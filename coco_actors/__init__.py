@@ -24,6 +24,7 @@ from coco_actors.store import DataDirError
 
 __all__ = [
     "Coco", "CocoError", "CryptoError", "DataDirError", "InsufficientFundsError",
-    "InvalidAmountError", "InvalidInputError", "InvalidStateError", "InvoiceError", "MintError", "MintRejectedError",
-    "MintUnreachableError", "NotFoundError", "OpState", "TokenError", "TokenSpentError",
+    "InvalidAmountError", "InvalidInputError", "InvalidStateError", "InvoiceError",
+    "MintError", "MintRejectedError", "MintUnreachableError", "NotFoundError", "OpState",
+    "TokenError", "TokenSpentError",
 ]
