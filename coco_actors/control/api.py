@@ -47,7 +47,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from coco_actors.coco import Coco
-from coco_actors.control.errors import BadRequestError
+from coco_actors.control.errors import BadRequestError, MethodNotAllowedError
 from coco_actors.control.events import EventHub, wait_for_end
 from coco_actors.control.paths import socket_path
 from coco_actors.control.views import jsonable, op_view
@@ -115,15 +115,16 @@ class ControlApi:
 
     def route(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
         """The endpoint and its path parameters; None for an unknown path."""
-        allowed = False
+        allowed: list[str] = []
         for m, pattern, handler in self.routes:
             match = pattern.match(path)
             if match:
                 if m == method:
-                    return handler, {k: unquote(v) for k, v in match.groupdict().items()}
-                allowed = True
+                    return handler, {k: _op_id(unquote(v)) for k, v in match.groupdict().items()}
+                allowed.append(m)
         if allowed:
-            raise BadRequestError(f"{method} is not allowed on {path}")
+            raise MethodNotAllowedError(f"{method} is not allowed on {path}",
+                                        allow=tuple(sorted(set(allowed))))
         return None
 
     # --- the daemon and its mints ---------------------------------------------------
@@ -187,7 +188,7 @@ class ControlApi:
         The Watcher mints a paid quote on its own; this only waits for the event
         that says so. A shutdown ends the wait at once (the hub closes).
         """
-        op_id = _str(req.body, "operation_id")
+        op_id = _op_id(_str(req.body, "operation_id"))
         timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
         with self.events.follow() as (_, feed):  # before the nudge: its end is not missed
             op = self._mint_op(op_id)
@@ -279,7 +280,7 @@ class ControlApi:
         The Watcher settles a pending melt on its own; this only waits for the event
         that says so. A shutdown ends the wait at once (the hub closes).
         """
-        op_id = _str(req.body, "operation_id")
+        op_id = _op_id(_str(req.body, "operation_id"))
         timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
         with self.events.follow() as (_, feed):  # before the look: its end is not missed
             if not self._melt_op(op_id).state.terminal:
@@ -297,7 +298,7 @@ class ControlApi:
         limit = req.query.get("limit")
         n = None
         if limit is not None:
-            if not limit.isdigit() or int(limit) < 1:
+            if not re.fullmatch(r"[0-9]{1,9}", limit, re.ASCII) or int(limit) < 1:
                 raise BadRequestError(f"limit must be a positive integer, got {limit!r}")
             n = int(limit)
         return jsonable(self.coco.history.get_history(n))
@@ -308,6 +309,17 @@ class ControlApi:
 
 
 # --- the shape of the input: present, and of the right JSON type ---------------------
+
+
+#: Longest operation id in a path (ids are 32 hex digits; a store key holds 511 bytes).
+MAX_OP_ID = 128
+
+
+def _op_id(value: str) -> str:
+    """A path parameter: bounded, so a hostile one never reaches the store as a bad key."""
+    if not value or len(value) > MAX_OP_ID or not value.isprintable():
+        raise NotFoundError(f"no operation {value[:MAX_OP_ID]!r}")
+    return value
 
 
 def _present(source: Mapping[str, object], name: str) -> object:
