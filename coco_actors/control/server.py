@@ -365,6 +365,8 @@ class ControlHandler(BaseHTTPRequestHandler):
             return False
         if not self.parse_request():  # it answered
             return False
+        if self.request_version == "HTTP/0.9":  # a bare "GET /path" line
+            raise BadRequestError("HTTP/0.9 is not spoken: send HTTP/1.0 or later")
         if self.command not in METHODS:
             raise MethodNotAllowedError(f"{self.command[:20]} is not served; use GET or POST",
                                         allow=METHODS)
