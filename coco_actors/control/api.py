@@ -46,6 +46,8 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote
 
+import httpx
+
 from coco_actors.coco import Coco
 from coco_actors.control.errors import BadRequestError, MethodNotAllowedError
 from coco_actors.control.events import EventHub, wait_for_end
@@ -146,7 +148,7 @@ class ControlApi:
         balances = self.coco.balance()
         mint = req.query.get("mint")
         if mint:
-            url = normalize_mint_url(mint)
+            url = normalize_mint_url(_url(req.query, "mint"))
             if url not in balances:
                 raise NotFoundError(f"unknown mint {mint}; add it first: coco mint add {mint}")
             balances = {url: balances[url]}
@@ -156,7 +158,7 @@ class ControlApi:
         return jsonable(self.coco.mints.list())
 
     def add_mint(self, req: Request) -> object:
-        url = _str(req.body, "url")
+        url = _url(req.body, "url")
         restore = _flag(req.body, "restore")
         rec = self.coco.mints.add(url)
         out: dict[str, object] = {"mint": jsonable(rec)}
@@ -165,7 +167,7 @@ class ControlApi:
         return out
 
     def mint_info(self, req: Request) -> object:
-        url = _str(req.query, "url")
+        url = _url(req.query, "url")
         info = self.coco.mints.info(url)
         return {"url": normalize_mint_url(url), "name": info.name, "version": info.version,
                 "pubkey": info.pubkey, "description": info.raw.get("description"),
@@ -175,7 +177,7 @@ class ControlApi:
     # --- minting --------------------------------------------------------------------
 
     def mint_quote(self, req: Request) -> object:
-        quote = self.coco.mint.create_quote(_str(req.body, "mint_url"),
+        quote = self.coco.mint.create_quote(_url(req.body, "mint_url"),
                                             _int(req.body, "amount"))
         op = self.coco.mint.open_operation_for(quote.quote)  # the Watcher has its quote
         return {"quote": quote.quote, "request": quote.request, "amount": quote.amount,
@@ -225,7 +227,7 @@ class ControlApi:
     # --- sending and receiving ------------------------------------------------------
 
     def send_prepare(self, req: Request) -> object:
-        return jsonable(self.coco.send.prepare_send(_str(req.body, "mint_url"),
+        return jsonable(self.coco.send.prepare_send(_url(req.body, "mint_url"),
                                                     _int(req.body, "amount")))
 
     def send_pending(self, req: Request) -> object:
@@ -252,7 +254,7 @@ class ControlApi:
     # --- paying invoices (melts) ------------------------------------------------------
 
     def melt_prepare(self, req: Request) -> object:
-        return jsonable(self.coco.melt.prepare_melt(_str(req.body, "mint_url"),
+        return jsonable(self.coco.melt.prepare_melt(_url(req.body, "mint_url"),
                                                     _str(req.body, "invoice"),
                                                     swap=_optional_flag(req.body, "swap")))
 
@@ -333,6 +335,20 @@ def _str(source: Mapping[str, object], name: str) -> str:
     value = _present(source, name)
     if not isinstance(value, str):
         raise BadRequestError(f"{name!r} must be a string, got {value!r}")
+    return value
+
+
+def _url(source: Mapping[str, object], name: str) -> str:
+    """A string httpx can use as a URL: parsed, and a host it can look up (IDNA labels).
+
+    Whether it names a mint is the wallet's to say; this keeps an unusable one from
+    surfacing as httpx's (or the idna codec's) own exception.
+    """
+    value = _str(source, name)
+    try:
+        httpx.URL(value.strip()).host.encode("idna")
+    except (httpx.InvalidURL, UnicodeError):
+        raise BadRequestError(f"{name!r} is not a usable URL") from None
     return value
 
 
