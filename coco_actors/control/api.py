@@ -49,7 +49,7 @@ from urllib.parse import unquote
 import httpx
 
 from coco_actors.coco import Coco
-from coco_actors.control.errors import BadRequestError, MethodNotAllowedError
+from coco_actors.control.errors import BadRequestError
 from coco_actors.control.events import EventHub, wait_for_end
 from coco_actors.control.paths import socket_path
 from coco_actors.control.views import jsonable, op_view
@@ -117,16 +117,15 @@ class ControlApi:
 
     def route(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
         """The endpoint and its path parameters; None for an unknown path."""
-        allowed: list[str] = []
+        allowed = False
         for m, pattern, handler in self.routes:
             match = pattern.match(path)
             if match:
                 if m == method:
                     return handler, {k: _op_id(unquote(v)) for k, v in match.groupdict().items()}
-                allowed.append(m)
-        if allowed:
-            raise MethodNotAllowedError(f"{method} is not allowed on {path}",
-                                        allow=tuple(sorted(set(allowed))))
+                allowed = True
+        if allowed:  # a served method, on the wrong path: the caller's mistake (400)
+            raise BadRequestError(f"{method} is not allowed on {path}")
         return None
 
     # --- the daemon and its mints ---------------------------------------------------

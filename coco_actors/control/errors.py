@@ -3,7 +3,7 @@
     CocoError
     ├── InvalidInputError
     │   └── BadRequestError      the control request is malformed (framing, JSON shape): 400
-    │       ├── MethodNotAllowedError  a method not served (on that path): 405
+    │       ├── MethodNotAllowedError  a method not served at all (PUT, DELETE, ...): 405
     │       ├── LengthRequiredError    a body not framed by a Content-Length: 411
     │       └── RequestTimeoutError    the request did not arrive in time: 408
     ├── ShuttingDownError        the daemon is stopping and takes no new requests: 409
@@ -40,7 +40,8 @@ class WalletExistsError(DaemonError):
 
 
 class MethodNotAllowedError(BadRequestError):
-    """The method is not served (at all, or on this path): 405, with the ones that are."""
+    """The method is not served at all: 405, with the ones that are (a served method on a
+    path that takes the other one is a plain 400)."""
 
     def __init__(self, message: str, *, allow: tuple[str, ...] = ("GET", "POST")) -> None:
         super().__init__(message)
