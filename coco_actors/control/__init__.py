@@ -19,6 +19,7 @@ from coco_actors.control.client import (
     ConnectionLost,
     ControlClient,
     ControlError,
+    DaemonBusy,
     DaemonTimeout,
     DaemonUnavailable,
     RequestFailed,
@@ -27,7 +28,7 @@ from coco_actors.control.client import (
 from coco_actors.control.paths import SOCKET_NAME, default_data_dir, serve_hint, socket_path
 
 __all__ = [
-    "SOCKET_NAME", "ConnectionLost", "ControlClient", "ControlError", "DaemonTimeout",
-    "DaemonUnavailable", "RequestFailed", "default_data_dir", "op_path", "serve_hint",
-    "socket_path",
+    "SOCKET_NAME", "ConnectionLost", "ControlClient", "ControlError", "DaemonBusy",
+    "DaemonTimeout", "DaemonUnavailable", "RequestFailed", "default_data_dir", "op_path",
+    "serve_hint", "socket_path",
 ]

@@ -46,6 +46,8 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote
 
+import httpx
+
 from coco_actors.coco import Coco
 from coco_actors.control.errors import BadRequestError
 from coco_actors.control.events import EventHub, wait_for_end
@@ -120,9 +122,9 @@ class ControlApi:
             match = pattern.match(path)
             if match:
                 if m == method:
-                    return handler, {k: unquote(v) for k, v in match.groupdict().items()}
+                    return handler, {k: _op_id(unquote(v)) for k, v in match.groupdict().items()}
                 allowed = True
-        if allowed:
+        if allowed:  # a served method, on the wrong path: the caller's mistake (400)
             raise BadRequestError(f"{method} is not allowed on {path}")
         return None
 
@@ -145,7 +147,7 @@ class ControlApi:
         balances = self.coco.balance()
         mint = req.query.get("mint")
         if mint:
-            url = normalize_mint_url(mint)
+            url = normalize_mint_url(_url(req.query, "mint"))
             if url not in balances:
                 raise NotFoundError(f"unknown mint {mint}; add it first: coco mint add {mint}")
             balances = {url: balances[url]}
@@ -155,7 +157,7 @@ class ControlApi:
         return jsonable(self.coco.mints.list())
 
     def add_mint(self, req: Request) -> object:
-        url = _str(req.body, "url")
+        url = _url(req.body, "url")
         restore = _flag(req.body, "restore")
         rec = self.coco.mints.add(url)
         out: dict[str, object] = {"mint": jsonable(rec)}
@@ -164,7 +166,7 @@ class ControlApi:
         return out
 
     def mint_info(self, req: Request) -> object:
-        url = _str(req.query, "url")
+        url = _url(req.query, "url")
         info = self.coco.mints.info(url)
         return {"url": normalize_mint_url(url), "name": info.name, "version": info.version,
                 "pubkey": info.pubkey, "description": info.raw.get("description"),
@@ -174,7 +176,7 @@ class ControlApi:
     # --- minting --------------------------------------------------------------------
 
     def mint_quote(self, req: Request) -> object:
-        quote = self.coco.mint.create_quote(_str(req.body, "mint_url"),
+        quote = self.coco.mint.create_quote(_url(req.body, "mint_url"),
                                             _int(req.body, "amount"))
         op = self.coco.mint.open_operation_for(quote.quote)  # the Watcher has its quote
         return {"quote": quote.quote, "request": quote.request, "amount": quote.amount,
@@ -187,7 +189,7 @@ class ControlApi:
         The Watcher mints a paid quote on its own; this only waits for the event
         that says so. A shutdown ends the wait at once (the hub closes).
         """
-        op_id = _str(req.body, "operation_id")
+        op_id = _op_id(_str(req.body, "operation_id"))
         timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
         with self.events.follow() as (_, feed):  # before the nudge: its end is not missed
             op = self._mint_op(op_id)
@@ -224,7 +226,7 @@ class ControlApi:
     # --- sending and receiving ------------------------------------------------------
 
     def send_prepare(self, req: Request) -> object:
-        return jsonable(self.coco.send.prepare_send(_str(req.body, "mint_url"),
+        return jsonable(self.coco.send.prepare_send(_url(req.body, "mint_url"),
                                                     _int(req.body, "amount")))
 
     def send_pending(self, req: Request) -> object:
@@ -251,7 +253,7 @@ class ControlApi:
     # --- paying invoices (melts) ------------------------------------------------------
 
     def melt_prepare(self, req: Request) -> object:
-        return jsonable(self.coco.melt.prepare_melt(_str(req.body, "mint_url"),
+        return jsonable(self.coco.melt.prepare_melt(_url(req.body, "mint_url"),
                                                     _str(req.body, "invoice"),
                                                     swap=_optional_flag(req.body, "swap")))
 
@@ -279,7 +281,7 @@ class ControlApi:
         The Watcher settles a pending melt on its own; this only waits for the event
         that says so. A shutdown ends the wait at once (the hub closes).
         """
-        op_id = _str(req.body, "operation_id")
+        op_id = _op_id(_str(req.body, "operation_id"))
         timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
         with self.events.follow() as (_, feed):  # before the look: its end is not missed
             if not self._melt_op(op_id).state.terminal:
@@ -297,7 +299,7 @@ class ControlApi:
         limit = req.query.get("limit")
         n = None
         if limit is not None:
-            if not limit.isdigit() or int(limit) < 1:
+            if not re.fullmatch(r"[0-9]{1,9}", limit, re.ASCII) or int(limit) < 1:
                 raise BadRequestError(f"limit must be a positive integer, got {limit!r}")
             n = int(limit)
         return jsonable(self.coco.history.get_history(n))
@@ -308,6 +310,17 @@ class ControlApi:
 
 
 # --- the shape of the input: present, and of the right JSON type ---------------------
+
+
+#: Longest operation id in a path (ids are 32 hex digits; a store key holds 511 bytes).
+MAX_OP_ID = 128
+
+
+def _op_id(value: str) -> str:
+    """A path parameter: bounded, so a hostile one never reaches the store as a bad key."""
+    if not value or len(value) > MAX_OP_ID or not value.isprintable():
+        raise NotFoundError(f"no operation {value[:MAX_OP_ID]!r}")
+    return value
 
 
 def _present(source: Mapping[str, object], name: str) -> object:
@@ -321,6 +334,20 @@ def _str(source: Mapping[str, object], name: str) -> str:
     value = _present(source, name)
     if not isinstance(value, str):
         raise BadRequestError(f"{name!r} must be a string, got {value!r}")
+    return value
+
+
+def _url(source: Mapping[str, object], name: str) -> str:
+    """A string httpx can use as a URL: parsed, and a host it can look up (IDNA labels).
+
+    Whether it names a mint is the wallet's to say; this keeps an unusable one from
+    surfacing as httpx's (or the idna codec's) own exception.
+    """
+    value = _str(source, name)
+    try:
+        httpx.URL(value.strip()).host.encode("idna")
+    except (httpx.InvalidURL, UnicodeError):
+        raise BadRequestError(f"{name!r} is not a usable URL") from None
     return value
 
 

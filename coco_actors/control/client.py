@@ -7,18 +7,26 @@ the wallet itself. Errors are split by what the caller can do about them, as in 
     ├── DaemonUnavailable    could not talk to the daemon: start it (exit code 3)
     │   └── ConnectionLost   it closed the connection before answering (stopped, crashed)
     ├── DaemonTimeout        connected, but no answer in time; the outcome is unknown
+    │   └── DaemonBusy       it runs, but took no connection in time (nothing was sent)
     └── RequestFailed        the daemon answered with an error: {"error": {"type", "message"}}
+
+A refused connection is told apart by its cause: no socket file, or a socket
+nobody listens on (``ECONNREFUSED``: a stale socket) means the daemon is not
+running; a full listen backlog (``EAGAIN``: the daemon runs and is busy) is
+retried until :data:`CONNECT_TIMEOUT`, then :class:`DaemonBusy`.
 
 Threads: a client is used by one thread at a time (the CLI's main thread, or a test's).
 """
 
 from __future__ import annotations
 
+import errno
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -29,6 +37,10 @@ from coco_actors.control.paths import serve_hint, socket_path
 CONNECT_TIMEOUT = 5.0
 #: Seconds for an answer. A saga step may wait on a mint for up to 120 s (``coco.CALL_TIMEOUT``).
 READ_TIMEOUT = 180.0
+#: Seconds between two tries to connect to a daemon whose listen backlog is full (at first).
+BUSY_RETRY = 0.01
+
+T = TypeVar("T")
 
 
 class ControlError(Exception):
@@ -59,6 +71,10 @@ class ConnectionLost(DaemonUnavailable):
 
 class DaemonTimeout(ControlError):
     """The daemon accepted the request but did not answer in time; it may still finish it."""
+
+
+class DaemonBusy(DaemonTimeout):
+    """The daemon runs (its socket is served) but took no connection in time: retry later."""
 
 
 class RequestFailed(ControlError):
@@ -117,20 +133,42 @@ class ControlClient:
         if timeout is not None:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
         with self._errors():
-            response = self._client.request(method, path, **kwargs)
+            response = self._connecting(lambda: self._client.request(method, path, **kwargs))
         return self._decode(response)
 
     def stream(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
         """The objects of a newline-delimited JSON answer, as they arrive (no read timeout)."""
         timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT)
-        with self._errors(), self._client.stream("GET", path, params=_params(params),
-                                                 timeout=timeout) as response:
-            if response.status_code >= 400:
-                response.read()
-                self._decode(response)
-            for line in response.iter_lines():
-                if line.strip():
-                    yield json.loads(line)
+        request = self._client.build_request("GET", path, params=_params(params),
+                                             timeout=timeout)
+        with self._errors():
+            response = self._connecting(lambda: self._client.send(request, stream=True))
+            try:
+                if response.status_code >= 400:
+                    response.read()
+                    self._decode(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+            finally:
+                response.close()
+
+    def _connecting(self, call: Callable[[], T]) -> T:
+        """``call()``, tried again while the daemon's backlog is full (nothing was sent)."""
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        pause = BUSY_RETRY
+        while True:
+            try:
+                return call()
+            except httpx.ConnectError as exc:
+                if _errno(exc) != errno.EAGAIN:
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise DaemonBusy(
+                        f"the coco daemon for {self.data_dir} is running but took no connection"
+                        f" within {CONNECT_TIMEOUT:g} s (too many clients); try again") from None
+            time.sleep(pause)  # a backoff, not a wait for an event: the kernel gives none
+            pause = min(pause * 2, 0.2)
 
     def _decode(self, response: httpx.Response) -> Any:
         try:
@@ -156,6 +194,18 @@ def op_path(prefix: str, op_id: str, suffix: str = "") -> str:
     return f"{prefix}/{quote(op_id, safe='')}{suffix}"
 
 
+def _errno(exc: BaseException) -> int | None:
+    """The errno of the OSError behind an httpx transport error, if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx -> httpcore -> OSError
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen.errno
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _params(params: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (params or {}).items() if v is not None}
 
@@ -175,10 +225,16 @@ class _ErrorMap:
             return
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             sock = socket_path(self._data_dir)
-            reason = "" if sock.exists() else "no control socket"
-            if sock.exists():
-                reason = "stale control socket" if "refused" in str(exc).lower() else str(exc)
-            raise DaemonUnavailable(self._data_dir, reason) from None
+            code = _errno(exc)
+            if not sock.exists() or code == errno.ENOENT:
+                raise DaemonUnavailable(self._data_dir, "no control socket") from None
+            if code == errno.ECONNREFUSED or "refused" in str(exc).lower():
+                raise DaemonUnavailable(self._data_dir, "stale control socket") from None
+            if code == errno.EAGAIN or isinstance(exc, httpx.ConnectTimeout):
+                raise DaemonBusy(
+                    f"the coco daemon for {self._data_dir} is running but took no connection"
+                    f" in time (too many clients); try again") from None
+            raise DaemonUnavailable(self._data_dir, str(exc)) from None
         if isinstance(exc, httpx.TimeoutException):
             raise DaemonTimeout(
                 f"the coco daemon for {self._data_dir} did not answer in time; it may still"

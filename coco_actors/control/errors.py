@@ -2,7 +2,10 @@
 
     CocoError
     ├── InvalidInputError
-    │   └── BadRequestError      the control request is malformed (JSON shape, method): 400
+    │   └── BadRequestError      the control request is malformed (framing, JSON shape): 400
+    │       ├── MethodNotAllowedError  a method not served at all (PUT, DELETE, ...): 405
+    │       ├── LengthRequiredError    a body not framed by a Content-Length: 411
+    │       └── RequestTimeoutError    the request did not arrive in time: 408
     ├── ShuttingDownError        the daemon is stopping and takes no new requests: 409
     └── DaemonError              the daemon cannot start
         ├── NoWalletError        the data directory holds no wallet yet
@@ -34,3 +37,20 @@ class NoWalletError(DaemonError):
 
 class WalletExistsError(DaemonError):
     """``coco init`` on a data directory that already holds a wallet."""
+
+
+class MethodNotAllowedError(BadRequestError):
+    """The method is not served at all: 405, with the ones that are (a served method on a
+    path that takes the other one is a plain 400)."""
+
+    def __init__(self, message: str, *, allow: tuple[str, ...] = ("GET", "POST")) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class LengthRequiredError(BadRequestError):
+    """A body framed otherwise than by one Content-Length (chunked): 411."""
+
+
+class RequestTimeoutError(BadRequestError):
+    """The request did not arrive in full within the server's deadline: 408."""

@@ -1,35 +1,64 @@
 """HTTP over the daemon's Unix socket: parse, bound, route, answer JSON, never a traceback.
 
-The socket is created 0600 (in the 0700 data directory). A request body is at
-most :data:`MAX_BODY` bytes of one JSON object; a malformed request is a 400,
-every error is ``{"error": {"type": ..., "message": ...}}`` with a 4xx status
+The socket is created 0600 (in the 0700 data directory). Every client is
+untrusted, so what it sends is bounded before anything else looks at it:
+
+- one request per connection (HTTP/1.0), ``GET`` and ``POST`` only (else 405);
+- the whole request (line, headers, body) within :data:`REQUEST_TIMEOUT` seconds
+  in total, not per read (else 408, or a plain close when not even a request line
+  came), so a client that stalls or trickles holds a thread for a bounded time;
+- a body framed by one ASCII ``Content-Length`` of at most :data:`MAX_BODY` bytes
+  (no ``Transfer-Encoding``: 411), received in full (else 400);
+- one JSON object, nested at most :data:`MAX_DEPTH` deep, without duplicate keys,
+  non-finite numbers, out-of-range integers or lone surrogates (else 400).
+
+Every error is ``{"error": {"type": ..., "message": ...}}`` with a 4xx status
 split by what the caller can do (5xx only for a bug, whose traceback goes to the
 log, never to the caller). The endpoints are :mod:`coco_actors.control.api`'s;
-``GET /events`` (a stream) is served here, from the :class:`EventHub`.
+``GET /events`` (a stream) is served here, from the :class:`EventHub`. A stream
+and a long poll are not bound by the request timeout (only each write is, by
+:data:`WRITE_TIMEOUT`); a follower that hangs up frees its thread within
+:data:`FOLLOW_POLL` seconds.
 
 Threads: :meth:`ControlServer.serve_until` is the accept loop (the daemon runs it
-on a supervised thread); each request runs on a thread of its own.
+on a supervised thread); each connection runs on a thread of its own, at most
+:data:`MAX_CONNECTIONS` at once (more wait in the listen backlog of
+:data:`LISTEN_BACKLOG`). A shutdown (:meth:`ControlServer.refuse_new`) cuts the
+connections still sending their request, so none of them holds it up.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
+import math
 import os
 import queue
+import re
+import select
 import socket
 import socketserver
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
+
 from coco_actors.control.api import Handler, Request
-from coco_actors.control.errors import BadRequestError, ShuttingDownError
+from coco_actors.control.errors import (
+    BadRequestError,
+    LengthRequiredError,
+    MethodNotAllowedError,
+    RequestTimeoutError,
+    ShuttingDownError,
+)
 from coco_actors.control.events import Entry, EventHub
 from coco_actors.errors import (
     ActorTimeoutError,
@@ -48,12 +77,29 @@ log = logging.getLogger(__name__)
 
 #: Largest request body, in bytes.
 MAX_BODY = 1 << 20
-#: Seconds a connection may take to send its request (headers and body).
-REQUEST_TIMEOUT = 60.0
+#: Deepest nesting of the JSON body (the endpoints take flat objects).
+MAX_DEPTH = 32
+#: Integers of the JSON body fit in 64 bits (amounts, timeouts).
+INT_RANGE = range(-(1 << 63), 1 << 64)
+#: Seconds a connection may take, in total, to send its request (line, headers, body).
+REQUEST_TIMEOUT = 10.0
+#: Seconds one write of an answer (or of a streamed line) may block on a client that
+#: does not read.
+WRITE_TIMEOUT = 30.0
 #: Seconds between keep-alive blank lines of a followed event stream.
 HEARTBEAT = 15.0
+#: Seconds between two looks of a followed stream at whether its client hung up.
+FOLLOW_POLL = 0.5
 #: Seconds the accept loop waits for a connection before it looks at its stop event.
 ACCEPT_POLL = 0.1
+#: Connections the kernel queues for the accept loop (socketserver's default is 5).
+LISTEN_BACKLOG = 128
+#: Connections served at once, one thread each; more wait in the listen backlog.
+MAX_CONNECTIONS = 256
+#: The methods served; any other is a 405.
+METHODS = ("GET", "POST")
+#: A Content-Length read as a number: ASCII digits, few enough ("²".isdigit() is True).
+_DIGITS = re.compile(r"[0-9]{1,12}", re.ASCII)
 
 
 class Router(Protocol):
@@ -64,6 +110,10 @@ class Router(Protocol):
 
 #: HTTP status per error class, most specific first: what the caller can do about it.
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (MethodNotAllowedError, 405),
+    (LengthRequiredError, 411),
+    (RequestTimeoutError, 408),
+    (httpx.InvalidURL, 400),  # a URL the caller gave that httpx cannot even parse
     (NotFoundError, 404),
     (InsufficientFundsError, 409),
     (InvalidStateError, 409),
@@ -96,22 +146,31 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, object]]:
 class ControlServer(ThreadingHTTPServer):
     """``ThreadingHTTPServer`` on an ``AF_UNIX`` socket created with mode 0600.
 
-    It also counts the requests in flight, so a shutdown can refuse new ones and
-    let the running ones finish (:meth:`refuse_new`, :meth:`drain`).
+    It counts the connections (at most ``max_connections`` served at once), the
+    requests in flight (so a shutdown can refuse new ones and let the running ones
+    finish: :meth:`refuse_new`, :meth:`drain`), and knows the connections still
+    sending their request (a shutdown cuts them).
     """
 
     address_family = socket.AF_UNIX
     allow_reuse_address = False
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
     timeout = ACCEPT_POLL  # of handle_request: how often the accept loop looks up
 
-    def __init__(self, path: Path, router: Router, events: EventHub) -> None:
+    def __init__(self, path: Path, router: Router, events: EventHub, *,
+                 request_timeout: float = REQUEST_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.path = path
         self.router = router
         self.events = events
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
         self._gate = threading.Condition()
         self._accepting = True
         self._inflight = 0
+        self._connections = 0
+        self._reading: set[socket.socket] = set()
         super().__init__(str(path), ControlHandler)  # type: ignore[arg-type] # typeshed: inet
 
     def server_bind(self) -> None:
@@ -124,9 +183,49 @@ class ControlServer(ThreadingHTTPServer):
         self.server_name, self.server_port = "coco", 0
 
     def serve_until(self, stop: threading.Event) -> None:
-        """The accept loop: hand each connection to a thread of its own until ``stop``."""
+        """The accept loop: hand each connection to a thread of its own until ``stop``.
+
+        With ``max_connections`` served, it accepts no more until one ends: the
+        next ones wait in the listen backlog, not on a thread.
+        """
         while not stop.is_set():
+            with self._gate:
+                if not self._gate.wait_for(
+                        lambda: self._connections < self.max_connections, timeout=ACCEPT_POLL):
+                    continue
             self.handle_request()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """(accept loop) Count the connection, then start its thread."""
+        with self._gate:
+            self._connections += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._ended()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """(the connection's thread) Serve it; count it gone however it ends."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        with self._gate:
+            self._connections -= 1
+            self._gate.notify_all()
+
+    def connections(self) -> int:
+        """How many connections are being served now."""
+        with self._gate:
+            return self._connections
+
+    def wait_connections(self, at_most: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until at most ``at_most`` connections are served."""
+        with self._gate:
+            return self._gate.wait_for(lambda: self._connections <= at_most, timeout=timeout)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A request that failed outside an endpoint: a peer that went is no news, a bug is."""
@@ -134,6 +233,20 @@ class ControlServer(ThreadingHTTPServer):
             log.debug("control: connection dropped", exc_info=True)
         else:
             log.exception("control: a request failed")
+
+    @contextlib.contextmanager
+    def reading(self, conn: socket.socket) -> Iterator[None]:
+        """(a connection's thread) While it receives its request: a shutdown cuts it."""
+        with self._gate:
+            self._reading.add(conn)
+            cut = not self._accepting
+        if cut:
+            _cut(conn)
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._reading.discard(conn)
 
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:
@@ -150,8 +263,12 @@ class ControlServer(ThreadingHTTPServer):
                 self._gate.notify_all()
 
     def refuse_new(self) -> None:
+        """Take no new request; cut the connections still sending theirs."""
         with self._gate:
             self._accepting = False
+            reading = list(self._reading)
+        for conn in reading:
+            _cut(conn)
 
     def drain(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for the requests in flight; how many are still running."""
@@ -160,12 +277,47 @@ class ControlServer(ThreadingHTTPServer):
             return self._inflight
 
 
+def _cut(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already gone
+        conn.shutdown(socket.SHUT_RDWR)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The reads of one connection, each given only what is left of one deadline.
+
+    A socket timeout alone bounds each read, so a client trickling a byte at a time
+    could hold a thread for ever; this bounds the whole request.
+    """
+
+    def __init__(self, conn: socket.socket, left: Callable[[], float]) -> None:
+        super().__init__()
+        self._conn = conn
+        self._left = left
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._left()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._conn.settimeout(left)
+        return self._conn.recv_into(buffer)
+
+
 class ControlHandler(BaseHTTPRequestHandler):
     """One connection, one request (HTTP/1.0), on its own thread."""
 
     server: ControlServer
     server_version = "coco-daemon"
-    timeout = REQUEST_TIMEOUT
+    timeout = WRITE_TIMEOUT  # the socket's; reads get what is left of the request's deadline
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        deadline = time.monotonic() + self.server.request_timeout
+        self.rfile = io.BufferedReader(
+            _DeadlineReader(self.connection, lambda: deadline - time.monotonic()))
 
     def address_string(self) -> str:
         return "control"  # a Unix socket peer has no address
@@ -175,86 +327,138 @@ class ControlHandler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
-        """The base class's own errors (bad request line, unsupported method) as JSON too."""
+        """The base class's own errors (bad request line, headers) as JSON too, and 4xx:
+        what it would call a 5xx (an HTTP version it does not speak) is the client's."""
+        code = 400 if code >= 500 else code
         self.log_error("code %d, message %s", code, message)
         self.close_connection = True
-        self._send(code, {"error": {"type": "BadRequestError" if code < 500 else "HTTPError",
+        self._send(code, {"error": {"type": "BadRequestError",
                                     "message": message or explain or f"HTTP {code}"}})
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        url = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        if method == "GET" and url.path == "/events":
-            self._events(query.get("follow") in ("1", "true", "yes"))
-            return
+    def handle_one_request(self) -> None:
+        """Receive the whole request within the deadline, then answer it."""
+        self.close_connection = True
+        self.requestline, self.request_version, self.command = "", "HTTP/1.0", ""
         try:
-            with self.server.admit():
-                found = self.server.router.route(method, url.path)
-                if found is None:
-                    self._send(404, {"error": {"type": "UnknownEndpoint",
-                                               "message": f"no endpoint {method} {url.path}"}})
+            with self.server.reading(self.connection):
+                if not self._read_head():
                     return
-                handler, params = found
-                result = handler(Request(query, self._body(), params))
-        except Exception as exc:
-            status, body = error_body(exc)
-            if status == 500:
-                log.exception("control: %s %s failed", method, url.path)
-            self._send(status, body)
+                body = self._read_body()
+        except TimeoutError:
+            self._fail(RequestTimeoutError(
+                f"the request did not arrive within {self.server.request_timeout:g} s"))
             return
-        self._send(200, result)
+        except BadRequestError as exc:
+            self._fail(exc)
+            return
+        except OSError:  # the client went, or a shutdown cut it
+            return
+        self._dispatch(body)
 
-    def _body(self) -> dict[str, object]:
-        length_header = (self.headers.get("Content-Length") or "0").strip()
-        if not length_header.isdigit():
-            raise BadRequestError(f"bad Content-Length {length_header!r}")
-        length = int(length_header)
+    def _read_head(self) -> bool:
+        """The request line and headers; False when answered already (or nothing came)."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline:
+            return False
+        if len(self.raw_requestline) > 65536:
+            self.send_error(414, "request line too long")
+            return False
+        if not self.parse_request():  # it answered
+            return False
+        if self.request_version == "HTTP/0.9":  # a bare "GET /path" line
+            raise BadRequestError("HTTP/0.9 is not spoken: send HTTP/1.0 or later")
+        if self.command not in METHODS:
+            raise MethodNotAllowedError(f"{self.command[:20]} is not served; use GET or POST",
+                                        allow=METHODS)
+        return True
+
+    def _read_body(self) -> dict[str, object]:
+        if self.headers.get_all("Transfer-Encoding"):
+            raise LengthRequiredError("Transfer-Encoding is not supported: send a Content-Length")
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length") or ()}
+        if len(lengths) > 1:
+            raise BadRequestError("conflicting Content-Length headers")
+        text = lengths.pop() if lengths else "0"
+        if not re.fullmatch(r"[0-9]+", text, re.ASCII):
+            raise BadRequestError(f"bad Content-Length {text[:40]!r}")
+        length = int(text) if _DIGITS.fullmatch(text) else MAX_BODY + 1
         if length > MAX_BODY:
             raise BadRequestError(f"request body over {MAX_BODY} bytes")
         if not length:
             return {}
-        try:
-            raw = self.rfile.read(length)
-        except OSError:  # a timeout too: the body never came
-            raise BadRequestError("request body incomplete") from None
-        try:
-            body = json.loads(raw, parse_constant=_no_constant)
-        except (ValueError, RecursionError):
-            raise BadRequestError("request body is not JSON") from None
-        if not isinstance(body, dict):
-            raise BadRequestError("request body must be a JSON object")
-        return body
+        raw = self.rfile.read(length)
+        if len(raw) < length:
+            raise BadRequestError(f"request body incomplete: {len(raw)} of {length} bytes")
+        return parse_body(raw)
 
-    def _send(self, status: int, payload: object) -> None:
+    def _dispatch(self, body: dict[str, object]) -> None:
+        try:
+            url = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(url.query, max_num_fields=100).items()}
+        except ValueError:
+            self._fail(BadRequestError("malformed request target"))
+            return
+        if self.command == "GET" and url.path == "/events":
+            self._events(query.get("follow") in ("1", "true", "yes"))
+            return
+        try:
+            with self.server.admit():
+                found = self.server.router.route(self.command, url.path)
+                if found is None:
+                    message = f"no endpoint {self.command} {url.path[:200]}"
+                    self._send(404, {"error": {"type": "UnknownEndpoint", "message": message}})
+                    return
+                handler, params = found
+                result = handler(Request(query, body, params))
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self._send(200, result)
+
+    def _fail(self, exc: BaseException) -> None:
+        status, body = error_body(exc)
+        if status == 500:
+            log.exception("control: %s %s failed", self.command, self.path[:200])
+        headers = {}
+        if isinstance(exc, MethodNotAllowedError):
+            headers["Allow"] = ", ".join(exc.allow)
+        self._send(status, body, headers)
+
+    def _send(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
+        if self.request_version == "HTTP/0.9":  # never spoken: the status line always goes
+            self.request_version = "HTTP/1.0"
         with contextlib.suppress(OSError):  # the caller went (or stopped reading)
+            self.connection.settimeout(WRITE_TIMEOUT)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
     def _events(self, follow: bool) -> None:
         """Recent events, then (``follow``) live ones until the client or the daemon goes."""
         try:
+            self.connection.settimeout(WRITE_TIMEOUT)
             self.send_response(200)
             self.send_header("Content-Type", "application/x-ndjson")
             self.end_headers()  # HTTP/1.0 without a length: the body ends when we close
             with self.server.events.follow() as (recent, feed):
                 for entry in recent:
                     self._line(entry)
+                beat = time.monotonic() + HEARTBEAT
                 while follow:
                     try:
-                        live = feed.get(timeout=HEARTBEAT)
+                        live = feed.get(timeout=FOLLOW_POLL)
                     except queue.Empty:
-                        self.wfile.write(b"\n")  # keep-alive; also notices a gone client
-                        self.wfile.flush()
+                        if self._hung_up():
+                            return
+                        if time.monotonic() >= beat:
+                            self.wfile.write(b"\n")  # keep-alive; also notices a gone client
+                            self.wfile.flush()
+                            beat = time.monotonic() + HEARTBEAT
                         continue
                     if live is None:
                         return
@@ -262,9 +466,82 @@ class ControlHandler(BaseHTTPRequestHandler):
         except OSError:  # the follower went (or stopped reading)
             return
 
+    def _hung_up(self) -> bool:
+        """True when the follower closed its end (it sends nothing after its request)."""
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN)
+        events = poller.poll(0)
+        if not events:
+            return False
+        if events[0][1] & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            return True
+        try:
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return peeked == b""
+
     def _line(self, entry: Entry) -> None:
         self.wfile.write(json.dumps(entry).encode() + b"\n")
         self.wfile.flush()
+
+
+def parse_body(raw: bytes) -> dict[str, object]:
+    """A request body: one JSON object within the bounds, else :class:`BadRequestError`."""
+    try:
+        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite,
+                          object_pairs_hook=_no_duplicates)
+    except BadRequestError:
+        raise
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
+        raise BadRequestError("request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("request body must be a JSON object")
+    _check_bounds(body)
+    return body
+
+
+def _check_bounds(body: dict[str, object]) -> None:
+    """Depth, integer range and text of a parsed body, without recursion."""
+    stack: list[tuple[object, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise BadRequestError(f"request body nested deeper than {MAX_DEPTH}")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str):
+                    _check_text(key)
+                stack.append((item, depth + 1))
+        elif isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and value not in INT_RANGE:
+            raise BadRequestError("request body holds an integer out of range")
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequestError("request body holds text that is not UTF-8 (a lone surrogate)"
+                              ) from None
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        raise BadRequestError("request body has duplicate keys")
+    return body
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def _no_constant(name: str) -> object:

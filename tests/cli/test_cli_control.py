@@ -187,8 +187,9 @@ def test_a_bad_content_length_is_400_json(server, length):
 def test_an_unsupported_method_is_answered_in_json(server):
     with ControlClient(server.data_dir) as client:
         raw = client._client.put("/echo", json={})
-    assert raw.status_code == 501
-    assert raw.json()["error"]["type"] == "HTTPError" and "PUT" in raw.json()["error"]["message"]
+    assert raw.status_code == 405 and raw.headers["Allow"] == "GET, POST"
+    assert raw.json()["error"]["type"] == "MethodNotAllowedError"
+    assert "PUT" in raw.json()["error"]["message"]
 
 
 def test_the_accept_loop_ends_when_told(short_tmp):
