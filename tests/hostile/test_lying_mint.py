@@ -20,6 +20,7 @@ from coco_actors.errors import CocoError, CryptoError, MintProtocolError
 from coco_actors.mint_client import MintClient
 from coco_actors.tokens import decode
 from devtools.devmint import DevMint
+from devtools.invoices import make_invoice
 from tests.support import proxy as tampering
 from tests.support.proxy import FaultProxy
 
@@ -156,3 +157,30 @@ def test_garbage_info_or_keysets_stores_nothing(
         assert alice.mints.list() == []
     assert alice.mints.add(proxy.url).url == proxy.url
 
+
+
+@pytest.mark.parametrize("lie", ["forged C_", "stripped DLEQ"])
+def test_lying_melt_change_is_refused_then_taken_from_the_quote(
+        lie: str, mint_fee0: DevMint, open_wallet: Wallets, proxy_for: Proxies) -> None:
+    """The payment went through; the change in the answer is a lie. The melt stays open
+    and ``check_pending`` completes it from the quote's status (which carries DLEQs)."""
+    edit, error = LIES[lie]
+    proxy = proxy_for(mint_fee0.url)
+    alice, bob = open_wallet("alice"), open_wallet("bob")
+    alice.mints.add(proxy.url)
+    bob.mints.add(proxy.url)
+    alice.mint.redeem(alice.mint.create_quote(proxy.url, 1000).id, timeout=10)
+    prepared = alice.melt.prepare_melt(proxy.url, make_invoice(100))
+    rule = proxy.tamper("POST", "/v1/melt/bolt11", edit)
+
+    with pytest.raises(error):
+        alice.melt.execute_prepared_melt(prepared.id, timeout=30)
+    assert rule.error is None and rule.original["state"] == "PAID"
+    assert alice.melt.get_operation(prepared.id).state == "executing"  # type: ignore[union-attr]
+
+    (done,) = [o for o in alice.melt.check_pending() if o.id == prepared.id]
+    assert done.state == "completed"
+    assert done.change_amount == sum(s["amount"] for s in rule.original["change"])
+    left = 1000 - done.amount - done.fee - done.fee_paid
+    assert balance(alice, proxy.url) == (left, 0, 0)
+    held_by_the_mint(alice, bob, proxy.url, left, 0)
