@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, TypeVar
@@ -152,7 +153,8 @@ class MintClient:
         self._batch_size = batch_size
         self._max_body = max_body
         self._http = httpx.Client(base_url=self.mint_url, timeout=timeout, transport=transport,
-                                  headers={"Accept": "application/json"})
+                                  headers={"Accept": "application/json",
+                                           "Accept-Encoding": "gzip, deflate"})
         self._info: tuple[float, MintInfo] | None = None  # (when, info), for recent_info
 
     def close(self) -> None:
@@ -219,19 +221,48 @@ class MintClient:
             mint_url=self.mint_url, endpoint=endpoint)
 
     def _read_bounded(self, resp: httpx.Response, endpoint: str) -> bytes:
-        """The (decoded) body, read chunk by chunk and refused past ``max_body`` bytes."""
+        """The body, read chunk by chunk and refused past ``max_body`` bytes.
+
+        A gzip or deflate body is inflated here, never more than the limit at a time
+        (httpx would inflate each chunk whole: a compression bomb); other encodings
+        are refused.
+        """
         limit = self._max_body
+        encoding = resp.headers.get("content-encoding", "").strip().lower()
         declared = resp.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit and \
-                "content-encoding" not in resp.headers:
+        if declared.isdigit() and int(declared) > limit:
             raise self._too_large(endpoint)
+        inflate: Any = None
+        if encoding in ("gzip", "x-gzip"):
+            inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif encoding == "deflate":
+            inflate = zlib.decompressobj()
+        elif encoding not in ("", "identity"):
+            raise MintProtocolError(f"{self.mint_url} answered {endpoint} with content"
+                                    f" encoding {encoding[:40]!r}", mint_url=self.mint_url,
+                                    endpoint=endpoint)
         chunks: list[bytes] = []
         size = 0
-        for chunk in resp.iter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise self._too_large(endpoint)
-            chunks.append(chunk)
+        if resp.is_stream_consumed:  # already in memory and decoded (a test transport's)
+            raw_chunks, inflate = iter([resp.content]), None
+        else:
+            raw_chunks = resp.iter_raw()
+        try:
+            for raw in raw_chunks:
+                while raw:
+                    if inflate is None:
+                        chunk, raw = raw, b""
+                    else:
+                        chunk = inflate.decompress(raw, limit - size + 1)
+                        raw = inflate.unconsumed_tail
+                    size += len(chunk)
+                    if size > limit:
+                        raise self._too_large(endpoint)
+                    chunks.append(chunk)
+        except zlib.error:
+            raise MintProtocolError(f"{self.mint_url} answered {endpoint} with a corrupt"
+                                    f" {encoding} body", mint_url=self.mint_url,
+                                    endpoint=endpoint) from None
         return b"".join(chunks)
 
     def _too_large(self, endpoint: str) -> MintProtocolError:
@@ -262,9 +293,16 @@ class MintClient:
         """NUT-12: whether every blind signature from this mint must carry a DLEQ proof.
 
         Asked of :meth:`recent_info`, so unblinding costs an info request at most
-        every few minutes; a failure to learn it is the mint's error, not a pass.
+        every few minutes. When the mint cannot be asked, the last answer stands;
+        without one, not knowing is an error, never a pass.
         """
-        return self.recent_info().supports(12)
+        cached = self._info
+        try:
+            return self.recent_info().supports(12)
+        except MintUnreachableError:
+            if cached is None:
+                raise
+            return cached[1].supports(12)
 
     def get_info(self) -> MintInfo:
         info = self._get_info()

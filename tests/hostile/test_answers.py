@@ -8,7 +8,10 @@ every wrong shape, non-JSON and oversized bodies; the client must raise a
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
+import json
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -152,6 +155,49 @@ def test_an_error_answer_is_bounded_too() -> None:
         mint.get_keysets()
 
 
+class Chunks(httpx.SyncByteStream):
+    """A body as a network stream gives it (httpx reads ``content=`` bodies at once)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self.body), 65536):
+            yield self.body[start:start + 65536]
+
+
+def _encoded(body: bytes, encoding: str) -> MintClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Chunks(body), headers={"content-encoding": encoding})
+
+    return MintClient(URL, transport=httpx.MockTransport(handler), max_body=1024 * 1024)
+
+
+def test_a_compression_bomb_is_refused_without_inflating_it() -> None:
+    bomb = gzip.compress(b" " * (64 * 1024 * 1024), compresslevel=9)
+    assert len(bomb) < 1024 * 1024
+    with pytest.raises(MintProtocolError, match="more than 1048576 bytes"):
+        _encoded(bomb, "gzip").get_keysets()
+    zbomb = zlib.compress(b" " * (64 * 1024 * 1024), 9)
+    with pytest.raises(MintProtocolError, match="more than 1048576 bytes"):
+        _encoded(zbomb, "deflate").get_keysets()
+
+
+def test_compressed_answers_under_the_limit_are_read() -> None:
+    body = json.dumps({"states": [{"Y": Y, "state": "SPENT"}]}).encode()
+    for encoded, encoding in ((gzip.compress(body), "gzip"), (zlib.compress(body), "deflate"),
+                              (body, "identity")):
+        assert _encoded(encoded, encoding).check_state([Y])[0].state == "SPENT"
+
+
+@pytest.mark.parametrize(("body", "encoding"), [(b"\x1f\x8b garbage", "gzip"),
+                                                (b"xx", "deflate"), (b"{}", "br"),
+                                                (b"{}", "gzip, br")])
+def test_a_corrupt_or_unknown_encoding_is_a_protocol_error(body: bytes, encoding: str) -> None:
+    with pytest.raises(MintProtocolError):
+        _encoded(body, encoding).get_keysets()
+
+
 # --- info: odd nuts entries ------------------------------------------------------------
 
 
@@ -254,6 +300,23 @@ def test_requires_dleq_follows_the_mints_info() -> None:
     assert answering({"nuts": {}}).requires_dleq() is False
     with pytest.raises(MintProtocolError):
         answering([]).requires_dleq()  # not knowing is an error, never a pass
+
+
+def test_requires_dleq_keeps_the_last_answer_when_the_mint_cannot_be_asked() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if len(asked) > 1:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(200, json={"nuts": {"12": {}}})
+
+    mint = MintClient(URL, transport=httpx.MockTransport(handler))
+    assert mint.requires_dleq() is True
+    assert mint._info is not None
+    mint._info = (mint._info[0] - 10_000, mint._info[1])  # older than recent_info trusts
+    assert mint.requires_dleq() is True  # asked again, refused: the last answer stands
+    assert asked == ["/v1/info", "/v1/info"]
 
 
 # --- NUT-02: what the keyset id commits to -------------------------------------------
