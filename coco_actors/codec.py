@@ -131,6 +131,8 @@ def _convert(target: Any, cls: type[Any], data: Any, what: str) -> Any:
                                str_keys=True)
     except msgspec.ValidationError as exc:
         raise InvalidInputError(_message(str(exc), what, keyset_ids)) from exc
+    except RecursionError:  # no NUT object nests deeper than a few levels
+        raise InvalidInputError(f"{what}: nested too deeply") from None
 
 
 def _renames_keyset_id(cls: type[Any]) -> bool:
@@ -180,6 +182,8 @@ def decode_json(raw: bytes) -> Any:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError:
         raise InvalidInputError("not valid JSON") from None
+    except RecursionError:
+        raise InvalidInputError("JSON nested too deeply") from None
 
 
 def encode_json(value: object) -> bytes:

@@ -9,18 +9,23 @@ them (see :mod:`coco_actors.errors`):
   code, an answer we cannot parse) -> :class:`MintUnreachableError`: the
   outcome is **unknown** and must be checked before anything is compensated.
 
-Answers are parsed by :mod:`coco_actors.codec` into the frozen types of
-:mod:`coco_actors.wire`; keys are validated and checked against their keyset id
-before use.
+Every answer is untrusted: it is read up to ``max_body`` bytes while it streams
+(a larger one is a :class:`MintProtocolError` that cost bounded memory), parsed
+by :mod:`coco_actors.codec` into the frozen types of :mod:`coco_actors.wire`
+(any other shape is a :class:`MintProtocolError`), and keys are validated and
+checked against their keyset id before use. Every URL is checked by
+:func:`normalize_mint_url` before httpx sees it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -58,16 +63,39 @@ MELT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=10.0, pool=10.0)
 #: NUT-07 / NUT-09 requests are split into batches of at most this many entries.
 DEFAULT_BATCH = 100
 
+#: The largest answer body read from a mint (bytes); a restore batch of 100 is ~40 KiB.
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class MintInfo:
-    """The parts of NUT-06 info the wallet uses, plus the raw document."""
+    """The parts of NUT-06 info the wallet uses, plus the raw document.
+
+    Built only by :meth:`from_wire`, which keeps just the ``nuts`` entries that are
+    objects: whatever else a mint sends, the methods below cannot raise.
+    """
 
     name: str | None
     pubkey: str | None
     version: str | None
     nuts: dict[str, Any]
     raw: dict[str, Any]
+
+    @classmethod
+    def from_wire(cls, data: Any) -> MintInfo:
+        """Info from a parsed answer; :class:`InvalidInputError` unless it is an object."""
+        if not isinstance(data, dict):
+            raise InvalidInputError(f"info: expected an object, got {type(data).__name__}")
+        nuts = data.get("nuts")
+        nuts = ({k: v for k, v in nuts.items() if isinstance(k, str) and isinstance(v, dict)}
+                if isinstance(nuts, dict) else {})
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) else None
+
+        return cls(name=text("name"), pubkey=text("pubkey"), version=text("version"),
+                   nuts=nuts, raw=data)
 
     def supports(self, nut: int) -> bool:
         entry = self.nuts.get(str(nut))
@@ -78,6 +106,21 @@ class MintInfo:
         if "disabled" in entry:
             return not entry["disabled"]
         return bool(entry.get("methods") or entry.get("supported", True))
+
+    def websocket_commands(self, unit: str = "sat") -> frozenset[str]:
+        """NUT-17: the subscription kinds the mint offers for ``unit`` (none if unsure)."""
+        entry = self.nuts.get("17")
+        methods = entry.get("supported") if isinstance(entry, dict) else None
+        if not isinstance(methods, list):
+            return frozenset()
+        kinds: set[str] = set()
+        for m in methods:
+            if not isinstance(m, dict) or m.get("unit", "sat") != unit:
+                continue
+            commands = m.get("commands")
+            if isinstance(commands, list):
+                kinds.update(c for c in commands if isinstance(c, str))
+        return frozenset(kinds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +145,16 @@ class MintClient:
         *,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         batch_size: int = DEFAULT_BATCH,
+        max_body: int = DEFAULT_MAX_BODY,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.mint_url = normalize_mint_url(mint_url)
         self._timeout = timeout
         self._batch_size = batch_size
+        self._max_body = max_body
         self._http = httpx.Client(base_url=self.mint_url, timeout=timeout, transport=transport,
-                                  headers={"Accept": "application/json"})
+                                  headers={"Accept": "application/json",
+                                           "Accept-Encoding": "gzip, deflate"})
         self._info: tuple[float, MintInfo] | None = None  # (when, info), for recent_info
 
     def close(self) -> None:
@@ -131,8 +177,16 @@ class MintClient:
         content, headers = ((encode_json(body), {"Content-Type": "application/json"})
                             if body is not None else (None, None))
         try:
-            resp = self._http.request(method, path, content=content, headers=headers,
-                                      timeout=timeout or self._timeout)
+            request = self._http.build_request(method, path, content=content, headers=headers,
+                                               timeout=timeout or self._timeout)
+        except (httpx.InvalidURL, ValueError) as exc:  # a path built from a mint's answer
+            raise InvalidInputError(f"cannot build a request for {endpoint}") from exc
+        try:
+            resp = self._http.send(request, stream=True)
+            try:
+                raw = self._read_bounded(resp, endpoint)
+            finally:
+                resp.close()
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise MintUnreachableError(
                 f"cannot connect to {self.mint_url} ({endpoint}): {type(exc).__name__}",
@@ -148,7 +202,7 @@ class MintClient:
 
         data: Any
         try:
-            data = decode_json(resp.content)
+            data = decode_json(raw)
         except InvalidInputError:
             data = None
 
@@ -158,7 +212,7 @@ class MintClient:
                                         mint_url=self.mint_url, endpoint=endpoint)
             return data
 
-        code, detail = _error_fields(data, resp)
+        code, detail = _error_fields(data, resp.status_code, raw)
         if resp.status_code < 500 or code:
             raise MintRejectedError(detail, code=code, status=resp.status_code,
                                     mint_url=self.mint_url, endpoint=endpoint)
@@ -166,12 +220,62 @@ class MintClient:
             f"{self.mint_url} answered {endpoint} with HTTP {resp.status_code}; outcome unknown",
             mint_url=self.mint_url, endpoint=endpoint)
 
+    def _read_bounded(self, resp: httpx.Response, endpoint: str) -> bytes:
+        """The body, read chunk by chunk and refused past ``max_body`` bytes.
+
+        A gzip or deflate body is inflated here, never more than the limit at a time
+        (httpx would inflate each chunk whole: a compression bomb); other encodings
+        are refused.
+        """
+        limit = self._max_body
+        encoding = resp.headers.get("content-encoding", "").strip().lower()
+        declared = resp.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._too_large(endpoint)
+        inflate: Any = None
+        if encoding in ("gzip", "x-gzip"):
+            inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif encoding == "deflate":
+            inflate = zlib.decompressobj()
+        elif encoding not in ("", "identity"):
+            raise MintProtocolError(f"{self.mint_url} answered {endpoint} with content"
+                                    f" encoding {encoding[:40]!r}", mint_url=self.mint_url,
+                                    endpoint=endpoint)
+        chunks: list[bytes] = []
+        size = 0
+        if resp.is_stream_consumed:  # already in memory and decoded (a test transport's)
+            raw_chunks, inflate = iter([resp.content]), None
+        else:
+            raw_chunks = resp.iter_raw()
+        try:
+            for raw in raw_chunks:
+                while raw:
+                    if inflate is None:
+                        chunk, raw = raw, b""
+                    else:
+                        chunk = inflate.decompress(raw, limit - size + 1)
+                        raw = inflate.unconsumed_tail
+                    size += len(chunk)
+                    if size > limit:
+                        raise self._too_large(endpoint)
+                    chunks.append(chunk)
+        except zlib.error:
+            raise MintProtocolError(f"{self.mint_url} answered {endpoint} with a corrupt"
+                                    f" {encoding} body", mint_url=self.mint_url,
+                                    endpoint=endpoint) from None
+        return b"".join(chunks)
+
+    def _too_large(self, endpoint: str) -> MintProtocolError:
+        return MintProtocolError(
+            f"{self.mint_url} answered {endpoint} with more than {self._max_body} bytes;"
+            " outcome unknown", mint_url=self.mint_url, endpoint=endpoint)
+
     def _parse(self, endpoint: str, fn: Callable[P, T], *args: P.args,
                **kwargs: P.kwargs) -> T:
         """Parse a success body; a malformed one means we cannot know what happened."""
         try:
             return fn(*args, **kwargs)
-        except (InvalidInputError, KeyError, TypeError, ValueError) as exc:
+        except (InvalidInputError, AttributeError, KeyError, TypeError, ValueError) as exc:
             raise MintProtocolError(f"{self.mint_url} answered {endpoint} malformed: {exc}",
                                     mint_url=self.mint_url, endpoint=endpoint) from exc
 
@@ -185,6 +289,21 @@ class MintClient:
             return cached[1]
         return self.get_info()
 
+    def requires_dleq(self) -> bool:
+        """NUT-12: whether every blind signature from this mint must carry a DLEQ proof.
+
+        Asked of :meth:`recent_info`, so unblinding costs an info request at most
+        every few minutes. When the mint cannot be asked, the last answer stands;
+        without one, not knowing is an error, never a pass.
+        """
+        cached = self._info
+        try:
+            return self.recent_info().supports(12)
+        except MintUnreachableError:
+            if cached is None:
+                raise
+            return cached[1].supports(12)
+
     def get_info(self) -> MintInfo:
         info = self._get_info()
         self._info = (time.monotonic(), info)
@@ -192,13 +311,7 @@ class MintClient:
 
     def _get_info(self) -> MintInfo:
         data = self._request("GET", "/v1/info")
-        if not isinstance(data, dict):
-            raise MintProtocolError("info is not an object", mint_url=self.mint_url)
-        nuts = data.get("nuts")
-        if not isinstance(nuts, dict):
-            nuts = {}
-        return MintInfo(name=data.get("name"), pubkey=data.get("pubkey"),
-                        version=data.get("version"), nuts=nuts, raw=data)
+        return self._parse("GET /v1/info", MintInfo.from_wire, data)
 
     def get_keysets(self) -> list[KeysetInfo]:
         data = self._request("GET", "/v1/keysets")
@@ -211,7 +324,7 @@ class MintClient:
         Only keys of a keyset whose id hashes correctly are returned: a mismatch
         raises :class:`CryptoError` rather than letting the wallet trust them.
         """
-        path = f"/v1/keys/{keyset_id}" if keyset_id else "/v1/keys"
+        path = f"/v1/keys/{_segment(keyset_id)}" if keyset_id else "/v1/keys"
         data = self._request("GET", path)
 
         def parse() -> list[Keyset]:
@@ -232,7 +345,7 @@ class MintClient:
                            lambda: MintQuote.from_wire(data, amount=amount, unit=unit))
 
     def get_mint_quote(self, quote_id: str) -> MintQuote:
-        data = self._request("GET", f"/v1/mint/quote/bolt11/{quote_id}")
+        data = self._request("GET", f"/v1/mint/quote/bolt11/{_segment(quote_id)}")
         return self._parse("GET /v1/mint/quote/bolt11", lambda: MintQuote.from_wire(data))
 
     def mint(self, quote_id: str, outputs: Sequence[BlindedMessage]) -> list[BlindSignature]:
@@ -277,10 +390,11 @@ class MintClient:
                                  {"outputs": [o.to_wire() for o in batch]})
 
             def parse(d: Any = data) -> tuple[list[BlindedMessage], list[BlindSignature]]:
-                outs = from_wire_list(BlindedMessage, d.get("outputs") or [], "outputs")
-                sigs = from_wire_list(BlindSignature,
-                                      d.get("signatures") or d.get("promises") or [],
-                                      "signatures")
+                raw_sigs = d.get("signatures")
+                if raw_sigs is None:
+                    raw_sigs = d["promises"]  # pre-1.0 name
+                outs = from_wire_list(BlindedMessage, d["outputs"], "outputs")
+                sigs = from_wire_list(BlindSignature, raw_sigs, "signatures")
                 if len(outs) != len(sigs):
                     raise ValueError("outputs and signatures differ in length")
                 return outs, sigs
@@ -297,7 +411,7 @@ class MintClient:
         return self._parse("POST /v1/melt/quote/bolt11", lambda: MeltQuote.from_wire(data))
 
     def get_melt_quote(self, quote_id: str) -> MeltQuote:
-        data = self._request("GET", f"/v1/melt/quote/bolt11/{quote_id}")
+        data = self._request("GET", f"/v1/melt/quote/bolt11/{_segment(quote_id)}")
         return self._parse("GET /v1/melt/quote/bolt11", lambda: MeltQuote.from_wire(data))
 
     def melt(self, quote_id: str, inputs: Sequence[Proof],
@@ -332,18 +446,42 @@ class MintClient:
         return sigs
 
 
+def _segment(value: str) -> str:
+    """One path segment from an id a mint or a user gave: never a separator or a query."""
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        raise InvalidInputError("an id in a mint path must be a non-empty string")
+    return quote(value, safe="")
+
+
 def _states(data: Any) -> list[ProofState]:
     return from_wire_list(ProofState, data["states"], "states")
 
 
 def normalize_mint_url(url: str) -> str:
-    """Canonical form used as the mint's identity: scheme://host[:port][/path], no slash."""
+    """Canonical form used as the mint's identity: scheme://host[:port][/path], no slash.
+
+    Anything httpx could not use, or that would make two spellings of one mint
+    (userinfo, a query, a fragment), is an :class:`InvalidInputError`.
+    """
     if not isinstance(url, str) or not url.strip():
         raise InvalidInputError("mint url is empty")
     url = url.strip().rstrip("/")
-    parsed = httpx.URL(url)
+    shown = url if len(url) <= 200 else url[:200] + "..."
+    if len(url) > 2048 or not url.isprintable() or any(c.isspace() for c in url):
+        raise InvalidInputError(f"mint url is not a valid URL: {shown!r}")
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise InvalidInputError(f"mint url is not a valid URL: {shown!r}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise InvalidInputError(f"mint url must be http(s)://host[:port], got {url!r}")
+        raise InvalidInputError(f"mint url must be http(s)://host[:port], got {shown!r}")
+    if port is not None and not 0 < port < 65536:
+        raise InvalidInputError(f"mint url has a bad port: {shown!r}")
+    if parsed.userinfo or "@" in parsed.netloc.decode("ascii", "replace"):
+        raise InvalidInputError("mint url must not carry a user name or password")
+    if parsed.query or parsed.fragment or "?" in url or "#" in url:
+        raise InvalidInputError(f"mint url must not have a query or fragment: {shown!r}")
     return url
 
 
@@ -352,12 +490,12 @@ def _check_amount(amount: int) -> None:
         raise InvalidInputError(f"amount must be a positive integer, got {amount!r}")
 
 
-def _error_fields(data: Any, resp: httpx.Response) -> tuple[int, str]:
+def _error_fields(data: Any, status: int, raw: bytes) -> tuple[int, str]:
     if isinstance(data, dict):
         code = data.get("code")
         detail = data.get("detail") or data.get("error") or ""
         code = code if isinstance(code, int) and not isinstance(code, bool) else 0
         if not isinstance(detail, str):
-            detail = encode_json(detail).decode()[:300]
-        return code, detail or f"HTTP {resp.status_code}"
-    return 0, f"HTTP {resp.status_code}: {resp.text[:200]}"
+            detail = encode_json(detail).decode()
+        return code, detail[:300] or f"HTTP {status}"
+    return 0, f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}"

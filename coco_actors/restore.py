@@ -50,7 +50,8 @@ def _scan(ctx: MintContext, deriver: Nut13Deriver, keyset: Keyset) -> tuple[list
         if found:
             empty = 0
             proofs.extend(unblind_signatures([outputs[i] for i, _ in found],
-                                             [s for _, s in found], keyset, blank=True))
+                                             [s for _, s in found], keyset, blank=True,
+                                             require_dleq=ctx.client.requires_dleq()))
             next_free = start + max(i for i, _ in found) + 1
         else:
             empty += 1

@@ -18,6 +18,7 @@ import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
 
 from coco_actors.actors import NoticeActor, tell, wait
+from coco_actors.crypto.keysets import check_listed_metadata, commits_metadata
 from coco_actors.errors import ActorTimeoutError, CocoError, InvalidStateError, NotFoundError
 from coco_actors.mint_client import MintClient, MintInfo
 from coco_actors.operations import (
@@ -74,12 +75,14 @@ def fetch_keysets(client: MintClient) -> list[Keyset]:
     for kid in infos.keys() - keys.keys():
         keys.update({k.id: k for k in client.get_keys(kid)})
     out = []
-    for kid, ks in keys.items():
+    for kid, ks in keys.items():  # each verified against its id by get_keys
         info = infos.get(kid)
+        if info is not None:
+            check_listed_metadata(ks, info)  # a contradiction: refused, nothing stored
+        fee = ks.input_fee_ppk if info is None or commits_metadata(kid) else info.input_fee_ppk
         out.append(Keyset(id=ks.id, unit=ks.unit, keys=ks.keys,
                           active=info.active if info else ks.active,
-                          input_fee_ppk=info.input_fee_ppk if info else ks.input_fee_ppk,
-                          final_expiry=ks.final_expiry))
+                          input_fee_ppk=fee, final_expiry=ks.final_expiry))
     return out
 
 

@@ -316,7 +316,7 @@ class MintLink:
             params = msg.get("params") if msg.get("method") == "subscribe" else None
             if params is None:
                 if "error" in msg:
-                    log.warning("mint %s refused a subscription: %s", self.mint_url,
+                    log.warning("mint %s refused a subscription: %.200s", self.mint_url,
                                 msg["error"])
                 return
             kind = self._sub_kinds.get(params["subId"])
@@ -331,8 +331,10 @@ class MintLink:
                 if not isinstance(quote, str) or not isinstance(quote_state, str):
                     raise TypeError("quote and state must be strings")
                 self._report(self.mint_url, [], {(kind, quote): quote_state})
-        except (ValueError, KeyError, TypeError, CocoError) as exc:
-            log.warning("unreadable websocket message from %s: %s", self.mint_url, exc)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError,
+                CocoError) as exc:  # any garbage from the mint: log it, keep listening
+            log.warning("unreadable websocket message from %s: %s", self.mint_url,
+                        str(exc)[:200] or type(exc).__name__)
 
     def _expect_change(self, ys: Iterable[str]) -> None:
         if not self._pending_ys:
@@ -413,10 +415,7 @@ class WatcherActor(NoticeActor):
             client = self._own_clients[mint_url] = self._client_factory(mint_url)
             kinds: frozenset[str] = frozenset()
             try:
-                nut17 = client.get_info().nuts.get("17") or {}
-                kinds = frozenset(k for m in nut17.get("supported", [])
-                                  if m.get("unit", "sat") == "sat"
-                                  for k in m.get("commands", []))
+                kinds = client.get_info().websocket_commands("sat")
             except CocoError as exc:
                 log.info("no info from %s (%s); polling only for now", mint_url, exc)
                 kinds = frozenset({PROOF_STATE, *QUOTE_KINDS})  # try the socket

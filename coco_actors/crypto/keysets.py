@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from coco_actors.crypto.bdhke import parse_pubkey
 from coco_actors.errors import CryptoError, InvalidInputError
-from coco_actors.wire import Keyset
+from coco_actors.wire import Keyset, KeysetInfo
 
 MAX_KEY_AMOUNT = 2**63  # NUT-01: the largest denomination a keyset may carry
 
@@ -98,6 +98,9 @@ def verify_keyset_id(keyset: Keyset) -> None:
 
     The version comes from the id prefix. An unknown version cannot be checked
     and is refused the same way, since an unverified keyset must not be used.
+    A version 01 id commits to the unit, fee and final expiry given with the keys;
+    one hashed with ``|final_expiry:0`` (Nutshell 0.21, for a keyset without an
+    expiry; NUT-02 omits a zero) is accepted too.
     Malformed keys raise :class:`InvalidInputError` from :func:`validate_keys`.
     """
     claimed = keyset.id.lower()
@@ -107,10 +110,42 @@ def verify_keyset_id(keyset: Keyset) -> None:
     elif version == "01" and len(claimed) == 66:
         derived = derive_keyset_id_v01(keyset.keys, keyset.unit, keyset.final_expiry,
                                        input_fee_ppk=keyset.input_fee_ppk)
+        if derived != claimed and not keyset.final_expiry and \
+                _nutshell_zero_expiry_id(keyset) == claimed:
+            return
     else:
         raise CryptoError(f"keyset {keyset.id}: unsupported keyset id version or length")
     if derived != claimed:
         raise CryptoError(f"keyset {keyset.id}: keys hash to {derived}, not to the claimed id")
+
+
+def _nutshell_zero_expiry_id(keyset: Keyset) -> str:
+    preimage = ",".join(f"{amount}:{key}" for amount, key in validate_keys(keyset.keys).items())
+    preimage += f"|unit:{keyset.unit.lower()}"
+    if keyset.input_fee_ppk:
+        preimage += f"|input_fee_ppk:{keyset.input_fee_ppk}"
+    preimage += "|final_expiry:0"
+    return "01" + hashlib.sha256(preimage.encode("utf-8")).hexdigest()
+
+
+def commits_metadata(keyset_id: str) -> bool:
+    """Whether the id hashes the unit, fee and final expiry (NUT-02 version 01)."""
+    return keyset_id.lower().startswith("01")
+
+
+def check_listed_metadata(keyset: Keyset, info: KeysetInfo) -> None:
+    """Raise :class:`CryptoError` if ``/v1/keysets`` lists ``keyset`` (already verified
+    by :func:`verify_keyset_id`) with another unit, fee or final expiry than its id
+    commits to: a mint must not charge a fee the id does not carry."""
+    if not commits_metadata(keyset.id):
+        return
+    listed = (info.unit.lower(), info.input_fee_ppk, info.final_expiry or 0)
+    committed = (keyset.unit.lower(), keyset.input_fee_ppk, keyset.final_expiry or 0)
+    if listed != committed:
+        raise CryptoError(
+            f"keyset {keyset.id}: /v1/keysets lists unit {info.unit!r}, input_fee_ppk"
+            f" {info.input_fee_ppk}, final_expiry {info.final_expiry}, which the id does not"
+            f" commit to ({keyset.unit!r}, {keyset.input_fee_ppk}, {keyset.final_expiry})")
 
 
 def fee_for(input_fee_ppks: Iterable[int]) -> int:

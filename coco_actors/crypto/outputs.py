@@ -48,11 +48,14 @@ def unblind_signatures(
     keyset: Keyset,
     *,
     blank: bool = False,
+    require_dleq: bool = False,
 ) -> list[Proof]:
     """Turn the mint's signatures into proofs, checking each one first.
 
     Signatures pair with outputs by position. Every DLEQ present must verify;
     the proofs keep it, with our ``r``, so a receiver can check it too. With
+    ``require_dleq`` (the mint advertises NUT-12) a signature without one is
+    refused like a bad one: whoever strips the proof must not switch the check off. With
     ``blank=True`` (NUT-08 change) the mint may return fewer signatures than
     outputs and sets the amounts itself. Nothing is returned unless all pass.
     """
@@ -76,6 +79,9 @@ def unblind_signatures(
             raise CryptoError(str(exc)) from None
         r = parse_privkey(out.r, f"output {i} blinding factor")
         dleq = None
+        if sig.dleq is None and require_dleq:
+            raise CryptoError(f"signature {i}: no DLEQ proof from a NUT-12 mint"
+                              f" (amount {sig.amount})")
         if sig.dleq is not None:
             if not verify_blind_signature_dleq(sig, out.B_, A_hex):
                 raise CryptoError(f"signature {i}: invalid DLEQ proof (amount {sig.amount})")

@@ -195,9 +195,10 @@ class OperationBase:
         for i, o in enumerate(outputs):
             by_keyset.setdefault(o.keyset_id, []).append(i)
         result: dict[int, Proof] = {}
+        require_dleq = self.mint.client.requires_dleq() if outputs else False
         for keyset_id, idx in by_keyset.items():
             got = unblind_signatures([outputs[i] for i in idx], [sigs[i] for i in idx],
-                                     self.mint.keyset(keyset_id))
+                                     self.mint.keyset(keyset_id), require_dleq=require_dleq)
             result.update(zip(idx, got, strict=True))
         return [result[i] for i in range(len(outputs))]
 

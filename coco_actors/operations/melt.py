@@ -285,14 +285,16 @@ class MeltOperation(OperationBase):
         if not blanks:
             return []
         keyset = self.mint.keyset(blanks[0].keyset_id)
+        require_dleq = self.mint.client.requires_dleq()  # the answer's and restore's alike
         if sigs:
-            return unblind_signatures(blanks[:len(sigs)], list(sigs), keyset, blank=True)
+            return unblind_signatures(blanks[:len(sigs)], list(sigs), keyset, blank=True,
+                                      require_dleq=require_dleq)
         result = self.mint.client.restore([b.blinded for b in blanks])
         by_b = {b.B_: b for b in blanks}
         signed = [(by_b[o.B_], s) for o, s in zip(result.outputs, result.signatures, strict=True)
                   if o.B_ in by_b]
         return unblind_signatures([b for b, _ in signed], [s for _, s in signed], keyset,
-                                  blank=True)
+                                  blank=True, require_dleq=require_dleq)
 
     def _end(self, state: OpState, *, error: str | None = None,
              release: tuple[str, ...] = ()) -> None:

@@ -7,6 +7,10 @@ fault can target one request by method and path, and by count ("the 2nd
 - :meth:`FaultProxy.inject` a :class:`Fault`: answer 500, reset the connection,
   forward and drop the answer, or delay it; ``forward`` says whether the mint
   sees the request first (then it did the work and the wallet cannot know);
+- :meth:`FaultProxy.tamper` with the mint's answer: forward the request (the mint
+  does the work), then answer with what an edit makes of the answer's JSON (a
+  lying mint: see :class:`Tamper` and the ready-made edits below it), or with a
+  huge body (:class:`Filler`);
 - :meth:`FaultProxy.hold` a request and let the test decide. The test is told
   when it arrives; then it kills the wallet while the request has not left and
   calls :meth:`Hold.drop`; or calls :meth:`Hold.forward` (the mint processes it,
@@ -31,6 +35,7 @@ import socket
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -182,6 +187,106 @@ class Hold(Rule):
             self._wake.set()
 
 
+@dataclass(frozen=True)
+class Filler:
+    """An answer body of ``size`` bytes of JSON whitespace, written as it is sent."""
+
+    size: int
+
+
+#: What an edit returns: the new answer's JSON value, raw bytes, or a :class:`Filler`.
+Edit = Callable[[Any], Any]
+
+
+class Tamper(Rule):
+    """Forward the request, then answer with ``edit(the mint's JSON answer)`` instead.
+
+    The status stays the mint's (``status`` overrides it). ``original`` and ``sent``
+    record what the mint said and what the wallet got, for the test's ground truth.
+    """
+
+    def __init__(self, method: str, path: str, edit: Edit, *, nth: int = 1,
+                 status: int | None = None) -> None:
+        super().__init__(method, path, nth=nth)
+        self.edit = edit
+        self.status = status
+        self.original: Any = None
+        self.sent: Any = None
+        self.error: str | None = None  # the edit failed on this answer (the wallet saw a reset)
+
+
+def forge_signature(answer: Any) -> Any:
+    """The first signature's ``C_`` replaced by another valid point; its DLEQ left as is."""
+    sigs = _signature_list(answer)
+    sigs[0]["C_"] = G_HEX if sigs[0]["C_"].lower() != G_HEX else H_HEX
+    return answer
+
+
+def strip_dleq(answer: Any) -> Any:
+    """Every signature (and change entry) without its DLEQ proof, as ``null``."""
+    for sig in _signature_list(answer):
+        sig["dleq"] = None
+    return answer
+
+
+def drop_signature(answer: Any) -> Any:
+    """The last signature left out."""
+    _signature_list(answer).pop()
+    return answer
+
+
+def double_amount(answer: Any) -> Any:
+    """The first signature claims twice its amount (a key the wallet has)."""
+    sigs = _signature_list(answer)
+    sigs[0]["amount"] *= 2
+    return answer
+
+
+def as_array(answer: Any) -> Any:
+    return [answer]
+
+
+def as_string(answer: Any) -> Any:
+    return "ok"
+
+
+def as_number(answer: Any) -> Any:
+    return 42
+
+
+def as_null(answer: Any) -> Any:
+    return None
+
+
+def not_json(answer: Any) -> Any:
+    return b"<html>not json</html>"
+
+
+def huge(size: int = 64 * 1024 * 1024) -> Edit:
+    return lambda answer: Filler(size)
+
+
+def set_fee(ppk: int) -> Edit:
+    """``/v1/keysets``: every keyset listed with input fee ``ppk`` (its id says otherwise)."""
+    def edit(answer: Any) -> Any:
+        for ks in answer["keysets"]:
+            ks["input_fee_ppk"] = ppk
+        return answer
+    return edit
+
+
+G_HEX = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+H_HEX = "02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5"  # 2*G
+
+
+def _signature_list(answer: Any) -> list[dict[str, Any]]:
+    for key in ("signatures", "promises", "change"):
+        found = answer.get(key) if isinstance(answer, dict) else None
+        if isinstance(found, list) and found:
+            return found
+    raise ValueError("the mint's answer carries no signatures to tamper with")
+
+
 @dataclass
 class _Message:
     head: bytes                    # start line and headers, with the blank line
@@ -324,6 +429,13 @@ class FaultProxy:
         """Hold the ``nth`` matching request from now on, until the test decides."""
         return self._add(Hold(method, path, nth=nth, wake=wake))
 
+    def tamper(self, method: str, path: str, edit: Edit, *, nth: int = 1,
+               status: int | None = None) -> Tamper:
+        """Answer the ``nth`` matching request from now on with ``edit`` of the mint's
+        answer (once); the request reaches the mint, which does the work."""
+        rule: Tamper = self._add(Tamper(method, path, edit, nth=nth, status=status))
+        return rule
+
     def remove(self, rule: Rule) -> bool:
         """Withdraw a rule; False when it has fired already (then it is taking effect)."""
         return self._withdraw(rule)
@@ -426,6 +538,8 @@ class FaultProxy:
         if rule is None:
             answer = self._forward(request, exchange)
             return self._answer(client, answer, request)
+        if isinstance(rule, Tamper):
+            return self._tampered(client, request, exchange, rule)
         assert isinstance(rule, FaultRule)
         exchange.fault = rule.fault.value
         if rule.fault == Fault.DELAY:
@@ -445,6 +559,38 @@ class FaultProxy:
         if rule.fault == Fault.RESET:
             _reset(client)
         return False  # DROP_RESPONSE, RESET: the connection ends without an answer
+
+    def _tampered(self, client: socket.socket, request: _Message, exchange: Exchange,
+                  rule: Tamper) -> bool:
+        exchange.fault = "tamper"
+        answer = self._forward(request, exchange)
+        if answer is None or exchange.status is None:
+            return self._answer(client, None, request)
+        rule.original = exchange.response_json()
+        try:
+            rule.sent = rule.edit(json.loads(json.dumps(rule.original)))  # a deep copy
+        except Exception as exc:  # the edit did not fit the answer: reset, and say why
+            rule.error = f"{type(exc).__name__}: {exc}"
+            _reset(client)
+            return False
+        status = rule.status or exchange.status
+        sent = rule.sent
+        size = sent.size if isinstance(sent, Filler) else 0
+        body = (b"" if isinstance(sent, Filler) else sent if isinstance(sent, bytes)
+                else json.dumps(sent).encode())
+        head = (f"HTTP/1.1 {status} Tampered\r\ncontent-type: application/json\r\n"
+                f"content-length: {size or len(body)}\r\n\r\n").encode()
+        try:
+            client.sendall(head + body)
+            chunk = b" " * 65536
+            for _ in range(size // len(chunk)):
+                if self._stopped.is_set():
+                    return False
+                client.sendall(chunk)
+            client.sendall(b" " * (size % len(chunk)))
+        except OSError:  # the wallet stopped reading: what a bounded client does
+            return False
+        return request.keep_alive
 
     def _held(self, client: socket.socket, request: _Message, exchange: Exchange,
               hold: Hold) -> bool:
