@@ -49,6 +49,8 @@ def op_json(op: Operation | None) -> dict[str, Any] | None:
         reclaim_amounts=[o.amount for o in op.reclaim_outputs],
         send_output_count=op.send_output_count,
         quote_id=op.quote_id,
+        swapped=op.swapped,                                      # melt: the swap is done
+        change_output_count=len(op.change_outputs),              # melt: NUT-08 blanks
     )
     return d
 
@@ -105,6 +107,25 @@ class Commands:
 
     def check_pending(self) -> Any:
         return [op_json(o) for o in self.coco.send.check_pending()]
+
+    # --- melt (the invoice comes from the test: a quote of another mint) ---------------
+
+    def prepare_melt(self, url: str, invoice: str, swap: bool | None = None) -> Any:
+        return op_json(self.coco.melt.prepare_melt(url, invoice, swap=swap))
+
+    def execute_melt(self, op_id: str, timeout: float = 30.0) -> Any:
+        return op_json(self.coco.melt.execute_prepared_melt(op_id, timeout=timeout))
+
+    def melt(self, url: str, invoice: str, swap: bool | None = None,
+             timeout: float = 30.0) -> Any:
+        prepared = self.coco.melt.prepare_melt(url, invoice, swap=swap)
+        return op_json(self.coco.melt.execute_prepared_melt(prepared.id, timeout=timeout))
+
+    def rollback_melt(self, op_id: str) -> Any:
+        return op_json(self.coco.melt.rollback(op_id))
+
+    def check_pending_melts(self) -> Any:
+        return [op_json(o) for o in self.coco.melt.check_pending()]
 
     def recover(self) -> Any:
         return self.coco.recover()
