@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.crypto.outputs import random_outputs
 from coco_actors.mint_client import MintClient
-from coco_actors.records import Operation, OpState, OpType, new_operation_id
+from coco_actors.records import Operation, OpState, OpType, ProofRecord, new_operation_id
 from coco_actors.wire import split_amount
 from devtools.devmint import PENDING, SETTLED, DevMint
 from tests.support.crash_driver import InProcessWallet, InvoiceMint, Recipient
@@ -29,13 +30,13 @@ class Books(InProcessWallet):
         _, self.token = self.coco.send.execute_prepared_send(sent.id)   # one pending send
         self.coco.receive(self.faucet.token(50))
 
-    def settle(self, **moves: object) -> None:
+    def settle(self, **moves: Any) -> None:
         """A bogus completed operation that moves proofs, as a buggy saga would."""
         op = Operation(id=new_operation_id(), type=OpType.RECEIVE, mint_url=self.url,
                        amount=1, state=OpState.COMPLETED)
         self.coco._ledger.settle(op, **moves).get(timeout=TIMEOUT)
 
-    def held(self) -> list:
+    def held(self) -> list[ProofRecord]:
         return [r for r in self.coco._ledger.all_proof_records().get(timeout=TIMEOUT)
                 if r.status.value == "ready"]
 
@@ -111,14 +112,14 @@ class MeltBooks(InProcessWallet):
         self.change = [r for r in self.records() if r.Y not in before]
         assert sum(r.amount for r in self.change) == self.melted.change_amount > 0
 
-    def records(self) -> list:
-        return self.coco._ledger.all_proof_records().get(timeout=TIMEOUT)  # type: ignore[no-any-return]
+    def records(self) -> list[ProofRecord]:
+        return self.coco._ledger.all_proof_records().get(timeout=TIMEOUT)
 
-    def rewrite(self, op: Operation, **moves: object) -> None:
+    def rewrite(self, op: Operation, **moves: Any) -> None:
         """Store a melt's record as a buggy saga would have (with proof moves)."""
         self.coco._ledger.settle(op, **moves).get(timeout=TIMEOUT)
 
-    def held_by(self, op_id: str) -> list:
+    def held_by(self, op_id: str) -> list[ProofRecord]:
         return [r for r in self.records() if r.operation_id == op_id]
 
 

@@ -10,6 +10,7 @@ wallet is killed before the answer is passed back to it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -24,29 +25,28 @@ from tests.support.crash_driver import (
     SWAP,
     ChildError,
     CrashWallet,
-    Hold,
     InvoiceMint,
 )
-from tests.support.proxy import Fault
+from tests.support.proxy import Fault, Hold
 
 Wallet = Callable[..., CrashWallet]
 FUND = 1000
 AMOUNT = 100   # 1000 = 512+256+128+64+32+8: no exact match for 100, so the send swaps
 
 
-def _prepare(w: CrashWallet, amount: int = AMOUNT) -> dict:
-    prepared = w.call("prepare", url=w.url, amount=amount)
+def _prepare(w: CrashWallet, amount: int = AMOUNT) -> dict[str, Any]:
+    prepared: dict[str, Any] = w.call("prepare", url=w.url, amount=amount)
     assert prepared["needs_swap"] and prepared["state"] == "prepared"
     return prepared
 
 
-def _send(w: CrashWallet, amount: int = AMOUNT) -> tuple[dict, str]:
+def _send(w: CrashWallet, amount: int = AMOUNT) -> tuple[dict[str, Any], str]:
     sent = w.call("send", url=w.url, amount=amount)
     assert sent["op"]["state"] == "pending"
     return sent["op"], sent["token"]
 
 
-def _ops(w: CrashWallet, kind: str) -> list[dict]:
+def _ops(w: CrashWallet, kind: str) -> list[dict[str, Any]]:
     return [o for o in w.state()["ops"] if o["type"] == kind]
 
 
@@ -260,15 +260,17 @@ LN_FEE = 1
 
 
 def _prepare_melt(w: CrashWallet, invoices: InvoiceMint, *, swap: bool | None = None,
-                  amount: int = MELT_AMOUNT) -> dict:
-    prepared = w.call("prepare_melt", url=w.url, invoice=invoices.invoice(amount), swap=swap)
+                  amount: int = MELT_AMOUNT) -> dict[str, Any]:
+    prepared: dict[str, Any] = w.call("prepare_melt", url=w.url,
+                                      invoice=invoices.invoice(amount), swap=swap)
     assert (prepared["state"], prepared["amount"]) == ("prepared", amount)
     assert prepared["needs_swap"] is bool(swap)
     assert w.balance() == (FUND - prepared["input_amount"], prepared["input_amount"], 0)
     return prepared
 
 
-def _assert_melted(w: CrashWallet, op_id: str, prepared: dict, ln_fee: int) -> dict:
+def _assert_melted(w: CrashWallet, op_id: str, prepared: dict[str, Any],
+                   ln_fee: int) -> dict[str, Any]:
     """Completed, with the change of every overpaid sat, to the sat."""
     op = w.op(op_id)
     assert op["state"] == "completed" and op["fee_paid"] == ln_fee
@@ -279,7 +281,7 @@ def _assert_melted(w: CrashWallet, op_id: str, prepared: dict, ln_fee: int) -> d
     return op
 
 
-def _swap_fee(w: CrashWallet, prepared: dict) -> int:
+def _swap_fee(w: CrashWallet, prepared: dict[str, Any]) -> int:
     """A swap-then-melt's first leg: the input fee of the proofs it swaps."""
     return w.fee(len(prepared["input_ys"]))
 

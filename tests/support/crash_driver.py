@@ -108,17 +108,46 @@ class Reply:
         return self._msg["result"]
 
 
-class WalletChild:
-    """One ``crash_child.py`` process on ``data_dir``; its stderr goes to ``log_path``."""
+class Standby:
+    """A ``crash_child.py --standby`` process: its imports done, the wallet not opened.
 
-    def __init__(self, data_dir: Path, log_path: Path, *, watcher: bool = False,
-                 wake: threading.Event | None = None) -> None:
+    Started ahead of time so that a restart costs the wallet's open and recovery, not
+    the interpreter's start; it touches neither the data directory nor the network
+    until a :class:`WalletChild` takes it over.
+    """
+
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 (closed in _reap)
-        args = [sys.executable, str(CHILD), str(data_dir)] + (["--watcher"] if watcher else [])
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, bufsize=1)
+        self.log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 (closed by its user)
+        self.proc = subprocess.Popen([sys.executable, str(CHILD), str(data_dir), "--standby"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, bufsize=1)
+
+    def discard(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self.log.close()
+
+
+class WalletChild:
+    """One ``crash_child.py`` process on ``data_dir``; its stderr goes to ``log_path``.
+
+    It opens the wallet at once; ``standby`` (for the same data directory) is a
+    process started ahead of time to use instead of a new one.
+    """
+
+    def __init__(self, data_dir: Path, log_path: Path, *, watcher: bool = False,
+                 wake: threading.Event | None = None, standby: Standby | None = None) -> None:
+        standby = standby or Standby(data_dir, log_path)
+        self.data_dir = data_dir
+        self.log_path = standby.log_path
+        self._log: IO[bytes] = standby.log
+        self.proc = standby.proc
         self._lock = threading.Lock()
         self._next_id = 1
         self._open = Reply("open", wake)
@@ -126,6 +155,10 @@ class WalletChild:
         self._reader = threading.Thread(target=self._read, daemon=True,
                                         name=f"crash-child-{self.proc.pid}")
         self._reader.start()
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # died already: the open's reply says so
+            self.proc.stdin.write(json.dumps({"watcher": watcher}) + "\n")
+            self.proc.stdin.flush()
 
     @property
     def pid(self) -> int:
@@ -564,6 +597,7 @@ class CrashWallet:
         self.ppk = mint.input_fee_ppk
         self.children: list[WalletChild] = []
         self.child: WalletChild | None = None
+        self._standby: Standby | None = None
         self.recoveries: list[dict[str, int]] = []
 
     # --- the process --------------------------------------------------------------------
@@ -579,11 +613,16 @@ class CrashWallet:
         if self.child is not None and self.child.alive:
             raise RuntimeError("the previous wallet process is still running")
         n = len(self.children)
-        self.child = WalletChild(self.data_dir, self.workdir / f"child-{n:04d}.log",
+        standby, self._standby = self._standby, None
+        self.child = WalletChild(self.data_dir, self._log_path(n),
                                  watcher=self.watcher if watcher is None else watcher,
-                                 wake=wake)
+                                 wake=wake, standby=standby)
         self.children.append(self.child)
+        self._standby = Standby(self.data_dir, self._log_path(n + 1))  # for the next start
         return self.child
+
+    def _log_path(self, n: int) -> Path:
+        return self.workdir / f"child-{n:04d}.log"
 
     def crash(self) -> None:
         """SIGKILL the wallet. A request it had sent that is not held at the proxy still
@@ -612,6 +651,9 @@ class CrashWallet:
     def close(self) -> None:
         for child in self.children:
             child.close() if child is self.child else child.kill()
+        if self._standby is not None:
+            self._standby.discard()
+            self._standby = None
         self.proxy.stop()
         self._client.close()
 
