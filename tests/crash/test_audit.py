@@ -159,6 +159,16 @@ def test_a_wrong_lightning_fee_on_record_is_caught(melt_books: MeltBooks) -> Non
                for v in a.violations), a.violations
 
 
+def test_a_melt_whose_inputs_are_not_those_the_mint_took_is_caught(
+        melt_books: MeltBooks) -> None:
+    op = melt_books.melted
+    other = melt_books.change[0].Y
+    melt_books.rewrite(replace(op, input_ys=(*op.input_ys[1:], other)))
+    a = melt_books.audit()
+    assert any(f"melt {op.id} spent other inputs than those the mint took" in v
+               for v in a.violations), a.violations
+
+
 def test_a_melt_the_mint_paid_but_the_wallet_rolled_back_is_caught(
         melt_books: MeltBooks) -> None:
     """The mint paid the quote (a melt request through the proxy), yet the wallet

@@ -342,7 +342,10 @@ class Campaign:
             self.w.crash()
             return "melt"
         if self.pending_cycles is not None and self.rng.random() < 0.3:
-            self.call("execute_melt", op_id=prepared["id"])
+            done = self.call("execute_melt", op_id=prepared["id"])
+            if done is not None and done["state"] != "pending":
+                self.violation(f"cycle {self.tally.cycles}: melt {done['id']} is"
+                               f" {done['state']} while the mint's payments are in flight")
             self._held = False
             self.w.crash()
             self.tally.points["melt pending at rest"] += 1
@@ -355,9 +358,16 @@ class Campaign:
         """Roll back a melt: a pending one is refused while its payment is in flight
         (nothing changes); a prepared one is released, killed right after or at an
         instant (0-20 ms) into the rollback."""
-        pending = self.open_ops("melt", "pending")
+        pending = self.open_ops("melt", "pending") if self.pending_cycles is not None else []
         if pending and self.rng.random() < 0.5:
-            self.call("rollback_melt", op_id=self.rng.choice(pending)["id"])
+            op = self.rng.choice(pending)
+            try:
+                self.w.call("rollback_melt", op_id=op["id"])
+                self.violation(f"cycle {self.tally.cycles}: melt {op['id']} rolled back"
+                               " while its payment is in flight")
+            except ChildError as exc:
+                if exc.type != "InvalidStateError":
+                    self.violation(f"{exc.cmd} failed: {exc}")
             self.w.crash()
             self.tally.points["melt rollback refused"] += 1
             return "melt-rollback"

@@ -467,12 +467,16 @@ def check_melt(o: dict[str, Any], truth: MeltTruth | None, bad: Callable[[str], 
             bad(f"melt {o['id']} records amount {o['amount']}, fee_paid {o['fee_paid']},"
                 f" change {o['change_amount']}; the mint: amount {truth.amount}, lightning fee"
                 f" {truth.ln_fee}, change {truth.change}")
+        elif set(o["input_ys"]) != truth.input_ys:
+            bad(f"melt {o['id']} spent other inputs than those the mint took")
     elif o["state"] == "rolled_back":
         if truth is not None and truth.state != MeltQuoteState.UNPAID:
             bad(f"melt {o['id']} rolled back but its quote is {said} at the mint")
     elif o["state"] == "pending":
         if truth is None or truth.state != MeltQuoteState.PENDING:
             bad(f"melt {o['id']} left pending but its quote is {said} at the mint")
+        elif set(o["input_ys"]) != truth.input_ys:
+            bad(f"melt {o['id']} holds other inputs than those the mint has in flight")
     elif o["state"] == "prepared" and truth is not None:
         bad(f"melt {o['id']} is prepared but its quote is {said} at the mint")
 
