@@ -1,5 +1,5 @@
 """Crash-test fixtures: wallets in child processes behind a fault proxy, all stopped at
-teardown (every child process, every proxy thread)."""
+teardown (every child process, every proxy thread), and invoices to melt."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.devmint import DevMint
-from tests.support.crash_driver import CrashWallet
+from devtools.devmint import DevMint, FakeWalletConfig
+from tests.support.crash_driver import CrashWallet, InvoiceMint
 
 
 @pytest.fixture
@@ -34,3 +34,18 @@ def crash_wallet(tmp_path: Path) -> Iterator[Callable[..., CrashWallet]]:
         w.close()
     assert all(not c.alive for w in made for c in w.children)
 
+
+@pytest.fixture(scope="session")
+def invoices(tmp_path_factory: pytest.TempPathFactory,
+             nutshell_bin: Path) -> Iterator[InvoiceMint]:
+    """Invoices to melt, from a mint of their own whose quotes never pay themselves
+    (the melting mint's FakeWallet pays any of them). One for the whole session."""
+    mint = DevMint(tmp_path_factory.mktemp("invoice-mint"), input_fee_ppk=0,
+                   nutshell_bin=nutshell_bin, fakewallet=FakeWalletConfig(incoming_delay=600))
+    mint.start(timeout=60.0)
+    source = InvoiceMint(mint)
+    try:
+        yield source
+    finally:
+        source.close()
+        mint.stop()

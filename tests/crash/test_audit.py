@@ -4,17 +4,20 @@ the audit must report it, to the sat."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.crypto.outputs import random_outputs
-from coco_actors.records import Operation, OpState, OpType, new_operation_id
+from coco_actors.mint_client import MintClient
+from coco_actors.records import Operation, OpState, OpType, ProofRecord, new_operation_id
 from coco_actors.wire import split_amount
-from devtools.devmint import DevMint
-from tests.support.crash_driver import InProcessWallet, Recipient
+from devtools.devmint import PENDING, SETTLED, DevMint
+from tests.support.crash_driver import InProcessWallet, InvoiceMint, Recipient
 from tests.support.proxy import Exchange
 
 TIMEOUT = 10.0
@@ -27,13 +30,13 @@ class Books(InProcessWallet):
         _, self.token = self.coco.send.execute_prepared_send(sent.id)   # one pending send
         self.coco.receive(self.faucet.token(50))
 
-    def settle(self, **moves: object) -> None:
+    def settle(self, **moves: Any) -> None:
         """A bogus completed operation that moves proofs, as a buggy saga would."""
         op = Operation(id=new_operation_id(), type=OpType.RECEIVE, mint_url=self.url,
                        amount=1, state=OpState.COMPLETED)
         self.coco._ledger.settle(op, **moves).get(timeout=TIMEOUT)
 
-    def held(self) -> list:
+    def held(self) -> list[ProofRecord]:
         return [r for r in self.coco._ledger.all_proof_records().get(timeout=TIMEOUT)
                 if r.status.value == "ready"]
 
@@ -91,3 +94,140 @@ def test_a_reservation_without_its_operation_is_caught(books: Books) -> None:
     books.settle(hold=[victim.proof])   # reserved by an operation that is over
     a = books.audit()
     assert any("which is not open" in v for v in a.violations), a.violations
+
+
+# --- melts: the mint's word on every quote it was asked to pay --------------------------------
+
+
+class MeltBooks(InProcessWallet):
+    """A funded wallet that paid one invoice (a direct melt with change)."""
+
+    def __init__(self, mint: DevMint, data_dir: Path, invoices: InvoiceMint) -> None:
+        super().__init__(mint, data_dir, fund=1000)
+        self.invoices = invoices
+        before = {r.Y for r in self.records()}
+        prepared = self.coco.melt.prepare_melt(self.url, invoices.invoice(100))
+        self.melted = self.coco.melt.execute_prepared_melt(prepared.id)
+        assert self.melted.state == "completed"
+        self.change = [r for r in self.records() if r.Y not in before]
+        assert sum(r.amount for r in self.change) == self.melted.change_amount > 0
+
+    def records(self) -> list[ProofRecord]:
+        return self.coco._ledger.all_proof_records().get(timeout=TIMEOUT)
+
+    def rewrite(self, op: Operation, **moves: Any) -> None:
+        """Store a melt's record as a buggy saga would have (with proof moves)."""
+        self.coco._ledger.settle(op, **moves).get(timeout=TIMEOUT)
+
+    def held_by(self, op_id: str) -> list[ProofRecord]:
+        return [r for r in self.records() if r.operation_id == op_id]
+
+
+@pytest.fixture
+def melt_books(mint: DevMint, tmp_path: Path, invoices: InvoiceMint) -> Iterator[MeltBooks]:
+    b = MeltBooks(mint, tmp_path / "w", invoices)
+    yield b
+    b.close()
+    b.client.close()
+
+
+def test_a_wallet_that_melted_passes(melt_books: MeltBooks) -> None:
+    """The books balance with the melted value and the lightning fee the mint took."""
+    a = melt_books.audit()
+    assert a.violations == [], a.summary()
+    op = melt_books.melted
+    assert (a.melted, a.ln_fees) == (100, op.fee_paid) and op.fee_paid == 1
+    assert a.spendable == 1000 - 100 - op.fee - op.fee_paid
+
+
+def test_a_lost_change_proof_is_value_not_conserved(melt_books: MeltBooks) -> None:
+    """The change came back (the mint signed it) but the wallet dropped a proof of it."""
+    change = melt_books.change[0]
+    bogus = Operation(id=new_operation_id(), type=OpType.RECEIVE, mint_url=melt_books.url,
+                      amount=1, state=OpState.COMPLETED)
+    melt_books.rewrite(bogus, spend=[change.Y])
+    a = melt_books.audit()
+    assert a.discrepancy == change.amount
+    assert any(v.startswith("value not conserved") for v in a.violations)
+
+
+def test_a_wrong_lightning_fee_on_record_is_caught(melt_books: MeltBooks) -> None:
+    op = melt_books.melted
+    melt_books.rewrite(replace(op, fee_paid=op.fee_paid + 1))
+    a = melt_books.audit()
+    assert any(f"melt {op.id} records amount 100, fee_paid {op.fee_paid + 1}" in v
+               for v in a.violations), a.violations
+
+
+def test_a_melt_whose_inputs_are_not_those_the_mint_took_is_caught(
+        melt_books: MeltBooks) -> None:
+    op = melt_books.melted
+    other = melt_books.change[0].Y
+    melt_books.rewrite(replace(op, input_ys=(*op.input_ys[1:], other)))
+    a = melt_books.audit()
+    assert any(f"melt {op.id} spent other inputs than those the mint took" in v
+               for v in a.violations), a.violations
+
+
+def test_a_melt_the_mint_paid_but_the_wallet_rolled_back_is_caught(
+        melt_books: MeltBooks) -> None:
+    """The mint paid the quote (a melt request through the proxy), yet the wallet
+    released the inputs: they are spent at the mint and counted twice."""
+    b = melt_books
+    prepared = b.coco.melt.prepare_melt(b.url, b.invoices.invoice(50))
+    inputs = [r.proof for r in b.held_by(prepared.id)]
+    with MintClient(b.url) as behind_its_back:
+        assert behind_its_back.melt(prepared.quote_id or "", inputs).state == "PAID"
+    b.coco.melt.rollback(prepared.id)
+    a = b.audit()
+    assert any(f"melt {prepared.id} rolled back but its quote is PAID" in v
+               for v in a.violations), a.violations
+    assert any("is SPENT at the mint" in v for v in a.violations), a.violations
+    assert a.discrepancy < 0  # the wallet counts value it no longer has
+
+
+def test_a_completed_melt_the_mint_never_paid_is_caught(melt_books: MeltBooks) -> None:
+    b = melt_books
+    quote = b.client.create_melt_quote(b.invoices.invoice(20))
+    bogus = Operation(id=new_operation_id(), type=OpType.MELT, mint_url=b.url, amount=20,
+                      state=OpState.COMPLETED, quote_id=quote.quote)
+    b.rewrite(bogus)
+    a = b.audit()
+    assert any(f"melt {bogus.id} completed but its quote is never melted" in v
+               for v in a.violations), a.violations
+
+
+@pytest.mark.parametrize("fee", [0, 100], ids=["fee0", "fee100"])
+@pytest.mark.parametrize("damage", ["decided-behind-its-back", "inputs-released"])
+def test_a_pending_melt_passes_only_while_the_mint_has_it_in_flight(
+        make_mint: Callable[..., DevMint], tmp_path: Path, invoices: InvoiceMint, fee: int,
+        damage: str) -> None:
+    """A pending melt is a resting state: its inputs are PENDING at the mint and that
+    is sound. It is caught once the mint has decided and the wallet still says pending,
+    and when the wallet let go of the inputs while the payment is in flight."""
+    mint = make_mint(input_fee_ppk=fee, fakewallet=PENDING).start()
+    b = InProcessWallet(mint, tmp_path / "w", fund=1000)
+    try:
+        prepared = b.coco.melt.prepare_melt(b.url, invoices.invoice(100))
+        op = b.coco.melt.execute_prepared_melt(prepared.id)
+        assert op.state == "pending"
+        a = b.audit()
+        assert a.violations == [], a.summary()
+        assert a.reserved == op.input_amount and (a.melted, a.ln_fees) == (0, 0)
+
+        if damage == "decided-behind-its-back":
+            mint.restart(SETTLED)   # paid, and the wallet is not told
+            a = b.audit()
+            assert any(f"melt {op.id} left pending but its quote is PAID" in v
+                       for v in a.violations), a.violations
+            assert any("is SPENT at the mint" in v for v in a.violations), a.violations
+        else:
+            b.coco._ledger.settle(op.moved(OpState.ROLLED_BACK),
+                                  release=op.input_ys).get(timeout=TIMEOUT)
+            a = b.audit()
+            assert any(f"melt {op.id} rolled back but its quote is PENDING" in v
+                       for v in a.violations), a.violations
+            assert any("is PENDING at the mint" in v for v in a.violations), a.violations
+    finally:
+        b.close()
+        b.client.close()

@@ -1,13 +1,19 @@
 """The crash campaign: hundreds of SIGKILL-and-restart cycles at random points of the
-send, rollback, receive and mint sagas (and of recovery itself), against both fee
-settings, with every invariant audited after every restart.
+send, rollback, receive, mint and melt sagas (and of recovery itself), against both
+fee settings, with every invariant audited after every restart.
 
 One wallet process runs across cycles; the proxy holds the request that matters, so
 each kill lands at a precise moment: after the state committed and before the
 request left, or after the mint processed it and before the wallet saw the answer.
 
-``COCO_CRASH_CYCLES`` (default 240) is the total number of cycles, split over the two
+Melts pay invoices of a second mint (``invoices``). The campaign's mint is its own,
+so that it can be restarted: now and then its lightning backend goes PENDING for a
+few cycles (melts then stay in flight) and is restarted SETTLED or FAILED, which
+decides them, while the wallet runs on and rolls back or checks a pending melt.
+
+``COCO_CRASH_CYCLES`` (default 400) is the total number of cycles, split over the two
 fee settings; ``COCO_CRASH_SEED`` replays a run (the seed is printed either way).
+``COCO_CRASH_CYCLES=1000 ./scripts/test.sh tests/crash/test_campaign.py`` runs 1,000.
 """
 
 from __future__ import annotations
@@ -24,19 +30,23 @@ from typing import Any
 
 import pytest
 
-from devtools.devmint import DevMint
+from devtools.devmint import PENDING, SETTLED, DevMint
 from tests.support.crash_driver import (
     CHECKSTATE,
+    FAIL_PENDING,
+    MELT,
+    MELT_QUOTE,
     MINT,
     RESTORE,
     SWAP,
     ChildError,
     CrashWallet,
-    Hold,
+    InvoiceMint,
     Reply,
 )
+from tests.support.proxy import Hold
 
-CYCLES = int(os.environ.get("COCO_CRASH_CYCLES", "240"))
+CYCLES = int(os.environ.get("COCO_CRASH_CYCLES", "400"))
 SEED = int(os.environ.get("COCO_CRASH_SEED") or random.SystemRandom().randrange(2**32))
 
 #: Errors a command may legitimately end with in the campaign (the outcome is in the
@@ -47,6 +57,8 @@ EXPECTED_ERRORS = frozenset({"InsufficientFundsError", "InvalidStateError"})
 MAX_PENDING = 6
 #: Every this many cycles, a NUT-09 restore of the whole seed must find nothing new.
 RESTORE_EVERY = 40
+#: Most cycles the mint's lightning backend stays PENDING before it is decided.
+MAX_PENDING_CYCLES = 4
 
 
 @dataclass
@@ -62,27 +74,38 @@ class Tally:
 
 
 class Campaign:
-    def __init__(self, w: CrashWallet, rng: random.Random, tally: Tally) -> None:
+    def __init__(self, w: CrashWallet, rng: random.Random, tally: Tally,
+                 invoices: InvoiceMint) -> None:
         self.w = w
         self.rng = rng
         self.tally = tally
+        self.invoices = invoices
         self._seen: set[str] = set()
-        self.scenarios: list[tuple[int, Callable[[], str]]] = [
+        self.scenarios: list[tuple[float, Callable[[], str]]] = [
             (4, self.send), (3, self.rollback), (2, self.receive), (2, self.redeem),
             (3, self.concurrent), (1, self.claim_while_down), (1, self.at_rest),
-            (2, self.instant),
+            (2, self.instant), (4, self.melt), (1, self.melt_rollback),
+            (0.6, self.go_pending),  # rare: two mint restarts (about 3 s each) per phase
         ]
         self._held = False  # the last kill landed on a held request: recovery has work
+        self.pending_cycles: int | None = None  # cycles the mint's payments stayed in flight
 
     # --- one cycle ----------------------------------------------------------------------
 
     def cycle(self) -> None:
         spendable = self.w.balance()[0]
-        if spendable < 300:
+        if self.pending_cycles is not None and (self.pending_cycles >= MAX_PENDING_CYCLES
+                                                or self.rng.random() < 0.3):
+            kind = self.decide()
+        elif spendable < 300:
             kind = self.redeem()
+        elif self.pending_cycles is not None and self.rng.random() < 0.5:
+            kind = self.melt()  # while payments stay in flight, make some
         else:
             weights, fns = zip(*self.scenarios, strict=True)
             kind = self.rng.choices(fns, weights)[0]()
+        if self.pending_cycles is not None:
+            self.pending_cycles += 1
         self.tally.kinds[kind] += 1
         self.restart()
         self.tally.cycles += 1
@@ -97,7 +120,7 @@ class Campaign:
         w = self.w
         w.watcher = self.rng.random() < 0.3
         if self._held and self.rng.random() < 0.35:
-            endpoint = self.rng.choice([CHECKSTATE, RESTORE, SWAP, MINT])
+            endpoint = self.rng.choice([CHECKSTATE, RESTORE, SWAP, MINT, MELT_QUOTE])
             after = self.rng.random() < 0.5
             if w.crash_in_recovery(endpoint, after=after, nth=self.rng.choice([1, 1, 2])):
                 self.tally.recovery_crashes += 1
@@ -140,7 +163,7 @@ class Campaign:
         ``v`` itself. Without such a gap, one is made by minting a single proof larger
         than everything spendable (the smaller proofs then cannot reach it)."""
         for _ in range(2):
-            ready = [r["amount"] for r in self.w.state()["proofs"] if r["status"] == "ready"]
+            ready = [r["amount"] for r in self.w.call("proofs") if r["status"] == "ready"]
             gaps, below = [], 0
             for v in sorted(set(ready)):
                 if below + 1 < v:
@@ -155,9 +178,10 @@ class Campaign:
             self.call("fund", url=self.w.url, amount=big)
         return self.rng.randint(1, 300)
 
-    def prepare_swap(self) -> dict | None:
+    def prepare_swap(self) -> dict[str, Any] | None:
         """A prepared send, of an amount that needs a swap."""
-        prepared = self.call("prepare", url=self.w.url, amount=self.swap_amount())
+        prepared: dict[str, Any] | None = self.call("prepare", url=self.w.url,
+                                                    amount=self.swap_amount())
         return prepared
 
     def send(self) -> str:
@@ -176,7 +200,7 @@ class Campaign:
         """Two to four swaps in flight at once (sends, a receive, a rollback), all held;
         each is then let through, forwarded (processed, answer lost) or dropped (never
         sent) before the kill. A let-through answer races the kill."""
-        calls: list[dict] = []
+        calls: list[dict[str, Any]] = []
         for _ in range(self.rng.randint(1, 3)):
             prepared = self.prepare_swap()
             if prepared is not None and prepared["needs_swap"]:
@@ -258,6 +282,9 @@ class Campaign:
                  for _ in range(self.rng.randint(1, 3))]
         calls.append({"cmd": "receive",
                       "args": {"token": self.w.faucet.token(self.rng.randint(2, 300))}})
+        if self.rng.random() < 0.5:  # a melt reserved but not yet prepared: its init row
+            calls.append({"cmd": "prepare_melt",
+                          "args": {"url": self.w.url, "invoice": self.invoice()}})
         self.w.submit("batch", calls=calls)
         threading.Event().wait(self.rng.uniform(0.0, 0.04))  # the crash point, not a wait
         self.w.crash()
@@ -275,27 +302,141 @@ class Campaign:
         return "claim-while-down"
 
     def at_rest(self) -> str:
-        """Kill with a send prepared (reserved, outputs persisted) and a quote unpaid."""
+        """Kill with a send prepared (reserved, outputs persisted), a quote unpaid and
+        now and then a melt prepared."""
         self.call("prepare", url=self.w.url, amount=self.rng.randint(1, 200))
         self.call("create_quote", url=self.w.url, amount=self.rng.randint(1, 100))
+        if self.rng.random() < 0.5:
+            self.call("prepare_melt", url=self.w.url, invoice=self.invoice())
         self.w.crash()
         self.tally.points["prepared at rest"] += 1
         return "at-rest"
 
+    # --- melts ------------------------------------------------------------------------------
+
+    def invoice(self, amount: int | None = None) -> str:
+        """An invoice to pay, now and then one this wallet melted before: paid or in
+        flight, it must be refused before any request (InvalidStateError); rolled
+        back, it may be paid again."""
+        if self.rng.random() < 0.1:
+            used = [o["invoice"] for o in self.w.state()["ops"]
+                    if o["type"] == "melt" and o["invoice"]]
+            if used:
+                return self.rng.choice(used)  # type: ignore[no-any-return]
+        return self.invoices.invoice(amount or self.rng.randint(1, 300))
+
+    def melt(self) -> str:
+        """Pay an invoice: direct or swap first, prepared then executed or in one call,
+        killed at the swap or at the melt (while the mint's backend is PENDING, the
+        melt's answer is PENDING; or it returns pending and is killed at rest)."""
+        spendable = self.w.balance()[0]
+        invoice = self.invoice(self.rng.randint(1, max(1, min(400, spendable // 2))))
+        swap = True if self.rng.random() < 0.3 else None
+        if self.rng.random() < 0.2:
+            endpoint = SWAP if swap and self.rng.random() < 0.5 else MELT
+            self.crash_during(endpoint, "melt", url=self.w.url, invoice=invoice, swap=swap)
+            return "melt"
+        prepared = self.call("prepare_melt", url=self.w.url, invoice=invoice, swap=swap)
+        if prepared is None:
+            self._held = False
+            self.w.crash()
+            return "melt"
+        if self.pending_cycles is not None and self.rng.random() < 0.3:
+            done = self.call("execute_melt", op_id=prepared["id"])
+            if done is not None and done["state"] != "pending":
+                self.violation(f"cycle {self.tally.cycles}: melt {done['id']} is"
+                               f" {done['state']} while the mint's payments are in flight")
+            self._held = False
+            self.w.crash()
+            self.tally.points["melt pending at rest"] += 1
+            return "melt"
+        endpoint = SWAP if prepared["needs_swap"] and self.rng.random() < 0.5 else MELT
+        self.crash_during(endpoint, "execute_melt", op_id=prepared["id"])
+        return "melt"
+
+    def melt_rollback(self) -> str:
+        """Roll back a melt: a pending one is refused while its payment is in flight
+        (nothing changes); a prepared one is released, killed right after or at an
+        instant (0-20 ms) into the rollback."""
+        pending = self.open_ops("melt", "pending") if self.pending_cycles is not None else []
+        if pending and self.rng.random() < 0.5:
+            op = self.rng.choice(pending)
+            try:
+                self.w.call("rollback_melt", op_id=op["id"])
+                self.violation(f"cycle {self.tally.cycles}: melt {op['id']} rolled back"
+                               " while its payment is in flight")
+            except ChildError as exc:
+                if exc.type != "InvalidStateError":
+                    self.violation(f"{exc.cmd} failed: {exc}")
+            self.w.crash()
+            self.tally.points["melt rollback refused"] += 1
+            return "melt-rollback"
+        prepared = (self.open_ops("melt", "prepared")
+                    or [self.call("prepare_melt", url=self.w.url, invoice=self.invoice())])
+        if prepared[0] is None:
+            self.w.crash()
+            return "melt-rollback"
+        if self.rng.random() < 0.5:
+            self.call("rollback_melt", op_id=prepared[0]["id"])
+        else:
+            self.w.submit("rollback_melt", op_id=prepared[0]["id"])
+            threading.Event().wait(self.rng.uniform(0.0, 0.02))  # the crash point
+        self.w.crash()
+        self._held = True
+        self.tally.points["melt rollback kill"] += 1
+        return "melt-rollback"
+
+    def go_pending(self) -> str:
+        """The mint's lightning backend stops deciding (restarted PENDING while the
+        wallet runs): melts stay in flight until :meth:`decide`. One melt goes out now."""
+        self.w.mint.restart(PENDING)
+        self.pending_cycles = 0
+        self.tally.points["mint went pending"] += 1
+        self.melt()
+        return "go-pending"
+
+    def decide(self) -> str:
+        """The mint decides every payment in flight: restarted SETTLED (paid, all the
+        change back) or FAILED (the inputs released), while the wallet runs on (its
+        watcher, if on, may see it first). Then a pending melt is rolled back, or all
+        are checked, and the wallet is killed at the quote or NUT-07 request."""
+        settled = self.rng.random() < 0.5
+        self.w.mint.restart(SETTLED if settled else FAIL_PENDING)
+        self.pending_cycles = None
+        self.tally.points[f"mint decided {'settled' if settled else 'failed'}"] += 1
+        pending = self.open_ops("melt", "pending")
+        if not pending:
+            self._held = False
+            self.w.crash()
+            self.tally.points["decided, no melt pending"] += 1
+            return "decide"
+        endpoint = self.rng.choice([MELT_QUOTE, MELT_QUOTE, CHECKSTATE])
+        if self.rng.random() < 0.5:
+            self.crash_during(endpoint, "rollback_melt", op_id=self.rng.choice(pending)["id"])
+        else:
+            self.crash_during(endpoint, "check_pending_melts")
+        return "decide"
+
     # --- between cycles --------------------------------------------------------------------
 
-    def open_sends(self, state: str) -> list[dict]:
-        return [o for o in self.w.state()["open_ops"]
-                if o["type"] == "send" and o["state"] == state]
+    def open_ops(self, kind: str, state: str) -> list[dict[str, Any]]:
+        return [o for o in self.w.call("open_ops")
+                if o["type"] == kind and o["state"] == state]
+
+    def open_sends(self, state: str) -> list[dict[str, Any]]:
+        return self.open_ops("send", state)
 
     def tidy(self) -> None:
         """Settle what earlier cycles left: redeem quotes, use prepared sends, claim some."""
-        ops = self.w.state()["open_ops"]
+        ops = self.w.call("open_ops")
         for o in ops:
             if o["type"] == "mint" and o["state"] == "prepared":
-                self.call("redeem", quote=o["quote_id"])
+                self.redeem_left(o)
             elif o["type"] == "send" and o["state"] == "prepared":
                 cmd = self.rng.choice(["execute", "rollback"])
+                self.call(cmd, op_id=o["id"])
+            elif o["type"] == "melt" and o["state"] == "prepared":
+                cmd = self.rng.choice(["execute_melt", "rollback_melt"])
                 self.call(cmd, op_id=o["id"])
         spendable = self.w.balance()[0]
         if spendable > 6000:  # keep amounts small: most of it goes to the recipient
@@ -308,6 +449,17 @@ class Campaign:
             self.w.recipient.claim(o["token"])
         if pending:
             self.call("check_pending")
+
+    def redeem_left(self, o: dict[str, Any]) -> None:
+        """Redeem a quote an earlier cycle left. With the watcher on, the wallet may
+        have redeemed it on its own meanwhile (the quote pays itself): then the
+        redeem finds no open operation, and the operation must be completed."""
+        try:
+            self.w.call("redeem", quote=o["quote_id"])
+        except ChildError as exc:
+            state = self.w.op(o["id"])["state"]
+            if not (exc.type == "NotFoundError" and self.w.watcher and state == "completed"):
+                self.violation(f"{exc.cmd} failed: {exc} (mint {o['id']} is {state})")
 
     def check(self, kind: str) -> None:
         audit = self.w.audit()
@@ -324,7 +476,7 @@ class Campaign:
 
     def seed_restore(self) -> None:
         """NUT-09 over the whole seed at rest: a wallet that lost nothing finds nothing."""
-        if self.open_sends("executing"):
+        if any(o["state"] == "executing" for o in self.w.call("open_ops")):
             return
         found = self.call("restore", url=self.w.url)
         if found and found["restored"]:
@@ -336,10 +488,11 @@ class Campaign:
         self.tally.violations.append(text)
 
 
+@pytest.mark.parametrize("fee", [0, 100], ids=["fee0", "fee100"])
 @pytest.mark.timeout(max(300, CYCLES * 2))  # this test runs half of the cycles
-def test_crash_campaign(mint: DevMint, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                        request: pytest.FixtureRequest) -> None:
-    fee = mint.input_fee_ppk
+def test_crash_campaign(fee: int, make_mint: Callable[..., DevMint], invoices: InvoiceMint,
+                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mint = make_mint(input_fee_ppk=fee).start()  # its own: the campaign restarts it
     cycles = (CYCLES + 1) // 2 if fee == 0 else CYCLES // 2
     rng = random.Random(f"{SEED}/{fee}")
     tally = Tally()
@@ -349,7 +502,7 @@ def test_crash_campaign(mint: DevMint, tmp_path: Path, capsys: pytest.CaptureFix
         w.start()
         w.call("add_mint", url=w.url)
         w.call("fund", url=w.url, amount=2000)
-        campaign = Campaign(w, rng, tally)
+        campaign = Campaign(w, rng, tally, invoices)
         while tally.cycles < cycles:
             campaign.cycle()
         campaign.seed_restore()

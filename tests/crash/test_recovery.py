@@ -10,31 +10,43 @@ wallet is killed before the answer is passed back to it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from devtools.devmint import DevMint
-from tests.support.crash_driver import CHECKSTATE, MINT, RESTORE, SWAP, CrashWallet, Hold
-from tests.support.proxy import Fault
+from devtools.devmint import PENDING, SETTLED, DevMint
+from tests.support.crash_driver import (
+    CHECKSTATE,
+    FAIL_PENDING,
+    MELT,
+    MELT_QUOTE,
+    MINT,
+    RESTORE,
+    SWAP,
+    ChildError,
+    CrashWallet,
+    InvoiceMint,
+)
+from tests.support.proxy import Fault, Hold
 
 Wallet = Callable[..., CrashWallet]
 FUND = 1000
 AMOUNT = 100   # 1000 = 512+256+128+64+32+8: no exact match for 100, so the send swaps
 
 
-def _prepare(w: CrashWallet, amount: int = AMOUNT) -> dict:
-    prepared = w.call("prepare", url=w.url, amount=amount)
+def _prepare(w: CrashWallet, amount: int = AMOUNT) -> dict[str, Any]:
+    prepared: dict[str, Any] = w.call("prepare", url=w.url, amount=amount)
     assert prepared["needs_swap"] and prepared["state"] == "prepared"
     return prepared
 
 
-def _send(w: CrashWallet, amount: int = AMOUNT) -> tuple[dict, str]:
+def _send(w: CrashWallet, amount: int = AMOUNT) -> tuple[dict[str, Any], str]:
     sent = w.call("send", url=w.url, amount=amount)
     assert sent["op"]["state"] == "pending"
     return sent["op"], sent["token"]
 
 
-def _ops(w: CrashWallet, kind: str) -> list[dict]:
+def _ops(w: CrashWallet, kind: str) -> list[dict[str, Any]]:
     return [o for o in w.state()["ops"] if o["type"] == kind]
 
 
@@ -233,4 +245,195 @@ def test_quote_paid_while_the_wallet_was_down_is_minted(mint: DevMint,
     [_, minted] = sorted(_ops(w, "mint"), key=lambda o: o["created_at"])
     assert _until(w, minted["id"], "completed", 10.0) == "completed"
     assert w.balance() == (FUND + 500, 0, 0)
+    w.assert_sound()
+
+
+# --- melt -------------------------------------------------------------------------------------
+#
+# FakeWallet charges 1 sat for a payment it makes at once; a payment it settles later (a
+# PENDING mint restarted SETTLED) is counted 0, and the mint gives back everything paid
+# beyond amount + input fee + lightning fee as NUT-08 change. After each row the balance
+# is exact: before - amount - input fees - lightning fee.
+
+MELT_AMOUNT = 100
+LN_FEE = 1
+
+
+def _prepare_melt(w: CrashWallet, invoices: InvoiceMint, *, swap: bool | None = None,
+                  amount: int = MELT_AMOUNT) -> dict[str, Any]:
+    prepared: dict[str, Any] = w.call("prepare_melt", url=w.url,
+                                      invoice=invoices.invoice(amount), swap=swap)
+    assert (prepared["state"], prepared["amount"]) == ("prepared", amount)
+    assert prepared["needs_swap"] is bool(swap)
+    assert w.balance() == (FUND - prepared["input_amount"], prepared["input_amount"], 0)
+    return prepared
+
+
+def _assert_melted(w: CrashWallet, op_id: str, prepared: dict[str, Any],
+                   ln_fee: int) -> dict[str, Any]:
+    """Completed, with the change of every overpaid sat, to the sat."""
+    op = w.op(op_id)
+    assert op["state"] == "completed" and op["fee_paid"] == ln_fee
+    spent = MELT_AMOUNT + prepared["fee"] + ln_fee
+    if not prepared["needs_swap"]:
+        assert op["change_amount"] == prepared["input_amount"] - spent
+    assert w.balance() == (FUND - spent, 0, 0)
+    return op
+
+
+def _swap_fee(w: CrashWallet, prepared: dict[str, Any]) -> int:
+    """A swap-then-melt's first leg: the input fee of the proofs it swaps."""
+    return w.fee(len(prepared["input_ys"]))
+
+
+def test_melt_request_never_sent_is_released(mint: DevMint, crash_wallet: Wallet,
+                                             invoices: InvoiceMint) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    prepared = _prepare_melt(w, invoices)
+    assert isinstance(w.crash_at(MELT, "execute_melt", after=False, op_id=prepared["id"]), Hold)
+    assert w.proxy.seen(*MELT)[-1].forwarded is False
+
+    assert w.restart() == {"rolled_back": 1}
+    assert w.op(prepared["id"])["state"] == "rolled_back"
+    assert w.balance() == (FUND, 0, 0)
+    w.assert_sound()
+
+
+def test_melt_paid_answer_lost_completes_with_change(mint: DevMint, crash_wallet: Wallet,
+                                                     invoices: InvoiceMint) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    prepared = _prepare_melt(w, invoices)
+    w.crash_at(MELT, "execute_melt", after=True, op_id=prepared["id"])
+    answer = w.proxy.seen(*MELT)[-1]
+    assert answer.status == 200 and answer.response_json()["state"] == "PAID"
+
+    assert w.restart() == {"completed": 1}
+    _assert_melted(w, prepared["id"], prepared, LN_FEE)
+    a = w.assert_sound()
+    assert (a.melted, a.ln_fees) == (MELT_AMOUNT, LN_FEE)
+
+
+def test_prepared_melt_is_left_for_the_caller(mint: DevMint, crash_wallet: Wallet,
+                                              invoices: InvoiceMint) -> None:
+    w = crash_wallet(mint, fund=FUND)
+    prepared = _prepare_melt(w, invoices)
+    w.crash()
+
+    assert w.restart() == {"prepared": 1}
+    assert w.balance() == (FUND - prepared["input_amount"], prepared["input_amount"], 0)
+    w.assert_sound()
+    assert w.call("execute_melt", op_id=prepared["id"])["state"] == "completed"
+    _assert_melted(w, prepared["id"], prepared, LN_FEE)
+    w.assert_sound()
+
+
+@pytest.mark.parametrize("endpoint,after", [(SWAP, False), (SWAP, True), (MELT, False),
+                                            (MELT, True)],
+                         ids=["swap-never-sent", "swap-processed", "melt-never-sent",
+                              "melt-paid"])
+def test_swap_then_melt_interrupted(mint: DevMint, crash_wallet: Wallet, invoices: InvoiceMint,
+                                    endpoint: tuple[str, str], after: bool) -> None:
+    """Killed at the swap (its inputs are checked with NUT-07 and the swapped proofs
+    restored with NUT-09) or at the melt that follows it."""
+    w = crash_wallet(mint, fund=FUND)
+    prepared = _prepare_melt(w, invoices, swap=True)
+    assert isinstance(w.crash_at(endpoint, "execute_melt", after=after, op_id=prepared["id"]),
+                      Hold)
+    assert len(w.proxy.seen(*MELT)) == (endpoint == MELT)
+
+    if endpoint == MELT and after:
+        assert w.restart() == {"completed": 1}
+        _assert_melted(w, prepared["id"], prepared, LN_FEE)
+    else:  # the melt never happened: what is left comes back (less a swap that was made)
+        assert w.restart() == {"rolled_back": 1}
+        assert w.op(prepared["id"])["state"] == "rolled_back"
+        swapped = endpoint == MELT or after
+        assert w.balance() == (FUND - (_swap_fee(w, prepared) if swapped else 0), 0, 0)
+    w.assert_sound()
+
+
+def _pending_melt(make_mint: Callable[..., DevMint], crash_wallet: Wallet,
+                  fee: int) -> tuple[DevMint, CrashWallet]:
+    """A wallet funded at a private mint whose payments stay in flight."""
+    mint = make_mint(input_fee_ppk=fee, fakewallet=PENDING).start()
+    return mint, crash_wallet(mint, fund=FUND)
+
+
+@pytest.mark.parametrize("fee", [0, 100], ids=["fee0", "fee100"])
+@pytest.mark.parametrize("outcome", ["settled", "failed"])
+def test_melt_pending_is_decided_after_restart(make_mint: Callable[..., DevMint],
+                                               crash_wallet: Wallet, invoices: InvoiceMint,
+                                               fee: int, outcome: str) -> None:
+    """Killed after the mint answered PENDING (the wallet never stored it); reopened
+    while the payment is in flight, the melt rests ``pending`` with its inputs held
+    (PENDING at the mint). The mint then decides (a restart SETTLED or FAILED); the
+    next wallet is killed once more in its recovery, as it asks the quote; the one
+    after that completes the melt with all the change, or rolls it back."""
+    mint, w = _pending_melt(make_mint, crash_wallet, fee)
+    prepared = _prepare_melt(w, invoices)
+    w.crash_at(MELT, "execute_melt", after=True, op_id=prepared["id"])
+    assert w.proxy.seen(*MELT)[-1].response_json()["state"] == "PENDING"
+
+    assert w.restart() == {"pending": 1}
+    assert w.op(prepared["id"])["state"] == "pending"
+    assert w.balance() == (FUND - prepared["input_amount"], prepared["input_amount"], 0)
+    w.assert_sound()
+
+    w.crash()
+    mint.restart(SETTLED if outcome == "settled" else FAIL_PENDING)
+    assert w.crash_in_recovery(MELT_QUOTE, after=True)
+    if outcome == "settled":
+        assert w.restart() == {"completed": 1}
+        _assert_melted(w, prepared["id"], prepared, 0)  # settled later: no fee known
+    else:
+        assert w.restart() == {"rolled_back": 1}
+        assert w.op(prepared["id"])["state"] == "rolled_back"
+        assert w.balance() == (FUND, 0, 0)
+    w.assert_sound()
+
+
+@pytest.mark.parametrize("fee", [0, 100], ids=["fee0", "fee100"])
+@pytest.mark.parametrize("after", [False, True], ids=["checkstate-held", "checkstate-answered"])
+def test_melt_pending_rollback_interrupted(make_mint: Callable[..., DevMint],
+                                           crash_wallet: Wallet, invoices: InvoiceMint,
+                                           fee: int, after: bool) -> None:
+    """A rollback of a pending melt is refused while the payment is in flight (nothing
+    changes); once the mint failed it, the rollback asks NUT-07 and is killed there.
+    The next wallet finishes it: every sat back."""
+    mint, w = _pending_melt(make_mint, crash_wallet, fee)
+    prepared = _prepare_melt(w, invoices)
+    assert w.call("execute_melt", op_id=prepared["id"])["state"] == "pending"
+    with pytest.raises(ChildError) as refused:
+        w.call("rollback_melt", op_id=prepared["id"])
+    assert refused.value.type == "InvalidStateError"
+    assert w.op(prepared["id"])["state"] == "pending"
+    assert w.balance() == (FUND - prepared["input_amount"], prepared["input_amount"], 0)
+
+    mint.restart(FAIL_PENDING)          # the wallet runs on, its watcher off
+    assert isinstance(w.crash_at(CHECKSTATE, "rollback_melt", after=after,
+                                 op_id=prepared["id"]), Hold)
+    assert w.restart() == {"rolled_back": 1}
+    assert w.op(prepared["id"])["state"] == "rolled_back"
+    assert w.balance() == (FUND, 0, 0)
+    w.assert_sound()
+
+
+@pytest.mark.parametrize("swap,endpoint", [(False, MELT_QUOTE), (True, RESTORE)],
+                         ids=["melt-paid-quote-asked", "swap-processed-restore"])
+def test_melt_recovery_interrupted_is_resumed(mint: DevMint, crash_wallet: Wallet,
+                                              invoices: InvoiceMint, swap: bool,
+                                              endpoint: tuple[str, str]) -> None:
+    """Recovery killed once it learned what happened (the quote PAID; the swapped
+    proofs restored) and before it stored it: the next recovery does it again."""
+    w = crash_wallet(mint, fund=FUND)
+    prepared = _prepare_melt(w, invoices, swap=swap)
+    w.crash_at(SWAP if swap else MELT, "execute_melt", after=True, op_id=prepared["id"])
+    assert w.crash_in_recovery(endpoint, after=True)
+
+    if swap:
+        assert w.restart() == {"rolled_back": 1}
+        assert w.balance() == (FUND - _swap_fee(w, prepared), 0, 0)
+    else:
+        assert w.restart() == {"completed": 1}
+        _assert_melted(w, prepared["id"], prepared, LN_FEE)
     w.assert_sound()

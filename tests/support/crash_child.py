@@ -1,6 +1,6 @@
 """A wallet in a process of its own, driven line by line, for the crash tests.
 
-    python tests/support/crash_child.py DATA_DIR [--watcher]
+    python tests/support/crash_child.py DATA_DIR [--watcher] [--standby]
 
 The process opens ``Coco`` on ``DATA_DIR`` (recovery runs in ``Coco.open``) and
 then reads one JSON command per line on stdin, ``{"id": n, "cmd": name, "args":
@@ -8,6 +8,9 @@ then reads one JSON command per line on stdin, ``{"id": n, "cmd": name, "args":
 "result": ...}`` or ``{"id": n, "ok": false, "error": {"type", "code", "message"}}``.
 The first line it writes (``id`` 0) reports the open, with the recovery summary.
 Commands run one at a time, in order. ``quit`` closes the wallet and exits.
+With ``--standby`` it first waits for one line, ``{"watcher": bool}``, before it opens
+the wallet: the driver starts the next process ahead of time, imports done, so that a
+restart costs the open (and recovery) only.
 
 The parent ends it with SIGKILL at the moment it chooses; nothing here tries to
 survive that or to clean up after it. Only the test suite runs this: it reads
@@ -49,6 +52,8 @@ def op_json(op: Operation | None) -> dict[str, Any] | None:
         reclaim_amounts=[o.amount for o in op.reclaim_outputs],
         send_output_count=op.send_output_count,
         quote_id=op.quote_id,
+        swapped=op.swapped,                                      # melt: the swap is done
+        change_output_count=len(op.change_outputs),              # melt: NUT-08 blanks
     )
     return d
 
@@ -105,6 +110,25 @@ class Commands:
 
     def check_pending(self) -> Any:
         return [op_json(o) for o in self.coco.send.check_pending()]
+
+    # --- melt (the invoice comes from the test: a quote of another mint) ---------------
+
+    def prepare_melt(self, url: str, invoice: str, swap: bool | None = None) -> Any:
+        return op_json(self.coco.melt.prepare_melt(url, invoice, swap=swap))
+
+    def execute_melt(self, op_id: str, timeout: float = 30.0) -> Any:
+        return op_json(self.coco.melt.execute_prepared_melt(op_id, timeout=timeout))
+
+    def melt(self, url: str, invoice: str, swap: bool | None = None,
+             timeout: float = 30.0) -> Any:
+        prepared = self.coco.melt.prepare_melt(url, invoice, swap=swap)
+        return op_json(self.coco.melt.execute_prepared_melt(prepared.id, timeout=timeout))
+
+    def rollback_melt(self, op_id: str) -> Any:
+        return op_json(self.coco.melt.rollback(op_id))
+
+    def check_pending_melts(self) -> Any:
+        return [op_json(o) for o in self.coco.melt.check_pending()]
 
     def recover(self) -> Any:
         return self.coco.recover()
@@ -169,6 +193,13 @@ class Commands:
             t.join()
         return outcomes
 
+    def open_ops(self) -> Any:
+        """The operations not yet over (cheap: no history)."""
+        return [op_json(o) for o in self.coco._ledger.operations().get(timeout=TIMEOUT)]
+
+    def proofs(self) -> Any:
+        return [proof_json(r) for r in self.coco._ledger.all_proof_records().get(timeout=TIMEOUT)]
+
     def state(self) -> Any:
         """Everything the invariants look at (no request is in flight when this is asked)."""
         ledger = self.coco._ledger
@@ -186,6 +217,11 @@ class Commands:
 def main(argv: list[str]) -> int:
     data_dir = argv[1]
     watcher = "--watcher" in argv[2:]
+    if "--standby" in argv[2:]:
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0  # discarded unused
+        watcher = bool(json.loads(line)["watcher"])
     out: TextIO = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     sys.stdout = sys.stderr  # a stray print must never corrupt the protocol
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

@@ -10,10 +10,14 @@ with SIGKILL at chosen moments, restarted on the same data directory, and audite
   and a data directory together; :meth:`CrashWallet.crash_at` runs a command,
   holds the request that matters at the proxy and kills the child before or
   after the mint processed it.
+- :class:`InvoiceMint` hands out invoices to melt: mint quotes of a second mint
+  whose quotes do not pay themselves (a long incoming delay).
 - :func:`audit` checks the invariants after a restart. Its ground truth is the
   mint: what the proxy saw the mint accept (mints, swaps and their exact fees,
-  ``inputs - outputs``), what the test itself gave and claimed, and NUT-07 at the
-  mint for every proof the wallet holds.
+  ``inputs - outputs``; melts and their inputs), the mint's own word on every melt
+  quote it answered (:class:`MeltQuotes`: paid or not, and the change it signed),
+  what the test itself gave and claimed, and NUT-07 at the mint for every proof the
+  wallet holds.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -36,8 +40,8 @@ from coco_actors.crypto.outputs import random_outputs, unblind_signatures
 from coco_actors.errors import CODE_PROOFS_SPENT, MintRejectedError
 from coco_actors.mint_client import MintClient
 from coco_actors.tokens import Token, decode, encode_v4, resolve_keyset_ids
-from coco_actors.wire import Keyset, ProofStateKind, split_amount
-from devtools.devmint import DevMint
+from coco_actors.wire import Keyset, MeltQuote, MeltQuoteState, ProofStateKind, split_amount
+from devtools.devmint import DevMint, FakeWalletConfig
 from tests.support.proxy import Exchange, FaultProxy, Hold
 
 CHILD = Path(__file__).with_name("crash_child.py")
@@ -50,6 +54,13 @@ SWAP = ("POST", "/v1/swap")
 MINT = ("POST", "/v1/mint/bolt11")
 CHECKSTATE = ("POST", "/v1/checkstate")
 RESTORE = ("POST", "/v1/restore")
+MELT = ("POST", "/v1/melt/bolt11")
+#: Every melt quote status request (a hold's path may end with ``*``: a prefix).
+MELT_QUOTE = ("GET", "/v1/melt/quote/bolt11/*")
+
+#: A mint restarted with this fails the payments it had in flight (it asks its backend
+#: about each when it starts, and the backend says FAILED), while new ones settle.
+FAIL_PENDING = FakeWalletConfig(pay_invoice_state="SETTLED", payment_state="FAILED")
 
 #: NUT error code the wallet must never provoke: it reused outputs the mint signed.
 CODE_OUTPUTS_ALREADY_SIGNED = 11003
@@ -97,17 +108,46 @@ class Reply:
         return self._msg["result"]
 
 
-class WalletChild:
-    """One ``crash_child.py`` process on ``data_dir``; its stderr goes to ``log_path``."""
+class Standby:
+    """A ``crash_child.py --standby`` process: its imports done, the wallet not opened.
 
-    def __init__(self, data_dir: Path, log_path: Path, *, watcher: bool = False,
-                 wake: threading.Event | None = None) -> None:
+    Started ahead of time so that a restart costs the wallet's open and recovery, not
+    the interpreter's start; it touches neither the data directory nor the network
+    until a :class:`WalletChild` takes it over.
+    """
+
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 (closed in _reap)
-        args = [sys.executable, str(CHILD), str(data_dir)] + (["--watcher"] if watcher else [])
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, bufsize=1)
+        self.log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 (closed by its user)
+        self.proc = subprocess.Popen([sys.executable, str(CHILD), str(data_dir), "--standby"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, bufsize=1)
+
+    def discard(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self.log.close()
+
+
+class WalletChild:
+    """One ``crash_child.py`` process on ``data_dir``; its stderr goes to ``log_path``.
+
+    It opens the wallet at once; ``standby`` (for the same data directory) is a
+    process started ahead of time to use instead of a new one.
+    """
+
+    def __init__(self, data_dir: Path, log_path: Path, *, watcher: bool = False,
+                 wake: threading.Event | None = None, standby: Standby | None = None) -> None:
+        standby = standby or Standby(data_dir, log_path)
+        self.data_dir = data_dir
+        self.log_path = standby.log_path
+        self._log: IO[bytes] = standby.log
+        self.proc = standby.proc
         self._lock = threading.Lock()
         self._next_id = 1
         self._open = Reply("open", wake)
@@ -115,6 +155,10 @@ class WalletChild:
         self._reader = threading.Thread(target=self._read, daemon=True,
                                         name=f"crash-child-{self.proc.pid}")
         self._reader.start()
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # died already: the open's reply says so
+            self.proc.stdin.write(json.dumps({"watcher": watcher}) + "\n")
+            self.proc.stdin.flush()
 
     @property
     def pid(self) -> int:
@@ -246,6 +290,52 @@ class Recipient(MintPeer):
         return True
 
 
+class InvoiceMint:
+    """Invoices to pay: mint quotes of another mint, whose own quotes must not pay
+    themselves (start it with ``FakeWalletConfig(incoming_delay=600)``). The paying
+    mint's FakeWallet pays any of them; nobody ever asks this mint about them."""
+
+    def __init__(self, mint: DevMint) -> None:
+        self.url = mint.url
+        self._client = MintClient(mint.url)
+
+    def invoice(self, amount: int) -> str:
+        return self._client.create_mint_quote(amount).request
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class MeltQuotes:
+    """The mint's word on melt quotes (``GET /v1/melt/quote/bolt11``, straight to the
+    mint). A PAID quote never changes again, so its answer is kept; any other state
+    is asked again each time."""
+
+    def __init__(self, client: MintClient) -> None:
+        self._client = client
+        self._paid: dict[str, MeltQuote] = {}
+
+    def get(self, quote_id: str) -> MeltQuote:
+        known = self._paid.get(quote_id)
+        if known is not None:
+            return known
+        quote = self._client.get_melt_quote(quote_id)
+        if quote.state == MeltQuoteState.PAID:
+            self._paid[quote_id] = quote
+        return quote
+
+
+@dataclass(frozen=True)
+class MeltTruth:
+    """What the mint did with one melt quote that it answered a melt request for."""
+
+    state: MeltQuoteState
+    amount: int
+    input_ys: frozenset[str]
+    change: int          # what the mint signed as NUT-08 change (0 unless PAID)
+    ln_fee: int          # inputs - amount - input fee - change (0 unless PAID)
+
+
 # --- the audit --------------------------------------------------------------------------------
 
 
@@ -253,17 +343,22 @@ class Recipient(MintPeer):
 class Audit:
     """One check of the invariants; ``discrepancy`` > 0 is value lost, < 0 value invented.
 
-    minted + received == spendable + reserved + pending + fees + claimed, where
-    ``minted`` and ``fees`` (inputs minus outputs of every swap) are what the mint
-    accepted through the proxy, ``received`` the faucet proofs the wallet's swaps
-    spent, ``claimed`` what the recipient took, and the holdings are proofs the
-    mint confirms UNSPENT.
+    minted + received == spendable + reserved + pending + fees + claimed + melted
+    + ln_fees, where ``minted`` and ``fees`` (inputs minus outputs of every swap, and
+    the input fee of every paid melt) are what the mint accepted through the proxy,
+    ``melted`` and ``ln_fees`` the amount and the lightning fee (inputs - amount -
+    input fee - change) of every melt the mint reports PAID, ``received`` the faucet
+    proofs the wallet's swaps spent, ``claimed`` what the recipient took, and the
+    holdings are proofs the mint confirms UNSPENT (or PENDING, for the inputs of a
+    melt whose payment the mint reports in flight).
     """
 
     minted: int = 0
     received: int = 0
     fees: int = 0
     claimed: int = 0
+    melted: int = 0
+    ln_fees: int = 0
     spendable: int = 0
     reserved: int = 0
     pending: int = 0
@@ -274,12 +369,14 @@ class Audit:
     @property
     def discrepancy(self) -> int:
         return (self.minted + self.received) - (self.spendable + self.reserved + self.pending
-                                                + self.fees + self.claimed)
+                                                + self.fees + self.claimed + self.melted
+                                                + self.ln_fees)
 
     def summary(self) -> str:
         return (f"minted {self.minted} + received {self.received} = spendable {self.spendable}"
                 f" + reserved {self.reserved} + pending {self.pending} + fees {self.fees}"
-                f" + claimed {self.claimed} (off by {self.discrepancy})")
+                f" + claimed {self.claimed} + melted {self.melted} + lightning fees"
+                f" {self.ln_fees} (off by {self.discrepancy})")
 
 
 def mint_flows(exchanges: Iterable[Exchange], given: dict[str, int], audit: Audit) -> None:
@@ -313,12 +410,84 @@ def mint_flows(exchanges: Iterable[Exchange], given: dict[str, int], audit: Audi
         audit.received += sum(a for y, a in ins if y in given)
 
 
+def _ppk(ppk: dict[str, int], keyset_id: str) -> int:
+    if keyset_id in ppk:
+        return ppk[keyset_id]
+    return next(v for k, v in ppk.items() if k.startswith(keyset_id))
+
+
+def melt_flows(exchanges: Iterable[Exchange], given: dict[str, int], ppk: dict[str, int],
+               quotes: MeltQuotes, audit: Audit) -> dict[str, MeltTruth]:
+    """What the mint did with the wallet's melts: for every quote it answered a melt
+    request for (HTTP 200: PAID or PENDING then), that request's inputs and what the
+    mint reports of the quote now. Only a paid quote moves value: its amount, the
+    input fee, and the lightning fee (what the inputs paid beyond amount, input fee
+    and the change the mint signed)."""
+    accepted: dict[str, Exchange] = {}
+    for e in exchanges:
+        if (e.method, e.path) != MELT:
+            continue
+        if e.forwarded and e.status is None:
+            audit.violations.append(f"{e.method} {e.path} reached the mint with no answer")
+        if e.status != 200:
+            continue
+        quote_id = e.request_json()["quote"]
+        if quote_id in accepted:
+            audit.violations.append(f"the mint accepted two melts of quote {quote_id}")
+            continue
+        accepted[quote_id] = e
+    truths: dict[str, MeltTruth] = {}
+    for quote_id, e in accepted.items():
+        ins = [(secret_to_y(p["secret"]), p["amount"], p["id"])
+               for p in e.request_json()["inputs"]]
+        quote = quotes.get(quote_id)
+        paid = quote.state == MeltQuoteState.PAID
+        fee = fee_for(_ppk(ppk, k) for _, _, k in ins)
+        change = sum(s.amount for s in quote.change) if paid else 0
+        ln_fee = sum(a for _, a, _ in ins) - quote.amount - fee - change if paid else 0
+        if paid:
+            audit.melted += quote.amount
+            audit.fees += fee
+            audit.ln_fees += ln_fee
+            audit.received += sum(a for y, a, _ in ins if y in given)
+        truths[quote_id] = MeltTruth(quote.state, quote.amount, frozenset(y for y, _, _ in ins),
+                                     change, ln_fee)
+    return truths
+
+
+def check_melt(o: dict[str, Any], truth: MeltTruth | None, bad: Callable[[str], None]) -> None:
+    """A melt's record against the mint's word on its quote (``None``: the mint never
+    answered a melt request for it, so nothing was paid)."""
+    said = truth.state.value if truth is not None else "never melted"
+    if o["state"] == "completed":
+        if truth is None or truth.state != MeltQuoteState.PAID:
+            bad(f"melt {o['id']} completed but its quote is {said} at the mint")
+        elif (o["amount"], o["fee_paid"], o["change_amount"]) != (
+                truth.amount, truth.ln_fee, truth.change):
+            bad(f"melt {o['id']} records amount {o['amount']}, fee_paid {o['fee_paid']},"
+                f" change {o['change_amount']}; the mint: amount {truth.amount}, lightning fee"
+                f" {truth.ln_fee}, change {truth.change}")
+        elif set(o["input_ys"]) != truth.input_ys:
+            bad(f"melt {o['id']} spent other inputs than those the mint took")
+    elif o["state"] == "rolled_back":
+        if truth is not None and truth.state != MeltQuoteState.UNPAID:
+            bad(f"melt {o['id']} rolled back but its quote is {said} at the mint")
+    elif o["state"] == "pending":
+        if truth is None or truth.state != MeltQuoteState.PENDING:
+            bad(f"melt {o['id']} left pending but its quote is {said} at the mint")
+        elif set(o["input_ys"]) != truth.input_ys:
+            bad(f"melt {o['id']} holds other inputs than those the mint has in flight")
+    elif o["state"] == "prepared" and truth is not None:
+        bad(f"melt {o['id']} is prepared but its quote is {said} at the mint")
+
+
 def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
-          recipient: Recipient, mint_url: str) -> Audit:
+          recipient: Recipient, mint_url: str, quotes: MeltQuotes) -> Audit:
     """Check every invariant on a wallet at rest (after a restart, mint reachable)."""
     a = Audit()
     bad = a.violations.append
     mint_flows(exchanges, faucet.given, a)
+    truths = melt_flows(exchanges, faucet.given, recipient.ppk, quotes, a)
     for (endpoint, code), n in a.error_codes.items():
         if code == CODE_OUTPUTS_ALREADY_SIGNED:
             bad(f"the mint answered {endpoint} with 11003 (outputs already signed) {n}x")
@@ -333,6 +502,8 @@ def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
             bad(f"receive {o['id']} left prepared after recovery")
         if o["type"] == "mint" and o["state"] == "rolled_back":
             bad(f"mint {o['id']} rolled back: {o['error']}")
+        if o["type"] == "melt":
+            check_melt(o, truths.get(o["quote_id"]), bad)
     for op_id in open_ops.keys() - ops.keys():
         bad(f"open operation {op_id} has no history entry")
 
@@ -355,17 +526,23 @@ def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
                 bad(f"proof {r['Y'][:12]} reserved by {r['op']}, not one of its inputs")
     reservations: dict[str, str] = {}
     in_tokens: dict[str, str] = {}
+    in_flight: set[str] = set()   # inputs of melts whose payment the mint has in flight
     for o in open_ops.values():
-        if o["type"] != "send":
+        if o["type"] == "melt":
+            truth = truths.get(o["quote_id"])
+            if truth is not None and truth.state == MeltQuoteState.PENDING:
+                in_flight.update(o["input_ys"])
+        if o["type"] not in ("send", "melt"):
             continue
-        if o["state"] in ("prepared", "executing"):
+        if o["state"] in ("prepared", "executing") or o["type"] == "melt":
             for y in o["input_ys"]:
                 if y in reservations:
                     bad(f"proof {y[:12]} in two reservations: {reservations[y]} and {o['id']}")
                 reservations[y] = o["id"]
                 rec = held.get(y)
                 if rec is None or rec["op"] != o["id"]:
-                    bad(f"input {y[:12]} of {o['state']} send {o['id']} is not reserved by it")
+                    bad(f"input {y[:12]} of {o['state']} {o['type']} {o['id']} is not"
+                        " reserved by it")
         if o["state"] in ("pending", "rolling_back"):
             for y in o["send_ys"]:
                 if y in in_tokens or y in held:
@@ -377,6 +554,8 @@ def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
                        (v for o in open_ops.values() for v in o["send_amounts"]), strict=True))
     states = recipient.states(list(held) + list(in_tokens))
     for y, rec in held.items():
+        if states[y] == ProofStateKind.PENDING and y in in_flight:
+            continue  # a pending melt's input, while the mint's payment is in flight
         if states[y] != ProofStateKind.UNSPENT:
             bad(f"held proof {y[:12]} ({rec['amount']}) is {states[y].value} at the mint")
     for y, op_id in in_tokens.items():
@@ -418,9 +597,11 @@ class CrashWallet:
         self._client = MintClient(mint.url)
         self.faucet = Faucet(self._client, token_mint=self.url)
         self.recipient = Recipient(self._client)
+        self.quotes = MeltQuotes(self._client)
         self.ppk = mint.input_fee_ppk
         self.children: list[WalletChild] = []
         self.child: WalletChild | None = None
+        self._standby: Standby | None = None
         self.recoveries: list[dict[str, int]] = []
 
     # --- the process --------------------------------------------------------------------
@@ -436,11 +617,16 @@ class CrashWallet:
         if self.child is not None and self.child.alive:
             raise RuntimeError("the previous wallet process is still running")
         n = len(self.children)
-        self.child = WalletChild(self.data_dir, self.workdir / f"child-{n:04d}.log",
+        standby, self._standby = self._standby, None
+        self.child = WalletChild(self.data_dir, self._log_path(n),
                                  watcher=self.watcher if watcher is None else watcher,
-                                 wake=wake)
+                                 wake=wake, standby=standby)
         self.children.append(self.child)
+        self._standby = Standby(self.data_dir, self._log_path(n + 1))  # for the next start
         return self.child
+
+    def _log_path(self, n: int) -> Path:
+        return self.workdir / f"child-{n:04d}.log"
 
     def crash(self) -> None:
         """SIGKILL the wallet. A request it had sent that is not held at the proxy still
@@ -469,6 +655,9 @@ class CrashWallet:
     def close(self) -> None:
         for child in self.children:
             child.close() if child is self.child else child.kill()
+        if self._standby is not None:
+            self._standby.discard()
+            self._standby = None
         self.proxy.stop()
         self._client.close()
 
@@ -541,7 +730,8 @@ class CrashWallet:
         state = self.state()
         if not self.proxy.wait_settled():
             raise TimeoutError("a request to the mint never got its answer")
-        return audit(state, self.proxy.seen(), self.faucet, self.recipient, self.url)
+        return audit(state, self.proxy.seen(), self.faucet, self.recipient, self.url,
+                     self.quotes)
 
     def assert_sound(self) -> Audit:
         """Every invariant holds, to the sat."""
@@ -568,6 +758,7 @@ class InProcessWallet:
         self.client = MintClient(mint.url)
         self.faucet = Faucet(self.client, token_mint=self.url)
         self.recipient = Recipient(self.client)
+        self.quotes = MeltQuotes(self.client)
         self.coco = Coco.open(data_dir, watcher=False)
         self.coco.mints.add(self.url)
         quote = self.coco.mint.create_quote(self.url, fund)
@@ -575,7 +766,7 @@ class InProcessWallet:
 
     def audit(self) -> Audit:
         return audit(self._commands(self.coco).state(), self.proxy.seen(), self.faucet,
-                     self.recipient, self.url)
+                     self.recipient, self.url, self.quotes)
 
     def close(self) -> None:
         self.coco.close()
