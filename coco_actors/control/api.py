@@ -199,10 +199,7 @@ class ControlApi:
         return {"done": op.state.terminal, "operation": jsonable(op)}
 
     def _mint_op(self, op_id: str) -> Operation:
-        op = self.coco.mint.get_operation(op_id)
-        if op is None:
-            raise NotFoundError(f"unknown mint operation {op_id}")
-        return op
+        return _known(self.coco.mint.get_operation(op_id), "mint", op_id)
 
     def _nudge(self, op: Operation) -> Operation:
         """Check the quote once, mint it if paid, and make sure the Watcher has it.
@@ -290,10 +287,7 @@ class ControlApi:
         return {"done": op.state.terminal, "operation": jsonable(op)}
 
     def _melt_op(self, op_id: str) -> Operation:
-        op = self.coco.melt.get_operation(op_id)
-        if op is None:
-            raise NotFoundError(f"unknown melt operation {op_id}")
-        return op
+        return _known(self.coco.melt.get_operation(op_id), "melt", op_id)
 
     def history(self, req: Request) -> object:
         limit = req.query.get("limit")
@@ -384,3 +378,10 @@ def _version() -> str:
         return metadata.version("coco-actors")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _known(op: Operation | None, what: str, op_id: str) -> Operation:
+    """The operation a lookup found, else the 404 the caller sees."""
+    if op is None:
+        raise NotFoundError(f"unknown {what} operation {op_id}")
+    return op
