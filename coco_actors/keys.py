@@ -16,15 +16,30 @@ itself (the ledger only calls back the pure :meth:`KeyDeriver.public`).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bip32 import BIP32
 from mnemonic import Mnemonic
 
 from coco_actors.actors import wait
-from coco_actors.crypto.nut11 import public_key_of, x_only
-from coco_actors.errors import InvalidInputError
+from coco_actors.crypto.nut11 import (
+    P2PK,
+    P2PKConditions,
+    Pathway,
+    SigFlag,
+    WellKnownSecret,
+    p2pk_conditions,
+    parse_secret,
+    public_key_of,
+    schnorr_sign,
+    sig_all_message,
+    witness_json,
+    x_only,
+)
+from coco_actors.errors import InvalidInputError, LockedTokenError
+from coco_actors.wire import BlindedMessage, Proof
 
 if TYPE_CHECKING:
     from coco_actors.proof_ledger import ProofLedgerProxy
@@ -112,7 +127,7 @@ class KeyRing:
             self._index_of[x_only(key.public)] = key.index
         return key
 
-    def list(self) -> list[WalletKey]:
+    def handed_out(self) -> list[WalletKey]:
         """Every key handed out (or found in use after a restore), by index."""
         return wait(self._ledger.wallet_keys(), LEDGER_TIMEOUT, "ProofLedger")
 
@@ -152,3 +167,99 @@ class KeyRing:
                 self._index_of[x_only(self._deriver.public(i))] = i
                 self._derived += 1
             return self._index_of.get(x)
+
+    # --- unlocking locked proofs (NUT-10/11) ------------------------------------------
+
+    def unlock_plan(self, proofs: Sequence[Proof], now: int) -> list[list[bytes] | None]:
+        """Per proof: the private keys that unlock it (empty: no signature needed), or
+        None for a plain proof. :class:`LockedTokenError` (saying why, never a key) if
+        any proof's conditions cannot be met by this wallet at ``now`` (unix s).
+
+        Pure apart from the ledger lookups of :meth:`private_key`: no request.
+        """
+        plans: list[list[bytes] | None] = []
+        sig_all: tuple[str, str, tuple[tuple[str, ...], ...]] | None = None
+        for proof in proofs:
+            secret = _well_known(proof.secret)
+            if secret is None:
+                plans.append(None)
+                continue
+            cond = _conditions(secret)
+            if cond.sigflag == SigFlag.SIG_ALL:
+                shape = (secret.kind, secret.data, secret.tags)
+                if sig_all is not None and shape != sig_all:
+                    raise LockedTokenError(
+                        "SIG_ALL proofs with different conditions cannot be spent together")
+                sig_all = shape
+            plans.append(self._signers(cond, now))
+        if sig_all is not None and any(p is None for p in plans):
+            raise LockedTokenError("SIG_ALL proofs mixed with plain ones cannot be spent together")
+        return plans
+
+    def sign_inputs(self, proofs: Sequence[Proof], outputs: Sequence[BlindedMessage],
+                    now: int) -> tuple[Proof, ...]:
+        """``proofs`` with the witnesses a swap into ``outputs`` needs (``SIG_INPUTS``:
+        each locked proof signs its own secret; ``SIG_ALL``: the first proof signs every
+        input and output). :class:`LockedTokenError` as :meth:`unlock_plan`."""
+        plans = self.unlock_plan(proofs, now)
+        first = _well_known(proofs[0].secret) if proofs else None
+        if first is not None and _conditions(first).sigflag == SigFlag.SIG_ALL:
+            message = sig_all_message([(p.secret, p.C) for p in proofs],
+                                      [(o.amount, o.B_) for o in outputs]).encode()
+            keys = plans[0] or []
+            head = replace(proofs[0], witness=witness_json(
+                [schnorr_sign(k, message) for k in keys])) if keys else proofs[0]
+            return (head, *proofs[1:])
+        out = []
+        for proof, plan in zip(proofs, plans, strict=True):
+            if plan:
+                message = proof.secret.encode()
+                proof = replace(proof, witness=witness_json(
+                    [schnorr_sign(k, message) for k in plan]))
+            out.append(proof)
+        return tuple(out)
+
+    def _signers(self, cond: P2PKConditions, now: int) -> list[bytes]:
+        pathways = cond.pathways(now)
+        if Pathway.OPEN in pathways:
+            return []
+        held_lock = self._held(cond.lock_keys)
+        if len(held_lock) >= cond.n_sigs and cond.lock_keys:
+            return held_lock[:cond.n_sigs]
+        if Pathway.REFUND in pathways:
+            held_refund = self._held(cond.refund_keys)
+            if len(held_refund) >= cond.n_sigs_refund:
+                return held_refund[:cond.n_sigs_refund]
+        # say why, from the most useful reason down
+        if cond.refund_keys and self._held(cond.refund_keys) and not cond.expired(now):
+            raise LockedTokenError(
+                f"this wallet holds a refund key, but the locktime ({cond.locktime}) has"
+                " not passed yet")
+        if held_lock:
+            raise LockedTokenError(
+                f"the lock needs {cond.n_sigs} signatures; this wallet holds"
+                f" {len(held_lock)} of its keys")
+        if cond.expired(now) and cond.refund_keys:
+            raise LockedTokenError("locked to keys this wallet does not hold, and it holds"
+                                   " no refund key")
+        raise LockedTokenError("locked to keys this wallet does not hold")
+
+    def _held(self, keys: Sequence[str]) -> list[bytes]:
+        return [k for k in (self.private_key(pub) for pub in keys) if k is not None]
+
+
+def _well_known(secret: str) -> WellKnownSecret | None:
+    try:
+        return parse_secret(secret)
+    except InvalidInputError as exc:
+        raise LockedTokenError(f"a proof's spending condition is malformed: {exc}") from None
+
+
+def _conditions(secret: WellKnownSecret) -> P2PKConditions:
+    if secret.kind != P2PK:
+        raise LockedTokenError(
+            f"a proof carries a {secret.kind[:16]} spending condition this wallet cannot meet")
+    try:
+        return p2pk_conditions(secret)
+    except InvalidInputError as exc:
+        raise LockedTokenError(f"a proof's P2PK condition is malformed: {exc}") from None

@@ -30,6 +30,7 @@ __all__ = [
     "HTLC",
     "P2PK",
     "P2PKConditions",
+    "P2PKLock",
     "Pathway",
     "SigFlag",
     "WellKnownSecret",
@@ -39,6 +40,7 @@ __all__ = [
     "p2pk_conditions",
     "p2pk_secret",
     "parse_secret",
+    "public_key_of",
     "schnorr_sign",
     "schnorr_verify",
     "signers_for",
@@ -329,6 +331,56 @@ def p2pk_secret(pubkeys: Sequence[str], *, n_sigs: int = 1, locktime: int | None
     # the same rules a receiver (and the mint) apply, before anything is built
     p2pk_conditions(WellKnownSecret(P2PK, "", keys[0], tuple(tuple(t) for t in tags), ""))
     return build_secret(P2PK, keys[0], tags, nonce)
+
+
+@dataclass(frozen=True, slots=True)
+class P2PKLock:
+    """What a locked send locks its outputs to (validated: :meth:`of`)."""
+
+    pubkeys: tuple[str, ...]
+    n_sigs: int = 1
+    locktime: int | None = None
+    refund: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, p2pk: str | Sequence[str], n_sigs: object = 1, locktime: object = None,
+           refund: str | Sequence[str] | None = None) -> P2PKLock:
+        """The one check of a lock, at the edge (:class:`InvalidInputError`): every key
+        33-byte compressed hex on the curve, ``n_sigs`` in ``1..len(pubkeys)``,
+        ``locktime`` a positive int (unix seconds), ``refund`` a key or keys."""
+        keys = _key_list(p2pk, "p2pk")
+        if not keys:
+            raise InvalidInputError("p2pk needs at least one public key")
+        if isinstance(n_sigs, bool) or not isinstance(n_sigs, int) or not (
+                1 <= n_sigs <= len(keys)):
+            raise InvalidInputError(f"n_sigs must be an integer from 1 to {len(keys)}")
+        if locktime is not None and (isinstance(locktime, bool) or not isinstance(locktime, int)
+                                     or not 0 < locktime < 2**63):
+            raise InvalidInputError("locktime must be a positive integer unix time (seconds)")
+        refund_keys = _key_list(refund, "refund") if refund is not None else ()
+        if refund_keys and locktime is None:
+            raise InvalidInputError("refund keys need a locktime (when the refund path opens)")
+        lock = cls(keys, n_sigs, locktime, refund_keys)
+        lock.secret()  # the duplicate-key rules of NUT-11
+        return lock
+
+    def secret(self) -> str:
+        """A fresh secret (its own random nonce) carrying these conditions."""
+        return p2pk_secret(self.pubkeys, n_sigs=self.n_sigs, locktime=self.locktime,
+                           refund=self.refund)
+
+
+def _key_list(value: object, what: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise InvalidInputError(f"{what} must be a public key or a list of public keys")
+    out = []
+    for item in items:
+        try:
+            out.append(check_pubkey(item))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{what}: {exc}") from None
+    return tuple(out)
 
 
 # --- signing and verifying --------------------------------------------------------------
