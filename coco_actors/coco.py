@@ -26,6 +26,7 @@ from coco_actors.crypto.nut11 import P2PKLock
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.errors import (
     ActorTimeoutError,
+    InsufficientFundsError,
     InvalidAmountError,
     InvalidInputError,
     InvalidStateError,
@@ -43,6 +44,7 @@ from coco_actors.operations import (
     MintOperationProxy,
     OperationDeps,
     SendOperationProxy,
+    TransferOperationProxy,
 )
 from coco_actors.proof_ledger import ChangeSignal, MintBalance, start_ledger
 from coco_actors.records import HistoryEntry, MintRecord, Operation, OpState, OpType
@@ -134,6 +136,7 @@ class Coco:
         self.mint = MintApi(self)
         self.send = SendApi(self)
         self.melt = MeltApi(self)
+        self.transfer = TransferApi(self)
         self.history = HistoryApi(self)
         self.keys = KeysApi(self)
         if recover:
@@ -225,6 +228,13 @@ class Coco:
     def balance(self) -> dict[str, MintBalance]:
         """Per mint: spendable, reserved (held by operations), pending (in unclaimed sends)."""
         return wait(self._ledger.balances(), LOOKUP_TIMEOUT, "ProofLedger")
+
+    def total_balance(self) -> MintBalance:
+        """:meth:`balance` summed over every mint (spendable, reserved, pending)."""
+        per_mint = self.balance().values()
+        return MintBalance(spendable=sum(b.spendable for b in per_mint),
+                           reserved=sum(b.reserved for b in per_mint),
+                           pending=sum(b.pending for b in per_mint))
 
     def receive(self, token: str) -> Operation:
         """Swap an incoming token into the wallet; the mint must have been added.
@@ -377,6 +387,7 @@ class MintApi:
         op = self.open_operation_for(quote_id)
         if op is None:
             raise NotFoundError(f"no open mint operation for quote {quote_id}")
+        _not_a_leg(op)
         done = threading.Event()
 
         def on_end(payload: dict[str, Any]) -> None:
@@ -443,8 +454,10 @@ class _SagaApi(Generic[PX]):
         return self._coco._step(op_id, lambda: self._lookup(op_id), step, timeout)
 
     def _open(self, operation_id: str) -> Operation:
-        """The operation, refused (InvalidStateError) when it is over already."""
+        """The operation, refused (InvalidStateError) when it is over already, or when
+        it is a leg of a transfer (its transfer drives it)."""
         op = self._coco._operation(operation_id, self.op_type)
+        _not_a_leg(op)
         if op.state.terminal:
             raise InvalidStateError(f"{op.type.value} {op.id} is already {op.state.value}")
         return op
@@ -457,8 +470,10 @@ class _SagaApi(Generic[PX]):
             return None
 
     def get_pending_operations(self) -> list[Operation]:
-        """Every operation of this type not at an end yet."""
-        return wait(self._coco._ledger.operations(self.op_type), LOOKUP_TIMEOUT, "ProofLedger")
+        """Every operation of this type not at an end yet (a transfer's legs are not
+        listed: the transfer is, under ``coco.transfer``)."""
+        ops = wait(self._coco._ledger.operations(self.op_type), LOOKUP_TIMEOUT, "ProofLedger")
+        return [o for o in ops if o.parent_id is None]
 
     def _check_each(self, states: tuple[OpState, ...],
                     step: Callable[[PX], pykka.Future[Operation]]) -> list[Operation]:
@@ -570,6 +585,7 @@ class MeltApi(_SagaApi[MeltOperationProxy]):
             raise InvalidInputError(f"timeout must be a positive number of seconds, "
                                     f"got {timeout!r}")
         op = self._coco._operation(operation_id, OpType.MELT)
+        _not_a_leg(op)
         if op.state != OpState.PREPARED:
             raise InvalidStateError(f"melt {op.id} is {op.state.value}, not prepared")
         if op.quote_request and decode_invoice(op.quote_request).is_expired(time.time()):
@@ -587,6 +603,69 @@ class MeltApi(_SagaApi[MeltOperationProxy]):
         could not be reached) and settle what is decided."""
         return self._check_each((OpState.PENDING, OpState.EXECUTING),
                                 lambda a: a.check_pending())
+
+
+class TransferApi(_SagaApi[TransferOperationProxy]):
+    """Move value between two mints of this wallet: a melt at ``from_mint`` pays a mint
+    quote of ``to_mint``, then the quote is redeemed (issue 17)."""
+
+    op_type = OpType.TRANSFER
+
+    def _lookup(self, op_id: str) -> pykka.Future[TransferOperationProxy]:
+        return self._coco._supervisor.transfer_actor(op_id)
+
+    def prepare(self, from_mint: str, to_mint: str, amount: int) -> Operation:
+        """Create the mint quote at ``to_mint`` and the melt paying it at ``from_mint``.
+
+        ``amount`` is what arrives at ``to_mint``; ``fee_reserve`` (lightning) and
+        ``fee`` (input fees) are what it may cost at most at ``from_mint``, on top.
+        Refused before any request: the same mint twice, a mint not added, an amount
+        that is not a positive integer, or one above the source's spendable balance.
+        """
+        coco = self._coco
+        _check_amount(amount)
+        source = coco._mint_context(from_mint).url
+        target = coco._mint_context(to_mint).url
+        if source == target:
+            raise InvalidInputError(f"a transfer needs two different mints, got {source} twice")
+        spendable = coco.balance().get(source, MintBalance()).spendable
+        if amount > spendable:
+            raise InsufficientFundsError(
+                f"balance at {source} ({spendable} spendable) cannot cover {amount} plus fees",
+                needed=amount, available=spendable)
+        actor = coco._ask(coco._supervisor.new_transfer(source, target, amount))
+        return wait(actor.prepare(), CALL_TIMEOUT, "transfer operation")
+
+    def execute(self, operation_id: str, timeout: float = 120.0) -> Operation:
+        """Melt, then redeem at ``to_mint``; returns within about ``timeout`` seconds:
+        ``completed`` (``received`` = amount, ``fee_paid`` the lightning fee),
+        ``pending`` (the payment is in flight, or ``to_mint`` has not issued yet: the
+        Watcher or :meth:`check_pending` finishes it) or ``rolled_back`` (not paid)."""
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidInputError(f"timeout must be a positive number of seconds, "
+                                    f"got {timeout!r}")
+        op = self._coco._operation(operation_id, OpType.TRANSFER)
+        if op.state != OpState.PREPARED:
+            raise InvalidStateError(f"transfer {op.id} is {op.state.value}, not prepared")
+        return self._step(op.id, lambda a: a.execute(float(timeout)),
+                          timeout=float(timeout) + CALL_TIMEOUT)
+
+    def rollback(self, operation_id: str) -> Operation:
+        """Prepared: release. Executing or pending: only once the source mint says the
+        payment failed; never once it may be paid."""
+        return self._step(self._open(operation_id).id, lambda a: a.rollback())
+
+    def check_pending(self) -> list[Operation]:
+        """Ask the mints about every executing or pending transfer; settle what is decided."""
+        return self._check_each((OpState.PENDING, OpState.EXECUTING),
+                                lambda a: a.check_pending())
+
+
+def _not_a_leg(op: Operation) -> None:
+    """A transfer's leg is driven by its transfer only."""
+    if op.parent_id is not None:
+        raise InvalidStateError(f"{op.type.value} {op.id} is part of transfer {op.parent_id}; "
+                                "use coco.transfer")
 
 
 def _payable(invoice: object) -> Invoice:

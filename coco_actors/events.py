@@ -24,6 +24,7 @@ EVENTS = frozenset({
     "receive:prepared", "receive:finalized", "receive:rolled-back",
     "mint:prepared", "mint:finalized", "mint:rolled-back",
     "melt:prepared", "melt:pending", "melt:finalized", "melt:rolled-back",
+    "transfer:prepared", "transfer:pending", "transfer:finalized", "transfer:rolled-back",
 })
 
 

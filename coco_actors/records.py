@@ -35,6 +35,7 @@ class OpType(enum.StrEnum):
     MINT = "mint"
     MELT = "melt"
     RESTORE = "restore"   # proofs found by a wallet restore (always completed)
+    TRANSFER = "transfer"  # a melt at one mint paying a mint quote of another
 
 
 class OpState(enum.StrEnum):
@@ -79,13 +80,19 @@ class ProofRecord:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One saga (send, receive, mint or melt) and everything needed to finish or undo it.
+    """One saga (send, receive, mint, melt or transfer) and everything needed to finish
+    or undo it.
 
     ``outputs`` are persisted before the request that uses them leaves, so a
     crash can always be resolved with NUT-09 restore. For a send the first
     ``send_output_count`` outputs are the ones that become the token; for a
     swap-then-melt they are the melt's inputs. A melt's ``change_outputs`` are
     its NUT-08 blanks, persisted with ``executing``.
+
+    A transfer's ``mint_url`` is its source; its legs (a melt there, a mint at
+    ``to_mint_url``) are operations of their own that name it in ``parent_id``.
+    Its ``amount`` is what arrives at ``to_mint_url``; ``fee_reserve``, ``fee``,
+    ``input_amount`` and ``fee_paid`` are its melt leg's.
     """
 
     id: OperationId
@@ -118,6 +125,12 @@ class Operation:
     preimage: str | None = None
     change_amount: int = 0
     fee_paid: int = 0                        # the lightning fee actually paid
+    # transfer (issue 17)
+    to_mint_url: str | None = None           # where the value goes
+    melt_id: OperationId | None = None       # the melt leg at ``mint_url``
+    mint_leg_id: OperationId | None = None   # the mint leg at ``to_mint_url``
+    received: int = 0                        # what the mint leg minted
+    parent_id: OperationId | None = None     # a leg: the transfer it belongs to
 
     @property
     def send_ys(self) -> tuple[str, ...]:
@@ -142,12 +155,19 @@ class Operation:
             view.update(quote_id=self.quote_id, invoice=self.quote_request,
                         fee_reserve=self.fee_reserve, preimage=self.preimage,
                         change_amount=self.change_amount, fee_paid=self.fee_paid)
+        elif self.type == OpType.TRANSFER:
+            view.update(to_mint_url=self.to_mint_url, received=self.received,
+                        fee_reserve=self.fee_reserve, fee_paid=self.fee_paid,
+                        melt_id=self.melt_id, mint_leg_id=self.mint_leg_id)
+        if self.parent_id is not None:
+            view.update(parent_id=self.parent_id)
         return view
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    """What ``coco.history.get_history()`` returns: one entry per operation, kept current."""
+    """What ``coco.history.get_history()`` returns: one entry per operation, kept current
+    (a transfer's legs have none: the transfer's entry stands for them)."""
 
     operation_id: OperationId
     type: str
@@ -159,12 +179,15 @@ class HistoryEntry:
     created_at: int
     updated_at: int
     fee_paid: int = 0        # melt: the lightning fee actually paid
+    to_mint_url: str | None = None  # transfer: where the value went
+    received: int = 0        # transfer: what arrived at ``to_mint_url``
 
     @classmethod
     def of(cls, op: Operation) -> HistoryEntry:
         return cls(operation_id=op.id, type=op.type.value, amount=op.amount,
                    state=op.state.value, mint_url=op.mint_url, unit=op.unit, fee=op.fee,
-                   created_at=op.created_at, updated_at=op.updated_at, fee_paid=op.fee_paid)
+                   created_at=op.created_at, updated_at=op.updated_at, fee_paid=op.fee_paid,
+                   to_mint_url=op.to_mint_url, received=op.received)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,15 @@ def recover(deps: Recovery, op_type: OpType | None = None,
     futures: list[Steps] = []
     pending: dict[str, list[Operation]] = {}
     now = now_ms()
+    # a transfer drives its legs' recovery itself (so no leg is driven twice at once);
+    # a leg whose transfer is not open (never expected) is recovered on its own
+    transfers = {o.id for o in ops if o.type == OpType.TRANSFER}
+    if op_type is not None and op_type != OpType.TRANSFER:
+        transfers |= {o.id for o in wait(deps.ledger.operations(OpType.TRANSFER),
+                                         LEDGER_TIMEOUT, "ProofLedger")}
     for op in ops:
+        if op.parent_id is not None and op.parent_id in transfers:
+            continue
         try:
             started = _start(deps, op, urls, now, rollback_prepared_after_ms, pending)
         except Exception as exc:  # a lookup that failed: this operation stays as it is
@@ -105,14 +113,15 @@ def _start(deps: Recovery, op: Operation, urls: set[str], now: int,
            rollback_prepared_after_ms: int | None,
            pending: dict[str, list[Operation]]) -> pykka.Future[Operation] | str | None:
     """Start ``op``'s recovery: its future, the state to count now, or None (batched)."""
-    if op.mint_url not in urls:
-        log.warning("operation %s belongs to unknown mint %s", op.id, op.mint_url)
-        return f"{op.state.value} (unknown mint)"
+    for url in (op.mint_url, op.to_mint_url):
+        if url is not None and url not in urls:
+            log.warning("operation %s belongs to unknown mint %s", op.id, url)
+            return f"{op.state.value} (unknown mint)"
     if op.type == OpType.SEND and op.state == OpState.PENDING:
         pending.setdefault(op.mint_url, []).append(op)
         return None
     if op.state == OpState.PREPARED and op.type != OpType.RECEIVE:
-        stale = (op.type in (OpType.SEND, OpType.MELT)
+        stale = (op.type in (OpType.SEND, OpType.MELT, OpType.TRANSFER)
                  and rollback_prepared_after_ms is not None
                  and now - op.created_at >= rollback_prepared_after_ms)
         if stale:
@@ -138,6 +147,9 @@ def _log_failure(op: Operation, exc: Exception) -> None:
 
 
 def _rollback(deps: Recovery, op: Operation) -> pykka.Future[Operation]:
+    if op.type == OpType.TRANSFER:
+        transfer = wait(deps.supervisor.transfer_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
+        return transfer.rollback()
     if op.type == OpType.MELT:
         melt = wait(deps.supervisor.melt_actor(op.id), LOOKUP_TIMEOUT, "Supervisor")
         return melt.rollback()

@@ -169,8 +169,9 @@ class WriteBatch:
 
     def put_operation(self, op: Operation) -> None:
         self._txn.put(op.id.encode(), encode_record(op), db=self._dbs["operations"])
-        self._txn.put(_history_key(op), encode_record(HistoryEntry.of(op)),
-                      db=self._dbs["history"])
+        if op.parent_id is None:  # a transfer's leg: its transfer's entry stands for it
+            self._txn.put(_history_key(op), encode_record(HistoryEntry.of(op)),
+                          db=self._dbs["history"])
 
     def delete_operation(self, op: Operation) -> None:
         self._txn.delete(op.id.encode(), db=self._dbs["operations"])

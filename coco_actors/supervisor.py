@@ -22,6 +22,7 @@ from coco_actors.crypto.keysets import check_listed_metadata, commits_metadata
 from coco_actors.errors import ActorTimeoutError, CocoError, InvalidStateError, NotFoundError
 from coco_actors.mint_client import MintClient, MintInfo
 from coco_actors.operations import (
+    Legs,
     MeltOperationActor,
     MeltOperationProxy,
     MintContext,
@@ -35,6 +36,9 @@ from coco_actors.operations import (
     ReceiveOperationProxy,
     SendOperationActor,
     SendOperationProxy,
+    TransferOperation,
+    TransferOperationActor,
+    TransferOperationProxy,
     Watched,
 )
 from coco_actors.operations.base import LEDGER_TIMEOUT
@@ -57,6 +61,7 @@ ACTOR_CLASSES: dict[OpType, type[OperationActor]] = {
     OpType.MINT: MintOperationActor,
     OpType.MELT: MeltOperationActor,
 }
+# a transfer actor is started with the Supervisor's lookups too (``Supervisor._spawn``)
 
 #: How long stopping waits for one operation actor to finish its current step.
 STOP_TIMEOUT = 60.0
@@ -96,6 +101,7 @@ class Supervisor:
         self._proxies: dict[OperationId, OperationProxy] = {}  # built once: not cheap
         self._types: dict[OperationId, OpType] = {}
         self._stopping: set[OperationId] = set()  # told to rest, not yet dead
+        self.legs: Legs | None = None  # what a transfer actor asks; set by SupervisorActor
 
     def load_mints(self) -> None:
         """The mints the ledger knows (local reads; clients connect lazily)."""
@@ -157,6 +163,25 @@ class Supervisor:
     def new_melt(self, mint_url: str, amount: int) -> MeltOperationProxy:
         return cast(MeltOperationProxy, self._new(OpType.MELT, mint_url, amount))
 
+    def new_transfer(self, from_mint: str, to_mint: str, amount: int) -> TransferOperationProxy:
+        to_url = self.mint_context(to_mint).url
+        ctx = self.mint_context(from_mint)
+        return cast(TransferOperationProxy, self._spawn(Operation(
+            id=new_operation_id(), type=OpType.TRANSFER, mint_url=ctx.url, amount=amount,
+            state=OpState.INIT, to_mint_url=to_url)))
+
+    def new_leg(self, op_type: OpType, mint_url: str, amount: int, op_id: OperationId,
+                parent_id: OperationId) -> OperationProxy:
+        """A transfer's leg, under the id its transfer committed before asking."""
+        ctx = self.mint_context(mint_url)
+        if self._live(op_id) is not None:
+            raise InvalidStateError(f"operation {op_id} exists already")
+        return self._spawn(Operation(id=op_id, type=op_type, mint_url=ctx.url, amount=amount,
+                                     state=OpState.INIT, parent_id=parent_id))
+
+    def transfer_actor(self, op_id: str) -> TransferOperationProxy:
+        return cast(TransferOperationProxy, self._actor_for(op_id, OpType.TRANSFER))
+
     def melt_actor(self, op_id: str) -> MeltOperationProxy:
         return cast(MeltOperationProxy, self._actor_for(op_id, OpType.MELT))
 
@@ -215,7 +240,16 @@ class Supervisor:
     def _spawn(self, op: Operation) -> OperationProxy:
         """Start an actor for ``op``; callers make sure none is running (``_live``)."""
         self._prune()
-        ref = ACTOR_CLASSES[op.type].start(op, self.mint_context(op.mint_url), self.deps)
+        ctx = self.mint_context(op.mint_url)
+        ref: pykka.ActorRef[OperationActor]
+        if op.type == OpType.TRANSFER:
+            self.mint_context(op.to_mint_url or "")  # both mints must be known
+            if self.legs is None:
+                raise InvalidStateError("transfers need a running Supervisor actor")
+            ref = cast(pykka.ActorRef[OperationActor],
+                       TransferOperationActor.start(op, ctx, self.deps, self.legs))
+        else:
+            ref = ACTOR_CLASSES[op.type].start(op, ctx, self.deps)
         self._actors[op.id] = ref
         self._types[op.id] = op.type
         self._proxies[op.id] = proxy = cast(OperationProxy, ref.proxy())
@@ -261,6 +295,16 @@ class Supervisor:
     def melt_decided(self, op_id: OperationId) -> None:
         self._notify(op_id, Watched.MELT_DECIDED)
 
+    def leg_settled(self, parent_id: OperationId, leg_id: OperationId) -> None:
+        """A transfer's leg moved: its transfer (rehydrated if at rest) follows it."""
+        try:
+            self._actor_for(parent_id, OpType.TRANSFER)
+        except CocoError as exc:  # gone, or already terminal: nothing to do
+            log.debug("leg notice of %s for %s ignored: %s", leg_id, parent_id, exc)
+            return
+        ref = cast(pykka.ActorRef[TransferOperationActor], self._actors[parent_id])
+        tell(ref, TransferOperation.on_leg, leg_id)
+
     def _notify(self, op_id: OperationId, what: Watched) -> None:
         try:
             self._actor_for(op_id, None)
@@ -289,6 +333,39 @@ class SupervisorNotices:
     def at_rest(self, op_id: OperationId, ref: pykka.ActorRef[OperationActor]) -> None:
         tell(self._ref, Supervisor.at_rest, op_id, ref)
 
+    def leg_settled(self, parent_id: OperationId, leg_id: OperationId) -> None:
+        tell(self._ref, Supervisor.leg_settled, parent_id, leg_id)
+
+
+class SupervisorLegs:
+    """The Supervisor's lookups for a transfer actor: asks, waited on the transfer's
+    thread (the Supervisor never asks a transfer actor back, so no cycle)."""
+
+    def __init__(self, ref: pykka.ActorRef[SupervisorActor]) -> None:
+        self._ref = ref
+        self._px: SupervisorProxy | None = None
+
+    def _proxy(self) -> SupervisorProxy:
+        if self._px is None:  # built on first use, once: a proxy is not cheap
+            self._px = cast(SupervisorProxy, self._ref.proxy())
+        return self._px
+
+    def new_mint_leg(self, mint_url: str, amount: int, op_id: OperationId,
+                     parent_id: OperationId) -> MintOperationProxy:
+        leg = self._proxy().new_leg(OpType.MINT, mint_url, amount, op_id, parent_id)
+        return cast(MintOperationProxy, wait(leg, LEDGER_TIMEOUT, "Supervisor"))
+
+    def new_melt_leg(self, mint_url: str, amount: int, op_id: OperationId,
+                     parent_id: OperationId) -> MeltOperationProxy:
+        leg = self._proxy().new_leg(OpType.MELT, mint_url, amount, op_id, parent_id)
+        return cast(MeltOperationProxy, wait(leg, LEDGER_TIMEOUT, "Supervisor"))
+
+    def mint_leg(self, op_id: OperationId) -> MintOperationProxy:
+        return wait(self._proxy().mint_actor(op_id), LEDGER_TIMEOUT, "Supervisor")
+
+    def melt_leg(self, op_id: OperationId) -> MeltOperationProxy:
+        return wait(self._proxy().melt_actor(op_id), LEDGER_TIMEOUT, "Supervisor")
+
 
 class SupervisorActor(NoticeActor, Supervisor):
     def __init__(self, deps: OperationDeps) -> None:
@@ -297,6 +374,7 @@ class SupervisorActor(NoticeActor, Supervisor):
 
     def on_start(self) -> None:
         self.deps = replace(self.deps, supervisor=SupervisorNotices(self.actor_ref))
+        self.legs = SupervisorLegs(self.actor_ref)
         self.load_mints()
 
     def on_stop(self) -> None:
@@ -312,6 +390,9 @@ class SupervisorProxy(ActorMemberMixin, pykka.ActorProxy[SupervisorActor]):
     new_receive = proxy_method(Supervisor.new_receive)
     new_mint = proxy_method(Supervisor.new_mint)
     new_melt = proxy_method(Supervisor.new_melt)
+    new_transfer = proxy_method(Supervisor.new_transfer)
+    new_leg = proxy_method(Supervisor.new_leg)
+    transfer_actor = proxy_method(Supervisor.transfer_actor)
     melt_actor = proxy_method(Supervisor.melt_actor)
     send_actor = proxy_method(Supervisor.send_actor)
     receive_actor = proxy_method(Supervisor.receive_actor)

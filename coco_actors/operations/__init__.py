@@ -21,10 +21,17 @@ from coco_actors.operations.receive import (
     ReceiveOperationProxy,
 )
 from coco_actors.operations.send import SendOperation, SendOperationActor, SendOperationProxy
+from coco_actors.operations.transfer import (
+    Legs,
+    TransferOperation,
+    TransferOperationActor,
+    TransferOperationProxy,
+)
 
-__all__ = ["MeltOperation", "MeltOperationActor", "MeltOperationProxy",
+__all__ = ["Legs", "MeltOperation", "MeltOperationActor", "MeltOperationProxy",
            "MintContext", "MintOperation", "MintOperationActor", "MintOperationProxy",
            "OperationActor", "OperationBase", "OperationDeps", "OperationProxy",
            "ReceiveOperation", "ReceiveOperationActor", "ReceiveOperationProxy",
            "RestListener", "SendOperation", "SendOperationActor", "SendOperationProxy",
+           "TransferOperation", "TransferOperationActor", "TransferOperationProxy",
            "Watched"]

@@ -55,12 +55,15 @@ class MintContext:
 
 
 class RestListener(Protocol):
-    """Who stops an operation actor at rest (the Supervisor, in its own mailbox).
+    """Who stops an operation actor at rest (the Supervisor, in its own mailbox), and
+    who tells a transfer that one of its legs moved.
 
     Must not block: the Supervisor's implementation is a tell.
     """
 
     def at_rest(self, op_id: OperationId, ref: pykka.ActorRef[OperationActor]) -> None: ...
+
+    def leg_settled(self, parent_id: OperationId, leg_id: OperationId) -> None: ...
 
 
 class Watched(enum.Enum):
@@ -133,6 +136,20 @@ class OperationBase:
     def _delete(self) -> None:
         wait(self.deps.ledger.delete_operation(self.op.id), LEDGER_TIMEOUT, "ProofLedger")
         self.retire()
+
+    def discard(self) -> None:
+        """A leg of a transfer that is refused or undone before anything was paid: its
+        record (and any hold) is forgotten, as if it never was. Only ``init`` or
+        ``prepared``: nothing it holds can have left the wallet."""
+        self._require(OpState.INIT, OpState.PREPARED)
+        self._unwatch()
+        self._delete()
+
+    def _tell_parent(self) -> None:
+        """A leg moved (ended, or went pending): its transfer decides what follows. A
+        tell through the Supervisor; a crash before it is covered by recovery."""
+        if self.op.parent_id is not None and self.deps.supervisor is not None:
+            self.deps.supervisor.leg_settled(self.op.parent_id, self.op.id)
 
     # --- helpers for subclasses --------------------------------------------------------
 
@@ -251,3 +268,4 @@ class OperationProxy(ActorMemberMixin, pykka.ActorProxy[OperationActor]):
 
     operation = proxy_method(OperationBase.operation)
     recover = proxy_method(OperationBase.recover)
+    discard = proxy_method(OperationBase.discard)

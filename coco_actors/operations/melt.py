@@ -245,6 +245,7 @@ class MeltOperation(OperationBase):
         if self.op.state != OpState.PENDING:
             self._commit(self.op.moved(OpState.PENDING))
             self._emit("pending")
+            self._tell_parent()
         self._watch_melt_quote()
         self.rest()
 
@@ -277,6 +278,7 @@ class MeltOperation(OperationBase):
                               change_amount=change_amount, fee_paid=fee_paid),
                      spend=op.input_ys, add=change)
         self._emit("finalized")
+        self._tell_parent()
         self.retire()
 
     def _change(self, sigs: tuple[BlindSignature, ...]) -> list[Proof]:
@@ -304,6 +306,7 @@ class MeltOperation(OperationBase):
         self._unwatch()
         self._settle(op.moved(state, error=error, fee=fee), release=release)
         self._emit("rolled-back" if state == OpState.ROLLED_BACK else "finalized")
+        self._tell_parent()
         self.retire()
 
     def _inputs(self) -> list[Proof]:
@@ -376,5 +379,6 @@ class MeltOperationProxy(ActorMemberMixin, pykka.ActorProxy[MeltOperationActor])
     execute = proxy_method(MeltOperation.execute)
     check_pending = proxy_method(MeltOperation.check_pending)
     rollback = proxy_method(MeltOperation.rollback)
+    discard = proxy_method(MeltOperation.discard)
     recover = proxy_method(MeltOperation.recover)
 

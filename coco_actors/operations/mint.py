@@ -37,7 +37,8 @@ class MintOperation(OperationBase):
                                        quote_request=quote.request,
                                        quote_expiry=quote.expiry))
         self._emit("prepared")
-        self._watch_quote()  # once paid, the Watcher's notice mints it
+        if self.op.parent_id is None:  # a leg is watched once its transfer's melt paid
+            self._watch_quote()  # once paid, the Watcher's notice mints it
         return quote
 
     def try_redeem(self) -> Operation:
@@ -52,6 +53,13 @@ class MintOperation(OperationBase):
             self._end_failed("quote was already issued")
             return self.op
         if quote.state == MintQuoteState.UNPAID and self.expired():
+            if self.op.parent_id is not None:
+                # a leg is redeemed only after its transfer paid the invoice: the value
+                # is owed, so it is never given up (the mint should say PAID soon)
+                log.error("mint %s of transfer %s: quote expired and still UNPAID after "
+                          "the melt paid it; kept, tried again", self.op.id,
+                          self.op.parent_id)
+                return self.op
             self._end_failed("quote expired unpaid")
             return self.op
         if quote.state != MintQuoteState.PAID:
@@ -66,10 +74,25 @@ class MintOperation(OperationBase):
         expiry = self.op.quote_expiry
         return expiry is not None and (time.time() if now is None else now) > expiry
 
+    def abandon(self, reason: str) -> Operation:
+        """A transfer's leg whose melt did not pay: end it ``rolled_back`` (the quote is
+        left unpaid at the mint). Only ``prepared``: nothing was asked to be minted."""
+        if self.op.state.terminal:
+            return self.op
+        self._require(OpState.PREPARED)
+        self._end_failed(reason)
+        return self.op
+
     def on_watched(self, what: Watched) -> None:
-        """The Watcher saw the quote paid: mint now (errors are logged, state kept)."""
+        """The Watcher saw the quote paid: mint now (errors are logged, state kept).
+
+        A transfer's leg does not redeem on its own: its transfer decides (it redeems
+        only once its melt paid), so the notice is passed up to it."""
         if what is not Watched.QUOTE_PAID:
             super().on_watched(what)
+            return
+        if self.op.parent_id is not None:
+            self._tell_parent()
             return
         try:
             self.try_redeem()
@@ -91,12 +114,14 @@ class MintOperation(OperationBase):
         self._unwatch()
         self._settle(self.op.moved(OpState.COMPLETED), add=proofs)
         self._emit("finalized")
+        self._tell_parent()
         self.retire()
 
     def _end_failed(self, error: str) -> None:
         self._unwatch()
         self._commit(self.op.moved(OpState.ROLLED_BACK, error=error))
         self._emit("rolled-back")
+        self._tell_parent()
         self.retire()
 
     def _resolve(self) -> Operation:
@@ -128,4 +153,6 @@ class MintOperationProxy(ActorMemberMixin, pykka.ActorProxy[MintOperationActor])
     operation = proxy_method(MintOperation.operation)
     create_quote = proxy_method(MintOperation.create_quote)
     try_redeem = proxy_method(MintOperation.try_redeem)
+    abandon = proxy_method(MintOperation.abandon)
+    discard = proxy_method(MintOperation.discard)
     recover = proxy_method(MintOperation.recover)
