@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from coco_actors.mint_client import MintClient
+from devtools.ts_wallet import ensure_ts_harness
 
 
 @pytest.fixture
@@ -17,3 +19,13 @@ def other_mint_invoice(request, mint) -> Callable[[int], str]:
             return c.create_mint_quote(amount).request
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ts_harness() -> Path:
+    """The installed coco (TS) harness directory (``npm ci`` on first use, then cached).
+
+    Without Node 20+ and npm this raises ``TsHarnessError``: the tests that need it fail
+    with that message, they are never skipped.
+    """
+    return ensure_ts_harness()

@@ -7,7 +7,9 @@
 //   {"cmd": "pubkey",  "state": DIR}                       -> {"pubkey": "02..."}
 //   {"cmd": "fund",    "state": DIR, "mint": URL, "amount": N}  -> {"funded": N, "balance": B}
 //   {"cmd": "send",    "state": DIR, "mint": URL, "amount": N, "lock": PUB?}
-//                                                          -> {"token": "cashuB...", "balance": B}
+//        -> {"token": "cashuB...", "fee": F, "inputs": I, "balance": B}
+//           F is the sender's swap fee, I the number of proofs that swap spent (0, 0 when
+//           coco sent existing proofs as they were)
 //   {"cmd": "receive", "state": DIR, "token": T}           -> {"received": R, "balance": B}
 //   {"cmd": "balance", "state": DIR, "mint": URL?}         -> {"balance": B}
 //
@@ -181,7 +183,8 @@ async function fund(manager, state, command) {
 async function sendUnlocked(manager, url, amount) {
   const prepared = await manager.send.prepareSend(url, amount);
   const { token } = await manager.send.executePreparedSend(prepared.id);
-  return getEncodedToken(token);
+  const inputs = prepared.needsSwap ? prepared.inputProofSecrets.length : 0;
+  return { token: getEncodedToken(token), fee: prepared.fee, inputs };
 }
 
 async function sendLocked(repo, services, url, amount, lock) {
@@ -202,16 +205,17 @@ async function sendLocked(repo, services, url, amount, lock) {
     url,
     keep.map(({ id, amount: a, secret, C }) => ({ id, amount: a, secret, C, mintUrl: url, state: 'ready' })),
   );
-  return getEncodedToken({ mint: url, unit: 'sat', proofs: send });
+  const token = getEncodedToken({ mint: url, unit: 'sat', proofs: send });
+  return { token, fee: wallet.getFeesForProofs(selected), inputs: selected.length };
 }
 
 async function send(manager, repo, services, state, command) {
   const url = await addMint(manager, state, command.mint);
   const amount = positiveInt(command.amount, 'amount');
-  const token = command.lock
+  const sent = command.lock
     ? await sendLocked(repo, services, url, amount, command.lock)
     : await sendUnlocked(manager, url, amount);
-  return { token, balance: await balanceOf(manager, url) };
+  return { ...sent, balance: await balanceOf(manager, url) };
 }
 
 async function receive(manager, state, command) {
