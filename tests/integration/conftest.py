@@ -6,13 +6,15 @@ from pathlib import Path
 import pytest
 
 from coco_actors.mint_client import MintClient
+from devtools.devmint import DevMint
 from devtools.ts_wallet import ensure_ts_harness
 
 
 @pytest.fixture
-def other_mint_invoice(request, mint) -> Callable[[int], str]:
+def other_mint_invoice(request: pytest.FixtureRequest, mint: DevMint) -> Callable[[int], str]:
     """A payable bolt11 invoice from the *other* test mint (a real outgoing FakeWallet payment)."""
-    other = request.getfixturevalue("mint_fee100" if mint.input_fee_ppk == 0 else "mint_fee0")
+    other: DevMint = request.getfixturevalue(
+        "mint_fee100" if mint.input_fee_ppk == 0 else "mint_fee0")
 
     def make(amount: int) -> str:
         with MintClient(other.url) as c:

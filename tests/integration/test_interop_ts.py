@@ -15,7 +15,6 @@ from coco_actors.mint_client import normalize_mint_url
 from coco_actors.tokens import decode
 from devtools.devmint import DevMint
 from devtools.ts_wallet import TsWallet, run_ts
-
 from tests.wallet.conftest import wallet  # noqa: F401  (the fixture, for our own wallets)
 from tests.wallet.helpers import WalletFactory, balance_of, fee_of, fund, token_fee
 
