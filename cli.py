@@ -521,7 +521,9 @@ class SendGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "AMOUNT --mint URL [--yes] [--prepare-only]")
+        formatter.write_usage(ctx.command_path, "AMOUNT --mint URL [--yes] [--prepare-only]"
+                              " [--lock PUBKEY... [--n-sigs N] [--locktime UNIX_TIME"
+                              " --refund PUBKEY...]]")
         formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix="   or: ")
 
 
@@ -544,9 +546,28 @@ def send_group() -> None:
 @click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--prepare-only", is_flag=True,
               help="stop after prepare (then: coco send execute ID, or rollback ID)")
-def send_amount(ui: Ui, amount: int, mint: str, yes: bool, prepare_only: bool) -> None:
+@click.option("--lock", "locks", multiple=True, metavar="PUBKEY",
+              help="lock the token to this public key (NUT-11 P2PK; repeat for multisig)")
+@click.option("--n-sigs", type=int, default=None, metavar="N",
+              help="how many of the --lock keys must sign [default: 1]")
+@click.option("--locktime", type=int, default=None, metavar="UNIX_TIME",
+              help="after this time the --refund keys can claim it too")
+@click.option("--refund", "refunds", multiple=True, metavar="PUBKEY",
+              help="a key that can reclaim the token after --locktime (repeatable)")
+def send_amount(ui: Ui, amount: int, mint: str, yes: bool, prepare_only: bool,
+                locks: tuple[str, ...], n_sigs: int | None, locktime: int | None,
+                refunds: tuple[str, ...]) -> None:
     """Send AMOUNT sat: prepare, show amount and fees, confirm, print the token."""
-    op = ui.client.post("/send/prepare", {"mint_url": mint, "amount": amount})
+    body: dict[str, Any] = {"mint_url": mint, "amount": amount}
+    if locks:
+        body["p2pk"] = list(locks)
+    if n_sigs is not None:
+        body["n_sigs"] = n_sigs
+    if locktime is not None:
+        body["locktime"] = locktime
+    if refunds:
+        body["refund"] = list(refunds)
+    op = ui.client.post("/send/prepare", body)
     if prepare_only:
         ui.result(op, f"{operation_details(op)}\n\nnext: coco send execute {op['id']}"
                       f"   (or: coco send rollback {op['id']})")
@@ -730,6 +751,35 @@ def melt_rollback(ui: Ui, operation_id: str) -> None:
     """
     op = ui.client.post(op_path("/melt", operation_id, "/rollback"))
     ui.result(op, f"melt {op['id']} is {op['state']}")
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """The wallet's P2PK public keys: hand one out to be paid locked ecash.
+
+    \b
+    coco keys new     a fresh public key (derived from the mnemonic, never reused)
+    coco keys list    every key handed out
+    """
+
+
+@wallet_command(keys_group, "new")
+def keys_new(ui: Ui) -> None:
+    """A fresh public key: tokens locked to it (coco send --lock KEY) are ours."""
+    key = ui.client.post("/keys")
+    ui.result(key, key["public"])  # alone on stdout: KEY=$(coco keys new) works
+
+
+@wallet_command(keys_group, "list")
+def keys_list(ui: Ui) -> None:
+    """Every public key handed out, by index."""
+    keys = ui.client.get("/keys")
+    ui.result(keys, table(["INDEX", "PUBLIC KEY", "CREATED"],
+                          [(k["index"], k["public"], when(k["created_at"])) for k in keys])
+              if keys else "no keys yet; make one with: coco keys new")
 
 
 # --- receiving, history, events -------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
@@ -22,6 +22,7 @@ from coco_actors.actors import tell, wait
 from coco_actors.bolt11 import Invoice
 from coco_actors.bolt11 import decode as decode_invoice
 from coco_actors.crypto.dleq import verify_proofs_dleq
+from coco_actors.crypto.nut11 import P2PKLock
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.errors import (
     ActorTimeoutError,
@@ -34,6 +35,7 @@ from coco_actors.errors import (
     TokenError,
 )
 from coco_actors.events import EVENTS, EventBusActor, EventBusProxy, Handler
+from coco_actors.keys import KeyDeriver, KeyRing, WalletKey
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.operations import (
     MeltOperationProxy,
@@ -104,8 +106,9 @@ class Coco:
             started.append(self._ledger.actor_ref)
             wait(self._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")  # surfaces a failed start
             self._deriver = Nut13Deriver(mnemonic)
+            self._keyring = KeyRing(KeyDeriver(mnemonic), self._ledger)
             deps = OperationDeps(ledger=self._ledger, events=self._events_ref,
-                                 deriver=self._deriver, signal=signal)
+                                 deriver=self._deriver, signal=signal, keys=self._keyring)
             self._supervisor_ref, self._supervisor = start_supervisor(deps)
             started.append(self._supervisor_ref)
             wait(self._supervisor.mint_urls(), LOOKUP_TIMEOUT, "Supervisor")
@@ -132,6 +135,7 @@ class Coco:
         self.send = SendApi(self)
         self.melt = MeltApi(self)
         self.history = HistoryApi(self)
+        self.keys = KeysApi(self)
         if recover:
             try:
                 self.last_recovery = self.recover()
@@ -223,11 +227,18 @@ class Coco:
         return wait(self._ledger.balances(), LOOKUP_TIMEOUT, "ProofLedger")
 
     def receive(self, token: str) -> Operation:
-        """Swap an incoming token into the wallet; the mint must have been added."""
+        """Swap an incoming token into the wallet; the mint must have been added.
+
+        Locked proofs (NUT-11 P2PK) are signed with the wallet's keys (the lock keys,
+        or the refund keys once the locktime passed); a token whose conditions this
+        wallet cannot meet is a :class:`LockedTokenError` before any request.
+        """
         if not isinstance(token, str):
             raise TokenError("token must be a string")
         decoded = decode(token)
         ctx = self._mint_context(decoded.mint)
+        # locked ecash we cannot unlock is refused here, before any request
+        self._keyring.unlock_plan(decoded.proofs, int(time.time()))
         decoded = self._resolve(decoded, ctx)
         keys = {ks.id: ks for ks in ctx.keysets}
 
@@ -474,16 +485,32 @@ class SendApi(_SagaApi[SendOperationProxy]):
     def _lookup(self, op_id: str) -> pykka.Future[SendOperationProxy]:
         return self._coco._supervisor.send_actor(op_id)
 
-    def prepare_send(self, mint_url: str, amount: int) -> Operation:
+    def prepare_send(self, mint_url: str, amount: int, *,
+                     p2pk: str | Sequence[str] | None = None, n_sigs: int = 1,
+                     locktime: int | None = None,
+                     refund: str | Sequence[str] | None = None) -> Operation:
         """Reserve proofs for ``amount`` and persist the swap's outputs.
 
         The result's ``fee`` is the input fee the mint will charge for the swap
         (0 when proofs match the amount exactly and no swap is needed).
+
+        ``p2pk`` locks the token (NUT-11) to a public key, or to several of which
+        ``n_sigs`` must sign; ``locktime`` (unix seconds) opens the ``refund`` keys'
+        path once passed (without refund keys anyone can spend it then). A locked
+        send always swaps (so it pays the input fee) and its token is worth exactly
+        ``amount``. Every key is checked here (:class:`InvalidInputError`).
         """
         _check_amount(amount)
-        url = self._coco._mint_context(mint_url).url
-        actor = self._coco._ask(self._coco._supervisor.new_send(url, amount))
-        return wait(actor.prepare(amount), CALL_TIMEOUT, "send operation")
+        lock = None
+        if p2pk is not None:
+            lock = P2PKLock.of(p2pk, n_sigs, locktime, refund)
+        elif n_sigs != 1 or locktime is not None or refund is not None:
+            raise InvalidInputError("n_sigs, locktime and refund need p2pk (the lock keys)")
+        ctx = self._coco._mint_context(mint_url)
+        if lock is not None and not ctx.client.get_info().supports(11):
+            raise InvalidInputError(f"mint {ctx.url} does not support P2PK locks (NUT-11)")
+        actor = self._coco._ask(self._coco._supervisor.new_send(ctx.url, amount))
+        return wait(actor.prepare(amount, lock=lock), CALL_TIMEOUT, "send operation")
 
     def execute_prepared_send(self, operation_id: str) -> tuple[Operation, str]:
         """Swap (if needed) and return the operation, now pending, and its token."""
@@ -494,7 +521,12 @@ class SendApi(_SagaApi[SendOperationProxy]):
         return op, op.token or ""
 
     def rollback(self, operation_id: str) -> Operation:
-        """Undo a prepared send (release) or a pending one (reclaim the token with a swap)."""
+        """Undo a prepared send (release) or a pending one (reclaim the token with a swap).
+
+        A locked pending send is reclaimed only with a key that unlocks it now (a
+        refund key after the locktime, or the lock keys themselves); otherwise a
+        :class:`LockedTokenError` says why, and nothing changed.
+        """
         return self._step(self._open(operation_id).id, lambda a: a.rollback())
 
     def recover_pending_operations(self) -> dict[str, int]:
@@ -568,6 +600,22 @@ def _payable(invoice: object) -> Invoice:
     if inv.is_expired(time.time()):
         raise InvoiceError("the invoice has expired")
     return inv
+
+
+class KeysApi:
+    """The wallet's P2PK keys: hand one out to be paid locked ecash (``coco.keys``)."""
+
+    def __init__(self, coco: Coco) -> None:
+        self._coco = coco
+
+    def new(self) -> str:
+        """A fresh public key (33-byte compressed hex), persisted before it is returned;
+        tokens locked to it are received by this wallet (and by its mnemonic restored)."""
+        return self._coco._keyring.new_key().public
+
+    def list(self) -> list[WalletKey]:
+        """Every key handed out (or found in use after a restore), oldest index first."""
+        return self._coco._keyring.handed_out()
 
 
 class HistoryApi:

@@ -9,7 +9,10 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     GET  /mints/info?url=URL            the mint's NUT-06 info
     POST /mint/quote     {mint_url, amount}        a bolt11 quote; the wallet mints it once paid
     POST /mint/wait      {operation_id, timeout}   long poll (at most 30 s) until that mint is over
-    POST /send/prepare   {mint_url, amount}        reserve proofs; the operation
+    POST /send/prepare   {mint_url, amount, p2pk?, n_sigs?, locktime?, refund?}
+                                        reserve proofs (locked to p2pk keys: NUT-11); the operation
+    GET  /keys                          the wallet's P2PK keys handed out
+    POST /keys                          a fresh P2PK key {index, public, created_at}
     GET  /send/pending                  sends not at rest
     GET  /send/ID                       one send (with its token while pending)
     POST /send/ID/execute               {operation, token}
@@ -111,6 +114,8 @@ class ControlApi:
                 ("POST", r"/melt/(?P<op_id>[^/]+)/execute", self.melt_execute),
                 ("POST", r"/melt/(?P<op_id>[^/]+)/rollback", self.melt_rollback),
                 ("POST", r"/receive", self.receive),
+                ("GET", r"/keys", self.keys_list),
+                ("POST", r"/keys", self.keys_new),
                 ("GET", r"/history", self.history),
                 ("POST", r"/stop", self.stop),
             )]
@@ -223,8 +228,21 @@ class ControlApi:
     # --- sending and receiving ------------------------------------------------------
 
     def send_prepare(self, req: Request) -> object:
-        return jsonable(self.coco.send.prepare_send(_url(req.body, "mint_url"),
-                                                    _int(req.body, "amount")))
+        body = req.body
+        n_sigs = _optional_int(body, "n_sigs")
+        return jsonable(self.coco.send.prepare_send(
+            _url(body, "mint_url"), _int(body, "amount"), p2pk=_keys(body, "p2pk"),
+            n_sigs=1 if n_sigs is None else n_sigs,
+            locktime=_optional_int(body, "locktime"), refund=_keys(body, "refund")))
+
+    # --- keys ------------------------------------------------------------------------
+
+    def keys_list(self, req: Request) -> object:
+        return jsonable(self.coco.keys.list())
+
+    def keys_new(self, req: Request) -> object:
+        public = self.coco.keys.new()
+        return jsonable(next(k for k in self.coco.keys.list() if k.public == public))
 
     def send_pending(self, req: Request) -> object:
         ops = sorted(self.coco.send.get_pending_operations(), key=lambda o: (o.created_at, o.id))
@@ -350,6 +368,24 @@ def _int(source: Mapping[str, object], name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequestError(f"{name!r} must be an integer, got {value!r}")
     return value
+
+
+def _optional_int(source: Mapping[str, object], name: str) -> int | None:
+    value = source.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise BadRequestError(f"{name!r} must be an integer, got {value!r}")
+    return value
+
+
+def _keys(source: Mapping[str, object], name: str) -> list[str] | None:
+    """A public key or a list of them (shape only: the facade checks the keys)."""
+    value = source.get(name)
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(k, str) for k in items):
+        raise BadRequestError(f"{name!r} must be a public key or a list of them")
+    return list(items)
 
 
 def _number(source: Mapping[str, object], name: str, default: float) -> float:

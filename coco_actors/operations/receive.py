@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
@@ -44,8 +45,12 @@ class ReceiveOperation(OperationBase):
             raise InvalidAmountError(
                 f"token of {token.amount} is worth nothing after the mint's fee of {fee}")
         outputs = self._derive_outputs(split_amount(net), self.mint.active_keyset(token.unit))
+        # locked proofs (NUT-11) are signed now, so the executing commit (and any re-run
+        # after a crash) sends the very same witnesses; LockedTokenError leaves nothing
+        inputs = self.deps.keys.sign_inputs(token.proofs, [o.blinded for o in outputs],
+                                            int(time.time()))
         self._commit(self.op.moved(OpState.PREPARED, amount=net, fee=fee,
-                                   input_amount=token.amount, inputs=token.proofs,
+                                   input_amount=token.amount, inputs=inputs,
                                    outputs=tuple(outputs), needs_swap=True))
         self._emit("prepared")
         return self.op

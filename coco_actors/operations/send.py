@@ -12,9 +12,12 @@ import logging
 import time
 
 import pykka
+from coincurve import PrivateKey
 from pykka.typing import ActorMemberMixin, proxy_method
 
 from coco_actors.crypto.bdhke import secret_to_y
+from coco_actors.crypto.nut11 import P2PKLock
+from coco_actors.crypto.outputs import make_outputs
 from coco_actors.errors import (
     CODE_OUTPUTS_ALREADY_SIGNED,
     CODE_PROOFS_SPENT,
@@ -30,6 +33,7 @@ from coco_actors.operations.base import (
     wait,
 )
 from coco_actors.records import Operation, OpState
+from coco_actors.selection import cover_proofs, select_proofs
 from coco_actors.tokens import Token, encode_v4
 from coco_actors.wire import Proof, ProofStateKind, split_amount
 
@@ -43,18 +47,24 @@ class SendOperation(OperationBase):
 
     # --- prepare ------------------------------------------------------------------------
 
-    def prepare(self, amount: int, wait_for_change: float = 30.0) -> Operation:
+    def prepare(self, amount: int, wait_for_change: float = 30.0,
+                lock: P2PKLock | None = None) -> Operation:
         """Reserve proofs and persist every output the swap will need.
 
         When the spendable proofs do not cover ``amount`` but proofs held by
         other operations may come back as change, wait for them (up to
         ``wait_for_change`` seconds) instead of failing.
+
+        ``lock`` (NUT-11): the send always swaps, into outputs whose secrets carry
+        the lock, each with its own nonce (random, not NUT-13: they are persisted
+        here, so NUT-09 still finds them for recovery); the change is NUT-13 derived.
         """
         self._require(OpState.INIT)
         with self._abandon_on_error():
-            return self._prepare(amount, wait_for_change)
+            return self._prepare(amount, wait_for_change, lock)
 
-    def _prepare(self, amount: int, wait_for_change: float) -> Operation:
+    def _prepare(self, amount: int, wait_for_change: float,
+                 lock: P2PKLock | None = None) -> Operation:
         keyset = self.mint.active_keyset(self.op.unit)
         signal = self.deps.signal
         deadline = time.monotonic() + wait_for_change
@@ -62,8 +72,10 @@ class SendOperation(OperationBase):
             version = signal.version
             try:
                 selection, start = wait(
-                    self.deps.ledger.hold(self.op.id, self.op.mint_url, amount,
-                                          keyset_id=keyset.id, outputs_for=swap_output_count),
+                    self.deps.ledger.hold(
+                        self.op.id, self.op.mint_url, amount, keyset_id=keyset.id,
+                        outputs_for=swap_output_count if lock is None else change_output_count,
+                        select=select_proofs if lock is None else cover_proofs),
                     LEDGER_TIMEOUT, "ProofLedger")
                 break
             except InsufficientFundsError as exc:
@@ -80,7 +92,12 @@ class SendOperation(OperationBase):
         else:
             send_amounts = split_amount(amount)
             keep_amounts = split_amount(selection.total - amount - selection.fee)
-            outputs = self._outputs_at(send_amounts + keep_amounts, keyset, start)
+            if lock is None:
+                outputs = self._outputs_at(send_amounts + keep_amounts, keyset, start)
+            else:
+                locked = make_outputs(send_amounts, keyset.id,
+                                      [(lock.secret(), _random_r()) for _ in send_amounts])
+                outputs = locked + self._outputs_at(keep_amounts, keyset, start)
             prepared = self.op.moved(OpState.PREPARED, fee=selection.fee,
                                      input_amount=selection.total, needs_swap=True,
                                      input_ys=ys, outputs=tuple(outputs),
@@ -198,9 +215,17 @@ class SendOperation(OperationBase):
         if value <= 0:
             raise InvalidStateError(
                 f"reclaiming send {op.id} would cost {fee}, more than it returns")
-        # the reclaim outputs are persisted with the state, before the swap leaves
+        # a locked token (NUT-11) is reclaimed with our refund key after its locktime,
+        # or with the lock keys if they are ours; otherwise LockedTokenError says why,
+        # before anything changes
+        now = int(time.time())
+        self.deps.keys.unlock_plan(op.send_proofs, now)
+        # the reclaim outputs (and the signed inputs) are persisted with the state,
+        # before the swap leaves
         outputs = self._derive_outputs(split_amount(value), self.mint.active_keyset(op.unit))
-        self._commit(op.moved(OpState.ROLLING_BACK, reclaim_outputs=tuple(outputs)))
+        signed = self.deps.keys.sign_inputs(op.send_proofs, [o.blinded for o in outputs], now)
+        self._commit(op.moved(OpState.ROLLING_BACK, reclaim_outputs=tuple(outputs),
+                              send_proofs=signed))
         self._unwatch()
         return self._finish_rollback()
 
@@ -255,6 +280,16 @@ class SendOperation(OperationBase):
             self._finalize()  # spent, and not by our reclaim: the recipient claimed it
         else:
             self._finish_rollback()
+
+
+def change_output_count(amount: int, change: int) -> int:
+    """A locked send derives counters for its change only (its token's outputs are
+    P2PK secrets)."""
+    return len(split_amount(change))
+
+
+def _random_r() -> str:
+    return PrivateKey().secret.hex()  # a valid scalar, from the OS's randomness
 
 
 def swap_output_count(amount: int, change: int) -> int:
