@@ -531,7 +531,8 @@ class _Spinner:
 
 
 class _SendContext(click.Context):
-    """Usage of ``coco send AMOUNT`` reads ``coco send``, not the hidden command's name."""
+    """Usage of ``coco send AMOUNT`` (and ``coco transfer AMOUNT``) reads ``coco send``,
+    not the hidden command's name."""
 
     @property
     def command_path(self) -> str:

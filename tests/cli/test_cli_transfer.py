@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,12 +19,15 @@ from cli_support import Wallet
 import cli
 from coco_actors.control import RequestFailed
 from coco_actors.mint_client import normalize_mint_url
-from devtools.devmint import DevMint
+from devtools.devmint import PENDING, SETTLED, DevMint
 
 #: What FakeWallet charges for an external payment it settles at once (lightning fee).
 FAKEWALLET_FEE = 1
 #: The mint's fee reserve for a small invoice: max(2 sat, 1 %).
 RESERVE = 2
+
+#: ``wallet(name, mint_url=None)``: the CLI fixture (tests/cli/conftest.py).
+WalletFactory = Callable[..., Wallet]
 
 TRANSFER_FIELDS = {"id", "type", "mint_url", "amount", "unit", "state", "fee", "input_amount",
                    "needs_swap", "created_at", "updated_at", "error", "to_mint_url",
@@ -65,8 +69,8 @@ def two_mints(mint_fee0: DevMint, mint_fee100: DevMint) -> tuple[str, str]:
     return normalize_mint_url(mint_fee100.url), normalize_mint_url(mint_fee0.url)
 
 
-def _funded(wallet: Any, src: str, dst: str, amount: int = 1000) -> Wallet:
-    w: Wallet = wallet("w", src)
+def _funded(wallet: WalletFactory, src: str, dst: str, amount: int = 1000) -> Wallet:
+    w = wallet("w", src)
     w.cli("mint", "add", dst)
     w.fund(src, amount)
     assert (w.balance(src), w.balance(dst)) == (_only(amount), _empty())
@@ -83,7 +87,8 @@ def _state(w: Wallet, *urls: str) -> tuple[Any, ...]:
 # --- a transfer that completes at once --------------------------------------------------------
 
 
-def test_transfer_yes_json_moves_exactly_the_amount(wallet, pair):
+def test_transfer_yes_json_moves_exactly_the_amount(wallet: WalletFactory,
+                                                    pair: tuple[str, str, int]) -> None:
     src, dst, ppk = pair
     w = _funded(wallet, src, dst)
     result = w.cli("transfer", "100", "--from", src, "--to", dst, "--yes", "--json")
@@ -114,7 +119,8 @@ def test_transfer_yes_json_moves_exactly_the_amount(wallet, pair):
     assert lines[-1].split() == ["all", "mints", str(total), "0", "0", str(total)]
 
 
-def test_transfer_human_shows_the_costs_then_what_it_cost(wallet, two_mints):
+def test_transfer_human_shows_the_costs_then_what_it_cost(wallet: WalletFactory,
+                                                          two_mints: tuple[str, str]) -> None:
     src, dst = two_mints
     w = _funded(wallet, src, dst)
     result = w.cli("transfer", "200", "--from", src, "--to", dst, "--yes")
@@ -149,7 +155,8 @@ def test_transfer_human_shows_the_costs_then_what_it_cost(wallet, two_mints):
 # --- prepared: pending, rollback, execute -----------------------------------------------------
 
 
-def test_prepared_transfer_is_pending_then_rolled_back_or_executed(wallet, two_mints):
+def test_prepared_transfer_is_pending_then_rolled_back_or_executed(
+        wallet: WalletFactory, two_mints: tuple[str, str]) -> None:
     src, dst = two_mints
     w = _funded(wallet, src, dst)
     first = w.json("transfer", "50", "--from", src, "--to", dst, "--prepare-only")
@@ -184,7 +191,8 @@ def test_prepared_transfer_is_pending_then_rolled_back_or_executed(wallet, two_m
     assert w.balance(dst) == _only(50)
 
 
-def test_transfer_asks_and_no_rolls_back(wallet, two_mints, monkeypatch):
+def test_transfer_asks_and_no_rolls_back(wallet: WalletFactory, two_mints: tuple[str, str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "_can_ask", lambda: True)  # stands in for a terminal
     src, dst = two_mints
     w = _funded(wallet, src, dst)
@@ -198,7 +206,8 @@ def test_transfer_asks_and_no_rolls_back(wallet, two_mints, monkeypatch):
     assert (w.balance(src), w.balance(dst)) == (_only(1000), _empty())
 
 
-def test_transfer_without_yes_and_without_a_terminal_refuses(wallet, two_mints):
+def test_transfer_without_yes_and_without_a_terminal_refuses(
+        wallet: WalletFactory, two_mints: tuple[str, str]) -> None:
     src, dst = two_mints
     w = _funded(wallet, src, dst)
     result = w.cli("transfer", "100", "--from", src, "--to", dst, code=2)
@@ -207,10 +216,53 @@ def test_transfer_without_yes_and_without_a_terminal_refuses(wallet, two_mints):
     assert (w.balance(src), w.balance(dst)) == (_only(1000), _empty())
 
 
+# --- a payment in flight: the source mint holds it ------------------------------------------
+
+
+def test_transfer_pending_then_settled_by_the_daemon(
+        wallet: WalletFactory, make_mint: Callable[..., DevMint], mint_fee0: DevMint) -> None:
+    source = make_mint(input_fee_ppk=100, fakewallet=PENDING).start(timeout=60)
+    src, dst = normalize_mint_url(source.url), normalize_mint_url(mint_fee0.url)
+    w = _funded(wallet, src, dst)
+
+    started = w.cli("transfer", "100", "--from", src, "--to", dst, "--yes", "--no-wait")
+    first = _pairs(started.stderr)["operation"]
+    assert started.stdout.strip() == (f"transfer {first} is pending: the daemon finishes it"
+                                      f" (see: coco transfer show {first})")
+    timed_out = w.cli("transfer", "100", "--from", src, "--to", dst, "--yes", "--timeout", "1",
+                      "--json", code=1)
+    answer = json.loads(timed_out.stdout)
+    second = answer["operation"]
+    assert answer["error"]["type"] == "TransferNotSettled" and second["state"] == "pending"
+    assert f"transfer {second['id']} is still pending after 1 s" in timed_out.stderr
+    ops = [w.json("transfer", "show", first), second]
+    held = sum(o["input_amount"] for o in ops)
+    assert w.balance(src) == _only(1000 - held, held)
+    assert w.balance(dst) == _empty()
+    assert [(o["id"], o["state"]) for o in w.json("transfer", "pending")] == [
+        (first, "pending"), (second["id"], "pending")]
+    refused = w.cli("transfer", "rollback", first, "--json", code=1)  # it may still be paid
+    assert json.loads(refused.stdout)["error"]["type"] == "InvalidStateError"
+    assert w.balance(src) == _only(1000 - held, held)
+
+    source.restart(SETTLED)  # the mint settles both; nobody waits but the daemon
+    for op in ops:
+        w.wait_event("transfer:finalized", op["id"], timeout=60)
+    left = 0
+    for op in ops:
+        done = w.json("transfer", "show", op["id"])
+        assert (done["state"], done["received"]) == ("completed", 100)
+        left += done["amount"] + done["fee"] + done["fee_paid"]
+    assert w.balance(src) == _only(1000 - left)
+    assert w.balance(dst) == _only(200)
+    assert w.json("transfer", "pending") == []
+
+
 # --- bad input: a typed error, nothing changed ------------------------------------------------
 
 
-def test_bad_transfers_exit_with_an_error_and_change_nothing(wallet, two_mints):
+def test_bad_transfers_exit_with_an_error_and_change_nothing(
+        wallet: WalletFactory, two_mints: tuple[str, str]) -> None:
     src, dst = two_mints
     w = _funded(wallet, src, dst, 300)
     before = _state(w, src, dst)
@@ -236,18 +288,19 @@ def test_bad_transfers_exit_with_an_error_and_change_nothing(wallet, two_mints):
     assert _state(w, src, dst) == before
 
     # the daemon says the same with a 4xx JSON error to a client that skips the CLI
+    bodies: list[tuple[dict[str, Any], int, str]] = [
+        ({"mint_url": src, "to_mint_url": dst, "amount": 0}, 400, "InvalidAmountError"),
+        ({"mint_url": src, "to_mint_url": dst, "amount": -1}, 400, "InvalidAmountError"),
+        ({"mint_url": src, "to_mint_url": dst, "amount": "abc"}, 400, "BadRequestError"),
+        ({"mint_url": src, "amount": 5}, 400, "BadRequestError"),
+        ({"mint_url": src, "to_mint_url": src, "amount": 5}, 400, "InvalidInputError"),
+        ({"mint_url": src, "to_mint_url": unknown_mint, "amount": 5}, 404,
+         "NotFoundError"),
+        ({"mint_url": src, "to_mint_url": dst, "amount": 301}, 409,
+         "InsufficientFundsError"),
+    ]
     with w.client() as client:
-        for body, status, kind in [
-            ({"mint_url": src, "to_mint_url": dst, "amount": 0}, 400, "InvalidAmountError"),
-            ({"mint_url": src, "to_mint_url": dst, "amount": -1}, 400, "InvalidAmountError"),
-            ({"mint_url": src, "to_mint_url": dst, "amount": "abc"}, 400, "BadRequestError"),
-            ({"mint_url": src, "amount": 5}, 400, "BadRequestError"),
-            ({"mint_url": src, "to_mint_url": src, "amount": 5}, 400, "InvalidInputError"),
-            ({"mint_url": src, "to_mint_url": unknown_mint, "amount": 5}, 404,
-             "NotFoundError"),
-            ({"mint_url": src, "to_mint_url": dst, "amount": 301}, 409,
-             "InsufficientFundsError"),
-        ]:
+        for body, status, kind in bodies:
             with pytest.raises(RequestFailed) as info:
                 client.post("/transfer/prepare", body)
             assert (info.value.status, info.value.type) == (status, kind), body
@@ -264,7 +317,7 @@ def test_bad_transfers_exit_with_an_error_and_change_nothing(wallet, two_mints):
 
 
 @pytest.mark.parametrize("sub", ["show", "rollback", "execute"])
-def test_unknown_transfer_id_exits_1(wallet, sub):
+def test_unknown_transfer_id_exits_1(wallet: WalletFactory, sub: str) -> None:
     w = wallet("w")
     result = w.cli("transfer", sub, "f" * 32, code=1)
     assert result.stderr.strip() == f"Error: unknown transfer operation {'f' * 32}"

@@ -348,8 +348,8 @@ def test_melt_wait_of_an_unknown_operation(api):
 def test_transfer_prepare_checks_the_shape(api, body, complaint):
     with pytest.raises(BadRequestError, match=complaint) as info:
         _call(api, "POST", "/transfer/prepare", body)
-    status, answer = error_body(info.value)
-    assert status == 400 and answer["error"]["type"] == "BadRequestError"
+    assert error_body(info.value) == (400, {"error": {"type": "BadRequestError",
+                                                      "message": str(info.value)}})
     assert api.coco.transfer.prepared == []  # nothing reached the wallet
 
 
