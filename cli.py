@@ -120,24 +120,38 @@ def sat(n: int) -> str:
     return f"{n} sat"
 
 
-def balance_table(balances: dict[str, dict[str, int]]) -> str:
+def balance_table(balances: dict[str, dict[str, int]],
+                  summed: dict[str, int] | None = None) -> str:
+    """One row per mint; ``summed`` (the daemon's total over all mints) as a last row."""
     if not balances:
         return "no mints yet; add one with: coco mint add URL"
-    return table(["MINT", "SPENDABLE", "RESERVED", "PENDING", "TOTAL"],
-                 [(url, b["spendable"], b["reserved"], b["pending"], b["total"])
-                  for url, b in sorted(balances.items())], right=(1, 2, 3, 4))
+    rows = [(url, b["spendable"], b["reserved"], b["pending"], b["total"])
+            for url, b in sorted(balances.items())]
+    if summed is not None:
+        rows.append(("all mints", summed["spendable"], summed["reserved"], summed["pending"],
+                     summed["total"]))
+    return table(["MINT", "SPENDABLE", "RESERVED", "PENDING", "TOTAL"], rows,
+                 right=(1, 2, 3, 4))
 
 
 def operations_table(ops: Sequence[dict[str, Any]]) -> str:
     return table(["ID", "TYPE", "AMOUNT", "FEE", "STATE", "MINT", "CREATED"],
                  [(o.get("id") or o.get("operation_id"), o["type"],
-                   o["amount"], o["fee"], o["state"], o["mint_url"], when(o["created_at"]))
+                   o["amount"], o["fee"], o["state"], _mints_of(o), when(o["created_at"]))
                   for o in ops], right=(2, 3))
 
 
+def _mints_of(op: dict[str, Any]) -> str:
+    """The mint of an operation; ``FROM -> TO`` for a transfer."""
+    to = op.get("to_mint_url")
+    return f"{op['mint_url']} -> {to}" if to else str(op["mint_url"])
+
+
 def operation_details(op: dict[str, Any]) -> str:
-    rows = [("operation", op["id"]), ("type", op["type"]), ("state", op["state"]),
-            ("mint", op["mint_url"]), ("amount", sat(op["amount"])), ("fee", sat(op["fee"]))]
+    mints = ([("from", op["mint_url"]), ("to", op["to_mint_url"])] if op["type"] == "transfer"
+             else [("mint", op["mint_url"])])
+    rows = [("operation", op["id"]), ("type", op["type"]), ("state", op["state"]), *mints,
+            ("amount", sat(op["amount"])), ("fee", sat(op["fee"]))]
     if op["type"] == "send":
         rows += [("total input", sat(op["input_amount"])),
                  ("swap", "yes" if op["needs_swap"] else "no (exact proofs)")]
@@ -150,6 +164,13 @@ def operation_details(op: dict[str, Any]) -> str:
             rows += [("lightning fee", sat(op["fee_paid"])), ("change", sat(op["change_amount"])),
                      ("preimage", op["preimage"] or "-")]
         rows.append(("invoice", op["invoice"] or "-"))
+    if op["type"] == "transfer":
+        rows += [("fee reserve", sat(op["fee_reserve"])),
+                 ("total input", sat(op["input_amount"])),
+                 ("received", sat(op["received"]))]
+        if op["state"] == "completed":
+            rows.append(("lightning fee", sat(op["fee_paid"])))
+        rows += [("melt leg", op["melt_id"] or "-"), ("mint leg", op["mint_leg_id"] or "-")]
     rows += [("created", when(op["created_at"])), ("updated", when(op["updated_at"]))]
     if op.get("error"):
         rows.append(("error", op["error"]))
@@ -227,6 +248,7 @@ def main() -> None:
       coco send 100 --mint URL   prints a token
       coco receive TOKEN
       coco pay INVOICE --mint URL  pays a lightning invoice
+      coco transfer 100 --from URL --to URL
     """
 
 
@@ -399,10 +421,21 @@ def mint_info(ui: Ui, url: str) -> None:
 
 @wallet_command(main)
 @click.option("--mint", metavar="URL", help="only this mint")
-def balance(ui: Ui, mint: str | None) -> None:
-    """Balances per mint: spendable, reserved (by operations), pending (unclaimed sends)."""
+@click.option("--total", is_flag=True, help="only the total over all mints")
+def balance(ui: Ui, mint: str | None, total: bool) -> None:
+    """Balances per mint: spendable, reserved (by operations), pending (unclaimed sends),
+    and their total over all mints."""
+    if total:
+        if mint:
+            raise click.UsageError("--total and --mint exclude each other",
+                                   click.get_current_context())
+        summed = ui.client.get("/balance/total")
+        ui.result(summed, lambda: click.echo(balance_table({"all mints": summed})))
+        return
     balances = ui.client.get("/balance", mint=mint)
-    ui.result(balances, lambda: click.echo(balance_table(balances)))
+    summed = ui.client.get("/balance/total") if not mint and balances and not ui.as_json \
+        else None
+    ui.result(balances, lambda: click.echo(balance_table(balances, summed)))
 
 
 # --- minting ------------------------------------------------------------------------------
@@ -498,7 +531,8 @@ class _Spinner:
 
 
 class _SendContext(click.Context):
-    """Usage of ``coco send AMOUNT`` reads ``coco send``, not the hidden command's name."""
+    """Usage of ``coco send AMOUNT`` (and ``coco transfer AMOUNT``) reads ``coco send``,
+    not the hidden command's name."""
 
     @property
     def command_path(self) -> str:
@@ -514,6 +548,8 @@ class SendGroup(click.Group):
     not a subcommand goes to the hidden ``amount`` command."""
 
     default_command = "amount"
+    amount_usage = ("AMOUNT --mint URL [--yes] [--prepare-only]"
+                    " [--lock PUBKEY... [--n-sigs N] [--locktime UNIX_TIME --refund PUBKEY...]]")
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
@@ -521,9 +557,7 @@ class SendGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "AMOUNT --mint URL [--yes] [--prepare-only]"
-                              " [--lock PUBKEY... [--n-sigs N] [--locktime UNIX_TIME"
-                              " --refund PUBKEY...]]")
+        formatter.write_usage(ctx.command_path, self.amount_usage)
         formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix="   or: ")
 
 
@@ -721,6 +755,14 @@ def _melt_failed(ui: Ui, op: dict[str, Any], message: str) -> NoReturn:
     raise DomainError(message)
 
 
+def _not_settled(ui: Ui, op: dict[str, Any], message: str) -> NoReturn:
+    """A transfer that did not complete: exit 1, with the operation under ``--json``."""
+    if ui.as_json:
+        click.echo(json.dumps({"error": {"type": "TransferNotSettled", "message": message},
+                               "operation": op}, indent=2))
+    raise DomainError(message)
+
+
 @main.group("melt")
 def melt_group() -> None:
     """Payments made with coco pay (melts): show, pending, rollback."""
@@ -780,6 +822,162 @@ def keys_list(ui: Ui) -> None:
     ui.result(keys, table(["INDEX", "PUBLIC KEY", "CREATED"],
                           [(k["index"], k["public"], when(k["created_at"])) for k in keys])
               if keys else "no keys yet; make one with: coco keys new")
+
+
+# --- transfers between mints ----------------------------------------------------------------
+
+
+class TransferGroup(SendGroup):
+    """``coco transfer AMOUNT --from URL --to URL`` and ``coco transfer SUBCOMMAND ...``."""
+
+    amount_usage = "AMOUNT --from URL --to URL [--yes] [--prepare-only]"
+
+
+@main.group("transfer", cls=TransferGroup, no_args_is_help=True)
+def transfer_group() -> None:
+    """Move value from one mint of the wallet to another (over lightning).
+
+    \b
+    coco transfer AMOUNT --from URL --to URL
+                                   prepare, show amount and fees, confirm, transfer
+    coco transfer execute ID       execute a transfer prepared with --prepare-only
+    coco transfer rollback ID      undo a transfer that is not paid
+    coco transfer show ID          one transfer
+    coco transfer pending          transfers not at rest
+    """
+
+
+@wallet_command(transfer_group, "amount", cls=_SendAmountCommand, hidden=True)
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--from", "from_mint", required=True, metavar="URL",
+              help="the mint whose ecash pays (it loses amount plus fees)")
+@click.option("--to", "to_mint", required=True, metavar="URL",
+              help="the mint where AMOUNT arrives")
+@click.option("-y", "--yes", is_flag=True,
+              help="do not ask for confirmation (needed when stdin is not a terminal)")
+@click.option("--prepare-only", is_flag=True,
+              help="stop after prepare (then: coco transfer execute ID, or rollback ID)")
+@click.option("--no-wait", is_flag=True,
+              help="return once the payment is in flight; the daemon finishes the transfer")
+@click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="seconds to wait for the transfer to finish")
+def transfer_amount(ui: Ui, amount: int, from_mint: str, to_mint: str, yes: bool,
+                    prepare_only: bool, no_wait: bool, timeout: float) -> None:
+    """Transfer AMOUNT sat (what arrives at --to) from the mint --from.
+
+    Shows the amount, the source mint's lightning fee reserve, the input fee and the
+    most that may leave the source, asks, pays, waits while the payment is in flight,
+    then prints what arrived and what it cost.
+    """
+    if not yes and not prepare_only and not _can_ask():
+        raise click.UsageError("stdin is not a terminal, so nobody can confirm the transfer;"
+                               " add --yes to transfer without asking",
+                               click.get_current_context())
+    deadline = time.monotonic() + timeout
+    op = ui.client.post("/transfer/prepare", {"mint_url": from_mint, "to_mint_url": to_mint,
+                                              "amount": amount})
+    if prepare_only:
+        ui.result(op, f"{operation_details(op)}\n\nnext: coco transfer execute {op['id']}"
+                      f"   (or: coco transfer rollback {op['id']})")
+        return
+    if not ui.as_json:
+        ui.note(_transfer_costs(op))
+    if not yes:
+        try:
+            confirmed = click.confirm(
+                f"transfer {sat(op['amount'])} to {op['to_mint_url']} (fee reserve"
+                f" {sat(op['fee_reserve'])}, input fee {sat(op['fee'])})?", err=True)
+        except click.Abort:
+            confirmed = False
+        if not confirmed:
+            ui.client.post(op_path("/transfer", op["id"], "/rollback"))
+            raise DomainError(f"cancelled: transfer {op['id']} rolled back, nothing was sent")
+    _transfer_execute(ui, op["id"], deadline, timeout, no_wait)
+
+
+def _transfer_costs(op: dict[str, Any]) -> str:
+    """What a prepared transfer may cost, before it is paid."""
+    return pairs([("from", op["mint_url"]), ("to", op["to_mint_url"]),
+                  ("amount", sat(op["amount"])), ("fee reserve", sat(op["fee_reserve"])),
+                  ("input fee", sat(op["fee"])),
+                  ("at most", sat(op["amount"] + op["fee_reserve"] + op["fee"])),
+                  ("operation", op["id"])])
+
+
+def _transfer_execute(ui: Ui, op_id: str, deadline: float, timeout: float,
+                      no_wait: bool) -> None:
+    interrupted = (f"stopped waiting; the daemon finishes the transfer (see: coco transfer"
+                   f" show {op_id})")
+    wait_s = max(1.0, min(EXECUTE_WAIT, timeout))
+    try:  # the daemon goes on with the transfer whether we wait for its answer or not
+        op = ui.client.post(op_path("/transfer", op_id, "/execute"), {"timeout": wait_s},
+                            timeout=wait_s + READ_TIMEOUT)
+    except KeyboardInterrupt:
+        ui.note(interrupted)
+        raise click.exceptions.Exit(130) from None
+    if op["state"] == "pending" and not no_wait:
+        over = _wait_over(ui, "/transfer/wait", op["id"], deadline, "waiting for the transfer",
+                          interrupted)
+        if over is None:
+            _not_settled(ui, op, f"transfer {op['id']} is still pending after {timeout:g} s;"
+                                 f" the daemon finishes it (see: coco transfer show {op['id']})")
+        op = over
+    _transferred(ui, op)
+
+
+def _transferred(ui: Ui, op: dict[str, Any]) -> None:
+    """The end of ``coco transfer``: done, in flight (--no-wait), failed or unknown (exit 1)."""
+    if op["state"] == "pending":
+        ui.result(op, f"transfer {op['id']} is pending: the daemon finishes it"
+                      f" (see: coco transfer show {op['id']})")
+    elif op["state"] == "completed":
+        ui.result(op, pairs([
+            ("received", sat(op["received"])), ("from", op["mint_url"]),
+            ("to", op["to_mint_url"]), ("lightning fee", sat(op["fee_paid"])),
+            ("input fee", sat(op["fee"])),
+            ("left the source", sat(op["amount"] + op["fee"] + op["fee_paid"])),
+            ("operation", op["id"])]))
+    elif op["state"] == "rolled_back":
+        _not_settled(ui, op, f"the transfer failed ({op.get('error') or 'rolled back'}):"
+                             f" transfer {op['id']} is rolled_back, nothing was sent")
+    else:  # executing: the mint's answer did not settle it (the daemon's log says why)
+        _not_settled(ui, op, f"transfer {op['id']} is {op['state']}: its outcome is not known"
+                             f" yet (see: coco transfer show {op['id']})")
+
+
+@wallet_command(transfer_group, "execute")
+@click.argument("operation_id", metavar="ID")
+@click.option("--no-wait", is_flag=True,
+              help="return once the payment is in flight; the daemon finishes the transfer")
+@click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="seconds to wait for the transfer to finish")
+def transfer_execute(ui: Ui, operation_id: str, no_wait: bool, timeout: float) -> None:
+    """Execute a transfer prepared with --prepare-only."""
+    _transfer_execute(ui, operation_id, time.monotonic() + timeout, timeout, no_wait)
+
+
+@wallet_command(transfer_group, "show")
+@click.argument("operation_id", metavar="ID")
+def transfer_show(ui: Ui, operation_id: str) -> None:
+    """One transfer: both mints, amounts, fees, and its legs."""
+    op = ui.client.get(op_path("/transfer", operation_id))
+    ui.result(op, operation_details(op))
+
+
+@wallet_command(transfer_group, "pending")
+def transfer_pending(ui: Ui) -> None:
+    """Transfers not at rest (prepared, executing, or pending)."""
+    ops = ui.client.get("/transfer/pending")
+    ui.result(ops, operations_table(ops) if ops else "no pending transfers")
+
+
+@wallet_command(transfer_group, "rollback")
+@click.argument("operation_id", metavar="ID")
+def transfer_rollback(ui: Ui, operation_id: str) -> None:
+    """Undo a transfer: release a prepared one, an executing or pending one once the source
+    mint says its payment failed (refused, changing nothing, while it may be paid)."""
+    op = ui.client.post(op_path("/transfer", operation_id, "/rollback"))
+    ui.result(op, f"transfer {op['id']} is {op['state']}")
 
 
 # --- receiving, history, events -------------------------------------------------------------

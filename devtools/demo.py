@@ -4,8 +4,9 @@ Starts a Nutshell mint (FakeWallet lightning, 127.0.0.1), creates two wallets
 with ``coco init``, runs a ``coco serve`` daemon for each in the background and
 drives them with the ``coco`` CLI, printing every command and its output:
 invoice -> send -> receive (in the second wallet) -> rollback of an unclaimed
-send -> pay a lightning invoice (of a second mint, the payee) -> history. Every
-balance is checked to the sat (``DemoError`` when off).
+send -> pay a lightning invoice (of a second mint, the payee) -> transfer 100 sat
+from the first mint to the second -> history. Every balance is checked to the sat
+(``DemoError`` when off).
 Leaves nothing running: the daemons and the mints are stopped on the way out,
 also on an error, Ctrl-C or SIGTERM.
 """
@@ -33,16 +34,15 @@ from coco_actors.crypto.keysets import fee_for
 from coco_actors.errors import CocoError
 from coco_actors.mint_client import MintClient
 from coco_actors.tokens import decode
-from devtools.devmint import DevMint, FakeWalletConfig
+from devtools.devmint import DevMint
 
 #: Seconds a daemon gets to answer after it was started, and a send to be seen claimed.
 READY_TIMEOUT = 30.0
 #: Seconds one CLI command may take.
 COMMAND_TIMEOUT = 120.0
-#: What alice pays over lightning, and the seconds until a payee's quote would pay
-#: itself (FakeWallet): never, within the demo, so its invoice waits for alice.
+#: What alice pays over lightning, and what she then moves to the second mint.
 INVOICE_AMOUNT = 200
-PAYEE_INCOMING_DELAY = 600.0
+TRANSFER_AMOUNT = 100
 #: Seconds a development mint may take to answer after it was started.
 MINT_START_TIMEOUT = 60.0
 
@@ -67,12 +67,14 @@ def run(*, input_fee_ppk: int = 100, out: Callable[[str], Any] = print,
         root = Path(work_dir or tmp).absolute()
         root.mkdir(parents=True, exist_ok=True)
         out(f"starting a local development mint (Nutshell, FakeWallet, fee {input_fee_ppk} ppk)")
-        payee = DevMint(root / "payee", input_fee_ppk=0,  # the payee of step 6
-                        fakewallet=FakeWalletConfig(incoming_delay=PAYEE_INCOMING_DELAY))
+        # the payee of step 6 and the destination of step 7: its FakeWallet pays each of
+        # its mint quotes itself after a moment, as the lightning payment that alice's
+        # mint makes (FakeWallet: outside the mint, nothing moves) would
+        payee = DevMint(root / "payee", input_fee_ppk=0)
         with contextlib.ExitStack() as stack:
             stack.callback(payee.stop)  # last: after its start (below) has returned
             starter = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="payee"))
-            payee_started = starter.submit(payee.start, MINT_START_TIMEOUT)  # only step 6 needs it
+            payee_started = starter.submit(payee.start, MINT_START_TIMEOUT)  # step 6 on needs it
             mint = stack.enter_context(DevMint(root / "mint", input_fee_ppk=input_fee_ppk))
             demo = stack.enter_context(_Session(root, out))
             out(f"  mint listening at {mint.url}")
@@ -148,10 +150,11 @@ class _Session:
         self.cli("stop", "--data-dir", name)
         self.daemons[name].wait(timeout=READY_TIMEOUT)
 
-    def balance(self, name: str, url: str) -> dict[str, int]:
+    def balance(self, name: str, url: str, where: str = "") -> dict[str, int]:
+        """Print and return ``name``'s balance at ``url`` (``where`` names the mint)."""
         b: dict[str, int] = self.json("balance", "--data-dir", name, "--mint", url)[url]
         self.out(f"  = {name:5}  spendable {b['spendable']:4}  reserved {b['reserved']:3}"
-                 f"  pending {b['pending']:3}")
+                 f"  pending {b['pending']:3}{f'  at the {where}' if where else ''}")
         return b
 
 
@@ -204,13 +207,15 @@ def _walk(demo: _Session, url: str, payee: Future[DevMint], ppk: int) -> None:
     _expect(late.returncode == 1, "the reclaimed token is refused")
     _expect(demo.balance("bob", url) == _b(100 - receive_fee, 0, 0), "bob's balance unchanged")
 
-    _pay(demo, url, payee.result(timeout=MINT_START_TIMEOUT).url)
+    payee_url = payee.result(timeout=MINT_START_TIMEOUT).url
+    _pay(demo, url, payee_url)
+    _transfer(demo, url, payee_url)
 
-    out("\n7. history (newest first)")
+    out("\n8. history (newest first)")
     demo.cli("history", "--data-dir", "alice")
     demo.cli("history", "--data-dir", "bob")
 
-    out("\n8. stop the daemons")
+    out("\n9. stop the daemons")
     for name in ("alice", "bob"):
         demo.stop(name)
 
@@ -235,9 +240,39 @@ def _pay(demo: _Session, url: str, payee_url: str) -> None:
             "alice's balance after the payment")
 
 
+def _transfer(demo: _Session, url: str, other_url: str) -> None:
+    """Alice moves value from the first mint to the second (a melt there pays a mint quote
+    here, then the quote is redeemed): one saga spanning both mints."""
+    out = demo.out
+    out(f"\n7. transfer: alice moves {TRANSFER_AMOUNT} sat from the first mint to the second")
+    demo.cli("mint", "add", other_url, "--data-dir", "alice")
+    out("  before:")
+    src_before = demo.balance("alice", url, "first mint")
+    _expect(demo.balance("alice", other_url, "second mint") == _b(0, 0, 0),
+            "alice holds nothing at the second mint yet")
+    res = demo.cli("transfer", str(TRANSFER_AMOUNT), "--from", url, "--to", other_url, "--yes",
+                   "--data-dir", "alice")
+    done = _sats(res.stdout)  # what it did cost, as printed
+    _expect(done.get("received") == TRANSFER_AMOUNT, "the transfer is completed")
+    left = TRANSFER_AMOUNT + done["lightning fee"] + done["input fee"]
+    _expect(done["left the source"] == left, "what left the first mint adds up")
+    out("  after:")
+    _expect(demo.balance("alice", url, "first mint") == _b(src_before["spendable"] - left,
+                                                            0, 0),
+            "alice's balance at the first mint after the transfer")
+    _expect(demo.balance("alice", other_url, "second mint") == _b(TRANSFER_AMOUNT, 0, 0),
+            "alice's balance at the second mint after the transfer")
+    demo.cli("balance", "--data-dir", "alice")
+
+
 def _b(spendable: int, reserved: int, pending: int) -> dict[str, int]:
     return {"spendable": spendable, "reserved": reserved, "pending": pending,
             "total": spendable + reserved + pending}
+
+
+def _sats(text: str) -> dict[str, int]:
+    """The ``key   N sat`` lines of a command's human output."""
+    return {k: int(v) for k, v in re.findall(r"^([a-z][a-z ]*?)\s{2,}(\d+) sat$", text, re.M)}
 
 
 def _op_id(stderr: str) -> str:

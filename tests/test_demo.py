@@ -28,6 +28,10 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
         "= alice  spendable  898  reserved   0  pending   0",   # 50 sent and reclaimed, fee 1
         "= bob    spendable   99  reserved   0  pending   0",   # the reclaimed token refused
         "= alice  spendable  696  reserved   0  pending   0",   # paid 200, ln fee 1, input fee 1
+        "= alice  spendable  696  reserved   0  pending   0  at the first mint",   # transfer:
+        "= alice  spendable    0  reserved   0  pending   0  at the second mint",  # before
+        "= alice  spendable  594  reserved   0  pending   0  at the first mint",   # 100, ln fee 1,
+        "= alice  spendable  100  reserved   0  pending   0  at the second mint",  # input fee 1
     ]
     assert "received 99 sat from" in text
     assert re.search(r"^\s+state\s+completed$", text, re.M)
@@ -37,6 +41,12 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
     assert re.search(r"^\s+paid\s+200 sat\n\s+lightning fee\s+1 sat\n\s+input fee\s+1 sat\n"
                      r"\s+change\s+54 sat\n\s+preimage\s+0{64}$", text, re.M)
     assert re.search(r"melt\s+200\s+1\s+completed", text)
+    assert re.search(r"^\s+amount\s+100 sat\n\s+fee reserve\s+2 sat\n\s+input fee\s+1 sat\n"
+                     r"\s+at most\s+103 sat$", text, re.M)  # shown before the transfer
+    assert re.search(r"^\s+received\s+100 sat\n.*\n.*\n\s+lightning fee\s+1 sat\n"
+                     r"\s+input fee\s+1 sat\n\s+left the source\s+102 sat$", text, re.M)
+    assert re.search(r"^\s+all mints\s+694\s+0\s+0\s+694$", text, re.M)  # coco balance
+    assert re.search(r"transfer\s+100\s+1\s+completed\s+http://\S+ -> http://", text)
     assert lines[-1] == "done: daemons stopped, mints stopped"
     assert not re.search(r"cashuB[A-Za-z0-9_-]{40}", text)  # tokens are shortened
     assert not re.search(r"lnbc[0-9a-z]{40}", text)  # so are invoices

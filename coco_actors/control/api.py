@@ -4,6 +4,7 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
 
     GET  /status                        daemon, mints, balances, operations not at rest
     GET  /balance[?mint=URL]            per mint: spendable, reserved, pending, total
+    GET  /balance/total                 the same, summed over every mint
     GET  /mints                         trusted mints
     POST /mints          {url, restore} trust a mint (and restore from it, NUT-09)
     GET  /mints/info?url=URL            the mint's NUT-06 info
@@ -24,6 +25,15 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
                                         the operation, completed or pending
     POST /melt/ID/rollback              the operation
     POST /melt/wait      {operation_id, timeout}   long poll (at most 30 s) until that melt is over
+    POST /transfer/prepare {mint_url, to_mint_url, amount}  a mint quote at to_mint_url and
+                                        the melt paying it at mint_url (the source); the operation
+    GET  /transfer/pending              transfers not at rest
+    GET  /transfer/ID                   one transfer
+    POST /transfer/ID/execute {timeout?}  melt, then redeem (within timeout s, at most 120):
+                                        the operation, completed, pending or rolled_back
+    POST /transfer/ID/rollback          the operation
+    POST /transfer/wait  {operation_id, timeout}   long poll (at most 30 s) until that transfer
+                                        is over
     POST /receive        {token}        the receive operation
     GET  /history[?limit=N]             newest first
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
@@ -64,11 +74,13 @@ log = logging.getLogger(__name__)
 
 #: Longest long poll of ``POST /mint/wait``.
 MAX_WAIT = 30.0
-#: Longest wait for the mint's answer to a melt request (``POST /melt/ID/execute``).
+#: Longest wait for the mint's answer to a melt request (``POST /melt/ID/execute``), and
+#: for a transfer's melt and redeem (``POST /transfer/ID/execute``).
 MAX_EXECUTE_WAIT = 120.0
-#: The events that end a mint operation, and a melt.
+#: The events that end a mint operation, a melt, and a transfer.
 MINT_ENDS = frozenset({"mint:finalized", "mint:rolled-back"})
 MELT_ENDS = frozenset({"melt:finalized", "melt:rolled-back"})
+TRANSFER_ENDS = frozenset({"transfer:finalized", "transfer:rolled-back"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +109,7 @@ class ControlApi:
             (m, re.compile(p + r"\Z"), h) for m, p, h in (
                 ("GET", r"/status", self.status),
                 ("GET", r"/balance", self.balance),
+                ("GET", r"/balance/total", self.total_balance),
                 ("GET", r"/mints", self.mints),
                 ("POST", r"/mints", self.add_mint),
                 ("GET", r"/mints/info", self.mint_info),
@@ -113,6 +126,12 @@ class ControlApi:
                 ("GET", r"/melt/(?P<op_id>[^/]+)", self.melt_show),
                 ("POST", r"/melt/(?P<op_id>[^/]+)/execute", self.melt_execute),
                 ("POST", r"/melt/(?P<op_id>[^/]+)/rollback", self.melt_rollback),
+                ("POST", r"/transfer/prepare", self.transfer_prepare),
+                ("POST", r"/transfer/wait", self.transfer_wait),
+                ("GET", r"/transfer/pending", self.transfer_pending),
+                ("GET", r"/transfer/(?P<op_id>[^/]+)", self.transfer_show),
+                ("POST", r"/transfer/(?P<op_id>[^/]+)/execute", self.transfer_execute),
+                ("POST", r"/transfer/(?P<op_id>[^/]+)/rollback", self.transfer_rollback),
                 ("POST", r"/receive", self.receive),
                 ("GET", r"/keys", self.keys_list),
                 ("POST", r"/keys", self.keys_new),
@@ -157,6 +176,9 @@ class ControlApi:
                 raise NotFoundError(f"unknown mint {mint}; add it first: coco mint add {mint}")
             balances = {url: balances[url]}
         return jsonable(balances)
+
+    def total_balance(self, req: Request) -> object:
+        return jsonable(self.coco.total_balance())
 
     def mints(self, req: Request) -> object:
         return jsonable(self.coco.mints.list())
@@ -306,6 +328,46 @@ class ControlApi:
 
     def _melt_op(self, op_id: str) -> Operation:
         return _known(self.coco.melt.get_operation(op_id), "melt", op_id)
+
+    # --- transfers between mints --------------------------------------------------------
+
+    def transfer_prepare(self, req: Request) -> object:
+        return jsonable(self.coco.transfer.prepare(_url(req.body, "mint_url"),
+                                                   _url(req.body, "to_mint_url"),
+                                                   _int(req.body, "amount")))
+
+    def transfer_pending(self, req: Request) -> object:
+        ops = sorted(self.coco.transfer.get_pending_operations(),
+                     key=lambda o: (o.created_at, o.id))
+        return jsonable(ops)
+
+    def transfer_show(self, req: Request) -> object:
+        return jsonable(self._transfer_op(req.params["op_id"]))
+
+    def transfer_execute(self, req: Request) -> object:
+        """Melt, then redeem; within ``timeout`` s (capped) it comes back completed,
+        rolled_back, or ``pending``: the Watcher then follows it to its end."""
+        timeout = _number(req.body, "timeout", MAX_EXECUTE_WAIT)
+        if timeout > 0:  # what a non-positive one means is the wallet's to say
+            timeout = min(timeout, MAX_EXECUTE_WAIT)
+        return jsonable(self.coco.transfer.execute(req.params["op_id"], timeout))
+
+    def transfer_rollback(self, req: Request) -> object:
+        return jsonable(self.coco.transfer.rollback(req.params["op_id"]))
+
+    def transfer_wait(self, req: Request) -> object:
+        """Wait (at most ``timeout`` s, capped) until the transfer is completed or rolled
+        back; as ``/melt/wait``, this only follows the events."""
+        op_id = _op_id(_str(req.body, "operation_id"))
+        timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
+        with self.events.follow() as (_, feed):  # before the look: its end is not missed
+            if not self._transfer_op(op_id).state.terminal:
+                wait_for_end(feed, op_id, TRANSFER_ENDS, timeout)
+            op = self._transfer_op(op_id)
+        return {"done": op.state.terminal, "operation": jsonable(op)}
+
+    def _transfer_op(self, op_id: str) -> Operation:
+        return _known(self.coco.transfer.get_operation(op_id), "transfer", op_id)
 
     def history(self, req: Request) -> object:
         limit = req.query.get("limit")

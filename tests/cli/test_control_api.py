@@ -17,10 +17,13 @@ import pytest
 from coco_actors.control.api import ControlApi, Request
 from coco_actors.control.errors import BadRequestError
 from coco_actors.control.events import EventHub
+from coco_actors.control.server import error_body
 from coco_actors.errors import ActorTimeoutError, NotFoundError
+from coco_actors.proof_ledger import MintBalance
 from coco_actors.records import Operation, OperationId, OpState, OpType
 
 MINT_URL = "http://127.0.0.1:1"
+TO_URL = "http://127.0.0.1:2"
 
 
 class _Mint:
@@ -76,11 +79,48 @@ class _Melt:
         return self.op if op_id == self.op.id else None
 
 
+class _Transfer:
+    """``coco.transfer``: one transfer, pending until the test settles it."""
+
+    def __init__(self) -> None:
+        self.op = Operation(id=OperationId("t1"), type=OpType.TRANSFER, mint_url=MINT_URL,
+                            to_mint_url=TO_URL, amount=100, state=OpState.PENDING,
+                            fee_reserve=2, fee=1, input_amount=128,
+                            melt_id=OperationId("m2"), mint_leg_id=OperationId("q2"))
+        self.prepared: list[tuple[str, str, int]] = []
+        self.executed: list[tuple[str, float]] = []
+        self.rolled_back: list[str] = []
+        self.looked = threading.Event()
+
+    def prepare(self, from_mint: str, to_mint: str, amount: int) -> Operation:
+        self.prepared.append((from_mint, to_mint, amount))
+        return replace(self.op, state=OpState.PREPARED)
+
+    def execute(self, op_id: str, timeout: float = 120.0) -> Operation:
+        self.executed.append((op_id, timeout))
+        return self.op
+
+    def rollback(self, op_id: str) -> Operation:
+        self.rolled_back.append(op_id)
+        return replace(self.op, state=OpState.ROLLED_BACK)
+
+    def get_operation(self, op_id: str) -> Operation | None:
+        self.looked.set()
+        return self.op if op_id == self.op.id else None
+
+    def get_pending_operations(self) -> list[Operation]:
+        return [self.op]
+
+
 class _Coco:
     def __init__(self) -> None:
         self.mint = _Mint()
         self.send = _Send()
         self.melt = _Melt()
+        self.transfer = _Transfer()
+
+    def total_balance(self) -> MintBalance:
+        return MintBalance(spendable=7, reserved=2, pending=1)
 
     def receive(self, token: str) -> Operation:
         raise AssertionError("a malformed request reached the wallet")
@@ -287,3 +327,100 @@ def test_melt_wait_ends_at_once_when_the_daemon_stops(api):
 def test_melt_wait_of_an_unknown_operation(api):
     with pytest.raises(NotFoundError, match="unknown melt operation nope"):
         _call(api, "POST", "/melt/wait", {"operation_id": "nope", "timeout": 1})
+
+
+# --- transfers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body, complaint", [
+    ({"to_mint_url": TO_URL, "amount": 5}, "missing 'mint_url'"),
+    ({"mint_url": MINT_URL, "amount": 5}, "missing 'to_mint_url'"),
+    ({"mint_url": MINT_URL, "to_mint_url": TO_URL}, "missing 'amount'"),
+    ({"mint_url": MINT_URL, "to_mint_url": TO_URL, "amount": "5"}, "'amount' must be an integer"),
+    ({"mint_url": MINT_URL, "to_mint_url": TO_URL, "amount": 2.5},
+     "'amount' must be an integer"),
+    ({"mint_url": MINT_URL, "to_mint_url": TO_URL, "amount": False},
+     "'amount' must be an integer"),
+    ({"mint_url": MINT_URL, "to_mint_url": 3, "amount": 5}, "'to_mint_url' must be a string"),
+    ({"mint_url": "http://[::1", "to_mint_url": TO_URL, "amount": 5},
+     "'mint_url' is not a usable URL"),
+])
+def test_transfer_prepare_checks_the_shape(api, body, complaint):
+    with pytest.raises(BadRequestError, match=complaint) as info:
+        _call(api, "POST", "/transfer/prepare", body)
+    assert error_body(info.value) == (400, {"error": {"type": "BadRequestError",
+                                                      "message": str(info.value)}})
+    assert api.coco.transfer.prepared == []  # nothing reached the wallet
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+def test_what_a_transfer_amount_means_is_left_to_the_wallet(api, amount):
+    body = {"mint_url": MINT_URL, "to_mint_url": TO_URL, "amount": amount}
+    op = _call(api, "POST", "/transfer/prepare", body)
+    assert api.coco.transfer.prepared == [(MINT_URL, TO_URL, amount)]  # Coco's one check
+    assert (op["state"], op["to_mint_url"], op["melt_id"]) == ("prepared", TO_URL, "m2")
+
+
+@pytest.mark.parametrize("body, timeout", [
+    ({}, 120.0), ({"timeout": 5}, 5.0), ({"timeout": 1e6}, 120.0),
+    ({"timeout": 0}, 0.0), ({"timeout": -1}, -1.0),  # what these mean is the wallet's to say
+])
+def test_transfer_execute_timeout_is_capped_not_judged(api, body, timeout):
+    op = _call(api, "POST", "/transfer/t1/execute", body)
+    assert api.coco.transfer.executed == [("t1", timeout)]
+    assert op["state"] == "pending" and op["received"] == 0
+
+
+@pytest.mark.parametrize("path, body, complaint", [
+    ("/transfer/t1/execute", {"timeout": "soon"}, "'timeout' must be a number"),
+    ("/transfer/wait", {"operation_id": "t1", "timeout": "x"}, "'timeout' must be a number"),
+    ("/transfer/wait", {"operation_id": 7}, "'operation_id' must be a string"),
+    ("/transfer/wait", {}, "missing 'operation_id'"),
+])
+def test_transfer_other_shapes(api, path, body, complaint):
+    with pytest.raises(BadRequestError, match=complaint):
+        _call(api, "POST", path, body)
+    assert api.coco.transfer.executed == []
+
+
+def test_transfer_routes_methods_and_unknown_ids(api):
+    with pytest.raises(BadRequestError, match="GET is not allowed on /transfer/t1/rollback"):
+        api.route("GET", "/transfer/t1/rollback")
+    with pytest.raises(BadRequestError, match="POST is not allowed on /transfer/pending"):
+        api.route("POST", "/transfer/pending")
+    for method, path, body in [("GET", "/transfer/nope", {}),
+                               ("POST", "/transfer/wait", {"operation_id": "nope"})]:
+        with pytest.raises(NotFoundError, match="unknown transfer operation nope") as info:
+            _call(api, method, path, body)
+        assert error_body(info.value)[0] == 404
+    assert [o["id"] for o in _call(api, "GET", "/transfer/pending", {})] == ["t1"]
+    assert _call(api, "POST", "/transfer/t1/rollback", {})["state"] == "rolled_back"
+    assert api.coco.transfer.rolled_back == ["t1"]
+
+
+def test_total_balance(api):
+    assert _call(api, "GET", "/balance/total", {}) == {
+        "spendable": 7, "reserved": 2, "pending": 1, "total": 10}
+
+
+def test_transfer_wait_returns_on_the_transfer_end_event(api):
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(_call(
+        api, "POST", "/transfer/wait", {"operation_id": "t1", "timeout": 30})), daemon=True)
+    thread.start()
+    assert api.coco.transfer.looked.wait(10)  # the wait follows the events from here on
+    done = replace(api.coco.transfer.op, state=OpState.COMPLETED, received=100, fee_paid=1)
+    api.coco.transfer.op = done
+    api.events.publish("melt:finalized", {"operation_id": "t1", "mint_url": MINT_URL})
+    api.events.publish("transfer:pending", {"operation_id": "t1", "mint_url": MINT_URL})
+    api.events.publish("transfer:finalized", {"operation_id": "t1", "mint_url": MINT_URL,
+                                              "operation": done})
+    thread.join(10)  # well before the 30 s of the wait
+    assert not thread.is_alive()
+    assert out[0]["done"] is True
+    assert (out[0]["operation"]["state"], out[0]["operation"]["received"]) == ("completed", 100)
+
+
+def test_transfer_wait_times_out_while_it_is_pending(api):
+    res = _call(api, "POST", "/transfer/wait", {"operation_id": "t1", "timeout": 0.2})
+    assert res["done"] is False and res["operation"]["state"] == "pending"
