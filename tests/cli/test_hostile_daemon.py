@@ -163,10 +163,13 @@ ENDPOINTS = [
     ("POST", "/send/{id}/execute"), ("POST", "/send/{id}/rollback"),
     ("POST", "/melt/prepare"), ("GET", "/melt/pending"), ("GET", "/melt/{id}"),
     ("POST", "/melt/{id}/execute"), ("POST", "/melt/{id}/rollback"), ("POST", "/melt/wait"),
+    ("POST", "/transfer/prepare"), ("GET", "/transfer/pending"), ("GET", "/transfer/{id}"),
+    ("POST", "/transfer/{id}/execute"), ("POST", "/transfer/{id}/rollback"),
+    ("POST", "/transfer/wait"), ("GET", "/balance/total"), ("GET", "/keys"), ("POST", "/keys"),
     ("POST", "/receive"), ("GET", "/history"), ("PUT", "/receive"), ("GET", "/nothing"),
 ]
 FIELDS = ["url", "restore", "mint_url", "amount", "operation_id", "timeout", "invoice", "swap",
-          "token"]
+          "token", "to_mint_url", "p2pk", "n_sigs", "locktime", "refund"]
 QUERY = ["mint", "url", "limit", "follow"]
 UNREACHABLE = "http://127.0.0.1:1"
 
