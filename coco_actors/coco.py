@@ -753,6 +753,15 @@ class ReceiveApi:
             raise NotFoundError(f"transfer {op.id} is not a receive into another mint")
         return self._coco.transfer.execute(op.id, timeout=timeout)
 
+    def rollback(self, operation_id: str) -> Operation:
+        """Prepared: the token is forgotten (never the wallet's; it can be received
+        again). Executing or pending: as :meth:`TransferApi.rollback`, and a melt that
+        did not pay leaves the token received at its own mint."""
+        op = self._coco._operation(operation_id, OpType.TRANSFER)
+        if not op.inputs:
+            raise NotFoundError(f"transfer {op.id} is not a receive into another mint")
+        return self._coco.transfer.rollback(op.id)
+
 
 def _not_a_leg(op: Operation) -> None:
     """A transfer's leg is driven by its transfer only."""

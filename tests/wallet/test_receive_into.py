@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,9 @@ from coco_actors import (
     TokenError,
     TokenSpentError,
 )
+from coco_actors.control.api import ControlApi, Request
+from coco_actors.control.errors import BadRequestError
+from coco_actors.control.events import EventHub
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.operations.transfer import fit_amount
@@ -358,3 +362,45 @@ def test_a_receive_into_paid_while_into_is_down_is_redeemed_after_reopen(
     assert balance_of(bob, src) == (op.change_amount, 0, 0)
     assert only_entry(bob, t.id) == ("transfer", t.amount, src, dst, t.amount, op.fee,
                                      FAKEWALLET_FEE, "completed")
+
+
+# --- the daemon's endpoints (in process) -----------------------------------------------------
+
+
+@pytest.mark.mint
+def test_the_control_api_prepares_executes_and_rolls_back_a_receive_into(
+        wallet: WalletFactory, tmp_path: Path, mint_fee0: DevMint, mint_fee100: DevMint
+        ) -> None:
+    src, dst = normalize_mint_url(mint_fee100.url), normalize_mint_url(mint_fee0.url)
+    alice = wallet("alice", src)
+    fund(alice, src, 1000)
+    bob = wallet("bob", dst)
+    api = ControlApi(bob, tmp_path, EventHub(), lambda: None)
+
+    def call(path: str, body: dict[str, object]) -> Any:
+        found = api.route("POST", path)
+        assert found is not None
+        handler, params = found
+        return handler(Request({}, body, params))
+
+    declined = token_from(alice, src, 100)
+    shown = call("/receive/prepare", {"token": declined, "into": dst})
+    assert (shown["type"], shown["state"], shown["to_mint_url"]) == ("transfer", "prepared", dst)
+    assert shown["amount"] + shown["fee_reserve"] + shown["fee"] == 100
+    assert balance_of(bob, src) == (0, 100, 0)
+    back = call(f"/receive/{shown['id']}/rollback", {})
+    assert back["state"] == "rolled_back" and balance_of(bob, src) == (0, 0, 0)
+
+    token = token_from(alice, src, 100)
+    prepared = call("/receive/prepare", {"token": token, "into": dst})
+    done = call(f"/receive/{prepared['id']}/execute", {"timeout": 30})
+    assert (done["state"], done["received"]) == ("completed", prepared["amount"])
+    assert done["received"] + done["change_amount"] + done["fee"] + done["fee_paid"] == 100
+    one_shot = call("/receive", {"token": token_from(alice, src, 100), "into": dst})
+    assert one_shot["state"] == "completed"
+    assert balance_of(bob, dst) == (done["received"] + one_shot["received"], 0, 0)
+    assert balance_of(bob, src) == (done["change_amount"] + one_shot["change_amount"], 0, 0)
+    plain = call("/receive", {"token": token_from(alice, src, 50)})
+    assert (plain["type"], plain["state"]) == ("receive", "completed")
+    with pytest.raises(BadRequestError):
+        call("/receive/prepare", {"token": token})  # into is required there
