@@ -246,7 +246,7 @@ def main() -> None:
       coco mint add URL          trust a mint
       coco invoice 1000 --mint URL
       coco send 100 --mint URL   prints a token
-      coco receive TOKEN
+      coco receive TOKEN [--into URL]
       coco pay INVOICE --mint URL  pays a lightning invoice
       coco transfer 100 --from URL --to URL
     """
@@ -985,13 +985,51 @@ def transfer_rollback(ui: Ui, operation_id: str) -> None:
 
 @wallet_command(main)
 @click.argument("token")
-def receive(ui: Ui, token: str) -> None:
-    """Swap a token into the wallet (TOKEN, or - to read it from stdin)."""
+@click.option("--into", metavar="URL",
+              help="move the token's value to this mint of the wallet (over lightning)")
+@click.option("-y", "--yes", is_flag=True,
+              help="with --into: do not ask (needed when stdin is not a terminal)")
+def receive(ui: Ui, token: str, into: str | None, yes: bool) -> None:
+    """Swap a token into the wallet (TOKEN, or - to read it from stdin).
+
+    With --into URL the token is melted at its own mint to pay a quote of URL: shows
+    what arrives and the fees, asks, then moves it (the change stays at the token's
+    mint).
+    """
     if token == "-":
         token = sys.stdin.read()  # the daemon strips it
-    op = ui.client.post("/receive", {"token": token})
-    ui.result(op, f"received {sat(op['amount'])} from {op['mint_url']}"
-                  f" (mint fee {sat(op['fee'])}); operation {op['id']} is {op['state']}")
+    if into is None:
+        op = ui.client.post("/receive", {"token": token})
+        ui.result(op, f"received {sat(op['amount'])} from {op['mint_url']}"
+                      f" (mint fee {sat(op['fee'])}); operation {op['id']} is {op['state']}")
+        return
+    if not yes and not _can_ask():
+        raise click.UsageError("stdin is not a terminal, so nobody can confirm the move;"
+                               " add --yes to move it without asking",
+                               click.get_current_context())
+    op = ui.client.post("/receive/prepare", {"token": token, "into": into})
+    if not ui.as_json:
+        ui.note(pairs([("token", sat(op["input_amount"])), ("arrives", sat(op["amount"])),
+                       ("fee reserve", sat(op["fee_reserve"])), ("input fee", sat(op["fee"])),
+                       ("from", op["mint_url"]), ("into", op["to_mint_url"]),
+                       ("operation", op["id"])]))
+    if not yes:
+        try:
+            confirmed = click.confirm(f"move {sat(op['amount'])} into {op['to_mint_url']}"
+                                      f" (fee reserve {sat(op['fee_reserve'])}, input fee"
+                                      f" {sat(op['fee'])})?", err=True)
+        except click.Abort:
+            confirmed = False
+        if not confirmed:
+            ui.client.post(op_path("/receive", op["id"], "/rollback"))
+            raise DomainError(f"cancelled: {op['id']} rolled back, the token was not received")
+    op = ui.client.post(op_path("/receive", op["id"], "/execute"), {"timeout": EXECUTE_WAIT},
+                        timeout=EXECUTE_WAIT + READ_TIMEOUT)
+    if op["state"] == "rolled_back":
+        _melt_failed(ui, op, f"not moved ({op.get('error') or 'rolled back'})")
+    ui.result(op, pairs([("state", op["state"]), ("received", sat(op["received"])),
+                         ("change", sat(op["change_amount"])), ("input fee", sat(op["fee"])),
+                         ("lightning fee", sat(op["fee_paid"])), ("operation", op["id"])]))
 
 
 @wallet_command(main)

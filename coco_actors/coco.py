@@ -21,8 +21,10 @@ from mnemonic import Mnemonic
 from coco_actors.actors import tell, wait
 from coco_actors.bolt11 import Invoice
 from coco_actors.bolt11 import decode as decode_invoice
+from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.dleq import verify_proofs_dleq
-from coco_actors.crypto.nut11 import P2PKLock
+from coco_actors.crypto.keysets import fee_for
+from coco_actors.crypto.nut11 import P2PKLock, parse_secret
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.errors import (
     ActorTimeoutError,
@@ -31,9 +33,12 @@ from coco_actors.errors import (
     InvalidInputError,
     InvalidStateError,
     InvoiceError,
+    LockedTokenError,
     MintError,
+    MintProtocolError,
     NotFoundError,
     TokenError,
+    TokenSpentError,
 )
 from coco_actors.events import EVENTS, EventBusActor, EventBusProxy, Handler
 from coco_actors.keys import KeyDeriver, KeyRing, WalletKey
@@ -46,6 +51,7 @@ from coco_actors.operations import (
     SendOperationProxy,
     TransferOperationProxy,
 )
+from coco_actors.operations.transfer import fit_amount
 from coco_actors.proof_ledger import ChangeSignal, MintBalance, start_ledger
 from coco_actors.records import HistoryEntry, MintRecord, Operation, OpState, OpType
 from coco_actors.recovery import Recovery
@@ -61,7 +67,7 @@ from coco_actors.supervisor import (
 )
 from coco_actors.tokens import Token, decode, resolve_keyset_ids
 from coco_actors.watcher import WatcherActor, WatcherConfig
-from coco_actors.wire import Keyset, MintQuote
+from coco_actors.wire import Keyset, MintQuote, Proof, ProofStateKind
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +143,7 @@ class Coco:
         self.send = SendApi(self)
         self.melt = MeltApi(self)
         self.transfer = TransferApi(self)
+        self.receive = ReceiveApi(self)
         self.history = HistoryApi(self)
         self.keys = KeysApi(self)
         if recover:
@@ -236,7 +243,7 @@ class Coco:
                            reserved=sum(b.reserved for b in per_mint),
                            pending=sum(b.pending for b in per_mint))
 
-    def receive(self, token: str) -> Operation:
+    def _receive(self, token: str) -> Operation:
         """Swap an incoming token into the wallet; the mint must have been added.
 
         Locked proofs (NUT-11 P2PK) are signed with the wallet's keys (the lock keys,
@@ -659,6 +666,138 @@ class TransferApi(_SagaApi[TransferOperationProxy]):
         """Ask the mints about every executing or pending transfer; settle what is decided."""
         return self._check_each((OpState.PENDING, OpState.EXECUTING),
                                 lambda a: a.check_pending())
+
+
+class ReceiveApi:
+    """``coco.receive(token)`` swaps a token in at its own mint (the mint must have been
+    added); ``coco.receive(token, into=url)`` moves its value to another mint of the
+    wallet as one transfer (issue 17), in two steps with :meth:`prepare` and
+    :meth:`execute`."""
+
+    def __init__(self, coco: Coco) -> None:
+        self._coco = coco
+
+    def __call__(self, token: str, into: str | None = None, *,
+                 timeout: float = 120.0) -> Operation:
+        """The receive operation (``completed``); with ``into``, the transfer as
+        :meth:`execute` returns it."""
+        if into is None:
+            return self._coco._receive(token)
+        return self.execute(self.prepare(token, into=into).id, timeout=timeout)
+
+    def prepare(self, token: str, *, into: str) -> Operation:
+        """Quote the move of ``token``'s value to ``into``; nothing is spent yet.
+
+        The result is a transfer (``prepared``; its melt leg holds the token's proofs,
+        which the wallet never counts as spendable): ``amount`` is what will arrive at
+        ``into``, ``input_amount`` the token, ``fee`` the input fee, ``fee_reserve`` the
+        most the lightning fee can be; what is not spent comes back as change at the
+        token's mint. The amount is the largest the token pays with its fees
+        (:func:`fit_amount`). The token's mint is fetched and its keysets verified if
+        the wallet does not know it yet, and registered once the checks pass (it then
+        appears among the wallet's mints, holding the change).
+
+        Refused before anything is stored: a malformed token (``TokenError``), a DLEQ
+        that does not verify (``CryptoError``), ``into`` unknown (``NotFoundError``) or
+        the token's own mint (``InvalidInputError``), a unit other than sat, a mint
+        without NUT-08, a token spent or being spent (``TokenSpentError``), a token too
+        small to pay any fee (``InvalidAmountError``: receive it normally), a locked
+        (NUT-10) token (``LockedTokenError``: receive it normally).
+        """
+        coco = self._coco
+        if not isinstance(token, str):
+            raise TokenError("token must be a string")
+        if not isinstance(into, str):
+            raise InvalidInputError(f"into must be a mint URL, got {into!r}")
+        decoded = decode(token)
+        target = coco._mint_context(into)
+        source = normalize_mint_url(decoded.mint)
+        if source == target.url:
+            raise InvalidInputError(f"the token is from {source} already; receive it normally")
+        if decoded.unit != "sat":
+            raise InvalidInputError(f"a token in {decoded.unit} cannot be moved over "
+                                    "lightning; receive it normally")
+        if any(parse_secret(p.secret) is not None for p in decoded.proofs):
+            raise LockedTokenError("a locked (NUT-10) token cannot be moved to another "
+                                   "mint; receive it normally")
+        known = coco._ask(coco._supervisor.find_mint(source))
+        client = known.client if known is not None else MintClient(source)
+        try:
+            rec, keysets, proofs = self._checked(decoded, client, known)
+            fee = fee_for(keysets[p.keyset_id].input_fee_ppk for p in proofs)
+
+            def reserve_of(amount: int) -> int:
+                quote = target.client.create_mint_quote(amount, "sat")
+                melt = client.create_melt_quote(quote.request, "sat")
+                if melt.amount != amount:
+                    raise MintProtocolError(
+                        f"melt quote is for {melt.amount} sat, asked {amount}",
+                        mint_url=source, endpoint="POST /v1/melt/quote/bolt11")
+                return melt.fee_reserve
+
+            amount = fit_amount(decoded.amount, fee, reserve_of)
+            if amount is None:
+                raise InvalidAmountError(
+                    f"a token of {decoded.amount} sat is too small to pay the fees of moving "
+                    f"it to {target.url}; receive it normally")
+            if rec is not None:
+                coco._register(rec, client, list(keysets.values()))
+        except BaseException:
+            if known is None and coco._ask(coco._supervisor.find_mint(source)) is None:
+                client.close()
+            raise
+        actor = coco._ask(coco._supervisor.new_transfer(source, target.url, amount))
+        return wait(actor.prepare(proofs), CALL_TIMEOUT, "transfer operation")
+
+    def _checked(self, token: Token, client: MintClient, known: MintContext | None
+                 ) -> tuple[MintRecord | None, dict[str, Keyset], tuple[Proof, ...]]:
+        """The token's mint (a record to register if new), its keysets by id, and the
+        token's proofs with full keyset ids, each DLEQ verified and none spent (NUT-07).
+        Network IO on the caller's thread; nothing is stored."""
+        rec: MintRecord | None = None
+        if known is None:
+            info, fetched = fetch_mint(client)
+            rec = MintRecord(url=normalize_mint_url(token.mint), name=info.name)
+        else:
+            fetched = list(known.keysets)
+        try:
+            token = resolve_keyset_ids(token, [ks.id for ks in fetched])
+        except TokenError:
+            if known is None:
+                raise
+            fetched = fetch_keysets(client)  # a keyset new since: asked once
+            rec = MintRecord(url=known.url)
+            token = resolve_keyset_ids(token, [ks.id for ks in fetched])
+        keysets = {ks.id: ks for ks in fetched}
+        verify_proofs_dleq(list(token.proofs),
+                           lambda keyset_id, amount: keysets[keyset_id].key_for(amount))
+        if not client.recent_info().supports(8):
+            raise InvalidInputError(f"{client.mint_url} returns no NUT-08 change; receive the "
+                                    "token normally")
+        states = client.check_state([secret_to_y(p.secret) for p in token.proofs])
+        if any(s.state != ProofStateKind.UNSPENT for s in states):
+            raise TokenSpentError("the token is already claimed (or being claimed)")
+        return rec, keysets, token.proofs
+
+    def execute(self, operation_id: str, timeout: float = 120.0) -> Operation:
+        """Melt the token's proofs to pay ``into``, then redeem there (as
+        :meth:`TransferApi.execute`): ``completed`` (``received`` at ``into``,
+        ``change_amount`` kept at the token's mint), ``pending``, or ``rolled_back``
+        when the payment failed, with the token received at its own mint instead
+        (``change_amount``, ``receive_id``; ``error`` says so)."""
+        op = self._coco._operation(operation_id, OpType.TRANSFER)
+        if not op.inputs:
+            raise NotFoundError(f"transfer {op.id} is not a receive into another mint")
+        return self._coco.transfer.execute(op.id, timeout=timeout)
+
+    def rollback(self, operation_id: str) -> Operation:
+        """Prepared: the token is forgotten (never the wallet's; it can be received
+        again). Executing or pending: as :meth:`TransferApi.rollback`, and a melt that
+        did not pay leaves the token received at its own mint."""
+        op = self._coco._operation(operation_id, OpType.TRANSFER)
+        if not op.inputs:
+            raise NotFoundError(f"transfer {op.id} is not a receive into another mint")
+        return self._coco.transfer.rollback(op.id)
 
 
 def _not_a_leg(op: Operation) -> None:

@@ -219,18 +219,27 @@ class ProofLedger:
         self._unsaved_holds.pop(op_id, None)
         self._forget_invoice(op_id)
         held = [r for r in self._proofs.values() if r.operation_id == op_id]
-        released = [replace(r, status=ProofStatus.READY, operation_id=None) for r in held]
         op = self._ops.get(op_id) or self._store.get_operation(op_id)
+        # a token's proofs held by a receive-into's melt were never the wallet's: forgotten
+        foreign = op is not None and op.foreign_inputs
+        released = [] if foreign else [replace(r, status=ProofStatus.READY, operation_id=None)
+                                       for r in held]
 
         def write(b: WriteBatch) -> None:
             for r in released:
                 b.put_proof(r)
+            if foreign:
+                for r in held:
+                    b.delete_proof(r.Y)
             if op is not None:
                 b.delete_operation(op)
 
         self._transact(write)
         for r in released:
             self._proofs[r.Y] = r
+        if foreign:
+            for r in held:
+                self._proofs.pop(r.Y, None)
         self._ops.pop(op_id, None)
         if released:
             self.signal.bump()
@@ -286,6 +295,26 @@ class ProofLedger:
         if invoice is not None:
             self._invoices[invoice] = op_id
         return selection, self._take_counters(keyset_id, n_outputs)
+
+    def hold_foreign(self, op: Operation, proofs: Sequence[Proof]) -> Operation:
+        """Commit ``op`` (a receive-into's melt leg, ``prepared``) with a token's proofs
+        as held by it, in one transaction: they never become spendable in between.
+
+        Refused (:class:`InvalidStateError`, nothing written) when the wallet holds any of
+        them already (a token being received into another mint, or its own proofs), or
+        when the melt's invoice is paid or being paid by another melt.
+        """
+        ys = [secret_to_y(p.secret) for p in proofs]
+        if any(y in self._proofs for y in ys) or len(set(ys)) != len(ys):
+            raise InvalidStateError("the wallet holds proofs of this token already")
+        owner = self._invoices.get(op.payment_hash or "")
+        if op.payment_hash and owner not in (None, op.id):
+            raise InvalidStateError(
+                f"this invoice is already paid or being paid by melt {owner}")
+        settled = self.settle(op, hold=proofs)
+        if op.payment_hash:
+            self._invoices[op.payment_hash] = op.id
+        return settled
 
     def _expected_change(self, mint_url: str) -> int:
         """What sends now holding proofs at ``mint_url`` will give back as change."""
@@ -420,6 +449,7 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     operations = proxy_method(ProofLedger.operations)
     get_operation = proxy_method(ProofLedger.get_operation)
     hold = proxy_method(ProofLedger.hold)
+    hold_foreign = proxy_method(ProofLedger.hold_foreign)
     invoice_owner = proxy_method(ProofLedger.invoice_owner)
     settle = proxy_method(ProofLedger.settle)
     known_ys = proxy_method(ProofLedger.known_ys)

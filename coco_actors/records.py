@@ -93,6 +93,13 @@ class Operation:
     ``to_mint_url``) are operations of their own that name it in ``parent_id``.
     Its ``amount`` is what arrives at ``to_mint_url``; ``fee_reserve``, ``fee``,
     ``input_amount`` and ``fee_paid`` are its melt leg's.
+
+    A *receive into* is a transfer whose ``inputs`` are a token's proofs (not the
+    wallet's): its melt leg melts them (``foreign_inputs``; they are held, never
+    spendable, and forgotten if the melt does not happen). ``change_amount`` is what
+    stays at ``mint_url``: the melt's NUT-08 change, or, when the melt failed, what the
+    receive leg (``receive_id``, a swap there) got. ``input_amount`` (the token) is
+    then ``received + change_amount + fee + fee_paid``.
     """
 
     id: OperationId
@@ -131,6 +138,9 @@ class Operation:
     mint_leg_id: OperationId | None = None   # the mint leg at ``to_mint_url``
     received: int = 0                        # what the mint leg minted
     parent_id: OperationId | None = None     # a leg: the transfer it belongs to
+    # receive into a mint you choose (a transfer whose ``inputs`` are a token's proofs)
+    foreign_inputs: bool = False             # a melt leg melting a token's proofs
+    receive_id: OperationId | None = None    # its melt failed: the receive leg at mint_url
 
     @property
     def send_ys(self) -> tuple[str, ...]:
@@ -158,7 +168,10 @@ class Operation:
         elif self.type == OpType.TRANSFER:
             view.update(to_mint_url=self.to_mint_url, received=self.received,
                         fee_reserve=self.fee_reserve, fee_paid=self.fee_paid,
+                        change_amount=self.change_amount,
                         melt_id=self.melt_id, mint_leg_id=self.mint_leg_id)
+            if self.inputs:
+                view.update(from_token=True, receive_id=self.receive_id)
         if self.parent_id is not None:
             view.update(parent_id=self.parent_id)
         return view

@@ -360,8 +360,16 @@ class SupervisorLegs:
         leg = self._proxy().new_leg(OpType.MELT, mint_url, amount, op_id, parent_id)
         return cast(MeltOperationProxy, wait(leg, LEDGER_TIMEOUT, "Supervisor"))
 
+    def new_receive_leg(self, mint_url: str, amount: int, op_id: OperationId,
+                        parent_id: OperationId) -> ReceiveOperationProxy:
+        leg = self._proxy().new_leg(OpType.RECEIVE, mint_url, amount, op_id, parent_id)
+        return cast(ReceiveOperationProxy, wait(leg, LEDGER_TIMEOUT, "Supervisor"))
+
     def mint_leg(self, op_id: OperationId) -> MintOperationProxy:
         return wait(self._proxy().mint_actor(op_id), LEDGER_TIMEOUT, "Supervisor")
+
+    def receive_leg(self, op_id: OperationId) -> ReceiveOperationProxy:
+        return wait(self._proxy().receive_actor(op_id), LEDGER_TIMEOUT, "Supervisor")
 
     def melt_leg(self, op_id: OperationId) -> MeltOperationProxy:
         return wait(self._proxy().melt_actor(op_id), LEDGER_TIMEOUT, "Supervisor")

@@ -34,7 +34,11 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     POST /transfer/ID/rollback          the operation
     POST /transfer/wait  {operation_id, timeout}   long poll (at most 30 s) until that transfer
                                         is over
-    POST /receive        {token}        the receive operation
+    POST /receive        {token, into?} the receive operation; with into (a mint URL):
+                                        the transfer moving its value there, executed
+    POST /receive/prepare {token, into} that transfer, prepared (its fees); nothing spent
+    POST /receive/ID/execute {timeout?} execute it (timeout at most 120 s): the transfer
+    POST /receive/ID/rollback           forget a prepared one (the transfer)
     GET  /history[?limit=N]             newest first
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
     POST /stop                          graceful shutdown, as SIGTERM
@@ -135,6 +139,9 @@ class ControlApi:
                 ("POST", r"/receive", self.receive),
                 ("GET", r"/keys", self.keys_list),
                 ("POST", r"/keys", self.keys_new),
+                ("POST", r"/receive/prepare", self.receive_prepare),
+                ("POST", r"/receive/(?P<op_id>[^/]+)/execute", self.receive_execute),
+                ("POST", r"/receive/(?P<op_id>[^/]+)/rollback", self.receive_rollback),
                 ("GET", r"/history", self.history),
                 ("POST", r"/stop", self.stop),
             )]
@@ -285,7 +292,24 @@ class ControlApi:
         return jsonable(self.coco.send.rollback(req.params["op_id"]))
 
     def receive(self, req: Request) -> object:
-        return jsonable(self.coco.receive(_str(req.body, "token").strip()))
+        token = _str(req.body, "token").strip()
+        if req.body.get("into") is None:
+            return jsonable(self.coco.receive(token))
+        return jsonable(self.coco.receive(token, into=_url(req.body, "into"),
+                                          timeout=MAX_EXECUTE_WAIT))
+
+    def receive_prepare(self, req: Request) -> object:
+        return jsonable(self.coco.receive.prepare(_str(req.body, "token").strip(),
+                                                  into=_url(req.body, "into")))
+
+    def receive_execute(self, req: Request) -> object:
+        timeout = _number(req.body, "timeout", MAX_EXECUTE_WAIT)
+        if timeout > 0:  # what a non-positive one means is the wallet's to say
+            timeout = min(timeout, MAX_EXECUTE_WAIT)
+        return jsonable(self.coco.receive.execute(req.params["op_id"], timeout))
+
+    def receive_rollback(self, req: Request) -> object:
+        return jsonable(self.coco.receive.rollback(req.params["op_id"]))
 
     # --- paying invoices (melts) ------------------------------------------------------
 

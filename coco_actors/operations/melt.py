@@ -24,6 +24,8 @@ from coco_actors.crypto.outputs import unblind_signatures
 from coco_actors.errors import (
     CODE_INVOICE_ALREADY_PAID,
     CODE_QUOTE_PENDING,
+    InsufficientFundsError,
+    InvalidInputError,
     InvalidStateError,
     MintProtocolError,
     MintRejectedError,
@@ -92,19 +94,8 @@ class MeltOperation(OperationBase):
             return self._prepare(invoice, swap)
 
     def _prepare(self, invoice: Invoice, swap: bool | None) -> Operation:
-        other = wait(self.deps.ledger.invoice_owner(invoice.payment_hash), LEDGER_TIMEOUT,
-                     "ProofLedger")
-        if other is not None:  # asked before the mint is: no request for a refused melt
-            raise InvalidStateError(f"this invoice is already paid or being paid by melt {other}")
+        quote = self._new_quote(invoice)
         client = self.mint.client
-        quote = client.create_melt_quote(invoice.request, self.op.unit)
-        if quote.amount != invoice.amount_sat:
-            raise MintProtocolError(
-                f"melt quote is for {quote.amount} {self.op.unit}, the invoice for "
-                f"{invoice.amount_sat}", mint_url=self.op.mint_url,
-                endpoint="POST /v1/melt/quote/bolt11")
-        if quote.state != MeltQuoteState.UNPAID:
-            raise InvalidStateError(f"the mint reports this invoice {quote.state.value}")
         target = quote.amount + quote.fee_reserve
         keyset = self.mint.active_keyset(self.op.unit)
         if swap is None and not client.recent_info().supports(8):
@@ -123,6 +114,53 @@ class MeltOperation(OperationBase):
             needs_swap=bool(swap), input_ys=ys, quote_id=quote.quote,
             quote_request=invoice.request, payment_hash=invoice.payment_hash,
             fee_reserve=quote.fee_reserve))
+        self._emit("prepared")
+        return self.op
+
+    def _new_quote(self, invoice: Invoice) -> MeltQuote:
+        other = wait(self.deps.ledger.invoice_owner(invoice.payment_hash), LEDGER_TIMEOUT,
+                     "ProofLedger")
+        if other is not None:  # asked before the mint is: no request for a refused melt
+            raise InvalidStateError(f"this invoice is already paid or being paid by melt {other}")
+        quote = self.mint.client.create_melt_quote(invoice.request, self.op.unit)
+        if quote.amount != invoice.amount_sat:
+            raise MintProtocolError(
+                f"melt quote is for {quote.amount} {self.op.unit}, the invoice for "
+                f"{invoice.amount_sat}", mint_url=self.op.mint_url,
+                endpoint="POST /v1/melt/quote/bolt11")
+        if quote.state != MeltQuoteState.UNPAID:
+            raise InvalidStateError(f"the mint reports this invoice {quote.state.value}")
+        return quote
+
+    def prepare_foreign(self, invoice: Invoice, proofs: tuple[Proof, ...]) -> Operation:
+        """A receive-into's melt leg: a direct melt of a token's proofs, not the wallet's.
+
+        The ledger records them as held by this melt in the commit of ``prepared``
+        (:meth:`ProofLedger.hold_foreign`), so they are never spendable; a melt that
+        does not happen forgets them (its transfer receives the token instead), and
+        the NUT-08 change of one that does is the wallet's. Needs NUT-08 (without it
+        the unused reserve would be lost): refused otherwise.
+        """
+        self._require(OpState.INIT)
+        with self._abandon_on_error():
+            if not self.mint.client.recent_info().supports(8):
+                raise InvalidInputError(f"{self.op.mint_url} returns no NUT-08 change; "
+                                        "receive the token normally")
+            quote = self._new_quote(invoice)
+            fee = self._input_fee(list(proofs))
+            total = sum(p.amount for p in proofs)
+            if quote.amount + quote.fee_reserve + fee > total:
+                raise InsufficientFundsError(
+                    f"the token ({total}) cannot cover {quote.amount} plus the fee reserve "
+                    f"{quote.fee_reserve} and the input fee {fee}",
+                    needed=quote.amount + quote.fee_reserve + fee, available=total)
+            self.op = wait(self.deps.ledger.hold_foreign(self.op.moved(
+                OpState.PREPARED, amount=quote.amount, fee=fee, input_amount=total,
+                input_ys=tuple(secret_to_y(p.secret) for p in proofs), quote_id=quote.quote,
+                quote_request=invoice.request, payment_hash=invoice.payment_hash,
+                fee_reserve=quote.fee_reserve, foreign_inputs=True), proofs),
+                LEDGER_TIMEOUT, "ProofLedger")
+            self._log_transition()
         self._emit("prepared")
         return self.op
 
@@ -258,6 +296,9 @@ class MeltOperation(OperationBase):
             self._end(OpState.ROLLED_BACK, error=reason, release=op.input_ys)
         elif ProofStateKind.PENDING in kinds:
             self._to_pending()
+        elif op.foreign_inputs:  # unpaid, a token's proofs spent: its sender claimed them
+            self._end(OpState.ROLLED_BACK, error="the token was claimed by someone else",
+                      release=op.input_ys)
         else:
             log.error("melt %s: the quote is unpaid but its inputs are spent; left %s",
                       op.id, op.state.value)
@@ -304,7 +345,10 @@ class MeltOperation(OperationBase):
         # a melt that did not happen charged no melt fee: only a swap-then-melt's swap fee
         fee = op.fee - self._input_fee(self._inputs()) if op.swapped else 0
         self._unwatch()
-        self._settle(op.moved(state, error=error, fee=fee), release=release)
+        if op.foreign_inputs:  # a token's proofs were never the wallet's: forgotten
+            self._settle(op.moved(state, error=error, fee=fee), spend=release)
+        else:
+            self._settle(op.moved(state, error=error, fee=fee), release=release)
         self._emit("rolled-back" if state == OpState.ROLLED_BACK else "finalized")
         self._tell_parent()
         self.retire()
@@ -376,6 +420,7 @@ class MeltOperationActor(OperationActor, MeltOperation):
 class MeltOperationProxy(ActorMemberMixin, pykka.ActorProxy[MeltOperationActor]):
     operation = proxy_method(MeltOperation.operation)
     prepare = proxy_method(MeltOperation.prepare)
+    prepare_foreign = proxy_method(MeltOperation.prepare_foreign)
     execute = proxy_method(MeltOperation.execute)
     check_pending = proxy_method(MeltOperation.check_pending)
     rollback = proxy_method(MeltOperation.rollback)

@@ -15,12 +15,21 @@ The redeem at ``to_mint_url`` is asked only once the melt leg is completed (PAID
 the mint leg is not watched before, and passes a Watcher notice up instead of
 redeeming on it. A transfer's state is always re-read from its legs' records, so a
 crash between a leg's commit and its notice loses nothing (recovery re-reads them).
+
+*Receive into a mint you choose* is a transfer whose ``inputs`` are a token's proofs:
+its melt leg melts them at the token's mint (:meth:`MeltOperation.prepare_foreign`),
+never holding them as the wallet's. If that melt does not pay (UNPAID, inputs
+unspent), the token is received at its own mint by a third leg, a receive
+(``receive_id``), so its sender cannot spend it again; the transfer then ends
+``rolled_back`` with ``change_amount`` = what that receive got. :func:`fit_amount`
+finds the amount such a transfer can move.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import pykka
@@ -28,7 +37,12 @@ from pykka.typing import ActorMemberMixin, proxy_method
 
 from coco_actors.actors import tell
 from coco_actors.bolt11 import decode as decode_invoice
-from coco_actors.errors import InvalidStateError, MintError, MintProtocolError
+from coco_actors.errors import (
+    InvalidStateError,
+    MintError,
+    MintProtocolError,
+    TokenSpentError,
+)
 from coco_actors.operations.base import (
     LEDGER_TIMEOUT,
     MintContext,
@@ -39,8 +53,11 @@ from coco_actors.operations.base import (
 )
 from coco_actors.operations.melt import MeltOperationProxy
 from coco_actors.operations.mint import MintOperationProxy
+from coco_actors.operations.receive import ReceiveOperationProxy
 from coco_actors.records import Operation, OperationId, OpState, new_operation_id
+from coco_actors.tokens import Token
 from coco_actors.watcher import WatcherActor
+from coco_actors.wire import Proof
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +67,38 @@ LEG_MARGIN = 60.0
 RECOVERY_MELT_WAIT = 20.0
 #: How often a redeem waiting for ``to_mint`` to see the payment asks it again.
 REDEEM_POLL_INTERVAL = 0.5
+#: How many fee reserves :func:`fit_amount` may ask for (each is two quotes).
+FIT_ROUNDS = 5
 
-__all__ = ["Legs", "TransferOperation", "TransferOperationActor", "TransferOperationProxy"]
+__all__ = ["FIT_ROUNDS", "Legs", "TransferOperation", "TransferOperationActor",
+           "TransferOperationProxy", "fit_amount"]
+
+
+def fit_amount(total: int, fee: int, reserve_of: Callable[[int], int],
+               rounds: int = FIT_ROUNDS) -> int | None:
+    """The largest ``a`` with ``a + reserve_of(a) + fee <= total`` that at most ``rounds``
+    asks find (None: no ``a`` of at least 1 fits, or none was found).
+
+    The reserve is only known from a melt quote, so it is asked, not computed: from
+    ``a = total - fee``, an ``a`` that does not fit is lowered by its excess (then, once
+    one fits, the gap is halved); one that fits is raised by the room it leaves, never to
+    an ``a`` known not to fit. Runs on the caller's thread (``reserve_of`` asks mints).
+    """
+    budget = total - fee
+    best: int | None = None
+    too_big = budget + 1  # the smallest amount known not to fit
+    a = budget
+    for _ in range(rounds):
+        if a < 1 or a >= too_big or (best is not None and a <= best):
+            break
+        reserve = reserve_of(a)
+        if a + reserve <= budget:
+            best = a
+            a = min(budget - reserve, too_big - 1)
+        else:
+            too_big = a
+            a = min(budget - reserve, a - 1) if best is None else (best + too_big) // 2
+    return best
 
 
 class Legs(Protocol):
@@ -66,9 +113,14 @@ class Legs(Protocol):
     def new_melt_leg(self, mint_url: str, amount: int, op_id: OperationId,
                      parent_id: OperationId) -> MeltOperationProxy: ...
 
+    def new_receive_leg(self, mint_url: str, amount: int, op_id: OperationId,
+                        parent_id: OperationId) -> ReceiveOperationProxy: ...
+
     def mint_leg(self, op_id: OperationId) -> MintOperationProxy: ...
 
     def melt_leg(self, op_id: OperationId) -> MeltOperationProxy: ...
+
+    def receive_leg(self, op_id: OperationId) -> ReceiveOperationProxy: ...
 
 
 class TransferOperation(OperationBase):
@@ -84,16 +136,17 @@ class TransferOperation(OperationBase):
 
     # --- prepare ------------------------------------------------------------------------
 
-    def prepare(self) -> Operation:
+    def prepare(self, inputs: tuple[Proof, ...] = ()) -> Operation:
         """Create the mint quote at ``to_mint_url`` and prepare the melt paying it.
 
         The leg ids are committed (``init``) before either leg exists, so recovery can
         undo them; anything that fails here undoes the legs and deletes the record:
-        a refused transfer changes nothing and leaves no history entry.
+        a refused transfer changes nothing and leaves no history entry. ``inputs``: a
+        receive-into's token proofs, which the melt leg melts instead of the wallet's.
         """
         self._require(OpState.INIT)
         op = self._commit(self.op.moved(OpState.INIT, melt_id=new_operation_id(),
-                                        mint_leg_id=new_operation_id()))
+                                        mint_leg_id=new_operation_id(), inputs=inputs))
         try:
             mint_leg = self.legs.new_mint_leg(op.to_mint_url or "", op.amount,
                                               self._mint_leg_id(), op.id)
@@ -104,7 +157,11 @@ class TransferOperation(OperationBase):
                     f"mint quote invoice is for {invoice.amount_sat} sat, asked {op.amount}",
                     mint_url=op.to_mint_url or "", endpoint="POST /v1/mint/quote/bolt11")
             melt_leg = self.legs.new_melt_leg(op.mint_url, op.amount, self._melt_id(), op.id)
-            melt = wait(melt_leg.prepare(invoice, None), LEG_MARGIN, "melt leg")
+            if op.inputs:
+                melt = wait(melt_leg.prepare_foreign(invoice, op.inputs), LEG_MARGIN,
+                            "melt leg")
+            else:
+                melt = wait(melt_leg.prepare(invoice, None), LEG_MARGIN, "melt leg")
             self._commit(self.op.moved(
                 OpState.PREPARED, fee_reserve=melt.fee_reserve, fee=melt.fee,
                 input_amount=melt.input_amount))
@@ -182,8 +239,10 @@ class TransferOperation(OperationBase):
         return self.op
 
     def _redeem(self, melt: Operation, deadline: float | None) -> None:
-        if self.op.fee_paid != melt.fee_paid or self.op.fee != melt.fee:
-            self._commit(self.op.moved(self.op.state, fee_paid=melt.fee_paid, fee=melt.fee))
+        if (self.op.fee_paid, self.op.fee, self.op.change_amount) != (
+                melt.fee_paid, melt.fee, melt.change_amount):
+            self._commit(self.op.moved(self.op.state, fee_paid=melt.fee_paid, fee=melt.fee,
+                                       change_amount=melt.change_amount))
         mint_leg = self._leg(self._mint_leg_id())
         while mint_leg is not None and not mint_leg.state.terminal:
             try:
@@ -217,7 +276,47 @@ class TransferOperation(OperationBase):
         if mint_leg is not None and not mint_leg.state.terminal:
             wait(self.legs.mint_leg(self._mint_leg_id()).abandon("its melt did not pay"),
                  LEG_MARGIN, "mint leg")
+        if self.op.inputs and self.op.state in (OpState.EXECUTING, OpState.PENDING):
+            self._receive_instead(reason)
+            return
         self._commit(self.op.moved(OpState.ROLLED_BACK, error=reason))
+        self._emit("rolled-back")
+        self.retire()
+
+    def _receive_instead(self, reason: str) -> None:
+        """A receive-into asked to execute whose melt did not happen: its melt leg has
+        forgotten the token's proofs (unspent), so they are swapped at their own mint by
+        a receive leg, whose id is committed first. Left pending (retried by recovery and
+        ``check_pending``) while that mint cannot be reached. (A prepared one rolled
+        back was never accepted: its token is just forgotten.)"""
+        if self.op.receive_id is None:
+            self._commit(self.op.moved(self.op.state, receive_id=new_operation_id()))
+        leg_id = self.op.receive_id or OperationId("")
+        leg = self._leg(leg_id)
+        try:
+            if leg is None:
+                actor = self.legs.new_receive_leg(self.op.mint_url, self.op.input_amount,
+                                                  leg_id, self.op.id)
+                token = Token(mint=self.op.mint_url, proofs=self.op.inputs, unit=self.op.unit)
+                wait(actor.prepare(token), LEG_MARGIN, "receive leg")
+                wait(actor.execute(), LEG_MARGIN, "receive leg")
+            elif not leg.state.terminal:
+                wait(self.legs.receive_leg(leg_id).recover(), LEG_MARGIN, "receive leg")
+        except (MintError, TokenSpentError) as exc:  # settled in the leg's record, or not
+            log.warning("transfer %s: receiving its token at %s: %s", self.op.id,
+                        self.op.mint_url, exc)
+        leg = self._leg(leg_id)
+        if leg is None or not leg.state.terminal:
+            self._to_pending()
+            return
+        if leg.state == OpState.COMPLETED:
+            self._commit(self.op.moved(
+                OpState.ROLLED_BACK, fee=leg.fee, fee_paid=0, change_amount=leg.amount,
+                error=f"{reason}; the token was received at {self.op.mint_url} instead"))
+        else:
+            self._commit(self.op.moved(
+                OpState.ROLLED_BACK, fee=0, fee_paid=0, change_amount=0,
+                error=f"{reason}; the token could not be received either: {leg.error}"))
         self._emit("rolled-back")
         self.retire()
 
