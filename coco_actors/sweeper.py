@@ -206,6 +206,9 @@ class Sweeper:
 
     # --- counters and waking (any thread) ------------------------------------------------
 
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
     @property
     def checks(self) -> int:
         with self._cond:
