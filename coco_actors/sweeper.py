@@ -296,16 +296,19 @@ class Sweeper:
             if retry is not None and now < retry:
                 continue
             try:
-                self._sweep(url, limit, spendable)
+                failure = self._sweep(url, limit, spendable)
             except CocoError as exc:
-                self._failed(url, exc)
+                failure = f"{type(exc).__name__}: {exc}"
+            if failure is not None:
+                self._failed(url, failure)
             else:
                 with self._cond:
                     self._failed_in_row.pop(url, None)
                     self._retry_at.pop(url, None)
 
-    def _sweep(self, url: str, limit: int, spendable: int) -> None:
-        """Prepare and execute one transfer of the excess of ``url``; raises on failure."""
+    def _sweep(self, url: str, limit: int, spendable: int) -> str | None:
+        """Prepare and execute one transfer of the excess of ``url``: None when it is
+        completed or in flight, why when it was not made (or a CocoError raised)."""
         target = self.policy.sweep_to
         excess = spendable - limit
         amount = excess
@@ -335,9 +338,10 @@ class Sweeper:
             self._release(prepared)
             raise
         if op.state == OpState.ROLLED_BACK:
-            raise _SweepFailed(f"transfer {op.id} was not paid: {op.error or 'rolled back'}")
+            return f"transfer {op.id} was not paid: {op.error or 'rolled back'}"
         log.info("sweeper: transfer %s from %s is %s (received %d, lightning fee %d)",
                  op.id, url, op.state.value, op.received, op.fee_paid)
+        return None
 
     def _release(self, prepared: Operation) -> None:
         """An execute that failed before it committed leaves the transfer prepared: roll
@@ -348,16 +352,12 @@ class Sweeper:
             log.info("sweeper: transfer %s left to recovery (%s)", prepared.id,
                      type(exc).__name__)
 
-    def _failed(self, url: str, exc: CocoError) -> None:
+    def _failed(self, url: str, why: str) -> None:
         with self._cond:
             self._failures += 1
             n = self._failed_in_row[url] = self._failed_in_row.get(url, 0) + 1
             cfg = self.policy.config
             delay = min(cfg.retry_min * 2 ** (n - 1), cfg.retry_max)
             self._retry_at[url] = time.monotonic() + delay
-        log.warning("sweeper: sweeping %s to %s failed (%s: %s); retrying in %.0f s",
-                    url, self.policy.sweep_to, type(exc).__name__, exc, delay)
-
-
-class _SweepFailed(CocoError):
-    """A sweep's transfer ended rolled back (the payment was not made); retried later."""
+        log.warning("sweeper: sweeping %s to %s failed (%s); retrying in %.0f s",
+                    url, self.policy.sweep_to, why, delay)

@@ -39,6 +39,7 @@ class TransferEvents:
     """Every transfer event of one wallet, in the order the bus ran them."""
 
     def __init__(self, coco: Coco) -> None:
+        self._coco = coco
         self._cond = threading.Condition()
         self.seen: list[tuple[str, str]] = []
         for name in TRANSFER_EVENTS:
@@ -63,6 +64,14 @@ class TransferEvents:
             op_id = found()
         assert op_id is not None
         return op_id
+
+    def flush(self) -> None:
+        """A round trip to the bus: every event emitted before has been recorded."""
+        def noop(payload: dict[str, Any]) -> None:
+            pass
+
+        self._coco.on("transfer:prepared", noop)
+        self._coco.off("transfer:prepared", noop)
 
     def snapshot(self) -> list[tuple[str, str]]:
         with self._cond:
@@ -126,6 +135,7 @@ def test_the_sweep_moves_exactly_the_excess(wallet: WalletFactory,
     sweeper.sweep_now()
     assert transfers_in_history(coco) == [op.id]
     assert coco.transfer.get_pending_operations() == []
+    events.flush()
     assert [n for n, i in events.snapshot() if i == op.id] == ["transfer:prepared",
                                                                "transfer:finalized"]
     assert (sweeper.attempts, sweeper.failures) == (1, 0)
@@ -185,6 +195,7 @@ def test_two_quick_receives_give_one_transfer_at_a_time(
     assert 1 <= len(ops) <= 2 and sweeper.attempts == len(ops) and sweeper.failures == 0
 
     # never two at once: each transfer ended before the next one was prepared
+    events.flush()  # the last finalized may still be on its way to the bus
     seen = events.snapshot()
     assert [i for n, i in seen if n == "transfer:prepared"] == [o.id for o in ops]
     order = [(n, i) for n, i in seen if n in ("transfer:prepared", "transfer:finalized")]
