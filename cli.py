@@ -308,9 +308,14 @@ def _read_mnemonic() -> str:
               help="also append the log to this file (created 0600)")
 @click.option("--rollback-prepared-after", type=click.FloatRange(min=0), metavar="SECONDS",
               help="at start, roll back sends prepared longer ago than this [default: never]")
+@click.option("--exposure", "exposure", multiple=True, metavar="URL=LIMIT",
+              callback=lambda ctx, param, value: _exposure(value),
+              help="keep at most LIMIT sats spendable at mint URL; the excess is transferred"
+                   " to --sweep-to (repeatable) [default: no limits]")
+@click.option("--sweep-to", metavar="URL", help="the mint that receives what --exposure sweeps")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
-          verbose: bool) -> None:
+          exposure: dict[str, int], sweep_to: str | None, verbose: bool) -> None:
     """Run the wallet daemon in the foreground (SIGTERM or Ctrl-C stops it).
 
     Opens the wallet (recovery runs first), starts the watcher and answers on
@@ -322,10 +327,29 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
 
     lifecycle.configure_logging(log_file=log_file, verbose=verbose, as_json=ui.as_json)
     try:
-        lifecycle.serve(ui.data_dir, rollback_prepared_after=rollback_prepared_after)
+        lifecycle.serve(ui.data_dir, rollback_prepared_after=rollback_prepared_after,
+                        exposure=exposure or None, sweep_to=sweep_to)
     except WalletLockedError:
         raise DomainError(f"a coco daemon (or another wallet process) already has {ui.data_dir}"
                           f" open; stop it with: coco stop --data-dir {ui.data_dir}") from None
+
+
+def _exposure(values: tuple[str, ...]) -> dict[str, int]:
+    """``URL=LIMIT`` options as a mapping (the wallet validates the values themselves)."""
+    out: dict[str, int] = {}
+    for value in values:
+        url, sep, limit = value.rpartition("=")
+        if not sep or not url:
+            raise click.BadParameter(f"{value!r} is not URL=LIMIT", param_hint="--exposure")
+        try:
+            out_limit = int(limit)
+        except ValueError:
+            raise click.BadParameter(f"the limit in {value!r} is not a whole number of sats",
+                                     param_hint="--exposure") from None
+        if url in out:
+            raise click.BadParameter(f"{url} is given twice", param_hint="--exposure")
+        out[url] = out_limit
+    return out
 
 
 @wallet_command(main)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
@@ -65,6 +65,7 @@ from coco_actors.supervisor import (
     fetch_mint,
     start_supervisor,
 )
+from coco_actors.sweeper import ExposurePolicy, Sweeper, SweeperConfig
 from coco_actors.tokens import Token, decode, resolve_keyset_ids
 from coco_actors.watcher import WatcherActor, WatcherConfig
 from coco_actors.wire import Keyset, MintQuote, Proof, ProofStateKind
@@ -96,7 +97,8 @@ class Coco:
 
     def __init__(self, store: Store, mnemonic: str, *, recover: bool = True,
                  watcher: bool | WatcherConfig = True,
-                 rollback_prepared_after: float | None = None) -> None:
+                 rollback_prepared_after: float | None = None,
+                 exposure: ExposurePolicy | None = None) -> None:
         self._store = store
         self._contexts: dict[str, MintContext] = {}
         self._rollback_prepared_after = rollback_prepared_after
@@ -104,6 +106,8 @@ class Coco:
         self._closed = False
         self._watcher_ref: pykka.ActorRef[WatcherActor] | None = None
         self._watcher: pykka.ActorProxy[WatcherActor] | None = None
+        #: the exposure policy's Sweeper (its own thread), None while the policy is off
+        self.sweeper: Sweeper | None = None
         started: list[pykka.ActorRef[Any]] = []
         try:
             self._events_ref = EventBusActor.start()
@@ -152,11 +156,20 @@ class Coco:
             except BaseException:
                 self.close()  # a failed open leaves no actor or thread running
                 raise
+        if exposure is not None:  # after recovery: in-flight transfers are settled first
+            self.sweeper = Sweeper(self, exposure)
+            try:
+                self.sweeper.start()
+            except BaseException:
+                self.close()
+                raise
 
     @classmethod
     def open(cls, data_dir: str | Path, mnemonic: str | None = None, *,
              recover: bool = True, watcher: bool | WatcherConfig = True,
-             rollback_prepared_after: float | None = None) -> Coco:
+             rollback_prepared_after: float | None = None,
+             exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
+             sweeper: SweeperConfig | None = None) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
         is given) when it does not exist yet. Recovery runs before this returns.
 
@@ -167,6 +180,12 @@ class Coco:
         ``rollback_prepared_after``: a policy, off by default: prepared sends
         older than this many seconds are rolled back (released) by recovery.
 
+        ``exposure`` and ``sweep_to``: a policy, off by default: whenever a mint of
+        ``exposure`` (mint URL -> limit in sats) holds more spendable than its limit,
+        the excess is transferred to ``sweep_to`` (see :mod:`coco_actors.sweeper`;
+        ``sweeper`` tunes its timing). Bad values are typed errors raised before the
+        directory is touched.
+
         A directory that cannot be written (read-only, no permission, no space) is
         a :class:`~coco_actors.store.DataDirError`, with nothing changed. A stored
         record this release cannot decode does not stop the open: it is logged by
@@ -174,6 +193,7 @@ class Coco:
         (its proofs stay reserved, its operation where it was). An open that fails
         leaves no actor or thread running and the directory unlocked.
         """
+        policy = ExposurePolicy.from_options(exposure, sweep_to, sweeper)
         store = Store(data_dir)
         try:
             stored = store.get_setting("mnemonic")
@@ -187,7 +207,7 @@ class Coco:
                 raise InvalidInputError(
                     f"data directory {data_dir} belongs to a different mnemonic")
             return cls(store, stored or mnemonic or "", recover=recover, watcher=watcher,
-                       rollback_prepared_after=rollback_prepared_after)
+                       rollback_prepared_after=rollback_prepared_after, exposure=policy)
         except BaseException:
             store.close()
             raise
@@ -206,10 +226,12 @@ class Coco:
         self.close()
 
     def close(self) -> None:
-        """Stop actors in reverse order of start, then close the store."""
+        """Stop the Sweeper, the actors in reverse order of start, then close the store."""
         if self._closed:
             return
         self._closed = True
+        if self.sweeper is not None and not self.sweeper.stop(CALL_TIMEOUT):
+            log.error("the sweeper did not stop within %s s", CALL_TIMEOUT)
         refs: list[tuple[str, pykka.ActorRef[Any]]] = []
         if self._watcher_ref is not None:
             refs.append(("watcher", self._watcher_ref))

@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -118,9 +119,13 @@ class Daemon:
     ``start``).
     """
 
-    def __init__(self, data_dir: Path, *, rollback_prepared_after: float | None = None) -> None:
+    def __init__(self, data_dir: Path, *, rollback_prepared_after: float | None = None,
+                 exposure: Mapping[str, int] | None = None,
+                 sweep_to: str | None = None) -> None:
         self.data_dir = data_dir
         self.rollback_prepared_after = rollback_prepared_after
+        self.exposure = exposure  # the exposure policy (Coco.open validates it)
+        self.sweep_to = sweep_to
         self.socket = socket_path(data_dir)
         self.events = EventHub()
         self.coco: Coco | None = None
@@ -140,7 +145,8 @@ class Daemon:
         _private_dir(self.data_dir)
         log.info("opening the wallet in %s (recovery runs first)", self.data_dir)
         self.coco = Coco.open(self.data_dir, recover=False,
-                              rollback_prepared_after=self.rollback_prepared_after)
+                              rollback_prepared_after=self.rollback_prepared_after,
+                              exposure=self.exposure, sweep_to=self.sweep_to)
         self.events.attach(self.coco)  # first: the events of recovery reach the stream too
         recovered = self.coco.recover()  # open quotes are handed to the Watcher here
         if recovered:
@@ -227,8 +233,11 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def serve(data_dir: Path, *, rollback_prepared_after: float | None = None) -> None:
+def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
+          exposure: Mapping[str, int] | None = None, sweep_to: str | None = None) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
+
+    ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`.
 
     Must run in the main thread (signal handlers). Raises :class:`CocoError` when
     the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
@@ -245,7 +254,8 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None) -> No
         raise _StopSignal
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after)
+    daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after,
+                    exposure=exposure, sweep_to=sweep_to)
     try:
         try:
             daemon.start()
