@@ -52,7 +52,7 @@ from coco_actors.operations import (
     TransferOperationProxy,
 )
 from coco_actors.operations.transfer import fit_amount
-from coco_actors.proof_ledger import ChangeSignal, MintBalance, start_ledger
+from coco_actors.proof_ledger import Balances, ChangeSignal, MintBalance, start_ledger
 from coco_actors.records import HistoryEntry, MintRecord, Operation, OpState, OpType
 from coco_actors.recovery import Recovery
 from coco_actors.recovery import recover as recover_operations
@@ -254,16 +254,14 @@ class Coco:
     def off(self, event: str, handler: Handler | None = None) -> None:
         wait(self._events.off(event, handler), LOOKUP_TIMEOUT, "EventBus")
 
-    def balance(self) -> dict[str, MintBalance]:
-        """Per mint: spendable, reserved (held by operations), pending (in unclaimed sends)."""
+    def balance(self) -> Balances:
+        """Per mint: spendable, reserved (held by operations), pending (in unclaimed sends);
+        ``.total`` sums them over every mint."""
         return wait(self._ledger.balances(), LOOKUP_TIMEOUT, "ProofLedger")
 
     def total_balance(self) -> MintBalance:
-        """:meth:`balance` summed over every mint (spendable, reserved, pending)."""
-        per_mint = self.balance().values()
-        return MintBalance(spendable=sum(b.spendable for b in per_mint),
-                           reserved=sum(b.reserved for b in per_mint),
-                           pending=sum(b.pending for b in per_mint))
+        """The same as ``balance().total``."""
+        return self.balance().total
 
     def _receive(self, token: str) -> Operation:
         """Swap an incoming token into the wallet; the mint must have been added.

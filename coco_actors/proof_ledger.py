@@ -54,6 +54,17 @@ class MintBalance:
         return self.spendable + self.reserved + self.pending
 
 
+class Balances(dict[str, MintBalance]):
+    """Per mint URL its :class:`MintBalance`, and :attr:`total` over every mint."""
+
+    @property
+    def total(self) -> MintBalance:
+        per_mint = self.values()
+        return MintBalance(spendable=sum(b.spendable for b in per_mint),
+                           reserved=sum(b.reserved for b in per_mint),
+                           pending=sum(b.pending for b in per_mint))
+
+
 class ChangeSignal:
     """Wakes callers waiting for proofs to come back (change, releases)."""
 
@@ -402,7 +413,7 @@ class ProofLedger:
     def proofs_of(self, op_id: OperationId) -> list[Proof]:
         return [r.proof for r in self._proofs.values() if r.operation_id == op_id]
 
-    def balances(self) -> dict[str, MintBalance]:
+    def balances(self) -> Balances:
         out: dict[str, dict[str, int]] = {url: {"spendable": 0, "reserved": 0, "pending": 0}
                                           for url in self._mints}
         for r in self._proofs.values():
@@ -412,7 +423,7 @@ class ProofLedger:
             if op.type == OpType.SEND and op.state in (OpState.PENDING, OpState.ROLLING_BACK):
                 slot = out.setdefault(op.mint_url, {"spendable": 0, "reserved": 0, "pending": 0})
                 slot["pending"] += sum(p.amount for p in op.send_proofs)
-        return {url: MintBalance(**v) for url, v in out.items()}
+        return Balances({url: MintBalance(**v) for url, v in out.items()})
 
     def all_proof_records(self) -> list[ProofRecord]:
         return list(self._proofs.values())

@@ -181,7 +181,7 @@ class ControlApi:
             url = normalize_mint_url(_url(req.query, "mint"))
             if url not in balances:
                 raise NotFoundError(f"unknown mint {mint}; add it first: coco mint add {mint}")
-            balances = {url: balances[url]}
+            return jsonable({url: balances[url]})
         return jsonable(balances)
 
     def total_balance(self, req: Request) -> object:

@@ -176,6 +176,7 @@ def test_a_transfer_moves_exactly_the_amount(wallet: WalletFactory,
     assert 1000 - total(coco, src) == op.amount + op.fee + op.fee_paid
     assert total(coco, dst) == op.received == op.amount
     assert coco.total_balance().spendable == 1000 - op.fee - op.fee_paid
+    assert coco.balance().total.total == 1000 - op.fee - op.fee_paid
     assert only_entry(coco, t.id) == ("transfer", 100, src, dst, 100, op.fee, op.fee_paid,
                                       "completed")
     assert [h.type for h in coco.history.get_history()] == ["transfer", "mint"]
