@@ -31,7 +31,8 @@ WalletFactory = Callable[..., Wallet]
 
 TRANSFER_FIELDS = {"id", "type", "mint_url", "amount", "unit", "state", "fee", "input_amount",
                    "needs_swap", "created_at", "updated_at", "error", "to_mint_url",
-                   "received", "fee_reserve", "fee_paid", "melt_id", "mint_leg_id"}
+                   "received", "fee_reserve", "fee_paid", "change_amount", "melt_id",
+                   "mint_leg_id"}
 
 
 def _pairs(text: str) -> dict[str, str]:
