@@ -202,7 +202,7 @@ class ProofStateKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class MintQuote(Wire):
-    """A NUT-23 bolt11 mint quote."""
+    """A NUT-23 bolt11 mint quote; ``pubkey`` is the NUT-20 key it is locked to, if any."""
 
     WHAT = "mint quote"
 
@@ -212,6 +212,7 @@ class MintQuote(Wire):
     unit: str
     state: MintQuoteState
     expiry: int | None = None
+    pubkey: Hex33 | None = None
 
     @property
     def id(self) -> str:
