@@ -12,6 +12,7 @@ from coco_actors.errors import (
     InvalidInputError,
     InvalidStateError,
     InvoiceError,
+    LockedTokenError,
     MintError,
     MintRejectedError,
     MintUnreachableError,
@@ -19,12 +20,13 @@ from coco_actors.errors import (
     TokenError,
     TokenSpentError,
 )
+from coco_actors.keys import WalletKey
 from coco_actors.records import OpState
 from coco_actors.store import DataDirError
 
 __all__ = [
     "Coco", "CocoError", "CryptoError", "DataDirError", "InsufficientFundsError",
     "InvalidAmountError", "InvalidInputError", "InvalidStateError", "InvoiceError",
-    "MintError", "MintRejectedError", "MintUnreachableError", "NotFoundError", "OpState",
-    "TokenError", "TokenSpentError",
+    "LockedTokenError", "MintError", "MintRejectedError", "MintUnreachableError",
+    "NotFoundError", "OpState", "TokenError", "TokenSpentError", "WalletKey",
 ]

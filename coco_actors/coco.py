@@ -34,6 +34,7 @@ from coco_actors.errors import (
     TokenError,
 )
 from coco_actors.events import EVENTS, EventBusActor, EventBusProxy, Handler
+from coco_actors.keys import KeyDeriver, KeyRing, WalletKey
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.operations import (
     MeltOperationProxy,
@@ -104,8 +105,9 @@ class Coco:
             started.append(self._ledger.actor_ref)
             wait(self._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")  # surfaces a failed start
             self._deriver = Nut13Deriver(mnemonic)
+            self._keyring = KeyRing(KeyDeriver(mnemonic), self._ledger)
             deps = OperationDeps(ledger=self._ledger, events=self._events_ref,
-                                 deriver=self._deriver, signal=signal)
+                                 deriver=self._deriver, signal=signal, keys=self._keyring)
             self._supervisor_ref, self._supervisor = start_supervisor(deps)
             started.append(self._supervisor_ref)
             wait(self._supervisor.mint_urls(), LOOKUP_TIMEOUT, "Supervisor")
@@ -132,6 +134,7 @@ class Coco:
         self.send = SendApi(self)
         self.melt = MeltApi(self)
         self.history = HistoryApi(self)
+        self.keys = KeysApi(self)
         if recover:
             try:
                 self.last_recovery = self.recover()
@@ -568,6 +571,22 @@ def _payable(invoice: object) -> Invoice:
     if inv.is_expired(time.time()):
         raise InvoiceError("the invoice has expired")
     return inv
+
+
+class KeysApi:
+    """The wallet's P2PK keys: hand one out to be paid locked ecash (``coco.keys``)."""
+
+    def __init__(self, coco: Coco) -> None:
+        self._coco = coco
+
+    def new(self) -> str:
+        """A fresh public key (33-byte compressed hex), persisted before it is returned;
+        tokens locked to it are received by this wallet (and by its mnemonic restored)."""
+        return self._coco._keyring.new_key().public
+
+    def list(self) -> list[WalletKey]:
+        """Every key handed out (or found in use after a restore), oldest index first."""
+        return self._coco._keyring.list()
 
 
 class HistoryApi:

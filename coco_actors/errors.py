@@ -7,7 +7,8 @@
     │   ├── TokenError           a token that cannot be decoded or is inconsistent
     │   ├── InvalidAmountError   zero, negative or otherwise unusable amount
     │   ├── TokenSpentError      the token was already claimed
-    │   └── InvoiceError         an invoice that cannot be decoded, has no amount or expired
+    │   ├── InvoiceError         an invoice that cannot be decoded, has no amount or expired
+    │   └── LockedTokenError     locked ecash (P2PK) whose conditions this wallet cannot meet
     ├── CryptoError              a signature, DLEQ proof or keyset id does not verify
     ├── NotFoundError            unknown mint, keyset, quote or operation
     ├── InsufficientFundsError   the balance cannot cover amount plus fees
@@ -52,6 +53,14 @@ class TokenSpentError(InvalidInputError):
 
 class InvoiceError(InvalidInputError):
     """A BOLT-11 invoice that is malformed (encoding, checksum, prefix, amount, fields)."""
+
+
+class LockedTokenError(InvalidInputError):
+    """Locked ecash (NUT-11 P2PK) whose conditions this wallet cannot meet now: locked
+    to keys it does not hold, too few of them, or a refund before the locktime.
+
+    Raised before any request; nothing was changed.
+    """
 
 
 class CryptoError(CocoError):

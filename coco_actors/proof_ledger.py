@@ -25,6 +25,7 @@ from pykka.typing import ActorMemberMixin, proxy_method
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.errors import InsufficientFundsError, InvalidStateError, NotFoundError
+from coco_actors.keys import WalletKey
 from coco_actors.records import (
     MintRecord,
     Operation,
@@ -33,6 +34,7 @@ from coco_actors.records import (
     OpType,
     ProofRecord,
     ProofStatus,
+    now_ms,
 )
 from coco_actors.selection import Select, Selection, select_proofs
 from coco_actors.store import Store, WriteBatch
@@ -91,6 +93,7 @@ class ProofLedger:
         self._unreadable = dict(snap.unreadable)
         self._proofs: dict[str, ProofRecord] = {r.Y: r for r in snap.proofs}
         self._counters: dict[str, int] = dict(snap.counters)
+        self._keys: dict[int, WalletKey] = {k.index: k for k in snap.keys}
         self._unsaved_counters: set[str] = set()
         self._unsaved_holds: dict[OperationId, list[str]] = {}
         self._mints: dict[str, MintRecord] = {m.url: m for m in snap.mints}
@@ -175,6 +178,35 @@ class ProofLedger:
 
         self._store.transact(both)
         self._unsaved_counters.clear()
+
+    # --- wallet keys ------------------------------------------------------------------
+
+    def allocate_key(self, public_at: Callable[[int], str]) -> WalletKey:
+        """Hand out the next key index, persisted (with its public key, from the pure
+        ``public_at``) before this returns: an index is never handed out twice."""
+        index = self.next_key_index()
+        key = WalletKey(index, public_at(index), now_ms())
+        self._store.transact(lambda b: b.put_key(key))
+        self._keys[key.index] = key
+        return key
+
+    def note_key(self, index: int, public: str) -> WalletKey:
+        """Record a key found in use (after a restore): indices up to it are never
+        handed out again. Idempotent."""
+        known = self._keys.get(index)
+        if known is not None:
+            return known
+        key = WalletKey(index, public, now_ms())
+        self._store.transact(lambda b: b.put_key(key))
+        self._keys[index] = key
+        return key
+
+    def next_key_index(self) -> int:
+        """One past the highest key index handed out or found (0 for none)."""
+        return max(self._keys, default=-1) + 1
+
+    def wallet_keys(self) -> list[WalletKey]:
+        return [self._keys[i] for i in sorted(self._keys)]
 
     # --- operations -----------------------------------------------------------------
 
@@ -379,6 +411,10 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     allocate_counters = proxy_method(ProofLedger.allocate_counters)
     raise_counter = proxy_method(ProofLedger.raise_counter)
     counter = proxy_method(ProofLedger.counter)
+    allocate_key = proxy_method(ProofLedger.allocate_key)
+    note_key = proxy_method(ProofLedger.note_key)
+    next_key_index = proxy_method(ProofLedger.next_key_index)
+    wallet_keys = proxy_method(ProofLedger.wallet_keys)
     commit = proxy_method(ProofLedger.commit)
     delete_operation = proxy_method(ProofLedger.delete_operation)
     operations = proxy_method(ProofLedger.operations)

@@ -41,6 +41,7 @@ import lmdb
 
 from coco_actors.codec import decode_record, encode_record
 from coco_actors.errors import CocoError, StoreError
+from coco_actors.keys import WalletKey
 from coco_actors.records import HistoryEntry, MintRecord, Operation, ProofRecord
 from coco_actors.wire import Keyset
 
@@ -48,7 +49,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DB_NAMES = ("settings", "mints", "keysets", "proofs", "counters", "operations", "history")
+DB_NAMES = ("settings", "mints", "keysets", "proofs", "counters", "operations", "history",
+            "keys")
 INITIAL_MAP_SIZE = 1 << 30  # 1 GiB of address space; grown on MapFullError
 #: The map never grows past this (address space, not disk: 64-bit only).
 MAX_MAP_SIZE = 1 << 40
@@ -100,6 +102,8 @@ class Snapshot:
     keysets: dict[str, list[Keyset]]
     #: per record kind (database name), how many records could not be decoded
     unreadable: dict[str, int] = field(default_factory=dict)
+    #: wallet keys handed out (public part and index only), by index
+    keys: list[WalletKey] = field(default_factory=list)
 
 
 class _ReadGate:
@@ -171,6 +175,11 @@ class WriteBatch:
     def delete_operation(self, op: Operation) -> None:
         self._txn.delete(op.id.encode(), db=self._dbs["operations"])
         self._txn.delete(_history_key(op), db=self._dbs["history"])
+
+    def put_key(self, key: WalletKey) -> None:
+        """Insert-once: an index handed out is never rewritten."""
+        self._txn.put(key.index.to_bytes(4, "big"), encode_record(key), db=self._dbs["keys"],
+                      overwrite=False)
 
     def put_mint(self, rec: MintRecord) -> None:
         self._txn.put(rec.url.encode(), encode_record(rec), db=self._dbs["mints"])
@@ -348,7 +357,8 @@ class Store:
             for k, ks in records("keysets", Keyset):
                 mint_url = k.decode(errors="replace").split("\x00", 1)[0]
                 keysets.setdefault(mint_url, []).append(ks)
-        return Snapshot(proofs, counters, operations, mints, keysets, unreadable)
+            keys = [rec for _, rec in records("keys", WalletKey)]
+        return Snapshot(proofs, counters, operations, mints, keysets, unreadable, keys)
 
 
 def _decode_or_skip(kind: str, key: bytes, raw: bytes, cls: type[T]) -> T | None:

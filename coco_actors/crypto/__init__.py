@@ -1,7 +1,8 @@
 """Pure Cashu cryptography: no IO, no state beyond what a call is given.
 
 Blinding and unblinding (NUT-00), keyset ids and fees (NUT-01/02), DLEQ
-proofs (NUT-12) and deterministic secrets (NUT-13).
+proofs (NUT-12), deterministic secrets (NUT-13), and NUT-10 secrets with the
+NUT-11 P2PK rules and BIP340 Schnorr signatures.
 """
 
 from coco_actors.crypto.bdhke import (
@@ -30,6 +31,19 @@ from coco_actors.crypto.keysets import (
     validate_keys,
     verify_keyset_id,
 )
+from coco_actors.crypto.nut11 import (
+    P2PKConditions,
+    SigFlag,
+    WellKnownSecret,
+    build_secret,
+    check_pubkey,
+    p2pk_conditions,
+    p2pk_secret,
+    parse_secret,
+    schnorr_sign,
+    schnorr_verify,
+    sig_all_message,
+)
 from coco_actors.crypto.nut13 import Nut13Deriver, keyset_id_int
 from coco_actors.crypto.outputs import (
     amounts_for,
@@ -40,6 +54,17 @@ from coco_actors.crypto.outputs import (
 
 __all__ = [
     "Nut13Deriver",
+    "P2PKConditions",
+    "SigFlag",
+    "WellKnownSecret",
+    "build_secret",
+    "check_pubkey",
+    "p2pk_conditions",
+    "p2pk_secret",
+    "parse_secret",
+    "schnorr_sign",
+    "schnorr_verify",
+    "sig_all_message",
     "amounts_for",
     "blind_message",
     "derive_keyset_id",

@@ -17,6 +17,7 @@ from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.crypto.outputs import make_outputs, unblind_signatures
 from coco_actors.errors import InvalidStateError, NotFoundError
 from coco_actors.events import EventBus, EventBusActor
+from coco_actors.keys import KeyRing
 from coco_actors.mint_client import MintClient
 from coco_actors.proof_ledger import ChangeSignal, ProofLedgerProxy
 from coco_actors.records import Operation, OperationId, OpState
@@ -76,6 +77,7 @@ class OperationDeps:
     events: pykka.ActorRef[EventBusActor]
     deriver: Nut13Deriver
     signal: ChangeSignal                        # wakes sends waiting for change
+    keys: KeyRing                               # wallet keys (P2PK, NUT-20); any thread
     watcher: pykka.ActorRef[WatcherActor] | None = None  # None when the watcher is off
     supervisor: RestListener | None = None
 
