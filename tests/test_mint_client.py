@@ -286,6 +286,15 @@ def test_a_quote_answer_with_a_malformed_key_is_a_protocol_error():
         client(handler).get_mint_quote("q1")
 
 
+def test_an_empty_quote_key_means_an_unlocked_quote():
+    """Nutshell 0.21 answers a status request for an unlocked quote with ``"pubkey": ""``."""
+    def handler(request):
+        return httpx.Response(200, json={"quote": "q1", "request": "lnbc1", "state": "PAID",
+                                         "amount": 21, "unit": "sat", "pubkey": ""})
+
+    assert client(handler).get_mint_quote("q1").pubkey is None
+
+
 def test_mint_sends_the_signature_only_when_given():
     seen = []
 

@@ -10,12 +10,10 @@ Pure functions without IO, callable from any thread.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
-from coincurve import PrivateKey, PublicKeyXOnly
-
 from coco_actors.crypto.bdhke import parse_pubkey
+from coco_actors.crypto.nut11 import schnorr_sign, schnorr_verify
 from coco_actors.errors import InvalidInputError
 from coco_actors.wire import BlindedMessage
 
@@ -35,13 +33,7 @@ def mint_quote_message(quote_id: str, outputs: Sequence[BlindedMessage | str]) -
 def sign_mint_quote(private_key: bytes, quote_id: str,
                     outputs: Sequence[BlindedMessage | str]) -> str:
     """The request's ``signature`` (128 hex) by the quote's key; a fresh nonce each call."""
-    if not isinstance(private_key, bytes) or len(private_key) != 32:
-        raise InvalidInputError("NUT-20: the private key must be 32 bytes")
-    digest = hashlib.sha256(mint_quote_message(quote_id, outputs)).digest()
-    try:
-        return PrivateKey(private_key).sign_schnorr(digest).hex()
-    except ValueError:
-        raise InvalidInputError("NUT-20: the private key is out of range") from None
+    return schnorr_sign(private_key, mint_quote_message(quote_id, outputs))
 
 
 def verify_mint_quote(pubkey: str, quote_id: str, outputs: Sequence[BlindedMessage | str],
@@ -52,15 +44,7 @@ def verify_mint_quote(pubkey: str, quote_id: str, outputs: Sequence[BlindedMessa
     its x coordinate). A malformed key is an :class:`InvalidInputError`; a malformed
     signature simply does not verify.
     """
-    point = parse_pubkey(pubkey, "NUT-20 quote public key")
-    try:
-        sig = bytes.fromhex(signature)
-    except (TypeError, ValueError):
+    parse_pubkey(pubkey, "NUT-20 quote public key")
+    if not isinstance(signature, str):
         return False
-    if len(sig) != 64:
-        return False
-    digest = hashlib.sha256(mint_quote_message(quote_id, outputs)).digest()
-    try:
-        return bool(PublicKeyXOnly(point.format()[1:]).verify(sig, digest))
-    except ValueError:
-        return False
+    return schnorr_verify(pubkey, mint_quote_message(quote_id, outputs), signature)

@@ -34,7 +34,7 @@ from coco_actors.wire import split_amount
 from devtools.devmint import DevMint
 from tests.support.proxy import Exchange, Fault, FaultProxy
 
-from .helpers import WalletFactory, balance_of, snapshot
+from .helpers import WalletFactory, balance_of, fee_of, snapshot, token_fee
 
 AMOUNT = 100
 QUOTE_PATH = "/v1/mint/quote/bolt11"
@@ -111,12 +111,15 @@ def test_a_quote_is_locked_to_a_fresh_key_and_redeemed_signed(
 
     # the minted proofs spend like any others
     prepared = coco.send.prepare_send(proxy.url, 50)
+    swap_fee = fee_of(mint.input_fee_ppk, len(prepared.input_ys)) if prepared.needs_swap else 0
+    assert prepared.fee == swap_fee
     _, token = coco.send.execute_prepared_send(prepared.id)
     other = wallet("b", proxy.url)
     received = other.receive(token)
     assert received.state == OpState.COMPLETED
-    assert balance_of(other, proxy.url) == (50 - received.fee, 0, 0)
-    assert sum(balance_of(coco, proxy.url)) == AMOUNT + 3 - 50 - prepared.fee
+    assert balance_of(other, proxy.url) == (50 - token_fee(token, mint.input_fee_ppk), 0, 0)
+    assert [o.state for o in coco.send.check_pending()] == [OpState.COMPLETED]
+    assert balance_of(coco, proxy.url) == (AMOUNT + 3 - 50 - swap_fee, 0, 0)
 
 
 def test_another_wallet_that_learns_the_quote_id_cannot_mint_it(
@@ -206,6 +209,8 @@ def test_a_record_whose_key_is_lost_is_a_clear_error_that_changes_nothing(
     proxy = proxy_for(mint.url)
     coco = wallet("a", proxy.url)
     quote = coco.mint.create_quote(proxy.url, AMOUNT)
+    coco.close()
+    coco = wallet("a")  # the record is read again from the store when next needed
     op = quote_op(coco, quote.id)
     foreign = PrivateKey()
     foreign_pub = foreign.public_key.format().hex()
