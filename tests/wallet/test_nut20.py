@@ -23,6 +23,7 @@ from coco_actors.codec import decode_record, encode_record
 from coco_actors.crypto.nut20 import sign_mint_quote, verify_mint_quote
 from coco_actors.crypto.outputs import random_outputs
 from coco_actors.errors import (
+    CODE_QUOTE_REQUIRES_PUBKEY,
     CODE_QUOTE_SIGNATURE_INVALID,
     MintRejectedError,
     MintUnreachableError,
@@ -271,3 +272,26 @@ def test_a_mint_record_written_before_nut20_still_decodes() -> None:
     assert old == op and old.quote_pubkey is None
     locked = replace(op, quote_pubkey="02" + "11" * 32)
     assert decode_record(encode_record(locked), Operation) == locked
+
+
+def test_a_mint_that_requires_a_key_without_saying_so_is_asked_again_with_one(
+        wallet: WalletFactory, mint: DevMint, proxy_for: Callable[[str], FaultProxy]) -> None:
+    """Info without NUT-20, yet the unlocked quote request is refused with 20009."""
+    proxy = proxy_for(mint.url)
+    for _ in range(5):
+        proxy.tamper("GET", "/v1/info", without_nut20)
+    refusal = proxy.tamper("POST", QUOTE_PATH, lambda answer: {
+        "code": CODE_QUOTE_REQUIRES_PUBKEY, "detail": "Pubkey required for mint quote"},
+        status=400)
+    coco = wallet("a", proxy.url)
+
+    quote = coco.mint.create_quote(proxy.url, AMOUNT)
+    assert refusal.fired.is_set()
+    first, second = [e.request_json() for e in proxy.seen("POST", QUOTE_PATH)]
+    assert "pubkey" not in first
+    assert quote.pubkey is not None and second["pubkey"] == quote.pubkey
+    assert quote_op(coco, quote.id).quote_pubkey == quote.pubkey
+    assert coco.mint.redeem(quote.id, timeout=10).state == OpState.COMPLETED
+    assert balance_of(coco, proxy.url) == (AMOUNT, 0, 0)
+    [request] = mint_requests(proxy)
+    assert_signed(request, quote.pubkey)
