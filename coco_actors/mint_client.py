@@ -30,6 +30,7 @@ from urllib.parse import quote
 import httpx
 
 from coco_actors.codec import decode_json, encode_json, from_wire_list
+from coco_actors.crypto.bdhke import parse_pubkey
 from coco_actors.crypto.keysets import validate_keys, verify_keyset_id
 from coco_actors.errors import (
     InvalidInputError,
@@ -338,19 +339,41 @@ class MintClient:
 
     # --- NUT-04 / NUT-23: minting -------------------------------------------------
 
-    def create_mint_quote(self, amount: int, unit: str = "sat") -> MintQuote:
+    def create_mint_quote(self, amount: int, unit: str = "sat",
+                          pubkey: str | None = None) -> MintQuote:
+        """A new quote; with ``pubkey`` (NUT-20) it is locked to that key.
+
+        A locked quote must come back with the same key: an answer without it means
+        the mint ignored the lock (anyone who learns the id could mint the quote), a
+        :class:`MintProtocolError` rather than a quote the wallet believes is safe.
+        """
         _check_amount(amount)
-        data = self._request("POST", "/v1/mint/quote/bolt11", {"amount": amount, "unit": unit})
-        return self._parse("POST /v1/mint/quote/bolt11",
-                           lambda: MintQuote.from_wire(data, amount=amount, unit=unit))
+        body: dict[str, Any] = {"amount": amount, "unit": unit}
+        if pubkey is not None:
+            parse_pubkey(pubkey, "NUT-20 quote public key")
+            pubkey = pubkey.lower()
+            body["pubkey"] = pubkey
+        endpoint = "POST /v1/mint/quote/bolt11"
+        data = self._request("POST", "/v1/mint/quote/bolt11", body)
+        quote = self._parse(endpoint, lambda: MintQuote.from_wire(data, amount=amount, unit=unit))
+        if pubkey is not None and (quote.pubkey or "").lower() != pubkey:
+            raise MintProtocolError(f"{self.mint_url} answered {endpoint} without the NUT-20"
+                                    " public key the quote was asked for",
+                                    mint_url=self.mint_url, endpoint=endpoint)
+        return quote
 
     def get_mint_quote(self, quote_id: str) -> MintQuote:
         data = self._request("GET", f"/v1/mint/quote/bolt11/{_segment(quote_id)}")
         return self._parse("GET /v1/mint/quote/bolt11", lambda: MintQuote.from_wire(data))
 
-    def mint(self, quote_id: str, outputs: Sequence[BlindedMessage]) -> list[BlindSignature]:
-        data = self._request("POST", "/v1/mint/bolt11",
-                             {"quote": quote_id, "outputs": [o.to_wire() for o in outputs]})
+    def mint(self, quote_id: str, outputs: Sequence[BlindedMessage],
+             signature: str | None = None) -> list[BlindSignature]:
+        """Mint a paid quote; ``signature`` is NUT-20's, required for a locked quote
+        (see :func:`coco_actors.crypto.nut20.sign_mint_quote`)."""
+        body: dict[str, Any] = {"quote": quote_id, "outputs": [o.to_wire() for o in outputs]}
+        if signature is not None:
+            body["signature"] = signature
+        data = self._request("POST", "/v1/mint/bolt11", body)
         return self._signatures("POST /v1/mint/bolt11", data, len(outputs))
 
     # --- NUT-03: swap -------------------------------------------------------------

@@ -202,7 +202,7 @@ class ProofStateKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class MintQuote(Wire):
-    """A NUT-23 bolt11 mint quote."""
+    """A NUT-23 bolt11 mint quote; ``pubkey`` is the NUT-20 key it is locked to, if any."""
 
     WHAT = "mint quote"
 
@@ -212,6 +212,7 @@ class MintQuote(Wire):
     unit: str
     state: MintQuoteState
     expiry: int | None = None
+    pubkey: Hex33 | None = None
 
     @property
     def id(self) -> str:
@@ -220,10 +221,15 @@ class MintQuote(Wire):
     @classmethod
     def from_wire(cls, data: Any, what: str | None = None, *, amount: int | None = None,
                   unit: str = "sat") -> Self:
-        """Mints that omit ``amount`` or ``unit`` (older NUT-23) get the requested ones."""
+        """Mints that omit ``amount`` or ``unit`` (older NUT-23) get the requested ones.
+
+        An empty ``pubkey`` means none: Nutshell 0.21 answers a status request for an
+        unlocked quote with ``"pubkey": ""``.
+        """
         if isinstance(data, Mapping):
             data = {"amount": amount or 0, "unit": unit,
-                    **{k: v for k, v in data.items() if v is not None}}
+                    **{k: v for k, v in data.items()
+                       if v is not None and not (k == "pubkey" and v == "")}}
         return from_wire(cls, data, what or cls.WHAT)
 
 

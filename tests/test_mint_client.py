@@ -225,3 +225,99 @@ def test_mint_quote_answer_without_amount_gets_the_requested_one():
 
     quote = client(handler).create_mint_quote(21)
     assert (quote.quote, quote.amount, quote.unit, quote.expiry) == ("q1", 21, "sat", None)
+
+
+# --- NUT-20: locked mint quotes ------------------------------------------------------------
+
+PUBKEY = "03d56ce4e446a85bbdaa547b4ec2b073d40ff802831352b8272b7dd7a4de5a7cac"
+
+
+def _quote_handler(seen, *, echo=True):
+    def handler(request):
+        body = json.loads(request.content)
+        seen.append(body)
+        answer = {"quote": "q1", "request": "lnbc1", "state": "UNPAID", "expiry": None,
+                  "amount": body["amount"], "unit": body["unit"]}
+        if echo:
+            answer["pubkey"] = body.get("pubkey")
+        return httpx.Response(200, json=answer)
+    return handler
+
+
+def test_a_quote_without_a_key_sends_no_pubkey():
+    seen = []
+    quote = client(_quote_handler(seen)).create_mint_quote(21)
+    assert seen == [{"amount": 21, "unit": "sat"}]
+    assert quote.pubkey is None
+
+
+def test_a_locked_quote_sends_its_key_and_reads_it_back():
+    seen = []
+    quote = client(_quote_handler(seen)).create_mint_quote(21, "sat", pubkey=PUBKEY.upper())
+    assert seen == [{"amount": 21, "unit": "sat", "pubkey": PUBKEY}]
+    assert quote.pubkey == PUBKEY
+
+
+@pytest.mark.parametrize("answered", [None, "02" + "11" * 32], ids=["dropped", "another key"])
+def test_a_locked_quote_answered_without_its_key_is_a_protocol_error(answered):
+    def handler(request):
+        return httpx.Response(200, json={"quote": "q1", "request": "lnbc1", "state": "UNPAID",
+                                         "amount": 21, "unit": "sat", "pubkey": answered})
+
+    with pytest.raises(MintProtocolError, match="NUT-20"):
+        client(handler).create_mint_quote(21, pubkey=PUBKEY)
+
+
+@pytest.mark.parametrize("pubkey", ["", "04" + "11" * 32, PUBKEY[:-2], "not hex", 42])
+def test_a_bad_quote_key_is_refused_before_any_request(pubkey):
+    def handler(request):  # pragma: no cover - must not be reached
+        raise AssertionError("request was sent")
+
+    with pytest.raises(InvalidInputError):
+        client(handler).create_mint_quote(21, pubkey=pubkey)
+
+
+def test_a_quote_answer_with_a_malformed_key_is_a_protocol_error():
+    def handler(request):
+        return httpx.Response(200, json={"quote": "q1", "request": "lnbc1", "state": "PAID",
+                                         "amount": 21, "unit": "sat", "pubkey": "02abc"})
+
+    with pytest.raises(MintProtocolError, match="pubkey"):
+        client(handler).get_mint_quote("q1")
+
+
+def test_an_empty_quote_key_means_an_unlocked_quote():
+    """Nutshell 0.21 answers a status request for an unlocked quote with ``"pubkey": ""``."""
+    def handler(request):
+        return httpx.Response(200, json={"quote": "q1", "request": "lnbc1", "state": "PAID",
+                                         "amount": 21, "unit": "sat", "pubkey": ""})
+
+    assert client(handler).get_mint_quote("q1").pubkey is None
+
+
+def test_mint_sends_the_signature_only_when_given():
+    seen = []
+
+    def handler(request):
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"signatures": [
+            {"amount": 1, "id": "00" * 8, "C_": B}]})
+
+    out = [BlindedMessage(1, "00" * 8, B)]
+    c = client(handler)
+    c.mint("q1", out)
+    c.mint("q1", out, signature="ab" * 64)
+    wire_out = [{"amount": 1, "id": "00" * 8, "B_": B}]
+    assert seen == [{"quote": "q1", "outputs": wire_out},
+                    {"quote": "q1", "outputs": wire_out, "signature": "ab" * 64}]
+
+
+def test_nut20_support_is_read_from_info():
+    def info(nuts):
+        def handler(request):
+            return httpx.Response(200, json={"name": "m", "nuts": nuts})
+        return client(handler).get_info()
+
+    assert info({"20": {"supported": True}}).supports(20)
+    assert not info({"20": {"supported": False}}).supports(20)
+    assert not info({"4": {"methods": [], "disabled": False}}).supports(20)

@@ -1,5 +1,11 @@
 """The mint saga: prepared (quote created) -> executing (outputs persisted, request
-sent) -> completed; rolled_back when the quote can no longer be minted."""
+sent) -> completed; rolled_back when the quote can no longer be minted.
+
+NUT-20: when the mint offers it, each quote is locked to a fresh wallet key (handed
+out, and so persisted, before the quote request leaves) and every mint request for
+it, first try or retry, is signed with that key's private key, derived again from
+the mnemonic. The record keeps only the public key (``quote_pubkey``).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,14 @@ import time
 import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
 
+from coco_actors.crypto.nut20 import sign_mint_quote
 from coco_actors.errors import (
     CODE_OUTPUTS_ALREADY_SIGNED,
     CODE_QUOTE_ALREADY_ISSUED,
+    CODE_QUOTE_REQUIRES_PUBKEY,
     CocoError,
     MintRejectedError,
+    NotFoundError,
 )
 from coco_actors.operations.base import (
     OperationActor,
@@ -21,9 +30,12 @@ from coco_actors.operations.base import (
     Watched,
 )
 from coco_actors.records import Operation, OpState
-from coco_actors.wire import MintQuote, MintQuoteState, Proof, split_amount
+from coco_actors.wire import BlindingData, MintQuote, MintQuoteState, Proof, split_amount
 
 log = logging.getLogger(__name__)
+
+#: NUT-06 number of signed mint quotes.
+NUT20 = 20
 
 
 class MintOperation(OperationBase):
@@ -32,10 +44,18 @@ class MintOperation(OperationBase):
     def create_quote(self) -> MintQuote:
         self._require(OpState.INIT)
         with self._abandon_on_error():
-            quote = self.mint.client.create_mint_quote(self.op.amount, self.op.unit)
+            client = self.mint.client
+            pubkey = self._new_quote_key() if client.recent_info().supports(NUT20) else None
+            try:
+                quote = client.create_mint_quote(self.op.amount, self.op.unit, pubkey=pubkey)
+            except MintRejectedError as exc:
+                if pubkey is not None or exc.code != CODE_QUOTE_REQUIRES_PUBKEY:
+                    raise
+                pubkey = self._new_quote_key()  # it requires NUT-20 but did not say so
+                quote = client.create_mint_quote(self.op.amount, self.op.unit, pubkey=pubkey)
             self._commit(self.op.moved(OpState.PREPARED, quote_id=quote.quote,
                                        quote_request=quote.request,
-                                       quote_expiry=quote.expiry))
+                                       quote_expiry=quote.expiry, quote_pubkey=pubkey))
         self._emit("prepared")
         if self.op.parent_id is None:  # a leg is watched once its transfer's melt paid
             self._watch_quote()  # once paid, the Watcher's notice mints it
@@ -64,6 +84,7 @@ class MintOperation(OperationBase):
             return self.op
         if quote.state != MintQuoteState.PAID:
             return self.op
+        self._quote_private_key()  # a key we lost: say so before any state changes
         outputs = self._derive_outputs(split_amount(self.op.amount),
                                        self.mint.active_keyset(self.op.unit))
         self._commit(self.op.moved(OpState.EXECUTING, outputs=tuple(outputs)))
@@ -99,10 +120,39 @@ class MintOperation(OperationBase):
         except CocoError as exc:
             log.warning("mint %s: redeem after payment failed: %s", self.op.id, exc)
 
+    def _new_quote_key(self) -> str:
+        """A fresh wallet key for one quote (NUT-20 asks for one per quote, so that the
+        mint cannot link them); the key store persists it before returning it."""
+        return self.deps.keys.new_key().public
+
+    def _quote_private_key(self) -> bytes | None:
+        """The private key of the quote's NUT-20 lock (None for an unlocked quote).
+
+        A key the wallet cannot derive (a record from another mnemonic, say) is a
+        NotFoundError; the operation stays where it is. Neither key is logged.
+        """
+        if self.op.quote_pubkey is None:
+            return None
+        key = self.deps.keys.private_key(self.op.quote_pubkey)
+        if key is None:
+            log.error("mint %s: the wallet cannot derive the key its quote is locked to",
+                      self.op.id)
+            raise NotFoundError(f"mint {self.op.id}: the wallet cannot derive the NUT-20 key"
+                                " its quote is locked to (restored from another mnemonic?)")
+        return key
+
+    def _signature(self, outputs: tuple[BlindingData, ...]) -> str | None:
+        """NUT-20's signature of a mint request for a locked quote (a fresh one per try)."""
+        key = self._quote_private_key()
+        if key is None:
+            return None
+        return sign_mint_quote(key, self.op.quote_id or "", [o.blinded for o in outputs])
+
     def _mint(self) -> Operation:
         op = self.op
         try:
-            sigs = self.mint.client.mint(op.quote_id or "", [o.blinded for o in op.outputs])
+            sigs = self.mint.client.mint(op.quote_id or "", [o.blinded for o in op.outputs],
+                                         signature=self._signature(op.outputs))
         except MintRejectedError as exc:
             if exc.code in (CODE_QUOTE_ALREADY_ISSUED, CODE_OUTPUTS_ALREADY_SIGNED):
                 return self._resolve()
