@@ -41,7 +41,7 @@ from coco_actors.errors import (
     TokenSpentError,
 )
 from coco_actors.events import EVENTS, EventBusActor, EventBusProxy, Handler
-from coco_actors.keys import KeyDeriver, KeyRing, WalletKey
+from coco_actors.keys import QUOTE_KEY_PATH, KeyDeriver, KeyRing, WalletKey
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.operations import (
     MeltOperationProxy,
@@ -118,7 +118,8 @@ class Coco:
             started.append(self._ledger.actor_ref)
             wait(self._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")  # surfaces a failed start
             self._deriver = Nut13Deriver(mnemonic)
-            self._keyring = KeyRing(KeyDeriver(mnemonic), self._ledger)
+            self._keyring = KeyRing(KeyDeriver(mnemonic), self._ledger,
+                                    KeyDeriver(mnemonic, QUOTE_KEY_PATH))
             deps = OperationDeps(ledger=self._ledger, events=self._events_ref,
                                  deriver=self._deriver, signal=signal, keys=self._keyring)
             self._supervisor_ref, self._supervisor = start_supervisor(deps)

@@ -1,6 +1,9 @@
 """Wallet keys: P2PK (NUT-11) and quote-signing (NUT-20) keys derived from the mnemonic.
 
-Key ``i`` is the BIP32 key at ``m/129373'/10'/0'/0'/i``. Private keys are never
+P2PK key ``i`` is the BIP32 key at ``m/129373'/10'/0'/0'/i``; the key of NUT-20
+quote ``i`` is on a branch of its own, ``m/129373'/20'/0'/0'/i`` (every mint quote
+takes one, so on the P2PK branch they would push the keys handed out to be paid
+beyond a restored wallet's window). Private keys are never
 stored: only the index, the public key and when it was handed out, written by
 the ProofLedger (the single writer) in one commit before :meth:`KeyRing.new_key`
 returns. A wallet restored from its mnemonic into a fresh data directory knows
@@ -39,16 +42,22 @@ from coco_actors.crypto.nut11 import (
     x_only,
 )
 from coco_actors.errors import InvalidInputError, LockedTokenError
+from coco_actors.records import now_ms
 from coco_actors.wire import BlindedMessage, Proof
 
 if TYPE_CHECKING:
     from coco_actors.proof_ledger import ProofLedgerProxy
 
-__all__ = ["KEY_PATH", "KEY_WINDOW", "KeyDeriver", "KeyRing", "WalletKey"]
+__all__ = ["KEY_PATH", "KEY_WINDOW", "QUOTE_KEY_COUNTER", "QUOTE_KEY_PATH", "KeyDeriver",
+           "KeyRing", "WalletKey"]
 
 HARDENED = 2**31
 #: ``m/129373'/10'/0'/0'``: the account every wallet key is a child of.
 KEY_PATH = (129373 + HARDENED, 10 + HARDENED, HARDENED, HARDENED)
+#: ``m/129373'/20'/0'/0'``: the account of NUT-20 quote keys (one per mint quote).
+QUOTE_KEY_PATH = (129373 + HARDENED, 20 + HARDENED, HARDENED, HARDENED)
+#: The ledger counter that hands out quote key indices.
+QUOTE_KEY_COUNTER = "nut20-quote-keys"
 #: How far past the highest known index a lookup derives (a restored wallet).
 KEY_WINDOW = 100
 #: How long a key call waits for the ledger (a local, durable write).
@@ -77,7 +86,7 @@ class KeyDeriver:
 
     __slots__ = ("_account",)
 
-    def __init__(self, mnemonic: str) -> None:
+    def __init__(self, mnemonic: str, path: tuple[int, ...] = KEY_PATH) -> None:
         words = " ".join(mnemonic.split()) if isinstance(mnemonic, str) else ""
         try:
             valid = Mnemonic("english").check(words)
@@ -87,7 +96,7 @@ class KeyDeriver:
             raise InvalidInputError("not a valid BIP39 english mnemonic")
         master = BIP32.from_seed(Mnemonic.to_seed(words))
         # the hardened part once: each key is then one unhardened step
-        self._account = BIP32.from_xpriv(master.get_xpriv_from_path(list(KEY_PATH)))
+        self._account = BIP32.from_xpriv(master.get_xpriv_from_path(list(path)))
 
     def __repr__(self) -> str:
         return "KeyDeriver(<secret>)"
@@ -109,8 +118,10 @@ class KeyRing:
     index); allocation itself is a check-and-set in the ledger's mailbox.
     """
 
-    def __init__(self, deriver: KeyDeriver, ledger: ProofLedgerProxy) -> None:
+    def __init__(self, deriver: KeyDeriver, ledger: ProofLedgerProxy,
+                 quote_deriver: KeyDeriver) -> None:
         self._deriver = deriver
+        self._quote_deriver = quote_deriver
         self._ledger = ledger
         self._lock = threading.Lock()
         self._index_of: dict[str, int] = {}   # x-only public key -> index, derived so far
@@ -126,6 +137,23 @@ class KeyRing:
         with self._lock:
             self._index_of[x_only(key.public)] = key.index
         return key
+
+    def new_quote_key(self) -> WalletKey:
+        """A fresh NUT-20 key for one mint quote (its own branch and counter), its index
+        persisted before it is returned; the operation stores index and public key."""
+        index = wait(self._ledger.allocate_now(QUOTE_KEY_COUNTER), LEDGER_TIMEOUT,
+                     "ProofLedger")
+        return WalletKey(index, self._quote_deriver.public(index), now_ms())
+
+    def quote_private_key(self, index: int, public_hex: str) -> bytes | None:
+        """The private key of quote key ``index``; None unless it is ``public_hex``'s
+        (a record from another mnemonic)."""
+        try:
+            private = self._quote_deriver.private(index)
+            same = x_only(public_key_of(private)) == x_only(public_hex)
+        except InvalidInputError:
+            return None
+        return private if same else None
 
     def handed_out(self) -> list[WalletKey]:
         """Every key handed out (or found in use after a restore), by index."""

@@ -165,6 +165,13 @@ class ProofLedger:
         """
         return self._take_counters(keyset_id, n)
 
+    def allocate_now(self, name: str) -> int:
+        """Hand out the next value of counter ``name``, persisted before this returns
+        (a NUT-20 quote key index: its request leaves before any commit of the caller)."""
+        start = self._take_counters(name, 1)
+        self._transact(lambda b: None)
+        return start
+
     def raise_counter(self, keyset_id: str, at_least: int) -> int:
         """Move a counter forward to ``at_least`` (restore); never backward."""
         current = self._counters.get(keyset_id, 0)
@@ -452,6 +459,7 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     raise_counter = proxy_method(ProofLedger.raise_counter)
     counter = proxy_method(ProofLedger.counter)
     allocate_key = proxy_method(ProofLedger.allocate_key)
+    allocate_now = proxy_method(ProofLedger.allocate_now)
     note_key = proxy_method(ProofLedger.note_key)
     next_key_index = proxy_method(ProofLedger.next_key_index)
     wallet_keys = proxy_method(ProofLedger.wallet_keys)

@@ -125,6 +125,7 @@ class Operation:
     quote_request: str | None = None         # mint: the invoice to pay; melt: the one paid
     quote_expiry: int | None = None          # mint: when the quote's invoice expires (unix s)
     quote_pubkey: str | None = None          # mint: the NUT-20 wallet key the quote is locked to
+    quote_key_index: int | None = None       # mint: that key's index (its own branch)
     # melt (NUT-05/08/23)
     payment_hash: str | None = None          # the invoice's, so it is never paid twice
     fee_reserve: int = 0                     # the mint's lightning fee reserve

@@ -24,6 +24,7 @@ from coco_actors.errors import (
     MintRejectedError,
     NotFoundError,
 )
+from coco_actors.keys import WalletKey
 from coco_actors.operations.base import (
     OperationActor,
     OperationBase,
@@ -45,17 +46,20 @@ class MintOperation(OperationBase):
         self._require(OpState.INIT)
         with self._abandon_on_error():
             client = self.mint.client
-            pubkey = self._new_quote_key() if client.recent_info().supports(NUT20) else None
+            key = self._new_quote_key() if client.recent_info().supports(NUT20) else None
             try:
-                quote = client.create_mint_quote(self.op.amount, self.op.unit, pubkey=pubkey)
+                quote = client.create_mint_quote(self.op.amount, self.op.unit,
+                                                 pubkey=key.public if key else None)
             except MintRejectedError as exc:
-                if pubkey is not None or exc.code != CODE_QUOTE_REQUIRES_PUBKEY:
+                if key is not None or exc.code != CODE_QUOTE_REQUIRES_PUBKEY:
                     raise
-                pubkey = self._new_quote_key()  # it requires NUT-20 but did not say so
-                quote = client.create_mint_quote(self.op.amount, self.op.unit, pubkey=pubkey)
-            self._commit(self.op.moved(OpState.PREPARED, quote_id=quote.quote,
-                                       quote_request=quote.request,
-                                       quote_expiry=quote.expiry, quote_pubkey=pubkey))
+                key = self._new_quote_key()  # it requires NUT-20 but did not say so
+                quote = client.create_mint_quote(self.op.amount, self.op.unit,
+                                                 pubkey=key.public)
+            self._commit(self.op.moved(
+                OpState.PREPARED, quote_id=quote.quote, quote_request=quote.request,
+                quote_expiry=quote.expiry, quote_pubkey=key.public if key else None,
+                quote_key_index=key.index if key else None))
         self._emit("prepared")
         if self.op.parent_id is None:  # a leg is watched once its transfer's melt paid
             self._watch_quote()  # once paid, the Watcher's notice mints it
@@ -120,10 +124,11 @@ class MintOperation(OperationBase):
         except CocoError as exc:
             log.warning("mint %s: redeem after payment failed: %s", self.op.id, exc)
 
-    def _new_quote_key(self) -> str:
+    def _new_quote_key(self) -> WalletKey:
         """A fresh wallet key for one quote (NUT-20 asks for one per quote, so that the
-        mint cannot link them); the key store persists it before returning it."""
-        return self.deps.keys.new_key().public
+        mint cannot link them), on the quote-key branch; its index is persisted before
+        it is returned."""
+        return self.deps.keys.new_quote_key()
 
     def _quote_private_key(self) -> bytes | None:
         """The private key of the quote's NUT-20 lock (None for an unlocked quote).
@@ -133,7 +138,9 @@ class MintOperation(OperationBase):
         """
         if self.op.quote_pubkey is None:
             return None
-        key = self.deps.keys.private_key(self.op.quote_pubkey)
+        index = self.op.quote_key_index
+        key = None if index is None else self.deps.keys.quote_private_key(
+            index, self.op.quote_pubkey)
         if key is None:
             log.error("mint %s: the wallet cannot derive the key its quote is locked to",
                       self.op.id)

@@ -29,6 +29,7 @@ from coco_actors.errors import (
     MintUnreachableError,
     NotFoundError,
 )
+from coco_actors.keys import QUOTE_KEY_PATH, KeyDeriver
 from coco_actors.mint_client import MintClient
 from coco_actors.records import Operation, OperationId, OpState, OpType
 from coco_actors.wire import split_amount
@@ -106,6 +107,13 @@ def test_a_quote_is_locked_to_a_fresh_key_and_redeemed_signed(
 
     second = coco.mint.create_quote(proxy.url, 3)
     assert second.pubkey is not None and second.pubkey != quote.pubkey  # one key per quote
+    # quote keys are on their own branch (m/129373'/20'/0'/0'/i), indices 0, 1, ...: they
+    # are not P2PK keys handed out, and take no P2PK index (a restore's window stays dense)
+    quote_keys = KeyDeriver(coco.mnemonic, QUOTE_KEY_PATH)
+    assert (op.quote_key_index, quote_op(coco, second.id).quote_key_index) == (0, 1)
+    assert [quote_keys.public(0), quote_keys.public(1)] == [quote.pubkey, second.pubkey]
+    assert coco.keys.list() == []
+    assert coco.keys.new() == KeyDeriver(coco.mnemonic).public(0)
     assert coco.mint.redeem(second.id, timeout=10).state == OpState.COMPLETED
     assert balance_of(coco, proxy.url) == (AMOUNT + 3, 0, 0)
     assert_signed(mint_requests(proxy)[-1], second.pubkey)
