@@ -4,6 +4,7 @@ the audit must report it, to the sat."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from coco_actors.mint_client import MintClient
 from coco_actors.records import Operation, OpState, OpType, ProofRecord, new_operation_id
 from coco_actors.wire import split_amount
 from devtools.devmint import PENDING, SETTLED, DevMint
-from tests.support.crash_driver import InProcessWallet, InvoiceMint, Recipient
+from tests.support.crash_driver import MINT, CrashWallet, InProcessWallet, InvoiceMint, Recipient
 from tests.support.proxy import Exchange
 
 TIMEOUT = 10.0
@@ -231,3 +232,40 @@ def test_a_pending_melt_passes_only_while_the_mint_has_it_in_flight(
     finally:
         b.close()
         b.client.close()
+
+
+def test_the_audit_waits_while_the_watcher_redeems(mint: DevMint,
+                                                   crash_wallet: Callable[..., CrashWallet],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the 1,000-cycle campaign (seed 2395067987, fee 100, cycle 470: +85 sats,
+    back at the next cycle): the watcher redeemed a quote that recovery left prepared
+    while the audit took its snapshot, so the mint's answer was counted and the proofs
+    were not yet stored. The audit now waits for the wallet to be at rest. Here the
+    redeem's answer is held while the audit takes its first snapshot."""
+    w = crash_wallet(mint, fund=100, watcher=True)
+    w.call("create_quote", url=w.url, amount=85)
+    w.crash()
+    hold = w.proxy.hold(*MINT)
+    w.restart()            # recovery hands the prepared quote to the watcher: it redeems
+    assert hold.wait(10), "the watcher did not redeem the quote"
+    hold.forward()         # the mint signed; the wallet has not seen the answer
+    snapshot = threading.Event()
+    take = w.state
+
+    def state() -> dict[str, Any]:
+        taken = take()
+        snapshot.set()
+        return taken
+
+    monkeypatch.setattr(w, "state", state)
+    result: dict[str, Any] = {}
+    auditor = threading.Thread(target=lambda: result.update(audit=w.audit()))
+    auditor.start()
+    try:
+        assert snapshot.wait(10)   # taken while the redeem is in flight
+    finally:
+        hold.release()
+        auditor.join(30)
+    a = result["audit"]
+    assert a.violations == [], a.summary()
+    assert (a.minted, a.spendable) == (185, 185)

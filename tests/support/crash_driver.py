@@ -727,11 +727,30 @@ class CrashWallet:
         return b["spendable"], b["reserved"], b["pending"]
 
     def audit(self) -> Audit:
-        state = self.state()
-        if not self.proxy.wait_settled():
-            raise TimeoutError("a request to the mint never got its answer")
-        return audit(state, self.proxy.seen(), self.faucet, self.recipient, self.url,
-                     self.quotes)
+        state, exchanges = self._at_rest()
+        return audit(state, exchanges, self.faucet, self.recipient, self.url, self.quotes)
+
+    def _at_rest(self, timeout: float = 10.0) -> tuple[dict[str, Any], list[Exchange]]:
+        """The wallet's state and the proxy's record, taken together while the wallet is
+        at rest: no request answered during the snapshot, none on its way, no operation
+        ``executing``. The watcher acts on its own time (it redeems a paid quote that
+        recovery left prepared): a snapshot between its request and its commit would
+        count minted value the wallet has not stored yet. Past ``timeout`` the last
+        snapshot is audited as it is (an operation stuck ``executing`` is reported)."""
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()  # never set: its wait is the pause between snapshots
+        while True:
+            if not self.proxy.wait_settled():
+                raise TimeoutError("a request to the mint never got its answer")
+            before = len(self.proxy.seen())
+            state = self.state()
+            if not self.proxy.wait_settled():
+                raise TimeoutError("a request to the mint never got its answer")
+            exchanges = self.proxy.seen()
+            busy = any(o["state"] == "executing" for o in state["open_ops"])
+            if (len(exchanges) == before and not busy) or time.monotonic() > deadline:
+                return state, exchanges
+            pause.wait(0.01)
 
     def assert_sound(self) -> Audit:
         """Every invariant holds, to the sat."""
