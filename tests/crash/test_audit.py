@@ -4,6 +4,8 @@ the audit must report it, to the sat."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,8 +19,8 @@ from coco_actors.mint_client import MintClient
 from coco_actors.records import Operation, OpState, OpType, ProofRecord, new_operation_id
 from coco_actors.wire import split_amount
 from devtools.devmint import PENDING, SETTLED, DevMint
-from tests.support.crash_driver import InProcessWallet, InvoiceMint, Recipient
-from tests.support.proxy import Exchange
+from tests.support.crash_driver import MINT, CrashWallet, InProcessWallet, InvoiceMint, Recipient
+from tests.support.proxy import Exchange, Hold
 
 TIMEOUT = 10.0
 
@@ -231,3 +233,71 @@ def test_a_pending_melt_passes_only_while_the_mint_has_it_in_flight(
     finally:
         b.close()
         b.client.close()
+
+
+def _redeeming(crash_wallet: Callable[..., CrashWallet], mint: DevMint) -> tuple[
+        CrashWallet, Hold, str]:
+    """A wallet restarted with a paid quote left prepared: recovery hands it to the
+    watcher, which redeems it; that request is held at the proxy (not forwarded)."""
+    w = crash_wallet(mint, fund=100, watcher=True)
+    quote = w.call("create_quote", url=w.url, amount=85)["quote"]
+    w.crash()
+    hold = w.proxy.hold(*MINT)
+    w.restart()
+    assert hold.wait(10), "the watcher did not redeem the quote"
+    [op] = [o for o in w.call("open_ops") if o["quote_id"] == quote]
+    assert op["state"] == "executing"
+    return w, hold, op["id"]
+
+
+def test_the_audit_waits_while_the_watcher_redeems(mint: DevMint,
+                                                   crash_wallet: Callable[..., CrashWallet],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the 1,000-cycle campaign (seed 2395067987, fee 100, cycle 470: +85 sats,
+    back at the next cycle): the watcher redeemed a quote that recovery left prepared
+    while the audit took its snapshot, so the mint's answer was counted and the proofs
+    were not yet stored. The audit now waits for the wallet to be at rest. Here the
+    redeem's answer is held while the audit takes its first snapshot."""
+    w, hold, op_id = _redeeming(crash_wallet, mint)
+    hold.forward()         # the mint signed; the wallet has not seen the answer
+    snapshots: list[dict[str, Any]] = []
+    first = threading.Event()
+    take = w.state
+
+    def state() -> dict[str, Any]:
+        snapshots.append(take())
+        first.set()
+        return snapshots[-1]
+
+    monkeypatch.setattr(w, "state", state)
+    result: dict[str, Any] = {}
+    auditor = threading.Thread(target=lambda: result.update(audit=w.audit()))
+    auditor.start()
+    try:
+        assert first.wait(10)   # taken while the redeem is in flight
+    finally:
+        hold.release()
+        auditor.join(30)
+    assert not auditor.is_alive()
+    assert {o["id"]: o["state"] for o in snapshots[0]["open_ops"]}[op_id] == "executing"
+    a = result["audit"]
+    assert a.violations == [], a.summary()
+    assert (a.minted, a.spendable) == (185, 185)
+    assert a.states["mint:completed"] == 2
+
+
+def test_an_audit_of_a_wallet_that_never_comes_to_rest_says_so(
+        mint: DevMint, crash_wallet: Callable[..., CrashWallet]) -> None:
+    """The audit's wait is bounded: a redeem held at the proxy keeps its operation
+    executing, and the audit reports that after its deadline instead of hanging."""
+    w, hold, op_id = _redeeming(crash_wallet, mint)
+    started = time.monotonic()
+    a = w.audit(timeout=1.0)
+    assert 1.0 <= time.monotonic() - started < 10
+    assert a.violations[0] == (f"the wallet did not come to rest within 1 s:"
+                               f" mint {op_id} executing"), a.violations
+    assert f"mint {op_id} left executing after recovery" in a.violations
+    hold.release()         # the redeem goes through: now it comes to rest, sound
+    a = w.audit()
+    assert a.violations == [], a.violations
+    assert (a.minted, a.spendable) == (185, 185)

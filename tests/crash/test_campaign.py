@@ -389,6 +389,8 @@ class Campaign:
     def go_pending(self) -> str:
         """The mint's lightning backend stops deciding (restarted PENDING while the
         wallet runs): melts stay in flight until :meth:`decide`. One melt goes out now."""
+        if self.pending_cycles is not None:  # pending already
+            return self.melt()
         self.w.mint.restart(PENDING)
         self.pending_cycles = 0
         self.tally.points["mint went pending"] += 1

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from coco_actors import Coco, CocoError, MintRejectedError, MintUnreachableError
@@ -35,6 +36,19 @@ from coco_actors.events import EVENTS
 from coco_actors.records import Operation, ProofRecord
 
 TIMEOUT = 60.0
+#: Operation states the audit waits out: the wallet is at work on them.
+TRANSIENT = frozenset({"init", "executing", "rolling_back"})
+
+
+class _OnRecord(logging.Handler):
+    """Calls ``notify`` for every record it sees (on the thread that logged it)."""
+
+    def __init__(self, notify: Callable[[], None]) -> None:
+        super().__init__()
+        self._notify = notify
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._notify()
 
 
 def op_json(op: Operation | None) -> dict[str, Any] | None:
@@ -200,18 +214,75 @@ class Commands:
     def proofs(self) -> Any:
         return [proof_json(r) for r in self.coco._ledger.all_proof_records().get(timeout=TIMEOUT)]
 
-    def state(self) -> Any:
-        """Everything the invariants look at (no request is in flight when this is asked)."""
+    def state(self, within: float = 10.0) -> Any:
+        """Everything the invariants look at, as of one moment (``stable``).
+
+        It takes several asks of the ledger, and the watcher may commit between them
+        (a redeem that completes after the history was read and before the proofs
+        were). So the reads are bracketed by two reads of the open operations and
+        taken again until those agree: the wallet's own work only moves operations
+        that exist, every move changes the open ones, and the ledger moves proofs
+        only in the commit of an operation. ``stable`` is False when they did not
+        agree within ``within`` s (the wallet kept moving).
+        """
         ledger = self.coco._ledger
-        history = self.coco.history.get_history()
-        ops = [ledger.get_operation(h.operation_id).get(timeout=TIMEOUT) for h in history]
+        deadline = time.monotonic() + within
+        while True:
+            before = ledger.operations().get(timeout=TIMEOUT)
+            history = self.coco.history.get_history()
+            ops = [ledger.get_operation(h.operation_id).get(timeout=TIMEOUT) for h in history]
+            proofs = ledger.all_proof_records().get(timeout=TIMEOUT)
+            balance = self.balance()
+            live = self.coco._supervisor.live_actor_count().get(timeout=TIMEOUT)
+            after = ledger.operations().get(timeout=TIMEOUT)
+            stable = before == after
+            if stable or time.monotonic() > deadline:
+                break
         return {
-            "proofs": [proof_json(r) for r in ledger.all_proof_records().get(timeout=TIMEOUT)],
-            "open_ops": [op_json(o) for o in ledger.operations().get(timeout=TIMEOUT)],
+            "proofs": [proof_json(r) for r in proofs],
+            "open_ops": [op_json(o) for o in after],
             "ops": [op_json(o) for o in ops],
-            "balance": self.balance(),
-            "live_actors": self.coco._supervisor.live_actor_count().get(timeout=TIMEOUT),
+            "balance": balance,
+            "live_actors": live,
+            "stable": stable,
         }
+
+    def quiet(self, within: float = 10.0) -> list[dict[str, str]]:
+        """Block until no operation is ``init``, ``executing`` or ``rolling_back``, at
+        most ``within`` s; those still in such a state then (empty: quiet).
+
+        For the audit, while the watcher works on its own time (it redeems a quote
+        that recovery left prepared). Woken by every committed transition: each
+        operation logs every commit at INFO once it is done (on its actor's thread;
+        this process logs INFO), and most also emit an event (on the bus thread).
+        The waker must take the condition's lock, so no wake-up falls between a
+        check and the wait.
+        """
+        changed = threading.Condition()
+        ledger = self.coco._ledger
+
+        def wake(*_: Any) -> None:  # an operation's thread, or the event bus's
+            with changed:
+                changed.notify_all()
+
+        def busy() -> list[dict[str, str]]:
+            return [{"id": o.id, "type": o.type.value, "state": o.state.value}
+                    for o in ledger.operations().get(timeout=TIMEOUT)
+                    if o.state.value in TRANSIENT]
+
+        handler = _OnRecord(wake)
+        transitions = logging.getLogger("coco_actors.operations.base")
+        transitions.addHandler(handler)
+        for name in EVENTS:
+            self.coco.on(name, wake)
+        try:
+            with changed:
+                changed.wait_for(lambda: not busy(), within)
+        finally:
+            transitions.removeHandler(handler)
+            for name in EVENTS:
+                self.coco.off(name, wake)
+        return busy()
 
 
 def main(argv: list[str]) -> int:

@@ -66,6 +66,8 @@ FAIL_PENDING = FakeWalletConfig(pay_invoice_state="SETTLED", payment_state="FAIL
 CODE_OUTPUTS_ALREADY_SIGNED = 11003
 #: Operation states nothing may rest in once recovery ran with the mint reachable.
 TRANSIENT = frozenset({"init", "executing", "rolling_back"})
+#: How long an audit waits for the wallet to come to rest (the watcher at work).
+AT_REST_TIMEOUT = 20.0
 
 
 class ChildError(Exception):
@@ -726,12 +728,55 @@ class CrashWallet:
         b = self.call("balance").get(self.url, {"spendable": 0, "reserved": 0, "pending": 0})
         return b["spendable"], b["reserved"], b["pending"]
 
-    def audit(self) -> Audit:
-        state = self.state()
+    def audit(self, timeout: float = AT_REST_TIMEOUT) -> Audit:
+        """Check the invariants once the wallet is at rest (:meth:`_at_rest`). A wallet
+        that does not come to rest within ``timeout`` s is audited as it then is, and
+        the first violation says so and names what it was still doing."""
+        state, exchanges, restless = self._at_rest(timeout)
+        a = audit(state, exchanges, self.faucet, self.recipient, self.url, self.quotes)
+        if restless is not None:
+            a.violations.insert(0, restless)
+        return a
+
+    def _at_rest(self, timeout: float) -> tuple[dict[str, Any], list[Exchange], str | None]:
+        """The wallet's state and the proxy's record, taken together while the wallet is
+        at rest: a stable snapshot (the child's ``state``), no request to the mint
+        recorded while it was taken, none unanswered, no operation ``init``,
+        ``executing`` or ``rolling_back``. The watcher acts on its own time (it
+        redeems a paid quote that recovery left prepared): a snapshot between its
+        request and its commit would count minted value the wallet has not stored yet.
+
+        While an operation is busy the child waits for the wallet's next commits
+        (``quiet``), then the snapshot is taken again; all within ``timeout`` s. The
+        third item is None at rest, else why not (the last snapshot comes with it).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            self._settled()
+            before = len(self.proxy.seen())
+            state = self.state()
+            self._settled()
+            exchanges = self.proxy.seen()
+            busy = [f"{o['type']} {o['id']} {o['state']}"
+                    for o in {o["id"]: o for o in [*state["ops"], *state["open_ops"]]
+                              if o["state"] in TRANSIENT}.values()]
+            requests = len(exchanges) - before
+            if not busy and not requests and state["stable"]:
+                return state, exchanges, None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                why = ", ".join([*busy, *([f"{requests} requests during the snapshot"]
+                                          if requests else []),
+                                 *([] if state["stable"] else ["its records kept moving"])])
+                return state, exchanges, (f"the wallet did not come to rest within"
+                                          f" {timeout:g} s: {why}")
+            if busy:
+                self.call("quiet", within=left)
+            # else: a request or a commit came during the snapshot: take it again
+
+    def _settled(self) -> None:
         if not self.proxy.wait_settled():
             raise TimeoutError("a request to the mint never got its answer")
-        return audit(state, self.proxy.seen(), self.faucet, self.recipient, self.url,
-                     self.quotes)
 
     def assert_sound(self) -> Audit:
         """Every invariant holds, to the sat."""
