@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from coco_actors.tokens import decode
 from devtools.devmint import PENDING, SETTLED, DevMint
 from tests.support.crash_driver import (
     CHECKSTATE,
@@ -145,6 +146,25 @@ def test_receive_interrupted_completes_on_restart(mint: DevMint, crash_wallet: W
                                                   after: bool) -> None:
     w = crash_wallet(mint, fund=FUND)
     token = w.faucet.token(300)                  # 256 + 32 + 8 + 4: four proofs
+    w.crash_at(SWAP, "receive", after=after, token=token)
+
+    assert w.restart() == {"completed": 1}
+    [receive] = _ops(w, "receive")
+    assert receive["state"] == "completed"
+    assert w.balance() == (FUND + 300 - w.fee(4), 0, 0)
+    w.assert_sound()
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["swap-never-sent", "swap-processed"])
+def test_locked_receive_interrupted_completes_on_restart(mint: DevMint, crash_wallet: Wallet,
+                                                         after: bool) -> None:
+    """A P2PK token locked to one of the wallet's keys: its inputs are signed before the
+    receive's first commit, so the swap the restarted wallet repeats (or restores) is the
+    one it would have made."""
+    w = crash_wallet(mint, fund=FUND)
+    key = w.call("new_key")
+    token = w.faucet.token(300, lock=key)        # four proofs, each locked to our key
+    assert all(p.secret.startswith('["P2PK"') for p in decode(token).proofs)
     w.crash_at(SWAP, "receive", after=after, token=token)
 
     assert w.restart() == {"completed": 1}

@@ -119,6 +119,9 @@ class Commands:
     def rollback(self, op_id: str) -> Any:
         return op_json(self.coco.send.rollback(op_id))
 
+    def new_key(self) -> str:
+        return self.coco.keys.new()
+
     def receive(self, token: str) -> Any:
         return op_json(self.coco.receive(token))
 

@@ -34,9 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from coincurve import PrivateKey
+
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.keysets import fee_for
-from coco_actors.crypto.outputs import random_outputs, unblind_signatures
+from coco_actors.crypto.nut11 import p2pk_secret
+from coco_actors.crypto.outputs import make_outputs, random_outputs, unblind_signatures
 from coco_actors.errors import CODE_PROOFS_SPENT, MintRejectedError
 from coco_actors.mint_client import MintClient
 from coco_actors.tokens import Token, decode, encode_v4, resolve_keyset_ids
@@ -257,9 +260,14 @@ class Faucet(MintPeer):
         self.token_mint = token_mint
         self.given: dict[str, int] = {}   # Y -> amount of every proof handed out
 
-    def token(self, amount: int) -> str:
+    def token(self, amount: int, lock: str | None = None) -> str:
+        """A token of ``amount``; with ``lock`` (a public key) every proof is P2PK-locked
+        to it (NUT-11, each with its own nonce)."""
         quote = self.client.create_mint_quote(amount)
-        outputs = random_outputs(split_amount(amount), self.keyset.id)
+        amounts = split_amount(amount)
+        outputs = (random_outputs(amounts, self.keyset.id) if lock is None else make_outputs(
+            amounts, self.keyset.id,
+            [(p2pk_secret([lock]), PrivateKey().secret.hex()) for _ in amounts]))
         sigs = self.client.mint(quote.quote, [o.blinded for o in outputs])
         proofs = unblind_signatures(outputs, sigs, self.keyset)
         self.given.update({secret_to_y(p.secret): p.amount for p in proofs})
