@@ -10,6 +10,7 @@ aggregated message the mint checks.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -78,8 +79,7 @@ def _token(url: str, proofs: Sequence[Proof]) -> str:
     return encode_v4(Token(mint=url, proofs=tuple(proofs)))
 
 
-def _net_outputs(client: MintClient, proofs: Sequence[Proof],
-                 ppk: int) -> list[BlindedMessage]:
+def _net_outputs(proofs: Sequence[Proof], ppk: int) -> list[BlindedMessage]:
     """Fresh plain outputs worth what a swap of ``proofs`` leaves after the fee."""
     net = sum(p.amount for p in proofs) - fee_of(ppk, len(proofs))
     keyset_id = proofs[0].keyset_id
@@ -116,7 +116,7 @@ def test_sig_all_receive_and_the_mint_checks_it(wallet: WalletFactory, mint: Dev
     assert private is not None
 
     # the wallet's own SIG_ALL signature is what the mint checks: alter any part of it
-    outputs = _net_outputs(raw, proofs, ppk)
+    outputs = _net_outputs(proofs, ppk)
     signed = bob._keyring.sign_inputs(proofs, outputs, int(time.time()))
     assert [p.witness for p in signed[1:]] == [None] * (len(PARTS) - 1)  # first input only
     (sig,) = witness_signatures(signed[0].witness)
@@ -129,12 +129,12 @@ def test_sig_all_receive_and_the_mint_checks_it(wallet: WalletFactory, mint: Dev
     assert "signature" in err.detail
 
     # the signature covers the outputs: the same witness over other outputs is refused
-    err = _refused(raw, signed, _net_outputs(raw, proofs, ppk))
+    err = _refused(raw, signed, _net_outputs(proofs, ppk))
     assert "signature" in err.detail
 
     # ... and every input: dropping one (a smaller swap) is refused too
     fewer = signed[:-1]
-    err = _refused(raw, fewer, _net_outputs(raw, fewer, ppk))
+    err = _refused(raw, fewer, _net_outputs(fewer, ppk))
     assert "signature" in err.detail
 
     # SIG_INPUTS signatures (each proof signs its own secret) do not unlock SIG_ALL
@@ -162,7 +162,7 @@ def test_sig_all_multisig_two_of_two_held(wallet: WalletFactory, mint: DevMint,
     proofs = _locked_proofs(raw, secrets)
 
     # one signature of the two is refused by the mint
-    outputs = _net_outputs(raw, proofs, ppk)
+    outputs = _net_outputs(proofs, ppk)
     signed = bob._keyring.sign_inputs(proofs, outputs, int(time.time()))
     sigs = witness_signatures(signed[0].witness)
     assert len(sigs) == 2
@@ -194,7 +194,7 @@ def test_sig_all_with_one_key_of_two_is_refused(wallet: WalletFactory, mint: Dev
         assert balance_of(who, url) == (0, 0, 0)
 
     # the refusals spent nothing: signed by both holders, the mint takes the token
-    outputs = _net_outputs(raw, proofs, ppk)
+    outputs = _net_outputs(proofs, ppk)
     message = sig_all_message([(p.secret, p.C) for p in proofs],
                               [(o.amount, o.B_) for o in outputs]).encode()
     keys = [bob._keyring.private_key(k_bob), carol._keyring.private_key(k_carol)]
@@ -204,17 +204,27 @@ def test_sig_all_with_one_key_of_two_is_refused(wallet: WalletFactory, mint: Dev
     assert sum(s.amount for s in sigs) == sum(PARTS) - fee_of(ppk, len(PARTS))
 
 
+@pytest.mark.parametrize("mix", ["keys differ", "SIG_INPUTS first", "SIG_INPUTS last",
+                                 "plain last"])
 def test_sig_all_with_different_conditions_is_refused(wallet: WalletFactory, mint: DevMint,
-                                                      proxied: FaultProxy,
-                                                      raw: MintClient) -> None:
-    """SIG_ALL inputs must share data and tags (NUT-11): refused before any request."""
+                                                      proxied: FaultProxy, raw: MintClient,
+                                                      mix: str) -> None:
+    """SIG_ALL inputs must all share kind, data and tags, so every one is SIG_ALL
+    (NUT-11); the mint would refuse the swap, so the wallet refuses before any request."""
     url = normalize_mint_url(proxied.url)
     bob = wallet("bob", url)
-    keys = [bob.keys.new() for _ in PARTS]
-    secrets = [p2pk_secret([k], sigflag=SigFlag.SIG_ALL) for k in keys]
+    key = bob.keys.new()
+    if mix == "keys differ":
+        secrets = [p2pk_secret([bob.keys.new()], sigflag=SigFlag.SIG_ALL) for _ in PARTS]
+    else:
+        secrets = [p2pk_secret([key], sigflag=SigFlag.SIG_ALL) for _ in PARTS[1:]]
+        # the same key with SIG_INPUTS, or no condition at all
+        plain_lock = os.urandom(32).hex() if mix == "plain last" else p2pk_secret([key])
+        secrets = (
+            [plain_lock, *secrets] if mix == "SIG_INPUTS first" else [*secrets, plain_lock])
     token = _token(url, _locked_proofs(raw, secrets))
     before, requests = snapshot(bob), len(proxied.exchanges)
-    with pytest.raises(LockedTokenError, match="different conditions"):
+    with pytest.raises(LockedTokenError, match="cannot be spent together"):
         bob.receive(token)
     assert snapshot(bob) == before
     assert len(proxied.exchanges) == requests
@@ -235,7 +245,7 @@ def test_sig_inputs_each_proof_its_own_key(wallet: WalletFactory, mint: DevMint,
     assert first is not None
     one_key = [replace(p, witness=witness_json([schnorr_sign(first, p.secret.encode())]))
                for p in proofs]
-    err = _refused(raw, one_key, _net_outputs(raw, proofs, ppk))
+    err = _refused(raw, one_key, _net_outputs(proofs, ppk))
     assert "signature" in err.detail
 
     _receive(bob, url, _token(url, proofs), sum(PARTS), len(PARTS), ppk)
