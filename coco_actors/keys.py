@@ -205,23 +205,20 @@ class KeyRing:
 
         Pure apart from the ledger lookups of :meth:`private_key`: no request.
         """
-        plans: list[list[bytes] | None] = []
-        sig_all: tuple[str, str, tuple[tuple[str, ...], ...]] | None = None
-        for proof in proofs:
-            secret = _well_known(proof.secret)
-            if secret is None:
-                plans.append(None)
-                continue
-            cond = _conditions(secret)
-            if cond.sigflag == SigFlag.SIG_ALL:
-                shape = (secret.kind, secret.data, secret.tags)
-                if sig_all is not None and shape != sig_all:
-                    raise LockedTokenError(
-                        "SIG_ALL proofs with different conditions cannot be spent together")
-                sig_all = shape
-            plans.append(self._signers(cond, now))
-        if sig_all is not None and any(p is None for p in plans):
-            raise LockedTokenError("SIG_ALL proofs mixed with plain ones cannot be spent together")
+        secrets = [_well_known(proof.secret) for proof in proofs]
+        conds = [None if secret is None else _conditions(secret) for secret in secrets]
+        # NUT-11: one SIG_ALL input makes every input share its kind, data and tags
+        # (so every one is SIG_ALL too); the mint refuses anything else. Checked before
+        # any key lookup, which may record a key found past the window.
+        if any(c is not None and c.sigflag == SigFlag.SIG_ALL for c in conds):
+            if any(secret is None for secret in secrets):
+                raise LockedTokenError(
+                    "SIG_ALL proofs mixed with plain ones cannot be spent together")
+            if len({(s.kind, s.data, s.tags) for s in secrets if s is not None}) > 1:
+                raise LockedTokenError(
+                    "SIG_ALL proofs with different conditions cannot be spent together")
+        plans: list[list[bytes] | None] = [
+            None if cond is None else self._signers(cond, now) for cond in conds]
         return plans
 
     def sign_inputs(self, proofs: Sequence[Proof], outputs: Sequence[BlindedMessage],
