@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bip32 import BIP32
-from mnemonic import Mnemonic
 
 from coco_actors.actors import wait
 from coco_actors.crypto.nut11 import (
@@ -41,6 +40,7 @@ from coco_actors.crypto.nut11 import (
     witness_json,
     x_only,
 )
+from coco_actors.crypto.nut13 import seed_of
 from coco_actors.errors import InvalidInputError, LockedTokenError
 from coco_actors.records import now_ms
 from coco_actors.wire import BlindedMessage, Proof
@@ -87,14 +87,7 @@ class KeyDeriver:
     __slots__ = ("_account",)
 
     def __init__(self, mnemonic: str, path: tuple[int, ...] = KEY_PATH) -> None:
-        words = " ".join(mnemonic.split()) if isinstance(mnemonic, str) else ""
-        try:
-            valid = Mnemonic("english").check(words)
-        except (ValueError, LookupError):
-            valid = False
-        if not valid:
-            raise InvalidInputError("not a valid BIP39 english mnemonic")
-        master = BIP32.from_seed(Mnemonic.to_seed(words))
+        master = BIP32.from_seed(seed_of(mnemonic))
         # the hardened part once: each key is then one unhardened step
         self._account = BIP32.from_xpriv(master.get_xpriv_from_path(list(path)))
 

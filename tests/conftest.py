@@ -18,6 +18,7 @@ import pytest
 
 import devtools.devmint
 from devtools.devmint import DevMint, ensure_nutshell
+from tests.support.proxy import FaultProxy
 
 # Fixtures that bring up Nutshell; a test using any of them (directly or through another
 # fixture) is marked ``mint``.
@@ -134,3 +135,17 @@ def make_mint(tmp_path: Path, nutshell_bin: Path) -> Iterator[Callable[..., DevM
     yield make
     for mint in made:
         mint.stop()
+
+
+@pytest.fixture
+def proxy_for() -> Iterator[Callable[[str], FaultProxy]]:
+    """``proxy_for(mint_url)``: a FaultProxy in front of that mint, stopped at teardown."""
+    made: list[FaultProxy] = []
+
+    def make(url: str) -> FaultProxy:
+        made.append(FaultProxy(url))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.stop()

@@ -36,6 +36,19 @@ def _keyset_id_bytes(keyset_id: str) -> bytes:
     return raw
 
 
+def seed_of(mnemonic: str) -> bytes:
+    """The BIP39 seed of an english mnemonic (no passphrase: other wallets use none);
+    anything else is :class:`InvalidInputError` (the words are never quoted)."""
+    words = " ".join(mnemonic.split()) if isinstance(mnemonic, str) else ""
+    try:
+        valid = Mnemonic("english").check(words)
+    except (ValueError, LookupError):
+        valid = False
+    if not valid:
+        raise InvalidInputError("not a valid BIP39 english mnemonic")
+    return Mnemonic.to_seed(words)
+
+
 def keyset_id_int(keyset_id: str) -> int:
     """The (deprecated) BIP32 path component of a keyset: first 8 id bytes mod ``2^31 - 1``."""
     return int.from_bytes(_keyset_id_bytes(keyset_id)[:8], "big") % (2**31 - 1)
@@ -52,14 +65,7 @@ class Nut13Deriver:
     __slots__ = ("_seed", "_master")
 
     def __init__(self, mnemonic: str) -> None:
-        words = " ".join(mnemonic.split()) if isinstance(mnemonic, str) else ""
-        try:
-            valid = Mnemonic("english").check(words)
-        except (ValueError, LookupError):
-            valid = False
-        if not valid:
-            raise InvalidInputError("not a valid BIP39 english mnemonic")
-        self._seed = Mnemonic.to_seed(words)  # no BIP39 passphrase: other wallets use none
+        self._seed = seed_of(mnemonic)
         self._master = BIP32.from_seed(self._seed)
 
     def __repr__(self) -> str:

@@ -13,7 +13,6 @@ import pykka
 import pytest
 
 from coco_actors import Coco
-from tests.support.proxy import FaultProxy
 
 
 @pytest.fixture
@@ -35,15 +34,3 @@ def open_wallet(tmp_path: Path) -> Iterator[Callable[..., Coco]]:
     assert not leftovers, f"actors still alive after every wallet closed: {leftovers}"
 
 
-@pytest.fixture
-def proxy_for() -> Iterator[Callable[[str], FaultProxy]]:
-    """``proxy_for(mint_url)``: a FaultProxy in front of that mint, stopped at teardown."""
-    made: list[FaultProxy] = []
-
-    def make(url: str) -> FaultProxy:
-        made.append(FaultProxy(url))
-        return made[-1]
-
-    yield make
-    for proxy in made:
-        proxy.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from coco_actors import Coco
@@ -10,12 +9,8 @@ from coco_actors.mint_client import MintClient
 from coco_actors.records import Operation
 from coco_actors.wire import MeltQuote, ProofStateKind
 
-from .helpers import snapshot
+from .helpers import SagaEvents, snapshot
 
-#: Every melt event, in the order a melt may emit them.
-MELT_EVENTS = ("melt:prepared", "melt:pending", "melt:finalized", "melt:rolled-back")
-#: Bound for waiting on an event that follows a call which has returned.
-EVENT_TIMEOUT = 10.0
 #: Bound for waiting on what a restarted mint decides (start ~3 s, then the Watcher).
 DECIDE_TIMEOUT = 45.0
 
@@ -51,51 +46,10 @@ def melt_snapshot(coco: Coco) -> tuple[Any, ...]:
     )
 
 
-class MeltEvents:
-    """Every melt event of one wallet, as the bus delivered it (handlers run on the bus
-    thread; tests wait with a deadline)."""
+class MeltEvents(SagaEvents):
+    """Every melt event of one wallet."""
 
-    def __init__(self, coco: Coco) -> None:
-        self._coco = coco
-        self._cond = threading.Condition()
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-        for name in MELT_EVENTS:
-            coco.on(name, self._recorder(name))
-
-    def _recorder(self, name: str) -> Any:
-        def record(payload: dict[str, Any]) -> None:
-            with self._cond:
-                self.seen.append((name, payload))
-                self._cond.notify_all()
-        return record
-
-    def wait_for(self, name: str, op_id: str, timeout: float = EVENT_TIMEOUT
-                 ) -> dict[str, Any]:
-        """The payload of ``name`` for ``op_id``; fails the test after ``timeout``."""
-        def found() -> dict[str, Any] | None:
-            return next((p for n, p in self.seen if n == name and p["operation_id"] == op_id),
-                        None)
-
-        with self._cond:
-            if not self._cond.wait_for(lambda: found() is not None, timeout):
-                raise AssertionError(f"no {name} for {op_id} within {timeout:g} s; "
-                                     f"seen {self.names()}")
-            payload = found()
-        assert payload is not None
-        return payload
-
-    def flush(self) -> None:
-        """A round trip to the event bus: every event emitted before it has been handled
-        (the bus handles its inbox in order), so an absent event is really absent."""
-        def noop(payload: dict[str, Any]) -> None:
-            pass
-
-        self._coco.on("melt:prepared", noop)
-        self._coco.off("melt:prepared", noop)
-
-    def names(self, op_id: str | None = None) -> list[str]:
-        with self._cond:
-            return [n for n, p in self.seen if op_id is None or p["operation_id"] == op_id]
+    kind = "melt"
 
 
 def check_payload(payload: dict[str, Any], op: Operation, state: str) -> None:

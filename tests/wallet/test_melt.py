@@ -110,20 +110,6 @@ def payee(request: pytest.FixtureRequest, payer: DevMint) -> DevMint:
     return request.getfixturevalue(other)  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def proxy_for() -> Iterator[Callable[[str], FaultProxy]]:
-    """``proxy_for(mint_url)``: a FaultProxy in front of that mint, stopped at teardown."""
-    made: list[FaultProxy] = []
-
-    def make(url: str) -> FaultProxy:
-        made.append(FaultProxy(url))
-        return made[-1]
-
-    yield make
-    for proxy in made:
-        proxy.stop()
-
-
 # --- small checks ---------------------------------------------------------------------------
 
 

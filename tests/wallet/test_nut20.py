@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -41,20 +41,6 @@ from .helpers import WalletFactory, balance_of, fee_of, snapshot, token_fee
 AMOUNT = 100
 QUOTE_PATH = "/v1/mint/quote/bolt11"
 MINT_PATH = "/v1/mint/bolt11"
-
-
-@pytest.fixture
-def proxy_for() -> Iterator[Callable[[str], FaultProxy]]:
-    """``proxy_for(mint_url)``: a FaultProxy in front of that mint, stopped at teardown."""
-    made: list[FaultProxy] = []
-
-    def make(url: str) -> FaultProxy:
-        made.append(FaultProxy(url))
-        return made[-1]
-
-    yield make
-    for proxy in made:
-        proxy.stop()
 
 
 def mint_requests(proxy: FaultProxy) -> list[dict[str, Any]]:

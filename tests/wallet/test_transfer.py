@@ -10,7 +10,6 @@ or fail get a private source mint (PENDING presets, decided by a restart).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,16 +30,13 @@ from devtools.devmint import FAILING, PENDING, SETTLED, DevMint
 from tests.support.proxy import Fault, FaultProxy
 from tests.support.waiting import wait_until
 
-from .helpers import WalletFactory, balance_of, fund
+from .helpers import EVENT_TIMEOUT, SagaEvents, WalletFactory, balance_of, fund
 from .melt_helpers import proof_states
 
 pytestmark = pytest.mark.mint
 
 #: What FakeWallet charges for an external payment it settles in the melt answer.
 FAKEWALLET_FEE = 1
-TRANSFER_EVENTS = ("transfer:prepared", "transfer:pending", "transfer:finalized",
-                   "transfer:rolled-back")
-EVENT_TIMEOUT = 10.0
 DECIDE_TIMEOUT = 45.0
 _START_TIMEOUT_S = 60.0
 FEES = pytest.mark.parametrize("fee_ppk", [0, 100], ids=["fee0", "fee100"])
@@ -48,48 +44,10 @@ FEES = pytest.mark.parametrize("fee_ppk", [0, 100], ids=["fee0", "fee100"])
 QUICK = WatcherConfig(poll_interval=0.5, reconnect_min=0.05, reconnect_max=0.5)
 
 
-class Events:
-    """Every transfer event of one wallet (handlers run on the bus thread)."""
+class Events(SagaEvents):
+    """Every transfer event of one wallet."""
 
-    def __init__(self, coco: Coco) -> None:
-        self._coco = coco
-        self._cond = threading.Condition()
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-        for name in TRANSFER_EVENTS:
-            coco.on(name, self._recorder(name))
-
-    def _recorder(self, name: str) -> Callable[[dict[str, Any]], None]:
-        def record(payload: dict[str, Any]) -> None:
-            with self._cond:
-                self.seen.append((name, payload))
-                self._cond.notify_all()
-        return record
-
-    def wait_for(self, name: str, op_id: str, timeout: float = EVENT_TIMEOUT
-                 ) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            return next((p for n, p in self.seen if n == name and p["operation_id"] == op_id),
-                        None)
-
-        with self._cond:
-            if not self._cond.wait_for(lambda: found() is not None, timeout):
-                raise AssertionError(f"no {name} for {op_id} within {timeout:g} s; "
-                                     f"seen {self.names()}")
-            payload = found()
-        assert payload is not None
-        return payload
-
-    def flush(self) -> None:
-        """A round trip to the bus: every event emitted before has been handled."""
-        def noop(payload: dict[str, Any]) -> None:
-            pass
-
-        self._coco.on("transfer:prepared", noop)
-        self._coco.off("transfer:prepared", noop)
-
-    def names(self, op_id: str | None = None) -> list[str]:
-        with self._cond:
-            return [n for n, p in self.seen if op_id is None or p["operation_id"] == op_id]
+    kind = "transfer"
 
 
 def total(coco: Coco, url: str) -> int:
