@@ -342,12 +342,18 @@ class ControlApi:
         The Watcher settles a pending melt on its own; this only waits for the event
         that says so. A shutdown ends the wait at once (the hub closes).
         """
+        return self._wait_end(req, self._melt_op, MELT_ENDS)
+
+    def _wait_end(self, req: Request, lookup: Callable[[str], Operation],
+                  ends: frozenset[str]) -> object:
+        """``{done, operation}`` once the operation in the body ended (one of the ``ends``
+        events), or once ``timeout`` (capped) has passed."""
         op_id = _op_id(_str(req.body, "operation_id"))
         timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
         with self.events.follow() as (_, feed):  # before the look: its end is not missed
-            if not self._melt_op(op_id).state.terminal:
-                wait_for_end(feed, op_id, MELT_ENDS, timeout)
-            op = self._melt_op(op_id)
+            if not lookup(op_id).state.terminal:
+                wait_for_end(feed, op_id, ends, timeout)
+            op = lookup(op_id)
         return {"done": op.state.terminal, "operation": jsonable(op)}
 
     def _melt_op(self, op_id: str) -> Operation:
@@ -382,13 +388,7 @@ class ControlApi:
     def transfer_wait(self, req: Request) -> object:
         """Wait (at most ``timeout`` s, capped) until the transfer is completed or rolled
         back; as ``/melt/wait``, this only follows the events."""
-        op_id = _op_id(_str(req.body, "operation_id"))
-        timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
-        with self.events.follow() as (_, feed):  # before the look: its end is not missed
-            if not self._transfer_op(op_id).state.terminal:
-                wait_for_end(feed, op_id, TRANSFER_ENDS, timeout)
-            op = self._transfer_op(op_id)
-        return {"done": op.state.terminal, "operation": jsonable(op)}
+        return self._wait_end(req, self._transfer_op, TRANSFER_ENDS)
 
     def _transfer_op(self, op_id: str) -> Operation:
         return _known(self.coco.transfer.get_operation(op_id), "transfer", op_id)
