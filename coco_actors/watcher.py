@@ -440,7 +440,8 @@ class WatcherActor(NoticeActor):
         self._link(mint_url).add("proof_state", ys)
 
     def watch_quote(self, op_id: OperationId, mint_url: str, quote_id: str) -> None:
-        """A mint quote: the listener hears ``quote_paid`` once it is paid."""
+        """A mint quote: the listener hears ``quote_paid`` once it is paid (or issued: a
+        redeem whose answer was lost is then resolved by its operation)."""
         self._watch_quote(MINT_QUOTE, op_id, mint_url, quote_id)
 
     def watch_melt_quote(self, op_id: OperationId, mint_url: str, quote_id: str) -> None:
@@ -490,7 +491,7 @@ class WatcherActor(NoticeActor):
             quote_op = self._quotes.get((kind, mint_url, quote_id))
             if quote_op is None:
                 continue
-            if kind == MINT_QUOTE and state == MintQuoteState.PAID:
+            if kind == MINT_QUOTE and state in (MintQuoteState.PAID, MintQuoteState.ISSUED):
                 self.unwatch(quote_op)
                 self._notify(self._listener.quote_paid, quote_op)
             elif kind == MELT_QUOTE and state in (MeltQuoteState.PAID, MeltQuoteState.UNPAID):

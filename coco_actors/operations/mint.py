@@ -22,6 +22,7 @@ from coco_actors.errors import (
     CODE_QUOTE_REQUIRES_PUBKEY,
     CocoError,
     MintRejectedError,
+    MintUnreachableError,
     NotFoundError,
 )
 from coco_actors.keys import WalletKey
@@ -121,6 +122,13 @@ class MintOperation(OperationBase):
             return
         try:
             self.try_redeem()
+        except MintUnreachableError as exc:
+            # the outcome is unknown (it may be executing now): the Watcher follows the
+            # quote again, and its next notice (PAID, or ISSUED if our request got
+            # through) retries, without waiting for a restart's recovery
+            log.warning("mint %s: redeem after payment failed, retried: %s", self.op.id, exc)
+            if not self.op.state.terminal:
+                self._watch_quote()
         except CocoError as exc:
             log.warning("mint %s: redeem after payment failed: %s", self.op.id, exc)
 

@@ -24,7 +24,7 @@ from coco_actors.records import OperationId
 from coco_actors.tokens import decode, resolve_keyset_ids
 from coco_actors.watcher import WatcherActor, WatcherConfig
 from coco_actors.wire import ProofState, split_amount
-from tests.support.proxy import FaultProxy
+from tests.support.proxy import Fault, FaultProxy
 
 WS_ONLY = WatcherConfig(poll_interval=60.0, sweep_interval=60.0)
 # websocket only, and quick to come back after a cut or a restart
@@ -188,6 +188,31 @@ def test_watcher_off_reports_truthfully_and_check_pending_finalizes(mint, open_w
     [op] = alice.send.check_pending()
     assert op.id == op_id and op.state == "completed"
     assert alice.send.get_operation(op_id).state == "completed"
+
+
+@pytest.mark.parametrize("fault,forward", [(Fault.RESET, False), (Fault.DROP_RESPONSE, True)],
+                         ids=["request-lost", "answer-lost"])
+def test_a_redeem_the_watcher_started_that_fails_is_retried_without_a_restart(
+        mint, proxy, open_wallet, fault, forward):
+    """The Watcher's notice redeems a paid quote; that mint request fails in transit (lost,
+    or processed with its answer lost). The operation has the Watcher follow the quote
+    again, and its next notice (PAID, or ISSUED) finishes it: nobody calls redeem."""
+    coco = open_wallet("alice", proxy.url)
+    done = threading.Event()
+    coco.on("mint:finalized", lambda payload: done.set())
+    proxy.inject("POST", "/v1/mint/bolt11", fault, forward=forward)
+    quote = coco.mint.create_quote(proxy.url, 64)
+    assert done.wait(30), "the quote was never minted"
+    assert coco.balance()[proxy.url].spendable == 64
+    mints = proxy.seen("POST", "/v1/mint/bolt11")
+    assert mints[0].fault == fault.value and mints[0].forwarded is forward
+    # the retry asks NUT-09 restore first: answer lost -> the signatures come back from it
+    # (never minted twice); request lost -> nothing to restore, minted by a second request
+    [restore] = proxy.seen("POST", "/v1/restore")
+    assert bool(restore.response_json()["signatures"]) is forward
+    assert len(mints) == (1 if forward else 2)
+    op = coco.mint.open_operation_for(quote.id)
+    assert op is None  # over: completed, nothing left executing
 
 
 def test_close_leaves_no_thread_running(mint, tmp_path):
