@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -461,3 +463,18 @@ def test_received_is_a_frozen_value() -> None:
     with pytest.raises(AttributeError):
         r.amount = 2  # type: ignore[misc]
     assert replace(r, amount=2).amount == 2
+
+
+# --- the README shows the example as it is ----------------------------------------
+
+
+def test_the_readme_shows_the_example_app_as_it_is() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    shown = re.search(r"<!-- http402-example:.*?-->\s*```python\n(.*?)```", readme, re.S)
+    assert shown, "README lost its HTTP 402 example"
+    example = (root / "examples" / "paid_api.py").read_text()
+    region = re.search(r"# --- paid-api: README.md shows this part as it is ---\n(.*?)"
+                       r"# --- end paid-api ---", example, re.S)
+    assert region, "examples/paid_api.py lost its README markers"
+    assert shown.group(1) == region.group(1)
