@@ -214,7 +214,7 @@ class Paywall:
         self.mints = tuple(dict.fromkeys(normalize_mint_url(m) for m in mints))
         # the request is the same for every answer: encoded once
         self.request = encode_creq_a(PaymentRequest(
-            amount=price, unit=unit, mints=list(self.mints), description=description))
+            amount=price, unit=unit, mints=self.mints, description=description))
 
     def charge(self, token: str | None) -> Outcome:
         """Check and receive ``token`` (the header's value, None when absent).

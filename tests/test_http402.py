@@ -43,6 +43,7 @@ from coco_actors.http402 import (
     Received,
     requires_payment,
 )
+from coco_actors.payreq import decode_request as decode_payment_request
 from coco_actors.tokens import Token, encode_v4
 from coco_actors.wire import Proof
 
@@ -123,6 +124,9 @@ def test_no_token_is_402_with_a_nut18_request_and_no_transport() -> None:
     req = decode_request(headers["X-Cashu"])
     assert req["a"] == 21 and req["u"] == "sat" and req["m"] == [MINT]
     assert "t" not in req
+    parsed = decode_payment_request(headers["X-Cashu"])  # the project's own codec agrees
+    assert (parsed.amount, parsed.unit, parsed.mints, parsed.transports) == (
+        21, "sat", (MINT,), ())
     payload = json.loads(body)
     assert payload["error"]["type"] == "PaymentRequired"
     assert payload["payment_request"] == headers["X-Cashu"]
