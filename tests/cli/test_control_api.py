@@ -48,7 +48,10 @@ class _Send:
     def __init__(self) -> None:
         self.prepared: list[tuple[str, int]] = []
 
-    def prepare_send(self, mint_url: str, amount: int) -> Operation:
+    def prepare_send(self, mint_url: str, amount: int, *, p2pk: object = None,
+                     n_sigs: int = 1, locktime: int | None = None,
+                     refund: object = None) -> Operation:
+        assert (p2pk, n_sigs, locktime, refund) == (None, 1, None, None)  # not locked here
         self.prepared.append((mint_url, amount))
         return Operation(id=OperationId("s1"), type=OpType.SEND, mint_url=mint_url,
                          amount=amount, state=OpState.PREPARED)
