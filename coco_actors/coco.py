@@ -279,8 +279,7 @@ class Coco:
         """A notice up to the event bus (a tell: never waits, never raises)."""
         tell(self._events_ref, EventBus.emit, event, payload)
 
-    def _receive(self, token: str,
-                 on_prepared: Callable[[OperationId], object] | None = None) -> Operation:
+    def _receive(self, token: str, op_id: OperationId | None = None) -> Operation:
         """Swap an incoming token into the wallet; the mint must have been added.
 
         Locked proofs (NUT-11 P2PK) are signed with the wallet's keys (the lock keys,
@@ -300,10 +299,11 @@ class Coco:
             return keys[keyset_id].key_for(amount)
 
         verify_proofs_dleq(list(decoded.proofs), key_for)
-        actor = self._ask(self._supervisor.new_receive(ctx.url, decoded.amount, decoded.unit))
-        prepared = wait(actor.prepare(decoded), CALL_TIMEOUT, "receive operation")
-        if on_prepared is not None:  # a payment attempt links its receive before the swap
-            on_prepared(prepared.id)
+        # op_id: a payment attempt committed this id before the receive exists, so a
+        # crash at any point after it finds its receive (or knows none was recorded)
+        actor = self._ask(self._supervisor.new_receive(ctx.url, decoded.amount, decoded.unit,
+                                                       op_id))
+        wait(actor.prepare(decoded), CALL_TIMEOUT, "receive operation")
         return wait(actor.execute(), CALL_TIMEOUT, "receive operation")
 
     def _resolve(self, token: Token, ctx: MintContext) -> Token:

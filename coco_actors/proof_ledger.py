@@ -479,7 +479,8 @@ class ProofLedger:
     def begin_attempt(self, attempt: PaymentAttempt) -> tuple[PaymentAttempt, bool]:
         """Check-and-set: the stored attempt of the same proofs (``False``: not new), or
         this one persisted (``True``) if its request can take it. A single-use request
-        takes one attempt: a second payload is refused while the first runs or after."""
+        takes one attempt: a second payload is refused while the first runs or after.
+        The attempt carries the id its receive will have, committed before it exists."""
         known = self._attempts.get(attempt.key)
         if known is not None:
             return known, False
@@ -495,11 +496,8 @@ class ProofLedger:
         self._attempts[attempt.key] = attempt
         return attempt, True
 
-    def link_attempt(self, key: str, operation_id: OperationId) -> PaymentAttempt:
-        att = replace(self._attempts[key], operation_id=operation_id)
-        self._transact(lambda b: b.put_attempt(att))
-        self._attempts[key] = att
-        return att
+    def get_attempt(self, key: str) -> PaymentAttempt | None:
+        return self._attempts.get(key)
 
     def drop_attempt(self, key: str) -> None:
         """The receive did not happen (refused, rolled back): nothing was credited."""
@@ -572,7 +570,7 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     cancel_request = proxy_method(ProofLedger.cancel_request)
     attempts = proxy_method(ProofLedger.attempts)
     begin_attempt = proxy_method(ProofLedger.begin_attempt)
-    link_attempt = proxy_method(ProofLedger.link_attempt)
+    get_attempt = proxy_method(ProofLedger.get_attempt)
     drop_attempt = proxy_method(ProofLedger.drop_attempt)
     finish_attempt = proxy_method(ProofLedger.finish_attempt)
 

@@ -1,17 +1,24 @@
 """``coco.requests``: payment requests (NUT-18/26) issued and paid by this wallet.
 
 Runs on the caller's thread. A claim is validated here, then persisted as an attempt
-by the ledger (its mailbox is the check-and-set that serializes every claim), then
-received with the receive saga, then credited to its request in one ledger
-transaction. The attempt's key is a hash of the payload's sorted proof Ys, so the
-same payload claimed twice (or after a restart) is credited once and answered alike.
+by the ledger (its mailbox is the check-and-set that serializes every claim) with
+the id its receive will have, then received with the receive saga under that id,
+then credited to its request in one ledger transaction. So whatever point a crash
+or an unknown answer stops it at, the attempt finds its receive (or knows none was
+recorded) and follows that receive's recovery: the same proofs are never received
+twice. The attempt's key is a hash of the payload's sorted proof Ys, so the same
+payload claimed twice (or after a restart) is credited once and answered alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,10 +29,9 @@ from coco_actors.crypto.nut11 import parse_secret
 from coco_actors.errors import (
     CocoError,
     InvalidInputError,
-    MintError,
+    InvalidStateError,
     NotFoundError,
     PaymentRequestError,
-    TokenSpentError,
 )
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.payreq import (
@@ -47,14 +53,19 @@ from coco_actors.records import (
     PaymentAttempt,
     RequestRecord,
     RequestState,
+    new_operation_id,
 )
 from coco_actors.tokens import Token, decode, encode_v4
 
 if TYPE_CHECKING:
     from coco_actors.coco import Coco
 
+log = logging.getLogger(__name__)
+
 MAX_DESCRIPTION = 500
 LEDGER_TIMEOUT = 30.0
+#: How long a repeat claim waits for its receive's recovery (it may talk to the mint).
+RECOVERY_TIMEOUT = 60.0
 POST_TIMEOUT = 30.0
 MAX_POST_RESPONSE = 65_536
 
@@ -68,6 +79,12 @@ class PaymentPostError(PaymentRequestError):
         self.operation_id = operation_id
 
 
+@dataclass(slots=True)
+class _Slot:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+
+
 def attempt_key(payload: PaymentPayload) -> str:
     ys = sorted(secret_to_y(p.secret) for p in payload.proofs)
     return hashlib.sha256("".join(ys).encode()).hexdigest()
@@ -78,6 +95,8 @@ class RequestsApi:
 
     def __init__(self, coco: Coco) -> None:
         self._coco = coco
+        self._guard = threading.Lock()
+        self._running: dict[str, _Slot] = {}  # attempt key -> its lock
 
     # --- the merchant side -----------------------------------------------------------
 
@@ -121,7 +140,9 @@ class RequestsApi:
                             state=RequestState.OPEN, unit=unit, mints=urls,
                             single_use=bool(single_use), amount=amount,
                             description=description, pubkey=pubkey, transport_url=url)
-        return wait(coco._ledger.put_request(rec), LEDGER_TIMEOUT, "ProofLedger")
+        rec = wait(coco._ledger.put_request(rec), LEDGER_TIMEOUT, "ProofLedger")
+        coco._emit("request:created", {"request_id": rec.id, "amount": rec.amount})
+        return rec
 
     def get(self, request_id: str) -> RequestRecord:
         rec = wait(self._coco._ledger.get_request(str(request_id)), LEDGER_TIMEOUT,
@@ -135,8 +156,10 @@ class RequestsApi:
 
     def cancel(self, request_id: str) -> RequestRecord:
         """An open request only (``InvalidStateError`` otherwise)."""
-        return wait(self._coco._ledger.cancel_request(str(request_id)), LEDGER_TIMEOUT,
-                    "ProofLedger")
+        rec = wait(self._coco._ledger.cancel_request(str(request_id)), LEDGER_TIMEOUT,
+                   "ProofLedger")
+        self._coco._emit("request:cancelled", {"request_id": rec.id})
+        return rec
 
     def claim(self, payload: PaymentPayload | bytes | str | dict[str, Any]) -> dict[str, Any]:
         """Receive a payload for one of our requests; the answer is
@@ -151,9 +174,9 @@ class RequestsApi:
         if rec is None:
             raise PaymentRequestError(f"unknown payment request {p.id!r}")
         key = attempt_key(p)
-        done = self._known_answer(key)
-        if done is not None:
-            return done
+        known = wait(coco._ledger.get_attempt(key), LEDGER_TIMEOUT, "ProofLedger")
+        if known is not None:  # the same payload again: follow what it started
+            return self._run(known)
         mint = normalize_mint_url(p.mint)
         if mint not in rec.mints:
             raise PaymentRequestError(f"payment request {rec.id} does not take ecash of {mint}")
@@ -171,44 +194,68 @@ class RequestsApi:
         if rec.state != RequestState.OPEN:
             raise PaymentRequestError(f"payment request {rec.id} is {rec.state.value}")
         attempt = PaymentAttempt(key=key, request_id=rec.id, mint_url=mint, unit=p.unit,
-                                 proofs=p.proofs)
-        attempt, new = wait(coco._ledger.begin_attempt(attempt), LEDGER_TIMEOUT, "ProofLedger")
-        if not new:
-            done = self._known_answer(key)
-            if done is not None:
-                return done
+                                 proofs=p.proofs, operation_id=new_operation_id())
+        attempt, _new = wait(coco._ledger.begin_attempt(attempt), LEDGER_TIMEOUT,
+                             "ProofLedger")
         return self._run(attempt)
 
-    def _known_answer(self, key: str) -> dict[str, Any] | None:
-        for att in wait(self._coco._ledger.attempts(), LEDGER_TIMEOUT, "ProofLedger"):
-            if att.key == key and att.state == AttemptState.COMPLETED:
-                return _answer(att)
-        return None
+    @contextlib.contextmanager
+    def _exclusive(self, key: str) -> Iterator[None]:
+        """One thread at a time follows an attempt (claims of the same payload at once)."""
+        with self._guard:
+            slot = self._running.setdefault(key, _Slot())
+            slot.users += 1
+        try:
+            with slot.lock:
+                yield
+        finally:
+            with self._guard:
+                slot.users -= 1
+                if slot.users == 0:
+                    del self._running[key]
 
     def _run(self, attempt: PaymentAttempt) -> dict[str, Any]:
-        """The receive saga for an accepted attempt, then the credit (also on recovery)."""
+        """Follow an accepted attempt to its end: its receive (started under the id the
+        attempt committed, never a second one), then the credit. Also on recovery and
+        for a repeat claim after an unknown outcome."""
+        with self._exclusive(attempt.key):
+            return self._follow(attempt.key)
+
+    def _follow(self, key: str) -> dict[str, Any]:
         coco = self._coco
         ledger = coco._ledger
-        if attempt.operation_id is not None:
-            op = coco._store.get_operation(attempt.operation_id)
-            if op is not None and op.state == OpState.COMPLETED:
-                return self._credit(attempt, op.id, op.amount)  # net of the fee
-            if op is not None and op.state == OpState.ROLLED_BACK:
-                wait(ledger.drop_attempt(attempt.key), LEDGER_TIMEOUT, "ProofLedger")
-                raise PaymentRequestError(f"the payment for {attempt.request_id} was not "
-                                          "received (rolled back)")
-        token = Token(mint=attempt.mint_url, proofs=attempt.proofs, unit=attempt.unit)
+        att = wait(ledger.get_attempt(key), LEDGER_TIMEOUT, "ProofLedger")
+        if att is None:  # refused meanwhile (a claim of the same payload at once)
+            raise PaymentRequestError("this payment was refused; nothing was received")
+        if att.state == AttemptState.COMPLETED:
+            return _answer(att)
+        op_id = att.operation_id
+        if op_id is None:  # never expected: every attempt is stored with its receive's id
+            raise InvalidStateError(f"payment attempt for {att.request_id} has no receive")
+        op = wait(ledger.get_operation(op_id), LEDGER_TIMEOUT, "ProofLedger")
         try:
-            op = coco._receive(encode_v4(token), on_prepared=lambda op_id: wait(
-                ledger.link_attempt(attempt.key, op_id), LEDGER_TIMEOUT, "ProofLedger"))
-        except (InvalidInputError, TokenSpentError) as exc:
-            wait(ledger.drop_attempt(attempt.key), LEDGER_TIMEOUT, "ProofLedger")
-            raise PaymentRequestError(f"payment refused: {exc}") from exc
-        except MintError:
-            raise  # outcome unknown: the attempt and its receive are resumed by recovery
-        if op.state != OpState.COMPLETED:
-            raise PaymentRequestError(f"the receive of the payment is {op.state.value}")
-        return self._credit(attempt, op.id, op.amount)  # net of the fee
+            if op is None:  # no receive was recorded yet: start it under the committed id
+                token = Token(mint=att.mint_url, proofs=att.proofs, unit=att.unit)
+                op = coco._receive(encode_v4(token), op_id)
+            elif not op.state.terminal:  # interrupted or unknown outcome: its recovery row
+                actor = coco._ask(coco._supervisor.receive_actor(op_id))
+                op = wait(actor.recover(), RECOVERY_TIMEOUT, "receive operation")
+        except CocoError as exc:
+            after = wait(ledger.get_operation(op_id), LEDGER_TIMEOUT, "ProofLedger")
+            if after is not None and not after.state.terminal:
+                raise  # outcome unknown: the attempt and its receive stay, claim again later
+            if after is None or after.state != OpState.COMPLETED:
+                wait(ledger.drop_attempt(key), LEDGER_TIMEOUT, "ProofLedger")
+                raise PaymentRequestError(f"payment refused: {exc}") from exc
+            op = after
+        if op.state == OpState.COMPLETED:
+            return self._credit(att, op.id, op.amount)  # net of the fee
+        if op.state == OpState.ROLLED_BACK:
+            wait(ledger.drop_attempt(key), LEDGER_TIMEOUT, "ProofLedger")
+            raise PaymentRequestError(f"the payment for {att.request_id} was not received "
+                                      f"({op.error or 'rolled back'})")
+        raise InvalidStateError(f"the receive {op.id} of this payment is {op.state.value} at "
+                                "the mint: claim it again later")
 
     def _credit(self, attempt: PaymentAttempt, op_id: OperationId, received: int
                 ) -> dict[str, Any]:
@@ -296,8 +343,7 @@ def _answer(att: PaymentAttempt) -> dict[str, Any]:
 
 
 def _log_resume(att: PaymentAttempt, exc: BaseException) -> None:
-    import logging
-    logging.getLogger(__name__).warning("payment attempt %r not finished: %s", att, exc)
+    log.warning("payment attempt %r not finished: %s", att, exc)
 
 
 __all__ = ["PaymentPostError", "RequestsApi", "attempt_key"]
