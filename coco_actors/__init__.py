@@ -22,12 +22,13 @@ from coco_actors.errors import (
     TokenSpentError,
 )
 from coco_actors.keys import WalletKey
-from coco_actors.records import OpState
+from coco_actors.records import OpState, RequestRecord
 from coco_actors.store import DataDirError
 
 __all__ = [
     "Coco", "CocoError", "CryptoError", "DataDirError", "InsufficientFundsError",
     "InvalidAmountError", "InvalidInputError", "InvalidStateError", "InvoiceError",
     "LockedTokenError", "MintError", "MintRejectedError", "MintUnreachableError",
-    "NotFoundError", "OpState", "PaymentRequestError", "TokenError", "TokenSpentError", "WalletKey",
+    "NotFoundError", "OpState", "PaymentRequestError", "RequestRecord", "TokenError",
+    "TokenSpentError", "WalletKey",
 ]

@@ -25,6 +25,9 @@ EVENTS = frozenset({
     "mint:prepared", "mint:finalized", "mint:rolled-back",
     "melt:prepared", "melt:pending", "melt:finalized", "melt:rolled-back",
     "transfer:prepared", "transfer:pending", "transfer:finalized", "transfer:rolled-back",
+    "request:created",    # {request_id, amount (None: the payer chooses)}
+    "request:paid",       # {request_id, amount (received), operation_id}
+    "request:cancelled",  # {request_id}
 })
 
 

@@ -154,8 +154,13 @@ class Supervisor:
     def new_send(self, mint_url: str, amount: int) -> SendOperationProxy:
         return cast(SendOperationProxy, self._new(OpType.SEND, mint_url, amount))
 
-    def new_receive(self, mint_url: str, amount: int, unit: str) -> ReceiveOperationProxy:
-        return cast(ReceiveOperationProxy, self._new(OpType.RECEIVE, mint_url, amount, unit))
+    def new_receive(self, mint_url: str, amount: int, unit: str,
+                    op_id: OperationId | None = None) -> ReceiveOperationProxy:
+        """``op_id``: an id the caller committed first (a payment attempt's receive)."""
+        if op_id is not None and self._live(op_id) is not None:
+            raise InvalidStateError(f"operation {op_id} exists already")
+        return cast(ReceiveOperationProxy, self._new(OpType.RECEIVE, mint_url, amount, unit,
+                                                     op_id))
 
     def new_mint(self, mint_url: str, amount: int) -> MintOperationProxy:
         return cast(MintOperationProxy, self._new(OpType.MINT, mint_url, amount))
@@ -199,10 +204,11 @@ class Supervisor:
         return self._actor_for(op_id, None)
 
     def _new(self, op_type: OpType, mint_url: str, amount: int,
-             unit: str = "sat") -> OperationProxy:
+             unit: str = "sat", op_id: OperationId | None = None) -> OperationProxy:
         ctx = self.mint_context(mint_url)
-        return self._spawn(Operation(id=new_operation_id(), type=op_type, mint_url=ctx.url,
-                                     amount=amount, unit=unit, state=OpState.INIT))
+        return self._spawn(Operation(id=op_id or new_operation_id(), type=op_type,
+                                     mint_url=ctx.url, amount=amount, unit=unit,
+                                     state=OpState.INIT))
 
     def _actor_for(self, op_id: str, op_type: OpType | None) -> OperationProxy:
         """The proxy of a non-terminal operation's live actor, rehydrated if it had stopped."""
