@@ -338,10 +338,11 @@ class Campaign:
     def invoice(self, amount: int | None = None) -> str:
         """An invoice to pay, now and then one this wallet melted before: paid or in
         flight, it must be refused before any request (InvalidStateError); rolled
-        back, it may be paid again."""
+        back, it may be paid again. (A transfer leg's invoice is a quote of one of the
+        wallet's mints, which pays itself: the campaign mint refuses to melt its own.)"""
         if self.rng.random() < 0.1:
-            used = [o["invoice"] for o in self.w.state()["ops"]
-                    if o["type"] == "melt" and o["invoice"]]
+            used = [o["invoice"] for o in self.w.state()["ops"]  # not a transfer's leg's:
+                    if o["type"] == "melt" and o["invoice"] and not o["parent_id"]]
             if used:
                 return self.rng.choice(used)  # type: ignore[no-any-return]
         return self.invoices.invoice(amount or self.rng.randint(1, 300))
