@@ -164,7 +164,9 @@ class Coco:
             try:
                 self.last_recovery = self.recover()
                 # payment attempts left mid-way: their receives were recovered just now
-                self.last_recovery["payment_attempts"] = self.requests.resume()
+                resumed = self.requests.resume()
+                if resumed:  # counted only when there were some, as "unreadable" is
+                    self.last_recovery["payment_attempts"] = resumed
             except BaseException:
                 self.close()  # a failed open leaves no actor or thread running
                 raise

@@ -72,15 +72,15 @@ def recover(deps: Recovery, op_type: OpType | None = None,
     now = now_ms()
     # a transfer drives its legs' recovery itself (so no leg is driven twice at once);
     # a leg whose transfer is not open (never expected) is recovered on its own
-    transfers = {o.id for o in ops if o.type == OpType.TRANSFER}
-    if op_type is not None and op_type != OpType.TRANSFER:
-        transfers |= {o.id for o in wait(deps.ledger.operations(OpType.TRANSFER),
-                                         LEDGER_TIMEOUT, "ProofLedger")}
+    every = ops if op_type is None else wait(deps.ledger.operations(), LEDGER_TIMEOUT,
+                                               "ProofLedger")
+    by_id: dict[str, Operation] = {o.id: o for o in every}  # every open operation
+    transfers = {o.id for o in every if o.type == OpType.TRANSFER}
     for op in ops:
         if op.parent_id is not None and op.parent_id in transfers:
             continue
         try:
-            started = _start(deps, op, urls, now, rollback_prepared_after_ms, pending)
+            started = _start(deps, op, urls, now, rollback_prepared_after_ms, pending, by_id)
         except Exception as exc:  # a lookup that failed: this operation stays as it is
             _log_failure(op, exc)
             count(f"{op.state.value} (failed)")
@@ -111,7 +111,8 @@ def recover(deps: Recovery, op_type: OpType | None = None,
 
 def _start(deps: Recovery, op: Operation, urls: set[str], now: int,
            rollback_prepared_after_ms: int | None,
-           pending: dict[str, list[Operation]]) -> pykka.Future[Operation] | str | None:
+           pending: dict[str, list[Operation]],
+           by_id: dict[str, Operation]) -> pykka.Future[Operation] | str | None:
     """Start ``op``'s recovery: its future, the state to count now, or None (batched)."""
     for url in (op.mint_url, op.to_mint_url):
         if url is not None and url not in urls:
@@ -126,6 +127,8 @@ def _start(deps: Recovery, op: Operation, urls: set[str], now: int,
                  and now - op.created_at >= rollback_prepared_after_ms)
         if stale:
             return _rollback(deps, op)
+        if op.type == OpType.TRANSFER and _rollback_cut_short(op, by_id):
+            return _actor(deps, op).recover()  # finishes that rollback
         if op.type == OpType.MINT and op.quote_expiry is not None \
                 and now > op.quote_expiry * 1000:
             # expired: asked once (minted if it was paid, else ended), not watched
@@ -136,6 +139,13 @@ def _start(deps: Recovery, op: Operation, urls: set[str], now: int,
             tell(deps.watcher, WatcherActor.watch_quote, op.id, op.mint_url, op.quote_id)
         return op.state.value
     return _actor(deps, op).recover()
+
+
+def _rollback_cut_short(op: Operation, by_id: dict[str, Operation]) -> bool:
+    """A prepared transfer whose melt leg is no longer open (``by_id`` holds every open
+    operation): rolled back, or gone. A crash came between the leg's commit and the
+    transfer's own; its recovery finishes the rollback."""
+    return (op.melt_id or "") not in by_id
 
 
 def _log_failure(op: Operation, exc: Exception) -> None:

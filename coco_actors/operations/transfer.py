@@ -201,6 +201,9 @@ class TransferOperation(OperationBase):
         later by the legs' notices) or ``rolled_back`` (the melt did not pay).
         """
         self._require(OpState.PREPARED)
+        if self._finish_interrupted_rollback():
+            raise InvalidStateError(f"transfer {self.op.id} was being rolled back; it is "
+                                    "rolled back now")
         self._commit(self.op.moved(OpState.EXECUTING))
         deadline = time.monotonic() + wait_s
         self._execute_melt(wait_s)
@@ -380,6 +383,10 @@ class TransferOperation(OperationBase):
             self._discard_legs()
             self._delete()
             return self.op
+        if op.state == OpState.PREPARED:
+            if not self._finish_interrupted_rollback():
+                self.rest()  # left for the caller, as a prepared melt is
+            return self.op
         if op.state not in (OpState.EXECUTING, OpState.PENDING):
             return self.op
         melt = self._leg(self._melt_id())
@@ -388,6 +395,16 @@ class TransferOperation(OperationBase):
         elif melt is not None and melt.state in (OpState.EXECUTING, OpState.PENDING):
             wait(self.legs.melt_leg(self._melt_id()).recover(), LEG_MARGIN, "melt leg")
         return self._follow()
+
+    def _finish_interrupted_rollback(self) -> bool:
+        """A prepared transfer whose melt leg is rolled back (or gone): a rollback that a
+        crash cut between the leg's commit and this record's. Finish it (end the mint
+        leg, ``rolled_back``); True if it was one. Its inputs were released already."""
+        melt = self._leg(self._melt_id())
+        if melt is not None and melt.state != OpState.ROLLED_BACK:
+            return False
+        self._roll_back(melt.error or "rolled back" if melt is not None else "rolled back")
+        return True
 
     def _resume_melt(self, melt: Operation) -> None:
         """Executing, its melt still prepared (the crash came before the melt request): the

@@ -1,5 +1,6 @@
 """Crash-test fixtures: wallets in child processes behind a fault proxy, all stopped at
-teardown (every child process, every proxy thread), and invoices to melt."""
+teardown (every child process, every proxy thread), and invoices to melt; wallets of
+two mints for transfers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devtools.devmint import DevMint, FakeWalletConfig
-from tests.support.crash_driver import CrashWallet, InvoiceMint
+from tests.support.crash_driver import CrashWallet, InvoiceMint, TransferWallet
 
 
 @pytest.fixture
@@ -25,6 +26,32 @@ def crash_wallet(tmp_path: Path) -> Iterator[Callable[..., CrashWallet]]:
         made.append(w)
         w.start()
         w.call("add_mint", url=w.url)
+        if fund:
+            assert w.call("fund", url=w.url, amount=fund)["state"] == "completed"
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+    assert all(not c.alive for w in made for c in w.children)
+
+
+@pytest.fixture
+def transfer_wallet(tmp_path: Path) -> Iterator[Callable[..., TransferWallet]]:
+    """``transfer_wallet(mint, other, fund=0, watcher=False)``: a started wallet process
+    that trusts ``mint`` and ``other`` (each through its own proxy), funded with ``fund``
+    sats at ``mint``; transfers go between the two."""
+    made: list[TransferWallet] = []
+
+    def make(mint: DevMint, other: DevMint, *, fund: int = 0,
+             watcher: bool = False) -> TransferWallet:
+        workdir = tmp_path / f"t{len(made)}"
+        workdir.mkdir()
+        w = TransferWallet(mint, other, workdir, watcher=watcher)
+        made.append(w)
+        w.start()
+        w.call("add_mint", url=w.url)
+        w.call("add_mint", url=w.other.url)
         if fund:
             assert w.call("fund", url=w.url, amount=fund)["state"] == "completed"
         return w

@@ -19,7 +19,16 @@ from coco_actors.mint_client import MintClient
 from coco_actors.records import Operation, OpState, OpType, ProofRecord, new_operation_id
 from coco_actors.wire import split_amount
 from devtools.devmint import PENDING, SETTLED, DevMint
-from tests.support.crash_driver import MINT, CrashWallet, InProcessWallet, InvoiceMint, Recipient
+from tests.support.crash_driver import (
+    MINT,
+    CrashWallet,
+    InProcessWallet,
+    InvoiceMint,
+    MintBooks,
+    OtherMint,
+    Recipient,
+    audit_mints,
+)
 from tests.support.proxy import Exchange, Hold
 
 TIMEOUT = 10.0
@@ -301,3 +310,100 @@ def test_an_audit_of_a_wallet_that_never_comes_to_rest_says_so(
     a = w.audit()
     assert a.violations == [], a.violations
     assert (a.minted, a.spendable) == (185, 185)
+
+
+# --- transfers: two mints' books and what crossed between them --------------------------------
+
+
+class TransferBooks(InProcessWallet):
+    """A funded wallet of two mints (each behind its own proxy) that moved 100 sats from
+    the first to the second with one transfer."""
+
+    def __init__(self, mint: DevMint, other: DevMint, data_dir: Path) -> None:
+        super().__init__(mint, data_dir, fund=1000)
+        self.other = OtherMint(other)
+        self.coco.mints.add(self.other.url)
+        t = self.coco.transfer.prepare(self.url, self.other.url, 100)
+        self.done = self.coco.transfer.execute(t.id, timeout=30)
+        assert (self.done.state, self.done.received) == ("completed", 100)
+
+    def audit(self) -> Any:
+        return audit_mints(self._commands(self.coco).state(), [
+            MintBooks(self.url, self.proxy.seen(), self.faucet, self.recipient, self.quotes),
+            MintBooks(self.other.url, self.other.proxy.seen(), self.other.faucet,
+                      self.other.recipient, self.other.quotes)])
+
+    def rewrite(self, op: Operation, **moves: Any) -> None:
+        self.coco._ledger.settle(op, **moves).get(timeout=TIMEOUT)
+
+    def records_at(self, url: str) -> list[ProofRecord]:
+        return [r for r in self.coco._ledger.all_proof_records().get(timeout=TIMEOUT)
+                if r.mint_url == url]
+
+    def close(self) -> None:
+        super().close()
+        self.other.close()
+        self.client.close()
+
+
+@pytest.fixture
+def transfer_books(mint: DevMint, mint_fee0: DevMint, mint_fee100: DevMint,
+                   tmp_path: Path) -> Iterator[TransferBooks]:
+    b = TransferBooks(mint, mint_fee100 if mint is mint_fee0 else mint_fee0, tmp_path / "w")
+    yield b
+    b.close()
+
+
+def test_a_wallet_that_transferred_passes(transfer_books: TransferBooks) -> None:
+    """Both mints' books balance: what the source melted arrived at the destination."""
+    b = transfer_books
+    a = b.audit()
+    assert a.violations == [], a.summary()
+    assert (a.transferred, a.arrived, a.melted) == (100, 100, 100)
+    assert a.minted == 1000 + 100 and a.ln_fees == b.done.fee_paid == 1
+    assert a.spendable == 1000 - b.done.fee - b.done.fee_paid  # 100 of it at the other mint
+    assert a.states["transfer:completed"] == 1
+
+
+def test_a_lost_proof_at_the_destination_is_value_not_conserved(
+        transfer_books: TransferBooks) -> None:
+    b = transfer_books
+    victim = b.records_at(b.other.url)[0]
+    bogus = Operation(id=new_operation_id(), type=OpType.RECEIVE, mint_url=b.other.url,
+                      amount=1, state=OpState.COMPLETED)
+    b.rewrite(bogus, spend=[victim.Y])
+    a = b.audit()
+    assert a.discrepancy == victim.amount
+    assert any(v.startswith("value not conserved") for v in a.violations)
+
+
+@pytest.mark.parametrize("damage", ["left-pending", "rolled-back", "wrong-received"])
+def test_a_transfer_record_that_contradicts_its_legs_is_caught(
+        transfer_books: TransferBooks, damage: str) -> None:
+    """The melt paid and the value arrived, yet the transfer says it is still pending
+    (its redeem left unresolved), rolled back, or that it received another amount."""
+    b = transfer_books
+    op = b.done
+    if damage == "left-pending":
+        b.rewrite(replace(op, state=OpState.PENDING))
+        expected = "its melt paid and its redeem was left unresolved"
+    elif damage == "rolled-back":
+        b.rewrite(replace(op, state=OpState.ROLLED_BACK))
+        expected = "rolled back, yet its legs did not"
+    else:
+        b.rewrite(replace(op, received=op.received + 1))
+        expected = f"records received {op.received + 1}"
+    a = b.audit()
+    assert any(f"transfer {op.id}" in v and expected in v for v in a.violations), a.violations
+
+
+def test_a_transfer_whose_destination_issued_nothing_is_caught(
+        transfer_books: TransferBooks) -> None:
+    """The source paid, but the proxy's record of the destination lost the redeem (as if
+    the wallet had claimed the proofs without a mint request): what left never arrived."""
+    b = transfer_books
+    b.other.proxy.exchanges[:] = [e for e in b.other.proxy.exchanges
+                                  if (e.method, e.path) != ("POST", "/v1/mint/bolt11")]
+    a = b.audit()
+    assert any("the melt paid 100, the destination issued 0" in v for v in a.violations)
+    assert any("transfers took 100 from their sources, 0 arrived" in v for v in a.violations)

@@ -1,6 +1,6 @@
 """The crash campaign: hundreds of SIGKILL-and-restart cycles at random points of the
-send, rollback, receive, mint and melt sagas (and of recovery itself), against both
-fee settings, with every invariant audited after every restart.
+send, rollback, receive, mint, melt and transfer sagas (and of recovery itself), against
+both fee settings, with every invariant audited after every restart.
 
 One wallet process runs across cycles; the proxy holds the request that matters, so
 each kill lands at a precise moment: after the state committed and before the
@@ -10,6 +10,10 @@ Melts pay invoices of a second mint (``invoices``). The campaign's mint is its o
 so that it can be restarted: now and then its lightning backend goes PENDING for a
 few cycles (melts then stay in flight) and is restarted SETTLED or FAILED, which
 decides them, while the wallet runs on and rolls back or checks a pending melt.
+
+Transfers go to a second mint (the session mint of the other fee setting, behind a proxy
+of its own) and now and then back: killed at the melt at their source or at the redeem
+at their destination; the audit checks both mints' books and what crossed between them.
 
 ``COCO_CRASH_CYCLES`` (default 400) is the total number of cycles, split over the two
 fee settings; ``COCO_CRASH_SEED`` replays a run (the seed is printed either way).
@@ -40,11 +44,11 @@ from tests.support.crash_driver import (
     RESTORE,
     SWAP,
     ChildError,
-    CrashWallet,
     InvoiceMint,
     Reply,
+    TransferWallet,
 )
-from tests.support.proxy import Hold
+from tests.support.proxy import FaultProxy, Hold
 
 CYCLES = int(os.environ.get("COCO_CRASH_CYCLES", "400"))
 SEED = int(os.environ.get("COCO_CRASH_SEED") or random.SystemRandom().randrange(2**32))
@@ -74,7 +78,7 @@ class Tally:
 
 
 class Campaign:
-    def __init__(self, w: CrashWallet, rng: random.Random, tally: Tally,
+    def __init__(self, w: TransferWallet, rng: random.Random, tally: Tally,
                  invoices: InvoiceMint) -> None:
         self.w = w
         self.rng = rng
@@ -86,6 +90,7 @@ class Campaign:
             (3, self.concurrent), (1, self.claim_while_down), (1, self.at_rest),
             (2, self.instant), (4, self.melt), (1, self.melt_rollback),
             (0.6, self.go_pending),  # rare: two mint restarts (about 3 s each) per phase
+            (3, self.transfer), (0.5, self.transfer_rollback),
         ]
         self._held = False  # the last kill landed on a held request: recovery has work
         self.pending_cycles: int | None = None  # cycles the mint's payments stayed in flight
@@ -100,7 +105,8 @@ class Campaign:
         elif spendable < 300:
             kind = self.redeem()
         elif self.pending_cycles is not None and self.rng.random() < 0.5:
-            kind = self.melt()  # while payments stay in flight, make some
+            # while payments stay in flight, make some
+            kind = self.melt() if self.rng.random() < 0.7 else self.transfer()
         else:
             weights, fns = zip(*self.scenarios, strict=True)
             kind = self.rng.choices(fns, weights)[0]()
@@ -122,21 +128,29 @@ class Campaign:
         if self._held and self.rng.random() < 0.35:
             endpoint = self.rng.choice([CHECKSTATE, RESTORE, SWAP, MINT, MELT_QUOTE])
             after = self.rng.random() < 0.5
-            if w.crash_in_recovery(endpoint, after=after, nth=self.rng.choice([1, 1, 2])):
+            # the other mint's: a transfer's redeem (or restore) there, or its melt
+            other = self.rng.random() < 0.25
+            proxy = w.other.proxy if other else w.proxy
+            if w.crash_in_recovery(endpoint, after=after, nth=self.rng.choice([1, 1, 2]),
+                                   proxy=proxy):
                 self.tally.recovery_crashes += 1
-                self.tally.points[f"recovery {endpoint[1]} {'after' if after else 'before'}"] += 1
+                self.tally.points[f"recovery {'other ' if other else ''}{endpoint[1]}"
+                                  f" {'after' if after else 'before'}"] += 1
             else:  # recovery made no such request and the wallet opened: kill it at rest
                 w.crash()
         self.tally.recovered.update(w.restart())
 
-    def crash_during(self, endpoint: tuple[str, str], cmd: str, **args: Any) -> bool:
+    def crash_during(self, endpoint: tuple[str, str], cmd: str,
+                     proxy: FaultProxy | None = None, **args: Any) -> bool:
         """Run ``cmd``, killing the wallet at ``endpoint`` (before or after the mint
-        processed it). If ``cmd`` ends without that request, kill it at rest."""
+        processed it; ``proxy``: at the wallet's other mint). If ``cmd`` ends without
+        that request, kill it at rest."""
         after = self.rng.random() < 0.5
-        outcome = self.w.crash_at(endpoint, cmd, after=after, **args)
+        outcome = self.w.crash_at(endpoint, cmd, after=after, proxy=proxy, **args)
         self._held = isinstance(outcome, Hold)
         if isinstance(outcome, Hold):
-            self.tally.points[f"{cmd} {endpoint[1]} {'after' if after else 'before'}"] += 1
+            where = "other " if proxy is self.w.other.proxy else ""
+            self.tally.points[f"{cmd} {where}{endpoint[1]} {'after' if after else 'before'}"] += 1
             return True
         assert isinstance(outcome, Reply)
         self.result(outcome)
@@ -285,6 +299,10 @@ class Campaign:
         if self.rng.random() < 0.5:  # a melt reserved but not yet prepared: its init row
             calls.append({"cmd": "prepare_melt",
                           "args": {"url": self.w.url, "invoice": self.invoice()}})
+        if self.rng.random() < 0.5:  # a transfer whose legs are being made: its init row
+            calls.append({"cmd": "prepare_transfer",
+                          "args": {"from_url": self.w.url, "to_url": self.w.other.url,
+                                   "amount": self.rng.randint(1, 200)}})
         self.w.submit("batch", calls=calls)
         threading.Event().wait(self.rng.uniform(0.0, 0.04))  # the crash point, not a wait
         self.w.crash()
@@ -303,11 +321,14 @@ class Campaign:
 
     def at_rest(self) -> str:
         """Kill with a send prepared (reserved, outputs persisted), a quote unpaid and
-        now and then a melt prepared."""
+        now and then a melt or a transfer prepared."""
         self.call("prepare", url=self.w.url, amount=self.rng.randint(1, 200))
         self.call("create_quote", url=self.w.url, amount=self.rng.randint(1, 100))
         if self.rng.random() < 0.5:
             self.call("prepare_melt", url=self.w.url, invoice=self.invoice())
+        if self.rng.random() < 0.3:
+            self.call("prepare_transfer", from_url=self.w.url, to_url=self.w.other.url,
+                      amount=self.rng.randint(1, 200))
         self.w.crash()
         self.tally.points["prepared at rest"] += 1
         return "at-rest"
@@ -317,10 +338,11 @@ class Campaign:
     def invoice(self, amount: int | None = None) -> str:
         """An invoice to pay, now and then one this wallet melted before: paid or in
         flight, it must be refused before any request (InvalidStateError); rolled
-        back, it may be paid again."""
+        back, it may be paid again. (A transfer leg's invoice is a quote of one of the
+        wallet's mints, which pays itself: the campaign mint refuses to melt its own.)"""
         if self.rng.random() < 0.1:
-            used = [o["invoice"] for o in self.w.state()["ops"]
-                    if o["type"] == "melt" and o["invoice"]]
+            used = [o["invoice"] for o in self.w.state()["ops"]  # not a transfer's leg's:
+                    if o["type"] == "melt" and o["invoice"] and not o["parent_id"]]
             if used:
                 return self.rng.choice(used)  # type: ignore[no-any-return]
         return self.invoices.invoice(amount or self.rng.randint(1, 300))
@@ -407,32 +429,115 @@ class Campaign:
         self.pending_cycles = None
         self.tally.points[f"mint decided {'settled' if settled else 'failed'}"] += 1
         pending = self.open_ops("melt", "pending")
-        if not pending:
+        transfers = self.open_ops("transfer", "pending")
+        if not pending and not transfers:
             self._held = False
             self.w.crash()
             self.tally.points["decided, no melt pending"] += 1
             return "decide"
         endpoint = self.rng.choice([MELT_QUOTE, MELT_QUOTE, CHECKSTATE])
-        if self.rng.random() < 0.5:
+        if transfers and (not pending or self.rng.random() < 0.5):
+            # settled: the redeem at the other mint follows the quote; kill there too
+            if self.rng.random() < 0.3:
+                self.crash_during(MINT, "check_pending_transfers", proxy=self.w.other.proxy)
+            elif self.rng.random() < 0.5:
+                self.crash_during(endpoint, "rollback_transfer",
+                                  op_id=self.rng.choice(transfers)["id"])
+            else:
+                self.crash_during(endpoint, "check_pending_transfers")
+        elif self.rng.random() < 0.5:
             self.crash_during(endpoint, "rollback_melt", op_id=self.rng.choice(pending)["id"])
         else:
             self.crash_during(endpoint, "check_pending_melts")
         return "decide"
 
+    # --- transfers ---------------------------------------------------------------------
+
+    def transfer(self) -> str:
+        """Move value to the other mint (now and then back): prepared then executed, or
+        in one call; killed at the melt at the source or at the redeem at the
+        destination, before the request left or after the mint processed it. While the
+        campaign mint's payments are in flight, its transfers end pending (the redeem
+        never comes): killed there at rest, or at the melt."""
+        w = self.w
+        back = w.balance_at(w.other.url)[0] >= 100 and self.rng.random() < 0.3
+        src, dst = (w.other.url, w.url) if back else (w.url, w.other.url)
+        at_src, at_dst = (w.other.proxy, w.proxy) if back else (w.proxy, w.other.proxy)
+        amount = self.rng.randint(1, max(1, min(300, w.balance_at(src)[0] // 3)))
+        endpoint, proxy = (MELT, at_src) if self.rng.random() < 0.5 else (MINT, at_dst)
+        if self.rng.random() < 0.2:
+            self.crash_during(endpoint, "transfer", proxy=proxy, from_url=src, to_url=dst,
+                              amount=amount)
+            return "transfer"
+        prepared = self.call("prepare_transfer", from_url=src, to_url=dst, amount=amount)
+        if prepared is None:
+            self._held = False
+            self.w.crash()
+            return "transfer"
+        if self.pending_cycles is not None and not back and self.rng.random() < 0.3:
+            done = self.call("execute_transfer", op_id=prepared["id"])
+            if done is not None and done["state"] != "pending":
+                self.violation(f"cycle {self.tally.cycles}: transfer {done['id']} is"
+                               f" {done['state']} while the mint's payments are in flight")
+            self._held = False
+            self.w.crash()
+            self.tally.points["transfer pending at rest"] += 1
+            return "transfer"
+        self.crash_during(endpoint, "execute_transfer", proxy=proxy, op_id=prepared["id"])
+        return "transfer"
+
+    def transfer_rollback(self) -> str:
+        """Roll back a transfer: a pending one is refused while its payment is in flight
+        (nothing changes); a prepared one is released, killed right after or at an
+        instant (0-20 ms) into the rollback."""
+        pending = self.open_ops("transfer", "pending")
+        if pending and self.rng.random() < 0.5:
+            op = self.rng.choice(pending)
+            try:
+                self.w.call("rollback_transfer", op_id=op["id"])
+                self.violation(f"cycle {self.tally.cycles}: transfer {op['id']} rolled back"
+                               " while its payment is in flight")
+            except ChildError as exc:
+                if exc.type != "InvalidStateError":
+                    self.violation(f"{exc.cmd} failed: {exc}")
+            self.w.crash()
+            self.tally.points["transfer rollback refused"] += 1
+            return "transfer-rollback"
+        prepared = (self.open_ops("transfer", "prepared")
+                    or [self.call("prepare_transfer", from_url=self.w.url,
+                                  to_url=self.w.other.url, amount=self.rng.randint(1, 200))])
+        if prepared[0] is None:
+            self.w.crash()
+            return "transfer-rollback"
+        if self.rng.random() < 0.5:
+            self.call("rollback_transfer", op_id=prepared[0]["id"])
+        else:
+            self.w.submit("rollback_transfer", op_id=prepared[0]["id"])
+            threading.Event().wait(self.rng.uniform(0.0, 0.02))  # the crash point
+        self.w.crash()
+        self._held = True
+        self.tally.points["transfer rollback kill"] += 1
+        return "transfer-rollback"
+
     # --- between cycles --------------------------------------------------------------------
 
     def open_ops(self, kind: str, state: str) -> list[dict[str, Any]]:
+        """Open operations of ``kind`` in ``state``, but no transfer's leg (its
+        transfer drives it; the melt and mint APIs refuse it)."""
         return [o for o in self.w.call("open_ops")
-                if o["type"] == kind and o["state"] == state]
+                if o["type"] == kind and o["state"] == state and not o["parent_id"]]
 
     def open_sends(self, state: str) -> list[dict[str, Any]]:
         return self.open_ops("send", state)
 
     def tidy(self) -> None:
         """Settle what earlier cycles left: redeem quotes, use prepared sends, claim some."""
-        ops = self.w.call("open_ops")
+        ops = [o for o in self.w.call("open_ops") if not o["parent_id"]]  # legs: their transfer's
         for o in ops:
-            if o["type"] == "mint" and o["state"] == "prepared":
+            if o["type"] == "transfer" and o["state"] == "prepared":
+                cmd = self.rng.choice(["execute_transfer", "rollback_transfer"])
+                self.call(cmd, op_id=o["id"])
+            elif o["type"] == "mint" and o["state"] == "prepared":
                 self.redeem_left(o)
             elif o["type"] == "send" and o["state"] == "prepared":
                 cmd = self.rng.choice(["execute", "rollback"])
@@ -480,11 +585,12 @@ class Campaign:
         """NUT-09 over the whole seed at rest: a wallet that lost nothing finds nothing."""
         if any(o["state"] == "executing" for o in self.w.call("open_ops")):
             return
-        found = self.call("restore", url=self.w.url)
-        if found and found["restored"]:
-            self.violation(f"cycle {self.tally.cycles}: a seed restore found {found} that"
-                           " the wallet had forgotten")
-            self.tally.discrepancy = self.w.audit().discrepancy
+        for url in (self.w.url, self.w.other.url):
+            found = self.call("restore", url=url)
+            if found and found["restored"]:
+                self.violation(f"cycle {self.tally.cycles}: a seed restore at {url} found"
+                               f" {found} that the wallet had forgotten")
+                self.tally.discrepancy = self.w.audit().discrepancy
 
     def violation(self, text: str) -> None:
         self.tally.violations.append(text)
@@ -493,16 +599,19 @@ class Campaign:
 @pytest.mark.parametrize("fee", [0, 100], ids=["fee0", "fee100"])
 @pytest.mark.timeout(max(300, CYCLES * 2))  # this test runs half of the cycles
 def test_crash_campaign(fee: int, make_mint: Callable[..., DevMint], invoices: InvoiceMint,
-                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+                        mint_fee0: DevMint, mint_fee100: DevMint, tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
     mint = make_mint(input_fee_ppk=fee).start()  # its own: the campaign restarts it
+    other = mint_fee100 if fee == 0 else mint_fee0  # transfers' other mint
     cycles = (CYCLES + 1) // 2 if fee == 0 else CYCLES // 2
     rng = random.Random(f"{SEED}/{fee}")
     tally = Tally()
-    w = CrashWallet(mint, tmp_path)
+    w = TransferWallet(mint, other, tmp_path)
     started = time.monotonic()
     try:
         w.start()
         w.call("add_mint", url=w.url)
+        w.call("add_mint", url=w.other.url)
         w.call("fund", url=w.url, amount=2000)
         campaign = Campaign(w, rng, tally, invoices)
         while tally.cycles < cycles:

@@ -27,6 +27,7 @@ from tests.support.crash_driver import (
     ChildError,
     CrashWallet,
     InvoiceMint,
+    TransferWallet,
 )
 from tests.support.proxy import Fault, Hold
 
@@ -457,3 +458,202 @@ def test_melt_recovery_interrupted_is_resumed(mint: DevMint, crash_wallet: Walle
         assert w.restart() == {"completed": 1}
         _assert_melted(w, prepared["id"], prepared, LN_FEE)
     w.assert_sound()
+
+
+# --- transfer ---------------------------------------------------------------------------------
+#
+# One wallet holds two mints (each behind its own proxy): a melt at the source pays a mint
+# quote of the destination, then the quote is redeemed there. The session mints pay each
+# other's invoices as external payments (FakeWallet charges 1 sat, settled in the melt
+# answer) and auto-pay their own quotes, so once the melt paid the redeem succeeds. After
+# each row both balances are exact: the source lost amount + input fees + lightning fee,
+# the destination gained the amount (or, for a transfer that did not pay, nothing moved).
+
+TRANSFER_AMOUNT = 100
+MELT_QUOTE_NEW = ("POST", "/v1/melt/quote/bolt11")
+MINT_QUOTE_NEW = ("POST", "/v1/mint/quote/bolt11")
+Transfers = Callable[..., TransferWallet]
+
+
+@pytest.fixture(params=[0, 100], ids=["fee0", "fee100"])
+def two_mints(request: pytest.FixtureRequest, mint_fee0: DevMint,
+              mint_fee100: DevMint) -> tuple[DevMint, DevMint]:
+    """(source, destination): the source charges the fee of the parameter."""
+    return (mint_fee0, mint_fee100) if request.param == 0 else (mint_fee100, mint_fee0)
+
+
+def _prepare_transfer(w: TransferWallet) -> dict[str, Any]:
+    prepared: dict[str, Any] = w.call("prepare_transfer", from_url=w.url, to_url=w.other.url,
+                                      amount=TRANSFER_AMOUNT)
+    assert (prepared["state"], prepared["amount"]) == ("prepared", TRANSFER_AMOUNT)
+    assert (prepared["mint_url"], prepared["to_mint_url"]) == (w.url, w.other.url)
+    assert w.balance() == (FUND - prepared["input_amount"], prepared["input_amount"], 0)
+    assert w.balance_at(w.other.url) == (0, 0, 0)
+    return prepared
+
+
+def _assert_untouched(w: TransferWallet, op_id: str | None = None) -> None:
+    """Nothing moved: every sat back at the source, nothing at the destination."""
+    if op_id is not None:
+        op = w.op(op_id)
+        assert (op["state"], op["received"]) == ("rolled_back", 0)
+        assert w.op(op["melt_id"])["state"] == "rolled_back"
+    assert w.balance() == (FUND, 0, 0)
+    assert w.balance_at(w.other.url) == (0, 0, 0)
+
+
+def _assert_transferred(w: TransferWallet, op_id: str, prepared: dict[str, Any],
+                        ln_fee: int) -> dict[str, Any]:
+    """Completed with both legs: the source lost amount + fees, the destination gained
+    exactly the amount, to the sat."""
+    op = w.op(op_id)
+    assert (op["state"], op["received"], op["fee_paid"], op["fee"]) == (
+        "completed", TRANSFER_AMOUNT, ln_fee, prepared["fee"])
+    assert w.op(op["melt_id"])["state"] == "completed"
+    assert w.op(op["mint_leg_id"])["state"] == "completed"
+    assert w.balance() == (FUND - TRANSFER_AMOUNT - prepared["fee"] - ln_fee, 0, 0)
+    assert w.balance_at(w.other.url) == (TRANSFER_AMOUNT, 0, 0)
+    return op
+
+
+def _sound_transfer(w: TransferWallet, transferred: int) -> None:
+    a = w.assert_sound()
+    assert (a.transferred, a.arrived) == (transferred, transferred)
+
+
+@pytest.mark.parametrize("endpoint,after", [(MINT_QUOTE_NEW, False), (MINT_QUOTE_NEW, True),
+                                            (MELT_QUOTE_NEW, False), (MELT_QUOTE_NEW, True)],
+                         ids=["mint-quote-never-sent", "mint-quote-made",
+                              "melt-quote-never-sent", "melt-quote-made"])
+def test_transfer_init_killed_during_prepare_is_undone(
+        two_mints: tuple[DevMint, DevMint], transfer_wallet: Transfers,
+        endpoint: tuple[str, str], after: bool) -> None:
+    """Killed while it prepares (``init``, its leg ids committed): the quote at the
+    destination or the melt quote at the source held. Recovery discards the legs and
+    the transfer; nothing is held, and a transfer after it goes through."""
+    w = transfer_wallet(*two_mints, fund=FUND)
+    proxy = w.other.proxy if endpoint == MINT_QUOTE_NEW else w.proxy
+    assert isinstance(w.crash_at(endpoint, "prepare_transfer", after=after, proxy=proxy,
+                                 from_url=w.url, to_url=w.other.url,
+                                 amount=TRANSFER_AMOUNT), Hold)
+
+    assert w.restart() == {"init": 1}   # undone: the record and its legs deleted
+    state = w.state()
+    assert [o for o in state["ops"] if o["type"] == "transfer"] == []
+    assert [o for o in state["open_ops"] if o.get("parent_id")] == []  # no leg left
+    _assert_untouched(w)
+    _sound_transfer(w, 0)
+    prepared = _prepare_transfer(w)
+    assert w.call("execute_transfer", op_id=prepared["id"])["state"] == "completed"
+    _assert_transferred(w, prepared["id"], prepared, LN_FEE)
+    _sound_transfer(w, TRANSFER_AMOUNT)
+
+
+def test_prepared_transfer_is_left_for_the_caller(two_mints: tuple[DevMint, DevMint],
+                                                  transfer_wallet: Transfers) -> None:
+    w = transfer_wallet(*two_mints, fund=FUND)
+    prepared = _prepare_transfer(w)
+    w.crash()
+
+    assert w.restart() == {"prepared": 1}
+    assert w.op(prepared["id"])["state"] == "prepared"
+    assert w.balance() == (FUND - prepared["input_amount"], prepared["input_amount"], 0)
+    _sound_transfer(w, 0)
+    assert w.call("execute_transfer", op_id=prepared["id"])["state"] == "completed"
+    _assert_transferred(w, prepared["id"], prepared, LN_FEE)
+    _sound_transfer(w, TRANSFER_AMOUNT)
+
+
+def test_transfer_melt_never_sent_is_rolled_back(two_mints: tuple[DevMint, DevMint],
+                                                 transfer_wallet: Transfers) -> None:
+    """Killed before the melt left (the transfer and its melt leg ``executing``): the
+    quote is UNPAID and the inputs unspent, so they come back; nothing was redeemed."""
+    w = transfer_wallet(*two_mints, fund=FUND)
+    prepared = _prepare_transfer(w)
+    assert isinstance(w.crash_at(MELT, "execute_transfer", after=False,
+                                 op_id=prepared["id"]), Hold)
+    assert w.proxy.seen(*MELT)[-1].forwarded is False
+
+    assert w.restart() == {"rolled_back": 1}
+    _assert_untouched(w, prepared["id"])
+    assert w.other.proxy.seen(*MINT) == []
+    _sound_transfer(w, 0)
+
+
+def test_transfer_melt_paid_answer_lost_is_redeemed(two_mints: tuple[DevMint, DevMint],
+                                                    transfer_wallet: Transfers) -> None:
+    """The source paid (its answer lost, change and all): recovery completes the melt
+    (NUT-09 restore of its blanks), then redeems at the destination."""
+    w = transfer_wallet(*two_mints, fund=FUND)
+    prepared = _prepare_transfer(w)
+    w.crash_at(MELT, "execute_transfer", after=True, op_id=prepared["id"])
+    answer = w.proxy.seen(*MELT)[-1]
+    assert answer.status == 200 and answer.response_json()["state"] == "PAID"
+    assert w.other.proxy.seen(*MINT) == []
+
+    assert w.restart() == {"completed": 1}
+    _assert_transferred(w, prepared["id"], prepared, LN_FEE)
+    _sound_transfer(w, TRANSFER_AMOUNT)
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["redeem-never-sent", "redeem-processed"])
+def test_transfer_paid_redeem_interrupted_completes(two_mints: tuple[DevMint, DevMint],
+                                                    transfer_wallet: Transfers,
+                                                    after: bool) -> None:
+    """The melt paid; killed at the redeem at the destination, before it left (the mint
+    leg's outputs persisted) or after the destination signed them (its answer lost:
+    NUT-09 restore). Recovery completes it; the destination issued once."""
+    w = transfer_wallet(*two_mints, fund=FUND)
+    prepared = _prepare_transfer(w)
+    assert isinstance(w.crash_at(MINT, "execute_transfer", after=after, proxy=w.other.proxy,
+                                 op_id=prepared["id"]), Hold)
+    assert w.proxy.seen(*MELT)[-1].response_json()["state"] == "PAID"
+    assert [e.forwarded for e in w.other.proxy.seen(*MINT)] == [after]
+
+    assert w.restart() == {"completed": 1}
+    _assert_transferred(w, prepared["id"], prepared, LN_FEE)
+    issued = [e for e in w.other.proxy.seen(*MINT) if e.status == 200]
+    assert len(issued) == 1          # a lost answer is restored, never minted twice
+    if after:
+        assert w.other.proxy.seen(*RESTORE)[-1].status == 200
+    _sound_transfer(w, TRANSFER_AMOUNT)
+
+
+@pytest.mark.parametrize("fee", [0, 100], ids=["fee0", "fee100"])
+@pytest.mark.parametrize("outcome", ["settled", "failed"])
+def test_transfer_pending_is_decided_after_restart(
+        make_mint: Callable[..., DevMint], mint_fee0: DevMint, mint_fee100: DevMint,
+        transfer_wallet: Transfers, fee: int, outcome: str) -> None:
+    """The source's payment in flight (a private mint with PENDING presets), its answer
+    lost: reopened, the transfer rests ``pending`` with the inputs held and nothing at
+    the destination. The source decides while the wallet is down (a restart SETTLED or
+    FAILED); the next wallet is killed in its recovery (at the redeem's answer, or as it
+    asks the quote), and the one after completes the transfer or rolls it back."""
+    source = make_mint(input_fee_ppk=fee, fakewallet=PENDING).start()
+    w = transfer_wallet(source, mint_fee100 if fee == 0 else mint_fee0, fund=FUND)
+    prepared = _prepare_transfer(w)
+    w.crash_at(MELT, "execute_transfer", after=True, op_id=prepared["id"])
+    assert w.proxy.seen(*MELT)[-1].response_json()["state"] == "PENDING"
+
+    assert w.restart() == {"pending": 1}
+    op = w.op(prepared["id"])
+    assert (op["state"], w.op(op["melt_id"])["state"]) == ("pending", "pending")
+    assert w.balance() == (FUND - prepared["input_amount"], prepared["input_amount"], 0)
+    assert w.balance_at(w.other.url) == (0, 0, 0)
+    _sound_transfer(w, 0)
+    with pytest.raises(ChildError) as refused:   # it may still be paid
+        w.call("rollback_transfer", op_id=prepared["id"])
+    assert refused.value.type == "InvalidStateError"
+
+    w.crash()
+    source.restart(SETTLED if outcome == "settled" else FAIL_PENDING)
+    if outcome == "settled":
+        assert w.crash_in_recovery(MINT, after=True, proxy=w.other.proxy)
+        assert w.restart() == {"completed": 1}
+        _assert_transferred(w, prepared["id"], prepared, 0)  # settled later: no fee known
+        _sound_transfer(w, TRANSFER_AMOUNT)
+    else:
+        assert w.crash_in_recovery(MELT_QUOTE, after=True)
+        assert w.restart() == {"rolled_back": 1}
+        _assert_untouched(w, prepared["id"])
+        _sound_transfer(w, 0)

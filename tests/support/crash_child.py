@@ -68,6 +68,7 @@ def op_json(op: Operation | None) -> dict[str, Any] | None:
         quote_id=op.quote_id,
         swapped=op.swapped,                                      # melt: the swap is done
         change_output_count=len(op.change_outputs),              # melt: NUT-08 blanks
+        parent_id=op.parent_id,                                  # a transfer's leg
     )
     return d
 
@@ -146,6 +147,24 @@ class Commands:
 
     def check_pending_melts(self) -> Any:
         return [op_json(o) for o in self.coco.melt.check_pending()]
+
+    # --- transfer (a melt at ``from_url`` pays a mint quote of ``to_url``) ---------------
+
+    def prepare_transfer(self, from_url: str, to_url: str, amount: int) -> Any:
+        return op_json(self.coco.transfer.prepare(from_url, to_url, amount))
+
+    def execute_transfer(self, op_id: str, timeout: float = 30.0) -> Any:
+        return op_json(self.coco.transfer.execute(op_id, timeout=timeout))
+
+    def transfer(self, from_url: str, to_url: str, amount: int, timeout: float = 30.0) -> Any:
+        prepared = self.coco.transfer.prepare(from_url, to_url, amount)
+        return op_json(self.coco.transfer.execute(prepared.id, timeout=timeout))
+
+    def rollback_transfer(self, op_id: str) -> Any:
+        return op_json(self.coco.transfer.rollback(op_id))
+
+    def check_pending_transfers(self) -> Any:
+        return [op_json(o) for o in self.coco.transfer.check_pending()]
 
     def recover(self) -> Any:
         return self.coco.recover()
@@ -234,6 +253,9 @@ class Commands:
             before = ledger.operations().get(timeout=TIMEOUT)
             history = self.coco.history.get_history()
             ops = [ledger.get_operation(h.operation_id).get(timeout=TIMEOUT) for h in history]
+            # a transfer's legs have no history entry of their own: listed after it
+            legs = [ledger.get_operation(leg_id).get(timeout=TIMEOUT) for o in ops
+                    if o is not None for leg_id in (o.melt_id, o.mint_leg_id) if leg_id]
             proofs = ledger.all_proof_records().get(timeout=TIMEOUT)
             balance = self.balance()
             live = self.coco._supervisor.live_actor_count().get(timeout=TIMEOUT)
@@ -244,7 +266,7 @@ class Commands:
         return {
             "proofs": [proof_json(r) for r in proofs],
             "open_ops": [op_json(o) for o in after],
-            "ops": [op_json(o) for o in ops],
+            "ops": [op_json(o) for o in ops] + [op_json(o) for o in legs if o is not None],
             "balance": balance,
             "live_actors": live,
             "stable": stable,

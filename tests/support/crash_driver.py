@@ -375,6 +375,8 @@ class Audit:
     error_codes: Counter[tuple[str, int]] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
     states: Counter[str] = field(default_factory=Counter)
+    transferred: int = 0   # transfers: melted at their sources (already in ``melted``)
+    arrived: int = 0       # transfers: issued at their destinations (already in ``minted``)
 
     @property
     def discrepancy(self) -> int:
@@ -386,7 +388,9 @@ class Audit:
         return (f"minted {self.minted} + received {self.received} = spendable {self.spendable}"
                 f" + reserved {self.reserved} + pending {self.pending} + fees {self.fees}"
                 f" + claimed {self.claimed} + melted {self.melted} + lightning fees"
-                f" {self.ln_fees} (off by {self.discrepancy})")
+                f" {self.ln_fees} (off by {self.discrepancy})"
+                + (f"; transfers: {self.transferred} left, {self.arrived} arrived"
+                   if self.transferred or self.arrived else ""))
 
 
 def mint_flows(exchanges: Iterable[Exchange], given: dict[str, int], audit: Audit) -> None:
@@ -491,9 +495,19 @@ def check_melt(o: dict[str, Any], truth: MeltTruth | None, bad: Callable[[str], 
         bad(f"melt {o['id']} is prepared but its quote is {said} at the mint")
 
 
+def _leg_undone(o: dict[str, Any], ops: dict[str, dict[str, Any]]) -> bool:
+    """A mint leg ended by its transfer, which rolled back (its melt did not pay)."""
+    parent = ops.get(o.get("parent_id") or "")
+    return parent is not None and parent["state"] == "rolled_back"
+
+
 def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
-          recipient: Recipient, mint_url: str, quotes: MeltQuotes) -> Audit:
-    """Check every invariant on a wallet at rest (after a restart, mint reachable)."""
+          recipient: Recipient, mint_url: str, quotes: MeltQuotes,
+          others: frozenset[str] = frozenset()) -> Audit:
+    """Check every invariant on a wallet at rest (after a restart, mint reachable).
+
+    ``others``: the URLs of the wallet's other mints, whose proofs and operations are
+    left to their own audit (:func:`audit_mints`)."""
     a = Audit()
     bad = a.violations.append
     mint_flows(exchanges, faucet.given, a)
@@ -510,9 +524,9 @@ def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
             bad(f"{o['type']} {o['id']} left {o['state']} after recovery")
         if o["type"] == "receive" and o["state"] == "prepared":
             bad(f"receive {o['id']} left prepared after recovery")
-        if o["type"] == "mint" and o["state"] == "rolled_back":
+        if o["type"] == "mint" and o["state"] == "rolled_back" and not _leg_undone(o, ops):
             bad(f"mint {o['id']} rolled back: {o['error']}")
-        if o["type"] == "melt":
+        if o["type"] == "melt" and o["mint_url"] not in others:
             check_melt(o, truths.get(o["quote_id"]), bad)
     for op_id in open_ops.keys() - ops.keys():
         bad(f"open operation {op_id} has no history entry")
@@ -521,6 +535,8 @@ def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
     held: dict[str, dict[str, Any]] = {}
     for r in state["proofs"]:
         if r["mint"] != mint_url:
+            if r["mint"] in others:
+                continue
             bad(f"proof {r['Y'][:12]} of unexpected mint {r['mint']}")
         held[r["Y"]] = r
         owner = open_ops.get(r["op"]) if r["op"] else None
@@ -538,6 +554,8 @@ def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
     in_tokens: dict[str, str] = {}
     in_flight: set[str] = set()   # inputs of melts whose payment the mint has in flight
     for o in open_ops.values():
+        if o["mint_url"] in others:
+            continue
         if o["type"] == "melt":
             truth = truths.get(o["quote_id"])
             if truth is not None and truth.state == MeltQuoteState.PENDING:
@@ -577,7 +595,7 @@ def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
 
     balance = state["balance"].get(mint_url, {"spendable": 0, "reserved": 0, "pending": 0})
     wallet_pending = sum(v for o in open_ops.values() if o["state"] in ("pending", "rolling_back")
-                         for v in o["send_amounts"])
+                         and o["mint_url"] not in others for v in o["send_amounts"])
     if (balance["spendable"], balance["reserved"]) != (a.spendable, a.reserved):
         bad(f"balance {balance} disagrees with the proof records")
     if balance["pending"] != wallet_pending:
@@ -585,6 +603,107 @@ def audit(state: dict[str, Any], exchanges: list[Exchange], faucet: Faucet,
     if a.discrepancy:
         bad(f"value not conserved: {a.summary()}")
     return a
+
+
+# --- transfers: the books of two mints, and what crossed between them -------------------------
+
+
+@dataclass(frozen=True)
+class MintBooks:
+    """One mint's side of an audit: the proxy's record, the test's own parties there."""
+
+    url: str
+    exchanges: list[Exchange]
+    faucet: Faucet
+    recipient: Recipient
+    quotes: MeltQuotes
+
+
+def minted_quotes(exchanges: Iterable[Exchange]) -> dict[str, int]:
+    """Quote id -> what the mint issued for it (its first accepted mint request)."""
+    minted: dict[str, int] = {}
+    for e in exchanges:
+        if (e.method, e.path) == MINT and e.status == 200:
+            body = e.request_json()
+            minted.setdefault(body["quote"], sum(o["amount"] for o in body["outputs"]))
+    return minted
+
+
+def audit_mints(state: dict[str, Any], books: list[MintBooks]) -> Audit:
+    """Every invariant at each mint (:func:`audit`, the others' records left to theirs),
+    summed; then every transfer between them (:func:`check_transfers`)."""
+    urls = frozenset(b.url for b in books)
+    total = Audit()
+    truths: dict[str, dict[str, MeltTruth]] = {}
+    for b in books:
+        one = audit(state, b.exchanges, b.faucet, b.recipient, b.url, b.quotes,
+                    others=urls - {b.url})
+        for name in ("minted", "received", "fees", "claimed", "melted", "ln_fees",
+                     "spendable", "reserved", "pending"):
+            setattr(total, name, getattr(total, name) + getattr(one, name))
+        total.error_codes.update(one.error_codes)
+        total.states = one.states  # every mint's audit counts every operation
+        total.violations.extend(v for v in one.violations if v not in total.violations)
+        truths[b.url] = melt_flows(b.exchanges, b.faucet.given, b.recipient.ppk, b.quotes,
+                                   Audit())
+    minted = {b.url: minted_quotes(b.exchanges) for b in books}
+    check_transfers(state, truths, minted, total)
+    return total
+
+
+def check_transfers(state: dict[str, Any], truths: dict[str, dict[str, MeltTruth]],
+                    minted: dict[str, dict[str, int]], a: Audit) -> None:
+    """Each transfer against its legs and both mints' word: what left the source (its
+    melt PAID there) arrived at the destination (the mint leg's quote issued there,
+    exactly ``amount``), nothing arrived for a melt that did not pay, and the record
+    agrees with its legs (completed: both legs completed, ``received`` = amount, the
+    melt's fees; rolled back: the melt rolled back; pending: the payment in flight)."""
+    bad = a.violations.append
+    ops = {o["id"]: o for o in state["ops"]}
+    for t in (o for o in ops.values() if o["type"] == "transfer"):
+        melt, leg = ops.get(t["melt_id"] or ""), ops.get(t["mint_leg_id"] or "")
+        if melt is None or leg is None:
+            bad(f"transfer {t['id']} ({t['state']}) has lost a leg")
+            continue
+        if (melt.get("parent_id"), leg.get("parent_id")) != (t["id"], t["id"]) or (
+                melt["mint_url"], leg["mint_url"]) != (t["mint_url"], t["to_mint_url"]):
+            bad(f"transfer {t['id']}: its legs do not name it, or sit at other mints")
+            continue
+        truth = truths.get(t["mint_url"], {}).get(melt["quote_id"])
+        paid = truth is not None and truth.state == MeltQuoteState.PAID
+        in_flight = truth is not None and truth.state == MeltQuoteState.PENDING
+        arrived = minted.get(t["to_mint_url"], {}).get(leg["quote_id"], 0)
+        if truth is not None and paid:
+            a.transferred += truth.amount
+        a.arrived += arrived
+        word = truth.state.value if truth is not None else "never melted"
+        said = (f"transfer {t['id']} is {t['state']} (melt {melt['state']}, mint leg"
+                f" {leg['state']}; the source says {word}, {arrived} issued at the destination)")
+        if arrived and not paid:
+            bad(f"{said}: redeemed before its melt was paid")
+        if paid and arrived != t["amount"]:
+            bad(f"{said}: the melt paid {t['amount']}, the destination issued {arrived}")
+        if t["state"] == "completed":
+            if (melt["state"], leg["state"]) != ("completed", "completed") or not paid:
+                bad(f"{said}: completed without both legs")
+            elif (t["received"], leg["amount"]) != (t["amount"], t["amount"]) or (
+                    t["fee"], t["fee_paid"]) != (melt["fee"], melt["fee_paid"]):
+                bad(f"{said}: records received {t['received']}, fee {t['fee']}, fee_paid"
+                    f" {t['fee_paid']}; its legs: {leg['amount']}, {melt['fee']},"
+                    f" {melt['fee_paid']}")
+        elif t["state"] == "rolled_back":
+            if melt["state"] != "rolled_back" or leg["state"] == "completed" or t["received"]:
+                bad(f"{said}: rolled back, yet its legs did not")
+        elif t["state"] == "pending":
+            if paid:
+                bad(f"{said}: its melt paid and its redeem was left unresolved")
+            elif melt["state"] != "pending" or not in_flight:
+                bad(f"{said}: pending, yet its payment is not in flight")
+        elif t["state"] == "prepared" and (
+                (melt["state"], leg["state"]) != ("prepared", "prepared") or truth is not None):
+            bad(f"{said}: prepared, yet its legs moved")
+    if a.transferred != a.arrived:
+        bad(f"transfers took {a.transferred} from their sources, {a.arrived} arrived")
 
 
 # --- the harness ------------------------------------------------------------------------------
@@ -644,8 +763,12 @@ class CrashWallet:
         not race a request from a dead one (a different failure: a delayed network)."""
         assert self.child is not None
         self.child.kill()
-        if not self.proxy.wait_settled():
+        if not all(p.wait_settled() for p in self._proxies()):
             raise TimeoutError("a request of the killed wallet never got its answer")
+
+    def _proxies(self) -> tuple[FaultProxy, ...]:
+        """The proxies in front of every mint this wallet talks to."""
+        return (self.proxy,)
 
     def restart(self, **kwargs: Any) -> dict[str, int]:
         """SIGKILL the wallet if it still runs; start a new one (recovery runs); its summary."""
@@ -674,7 +797,8 @@ class CrashWallet:
     # --- crash points -------------------------------------------------------------------
 
     def crash_at(self, endpoint: tuple[str, str], cmd: str, *, after: bool, nth: int = 1,
-                 timeout: float = CALL_TIMEOUT, **args: Any) -> Hold | Reply:
+                 timeout: float = CALL_TIMEOUT, proxy: FaultProxy | None = None,
+                 **args: Any) -> Hold | Reply:
         """Run ``cmd`` and SIGKILL the wallet at the ``nth`` request to ``endpoint``.
 
         ``after=False``: while the request is held at the proxy, before it left
@@ -683,36 +807,41 @@ class CrashWallet:
         back (the mint did the work, the wallet never stored the result).
         Returns the hold when the crash happened; if ``cmd`` finished without
         making that request, returns its reply and the wallet keeps running.
+        ``proxy``: the one in front of another mint of the wallet (default: its own).
         """
+        proxy = proxy or self.proxy
         wake = threading.Event()
-        hold = self.proxy.hold(*endpoint, nth=nth, wake=wake)
+        hold = proxy.hold(*endpoint, nth=nth, wake=wake)
         reply = self.submit(cmd, wake=wake, **args)
-        return hold if self._strike(hold, wake, after=after, timeout=timeout) else reply
+        return hold if self._strike(hold, wake, after=after, timeout=timeout,
+                                    proxy=proxy) else reply
 
     def crash_in_recovery(self, endpoint: tuple[str, str], *, after: bool, nth: int = 1,
-                          timeout: float = START_TIMEOUT) -> bool:
+                          timeout: float = START_TIMEOUT,
+                          proxy: FaultProxy | None = None) -> bool:
         """Restart, and SIGKILL the new wallet at the ``nth`` request to ``endpoint``
         made while it opens (recovery). False if it opened without that request
         (it then keeps running)."""
         if self.child is not None and self.child.alive:
             self.crash()
+        proxy = proxy or self.proxy
         wake = threading.Event()
-        hold = self.proxy.hold(*endpoint, nth=nth, wake=wake)
+        hold = proxy.hold(*endpoint, nth=nth, wake=wake)
         child = self._spawn(wake=wake)
-        if self._strike(hold, wake, after=after, timeout=timeout):
+        if self._strike(hold, wake, after=after, timeout=timeout, proxy=proxy):
             return True
         self.recoveries.append(child.opened()["recovery"])
         return False
 
     def _strike(self, hold: Hold, wake: threading.Event, *, after: bool,
-                timeout: float) -> bool:
+                timeout: float, proxy: FaultProxy | None = None) -> bool:
         """Wait for the held request or the end of what the wallet was doing; on the
         request, SIGKILL the wallet before (or after) the mint processes it. False
         when the wallet finished without that request (the hold is withdrawn)."""
         if not wake.wait(timeout):
             raise TimeoutError(f"neither {hold.method} {hold.path} nor an answer came")
         if not hold.arrived.is_set():
-            if self.proxy.remove(hold):
+            if (proxy or self.proxy).remove(hold):
                 return False
             hold.wait(timeout)  # it fired meanwhile
         if after:
@@ -740,15 +869,17 @@ class CrashWallet:
         """Check the invariants once the wallet is at rest (:meth:`_at_rest`). A wallet
         that does not come to rest within ``timeout`` s is audited as it then is, and
         the first violation says so and names what it was still doing."""
-        state, exchanges, restless = self._at_rest(timeout)
+        state, [exchanges], restless = self._at_rest(timeout)
         a = audit(state, exchanges, self.faucet, self.recipient, self.url, self.quotes)
         if restless is not None:
             a.violations.insert(0, restless)
         return a
 
-    def _at_rest(self, timeout: float) -> tuple[dict[str, Any], list[Exchange], str | None]:
-        """The wallet's state and the proxy's record, taken together while the wallet is
-        at rest: a stable snapshot (the child's ``state``), no request to the mint
+    def _at_rest(self, timeout: float
+                 ) -> tuple[dict[str, Any], list[list[Exchange]], str | None]:
+        """The wallet's state and each proxy's record (:meth:`_proxies`, in order), taken
+        together while the wallet is at rest: a stable snapshot (the child's ``state``),
+        no request to a mint
         recorded while it was taken, none unanswered, no operation ``init``,
         ``executing`` or ``rolling_back``. The watcher acts on its own time (it
         redeems a paid quote that recovery left prepared): a snapshot between its
@@ -759,16 +890,17 @@ class CrashWallet:
         third item is None at rest, else why not (the last snapshot comes with it).
         """
         deadline = time.monotonic() + timeout
+        proxies = self._proxies()
         while True:
             self._settled()
-            before = len(self.proxy.seen())
+            before = sum(len(p.seen()) for p in proxies)
             state = self.state()
             self._settled()
-            exchanges = self.proxy.seen()
+            exchanges = [p.seen() for p in proxies]
             busy = [f"{o['type']} {o['id']} {o['state']}"
                     for o in {o["id"]: o for o in [*state["ops"], *state["open_ops"]]
                               if o["state"] in TRANSIENT}.values()]
-            requests = len(exchanges) - before
+            requests = sum(len(e) for e in exchanges) - before
             if not busy and not requests and state["stable"]:
                 return state, exchanges, None
             left = deadline - time.monotonic()
@@ -783,8 +915,8 @@ class CrashWallet:
             # else: a request or a commit came during the snapshot: take it again
 
     def _settled(self) -> None:
-        if not self.proxy.wait_settled():
-            raise TimeoutError("a request to the mint never got its answer")
+        if not all(p.wait_settled() for p in self._proxies()):
+            raise TimeoutError("a request to a mint never got its answer")
 
     def assert_sound(self) -> Audit:
         """Every invariant holds, to the sat."""
@@ -824,3 +956,57 @@ class InProcessWallet:
     def close(self) -> None:
         self.coco.close()
         self.proxy.stop()
+
+
+class OtherMint:
+    """A second mint of a :class:`TransferWallet`, behind a proxy of its own, with the
+    test's own line to it (NUT-07, melt quotes, nobody's faucet)."""
+
+    def __init__(self, mint: DevMint) -> None:
+        self.mint = mint
+        self.proxy = FaultProxy(mint.url)
+        self.url = self.proxy.url
+        self.client = MintClient(mint.url)
+        self.faucet = Faucet(self.client, token_mint=self.url)
+        self.recipient = Recipient(self.client)
+        self.quotes = MeltQuotes(self.client)
+        self.ppk = mint.input_fee_ppk
+
+    def close(self) -> None:
+        self.proxy.stop()
+        self.client.close()
+
+
+class TransferWallet(CrashWallet):
+    """A :class:`CrashWallet` that also trusts ``other`` (through its own proxy), for
+    transfers between the two; its audit is :func:`audit_mints` over both."""
+
+    def __init__(self, mint: DevMint, other: DevMint, workdir: Path, *,
+                 watcher: bool = False) -> None:
+        super().__init__(mint, workdir, watcher=watcher)
+        self.other = OtherMint(other)
+
+    def _proxies(self) -> tuple[FaultProxy, ...]:
+        return (self.proxy, self.other.proxy)
+
+    def balance_at(self, url: str) -> tuple[int, int, int]:
+        """(spendable, reserved, pending) at ``url``, as the wallet reports it."""
+        b = self.call("balance").get(url, {"spendable": 0, "reserved": 0, "pending": 0})
+        return b["spendable"], b["reserved"], b["pending"]
+
+    def audit(self, timeout: float = AT_REST_TIMEOUT) -> Audit:
+        """:func:`audit_mints` over both mints, once the wallet is at rest at both (a
+        transfer's legs act on their own time: a melt's notice makes its transfer
+        redeem at the other mint)."""
+        state, [seen, seen_other], restless = self._at_rest(timeout)
+        a = audit_mints(state, [
+            MintBooks(self.url, seen, self.faucet, self.recipient, self.quotes),
+            MintBooks(self.other.url, seen_other, self.other.faucet, self.other.recipient,
+                      self.other.quotes)])
+        if restless is not None:
+            a.violations.insert(0, restless)
+        return a
+
+    def close(self) -> None:
+        super().close()
+        self.other.close()

@@ -280,6 +280,37 @@ def test_a_prepared_transfer_survives_close_and_reopen(wallet: WalletFactory,
     assert [leg.state if leg else None for leg in legs] == ["rolled_back", "rolled_back"]
 
 
+def test_a_rollback_cut_between_its_commits_is_finished(wallet: WalletFactory,
+                                                         pair: tuple[str, str, int]) -> None:
+    """A rollback commits the melt leg's release, then the transfer's end; a crash between
+    the two leaves a prepared transfer whose melt leg is rolled back (the crash campaign
+    found it). Execute refuses it and finishes the rollback; so does the next recovery."""
+    src, dst, _ = pair
+    coco = two_mint_wallet(wallet, src, dst)
+    cut = []
+    for amount in (100, 50):
+        t = coco.transfer.prepare(src, dst, amount)
+        leg = coco._supervisor.melt_actor(t.melt_id or "").get(timeout=10)
+        assert leg.rollback().get(timeout=30).state == "rolled_back"  # the first commit only
+        assert current(coco, t.id).state == "prepared"
+        cut.append(t)
+    assert balance_of(coco, src) == (1000, 0, 0)  # the inputs are back already
+    with pytest.raises(InvalidStateError, match="rolled back"):
+        coco.transfer.execute(cut[0].id)
+    assert current(coco, cut[0].id).state == "rolled_back"
+    coco.close()
+    coco = wallet("a")
+    assert coco.last_recovery == {"rolled_back": 1}
+    for t in cut:
+        assert current(coco, t.id).state == "rolled_back"
+        assert coco.mint.get_operation(t.mint_leg_id or "").state == "rolled_back"
+    assert coco.transfer.get_pending_operations() == []
+    assert balance_of(coco, src) == (1000, 0, 0)
+    assert balance_of(coco, dst) == (0, 0, 0)
+    assert [h.state for h in coco.history.get_history() if h.type == "transfer"] == [
+        "rolled_back", "rolled_back"]
+
+
 def test_a_paid_transfer_whose_destination_is_down_is_redeemed_later(
         wallet: WalletFactory, mint_fee100: DevMint, make_mint: Callable[..., DevMint]) -> None:
     """The melt pays while ``to_mint`` cannot be reached: pending (the value is owed), and
