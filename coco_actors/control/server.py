@@ -341,6 +341,9 @@ class BoundedHandler(BaseHTTPRequestHandler):
     methods: tuple[str, ...] | None = METHODS
     #: What a body over the server's ``max_body`` raises.
     too_large: type[BadRequestError] = BadRequestError
+    #: Whether a bug's answer names its exception (a local caller's), or says only
+    #: "internal error" (a public one's).
+    expose_bugs = True
 
     def setup(self) -> None:
         super().setup()
@@ -424,6 +427,8 @@ class BoundedHandler(BaseHTTPRequestHandler):
         status, body = error_body(exc)
         if status == 500:
             log.exception("%s: %s %s failed", self.server.name, self.command, self.path[:200])
+            if not self.expose_bugs:
+                body = {"error": {"type": "InternalError", "message": "internal error"}}
         headers = {}
         if isinstance(exc, MethodNotAllowedError):
             headers["Allow"] = ", ".join(exc.allow)

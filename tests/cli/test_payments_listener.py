@@ -1,0 +1,259 @@
+"""The public payments listener (``coco serve --payments-listen``): NUT-18 payment requests
+paid over HTTP POST.
+
+Two halves. A hostile stranger, in-process: a real :class:`PaymentsServer` on a
+loopback TCP port, raw bytes on the wire, a stand-in ``claim``: it answers nothing but
+``POST /payments/<id>`` (every control path 404, other methods 405), a body over the
+limit is a 413 answered before the body is sent, a slow client is cut, an over-budget
+client gets a 429. Then real daemons and the real mint (fees 0 and 100): a request
+created by a daemon with ``--payments-listen`` and paid by a second wallet's
+``coco pay creqA...``, to the sat; the same payload twice, wrong mint / unit / amount,
+8 concurrent payers, a single-use request paid twice, and a SIGKILL of the receiving
+daemon between the accepted POST and the mint's answer to its swap.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coco_actors.control.events import EventHub
+from coco_actors.control.payments import (
+    MAX_PAYMENT_BODY,
+    PaymentsServer,
+    RequestBudget,
+    parse_listen,
+)
+from coco_actors.errors import InvalidInputError, NotFoundError
+
+#: How long a test waits for what must happen at once (a bound, not a pause).
+BOUND = 10.0
+REQUEST_TIMEOUT = 1.0
+
+
+# --- a stranger on the wire (in-process, no mint) ------------------------------------------
+
+
+@dataclass
+class _Listener:
+    srv: PaymentsServer
+    claims: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def port(self) -> int:
+        return int(self.srv.server_address[1])
+
+
+def _listen(**kwargs: Any) -> Iterator[_Listener]:
+    holder: list[_Listener] = []
+
+    def claim(request_id: str, body: dict[str, object]) -> object:
+        holder[0].claims.append((request_id, body))
+        if request_id == "unknown":
+            raise NotFoundError("unknown payment request unknown")
+        return {"request_id": request_id, "amount": 1, "operation_id": "op"}
+
+    listener = _Listener(PaymentsServer(("127.0.0.1", 0), claim, **kwargs))
+    holder.append(listener)
+    thread = threading.Thread(target=listener.srv.serve_until, args=(listener.stop,),
+                              daemon=True)
+    thread.start()
+    try:
+        yield listener
+    finally:
+        listener.stop.set()
+        thread.join(BOUND)
+        listener.srv.server_close()
+
+
+@pytest.fixture
+def listener() -> Iterator[_Listener]:
+    yield from _listen(request_timeout=REQUEST_TIMEOUT, rate=10_000)
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=BOUND)
+
+
+def _read_all(sock: socket.socket, bound: float = BOUND) -> bytes:
+    deadline = time.monotonic() + bound
+    answer = b""
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no end of the answer within {bound} s; got {answer[:200]!r}"
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return answer
+        if not chunk:
+            return answer
+        answer += chunk
+
+
+def _exchange(port: int, raw: bytes, *, shut: bool = True) -> tuple[int, dict[str, str], Any]:
+    with _connect(port) as sock:
+        try:
+            sock.sendall(raw)
+            if shut:
+                sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = _read_all(sock)
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    assert sep, f"not an HTTP answer: {answer[:200]!r}"
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip()
+               for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert headers["content-type"] == "application/json", headers
+    assert int(headers["content-length"]) == len(body)
+    return status, headers, json.loads(body)
+
+
+def _request(method: str, path: str, body: bytes = b"") -> bytes:
+    return (f"{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+
+def _error(answer: tuple[int, dict[str, str], Any], status: int) -> dict[str, Any]:
+    got, _, body = answer
+    assert got == status, (got, body)
+    err = body["error"]
+    assert isinstance(err["type"], str) and isinstance(err["message"], str)
+    assert "Traceback" not in err["message"]
+    return err  # type: ignore[no-any-return]
+
+
+def _control_paths() -> list[tuple[str, str]]:
+    """Every endpoint of the control socket, path parameters filled in, and /events."""
+    from coco_actors.control.api import ControlApi
+
+    api = ControlApi(None, Path("/nonexistent"), EventHub(), lambda: None)  # type: ignore[arg-type]
+    paths = [(m, re.sub(r"\(\?P<\w+>[^)]*\)", "abc", p.pattern.removesuffix(r"\Z")))
+             for m, p, _ in api.routes]
+    return [*paths, ("GET", "/events"), ("GET", "/events?follow=1")]
+
+
+def test_every_control_path_is_a_404_there(listener):
+    paths = _control_paths()
+    assert ("POST", "/stop") in paths and ("GET", "/status") in paths and len(paths) > 30
+    for method, path in paths:
+        for m in {method, "GET", "POST"}:
+            err = _error(_exchange(listener.port, _request(m, path, b"{}")), 404)
+            assert err["type"] == "UnknownEndpoint", (m, path)
+    for path in ["/", "/payments", "/payments/", "/payments/abc/x", "/payment/abc",
+                 "/PAYMENTS/abc", "/payments/abc/", "/payments/abc/../../stop"]:
+        _error(_exchange(listener.port, _request("POST", path, b"{}")), 404)
+    assert listener.claims == []  # nothing reached the wallet
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD",
+                                    "TRACE", "BREW", "post"])
+def test_another_method_on_the_route_is_a_405(listener, method):
+    status, headers, body = _exchange(listener.port, _request(method, "/payments/abc", b"{}"))
+    assert status == 405 and headers["allow"] == "POST", body
+    assert body["error"]["type"] == "MethodNotAllowedError"
+    assert listener.claims == []
+
+
+def test_a_payment_reaches_claim_and_its_answer_comes_back(listener):
+    payload = {"id": "abc", "mint": "http://m", "unit": "sat", "proofs": []}
+    status, _, body = _exchange(listener.port, _request(
+        "POST", "/payments/abc?x=1", json.dumps(payload).encode()))
+    assert (status, body) == (200, {"request_id": "abc", "amount": 1, "operation_id": "op"})
+    assert listener.claims == [("abc", payload)]
+    _error(_exchange(listener.port, _request("POST", "/payments/unknown", b'{"a": 1}')), 404)
+    for bad in [b"", b"[1]", b"{not json", b'{"a": 1, "a": 2}']:  # JSON objects only
+        _error(_exchange(listener.port, _request("POST", "/payments/abc", bad)), 400)
+    _error(_exchange(listener.port, _request("POST", "/payments/" + "a" * 200, b'{"a": 1}')),
+           404)
+    assert len(listener.claims) == 2
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_sent(listener):
+    """Only the head goes: the answer comes from Content-Length, the body is never awaited."""
+    start = time.monotonic()
+    head = (f"POST /payments/abc HTTP/1.0\r\nContent-Length: {10 * MAX_PAYMENT_BODY}\r\n\r\n"
+            ).encode()
+    err = _error(_exchange(listener.port, head, shut=False), 413)
+    assert err["type"] == "PayloadTooLargeError" and f"over {MAX_PAYMENT_BODY}" in err["message"]
+    assert time.monotonic() - start < REQUEST_TIMEOUT  # not the deadline: at once
+    at_limit = b'{"a": "' + b"x" * (MAX_PAYMENT_BODY - 9) + b'"}'
+    assert len(at_limit) == MAX_PAYMENT_BODY
+    assert _exchange(listener.port, _request("POST", "/payments/abc", at_limit))[0] == 200
+    _error(_exchange(listener.port, _request("POST", "/payments/abc", at_limit + b" ")), 413)
+
+
+def test_a_slow_client_is_cut_at_the_deadline(listener):
+    """One byte at a time, each well within any per-read timeout: the whole is bounded."""
+    raw = _request("POST", "/payments/abc", b'{"a": "' + b"x" * 2000 + b'"}')
+    start = time.monotonic()
+    answer = b""
+    with _connect(listener.port) as sock:
+        for byte in raw:
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sock.settimeout(0.05)  # the pace of the trickle
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                continue
+            break
+        assert answer, "the listener let the trickle run to its end"
+        answer += _read_all(sock)
+    assert answer.startswith(b"HTTP/1.0 408 ")
+    assert time.monotonic() - start < REQUEST_TIMEOUT + 3
+    assert listener.claims == []
+    assert listener.srv.wait_connections(0, BOUND)
+
+
+def test_over_the_budget_is_a_429_with_retry_after():
+    for listener in _listen(rate=3):
+        answers = [_exchange(listener.port, _request("POST", "/payments/abc", b'{"a": 1}'))
+                   for _ in range(5)]
+        assert [a[0] for a in answers[:3]] == [200, 200, 200]  # the burst
+        limited = [a for a in answers[3:] if a[0] == 429]
+        assert limited, [a[0] for a in answers]
+        assert limited[0][2]["error"]["type"] == "TooManyRequestsError"
+        assert int(limited[0][1]["retry-after"]) >= 1
+        assert len(listener.claims) == 5 - len(limited)  # refused before the wallet
+        # a 404 costs the same: a prober is limited too
+        assert _exchange(listener.port, _request("GET", "/status"))[0] == 429
+
+
+def test_the_budget_is_per_client_and_refills():
+    now = [0.0]
+    budget = RequestBudget(2, clock=lambda: now[0], max_clients=2)
+    assert [budget.take("a") for _ in range(3)][:2] == [0.0, 0.0]
+    assert budget.take("a") == pytest.approx(0.5)  # one token in half a second
+    assert budget.take("b") == 0.0  # another client, its own bucket
+    now[0] += 0.5
+    assert budget.take("a") == 0.0
+    budget.take("c")  # a third client: the least recently seen ("b") is forgotten
+    assert budget.take("b") == 0.0 and budget.take("b") == 0.0
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("8080", ("127.0.0.1", 8080)), ("127.0.0.1:0", ("127.0.0.1", 0)),
+    ("0.0.0.0:9", ("0.0.0.0", 9)), ("[::1]:80", ("::1", 80))])
+def test_listen_addresses_are_loopback_unless_given(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "x", "host:", ":80", "1:70000", "1:-1", "1:8o"])
+def test_a_bad_listen_address_is_refused(text):
+    with pytest.raises(InvalidInputError):
+        parse_listen(text)
