@@ -17,6 +17,7 @@ from coco_actors.errors import (
     MintRejectedError,
     MintUnreachableError,
     NotFoundError,
+    PaymentRequestError,
     TokenError,
     TokenSpentError,
 )
@@ -28,5 +29,5 @@ __all__ = [
     "Coco", "CocoError", "CryptoError", "DataDirError", "InsufficientFundsError",
     "InvalidAmountError", "InvalidInputError", "InvalidStateError", "InvoiceError",
     "LockedTokenError", "MintError", "MintRejectedError", "MintUnreachableError",
-    "NotFoundError", "OpState", "TokenError", "TokenSpentError", "WalletKey",
+    "NotFoundError", "OpState", "PaymentRequestError", "TokenError", "TokenSpentError", "WalletKey",
 ]

@@ -8,7 +8,8 @@
     │   ├── InvalidAmountError   zero, negative or otherwise unusable amount
     │   ├── TokenSpentError      the token was already claimed
     │   ├── InvoiceError         an invoice that cannot be decoded, has no amount or expired
-    │   └── LockedTokenError     locked ecash (P2PK) whose conditions this wallet cannot meet
+    │   ├── LockedTokenError     locked ecash (P2PK) whose conditions this wallet cannot meet
+    │   └── PaymentRequestError  a payment request or payload that is malformed or refused
     ├── CryptoError              a signature, DLEQ proof or keyset id does not verify
     ├── NotFoundError            unknown mint, keyset, quote or operation
     ├── InsufficientFundsError   the balance cannot cover amount plus fees
@@ -60,6 +61,14 @@ class LockedTokenError(InvalidInputError):
     to keys it does not hold, too few of them, or a refund before the locktime.
 
     Raised before any request; nothing was changed.
+    """
+
+
+class PaymentRequestError(InvalidInputError):
+    """A NUT-18/NUT-26 payment request or payment payload that cannot be decoded, or a
+    payload its request refuses (wrong mint, unit, amount, lock; request not open).
+
+    Raised before anything changed.
     """
 
 
