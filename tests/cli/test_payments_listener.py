@@ -14,6 +14,7 @@ daemon between the accepted POST and the mint's answer to its swap.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -24,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from cli_support import Wallet
 
 from coco_actors.control.events import EventHub
 from coco_actors.control.payments import (
@@ -34,6 +37,8 @@ from coco_actors.control.payments import (
     parse_listen,
 )
 from coco_actors.errors import InvalidInputError, NotFoundError
+from coco_actors.payreq import decode_request, encode_creq_a
+from tests.support.proxy import FaultProxy
 
 #: How long a test waits for what must happen at once (a bound, not a pause).
 BOUND = 10.0
@@ -257,3 +262,229 @@ def test_listen_addresses_are_loopback_unless_given(text, expected):
 def test_a_bad_listen_address_is_refused(text):
     with pytest.raises(InvalidInputError):
         parse_listen(text)
+
+
+# --- real daemons, the real mint ----------------------------------------------------------
+
+
+def _receive_fee(ppk: int, n_proofs: int) -> int:
+    return -(-ppk * n_proofs // 1000)
+
+
+def _proofs_of(amount: int) -> int:
+    return bin(amount).count("1")  # the payer sends the exact denominations
+
+
+def _merchant(daemons: Any, mint_url: str, *serve: str) -> Wallet:
+    d = daemons("merchant", "--payments-listen", "127.0.0.1:0", *serve)
+    w = Wallet(d.data_dir, d)
+    w.cli("mint", "add", mint_url)
+    return w
+
+
+def _payments_url(w: Wallet) -> str:
+    with w.client() as client:
+        return str(client.get("/status")["payments"]["url"])
+
+
+def _in_band(w: Wallet, creq: str, amount: int | None = None) -> dict[str, Any]:
+    """A payload for ``creq`` without its transport: the payer hands it over (the test
+    posts it), so the test holds the very bytes a payer would send."""
+    req = decode_request(creq)
+    bare = encode_creq_a(dataclasses.replace(req, transports=()))
+    body: dict[str, Any] = {"creq": bare}
+    if amount is not None:
+        body["amount"] = amount
+    with w.client() as client:
+        answer = client.post("/request/pay", body)
+    payload = answer.get("payload", answer)
+    assert isinstance(payload, dict) and payload["proofs"], answer
+    return payload
+
+
+def _post(url: str, payload: dict[str, Any]) -> httpx.Response:
+    return httpx.post(url, json=payload, timeout=60.0)
+
+
+def _request(w: Wallet, *args: str) -> dict[str, Any]:
+    return w.json("request", *args)  # type: ignore[no-any-return]
+
+
+def test_a_request_is_paid_over_http_post_by_another_daemon(daemons, wallet, mint):
+    url, ppk = mint.url, mint.input_fee_ppk
+    m = _merchant(daemons, url)
+    rec = _request(m, "new", "100", "--mint", url, "--description", "coffee")
+    assert rec["state"] == "open" and rec["encoded"].startswith("creqA")
+    assert rec["transport_url"] == f"{_payments_url(m)}/payments/{rec['id']}"
+    assert decode_request(rec["encoded"]).post_url == rec["transport_url"]
+    p = wallet("payer", url)
+    p.fund(url, 1000)
+
+    shown = p.cli("pay", rec["encoded"], "--yes")
+    assert "100 sat" in shown.stderr and url in shown.stderr and "coffee" in shown.stderr
+    assert rec["transport_url"] in shown.stderr
+    fee = _receive_fee(ppk, _proofs_of(100))
+    after = _request(m, "show", rec["id"])
+    assert (after["state"], after["received"]) == ("paid", 100 - fee)
+    assert m.balance(url) == {"spendable": 100 - fee, "reserved": 0, "pending": 0,
+                              "total": 100 - fee}
+    send = next(h for h in p.json("history") if h["type"] == "send")
+    assert send["amount"] == 100 and send["state"] in ("pending", "completed")
+    assert p.spendable(url) == 1000 - 100 - send["fee"]
+    paid = m.wait_event("request:paid", None, skip=())
+    assert paid["operation_id"] in after["operation_ids"]
+    assert [r["id"] for r in _request(m, "list")] == [rec["id"]]
+
+
+def test_the_same_payload_twice_is_credited_once_with_the_same_answer(daemons, wallet, mint):
+    url, ppk = mint.url, mint.input_fee_ppk
+    m = _merchant(daemons, url)
+    rec = _request(m, "new", "64", "--mint", url, "--multi-use")
+    p = wallet("payer", url)
+    p.fund(url, 500)
+    payload = _in_band(p, rec["encoded"])
+    first = _post(rec["transport_url"], payload)
+    second = _post(rec["transport_url"], payload)
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    assert first.json() == second.json()
+    assert first.json()["request_id"] == rec["id"]
+    assert first.json()["amount"] == 64 - _receive_fee(ppk, 1)
+    assert m.spendable(url) == 64 - _receive_fee(ppk, 1)
+    after = _request(m, "show", rec["id"])
+    assert (after["state"], after["received"], after["payments"]) == (
+        "open", 64 - _receive_fee(ppk, 1), 1)
+
+
+def test_wrong_mint_unit_amount_or_request_are_refused_and_change_nothing(daemons, wallet,
+                                                                        mint):
+    url = mint.url
+    m = _merchant(daemons, url)
+    rec = _request(m, "new", "100", "--mint", url)
+    other = _request(m, "new", "100", "--mint", url)
+    p = wallet("payer", url)
+    p.fund(url, 500)
+    too_small = _in_band(p, encode_creq_a(dataclasses.replace(
+        decode_request(rec["encoded"]), amount=50)))
+    exact = _in_band(p, rec["encoded"])
+    for bad in [{**exact, "mint": "http://127.0.0.1:1"}, {**exact, "unit": "usd"}, too_small,
+                {**exact, "id": other["id"]},  # the path names another request
+                {**exact, "proofs": []}]:
+        answer = _post(rec["transport_url"], bad)
+        assert 400 <= answer.status_code < 500, (bad.get("mint"), answer.text)
+        assert answer.json()["error"]["message"]
+    unknown = _post(rec["transport_url"].rsplit("/", 1)[0] + "/nope", exact)
+    assert unknown.status_code == 404, unknown.text
+    assert m.balance(url)["total"] == 0
+    assert _request(m, "show", rec["id"])["state"] == "open"
+    assert _request(m, "show", other["id"])["state"] == "open"
+    assert _post(rec["transport_url"], exact).status_code == 200  # the right one still goes
+
+
+def test_eight_concurrent_payers_of_a_multi_use_request_are_all_credited_once(
+        daemons, wallet, mint):
+    url, ppk = mint.url, mint.input_fee_ppk
+    m = _merchant(daemons, url)
+    rec = _request(m, "new", "10", "--mint", url, "--multi-use")
+    p = wallet("payer", url)
+    p.fund(url, 500)
+    payloads = [_in_band(p, rec["encoded"]) for _ in range(8)]
+    gate = threading.Barrier(8, timeout=BOUND)
+    answers: list[httpx.Response] = []
+
+    def pay(payload: dict[str, Any]) -> None:
+        gate.wait()
+        answers.append(_post(rec["transport_url"], payload))
+
+    threads = [threading.Thread(target=pay, args=(pl,)) for pl in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+    assert len({a.json()["operation_id"] for a in answers}) == 8
+    each = 10 - _receive_fee(ppk, _proofs_of(10))
+    after = _request(m, "show", rec["id"])
+    assert (after["state"], after["received"], after["payments"]) == ("open", 8 * each, 8)
+    assert m.spendable(url) == 8 * each
+
+
+def test_a_single_use_request_paid_twice_refuses_the_second(daemons, wallet, mint):
+    url, ppk = mint.url, mint.input_fee_ppk
+    m = _merchant(daemons, url)
+    rec = _request(m, "new", "32", "--mint", url)
+    p = wallet("payer", url)
+    p.fund(url, 500)
+    first, second = _in_band(p, rec["encoded"]), _in_band(p, rec["encoded"])
+    assert _post(rec["transport_url"], first).status_code == 200
+    refused = _post(rec["transport_url"], second)
+    assert 400 <= refused.status_code < 500, refused.text
+    assert m.spendable(url) == 32 - _receive_fee(ppk, 1)
+    assert _request(m, "show", rec["id"])["payments"] == 1
+    cancelled = _request(m, "new", "32", "--mint", url)
+    assert _request(m, "cancel", cancelled["id"])["state"] == "cancelled"
+    assert 400 <= _post(cancelled["transport_url"], {**second, "id": cancelled["id"]}
+                        ).status_code < 500
+
+
+def test_the_real_listener_answers_no_control_path(daemons, mint_fee0):
+    m = _merchant(daemons, mint_fee0.url, "--payments-rate", "1000")
+    base = _payments_url(m)
+    for method, path in _control_paths():
+        answer = httpx.request(method, base + path, json={}, timeout=BOUND)
+        assert answer.status_code == 404, (method, path, answer.text)
+        assert answer.json()["error"]["type"] == "UnknownEndpoint"
+    assert m.daemon.proc is not None and m.daemon.proc.poll() is None  # /stop did nothing
+    limited = _merchant_limited(daemons, mint_fee0.url)
+    codes = [httpx.post(f"{limited}/payments/x", json={"a": 1}, timeout=BOUND).status_code
+             for _ in range(15)]
+    assert 429 in codes and codes[0] != 429  # the default budget: 10 per second
+
+
+def _merchant_limited(daemons: Any, mint_url: str) -> str:
+    d = daemons("limited", "--payments-listen", "127.0.0.1:0")
+    w = Wallet(d.data_dir, d)
+    return _payments_url(w)
+
+
+def test_a_merchant_killed_between_the_post_and_the_swap_answer_credits_once(daemons, wallet,
+                                                                              mint):
+    """SIGKILL while the mint's answer to the claim's swap is held: restarted, the attempt
+    (persisted before the swap) completes by recovery, and the payer's retry gets the
+    same answer."""
+    url, ppk = mint.url, mint.input_fee_ppk
+    proxy = FaultProxy(url)
+    try:
+        m = _merchant(daemons, proxy.url)
+        rec = _request(m, "new", "100", "--mint", proxy.url)
+        p = wallet("payer", proxy.url)
+        p.fund(proxy.url, 500)
+        payload = _in_band(p, rec["encoded"])
+        hold = proxy.hold("POST", "/v1/swap")
+        posted: list[BaseException | httpx.Response] = []
+
+        def post() -> None:
+            try:
+                posted.append(_post(rec["transport_url"], payload))
+            except httpx.HTTPError as exc:
+                posted.append(exc)
+
+        poster = threading.Thread(target=post, daemon=True)
+        poster.start()
+        assert hold.wait(60), "the claim's swap never reached the mint"
+        hold.forward()  # the mint swaps; its answer is held
+        m.daemon.kill()
+        hold.drop()
+        poster.join(BOUND)
+        assert posted and isinstance(posted[0], httpx.HTTPError)  # the payer saw no answer
+        m.daemon.start()
+        fee = _receive_fee(ppk, _proofs_of(100))
+        again = _post(rec["transport_url"], payload)  # the payer retries the same payload
+        assert again.status_code == 200, again.text
+        assert again.json()["amount"] == 100 - fee
+        after = _request(m, "show", rec["id"])
+        assert (after["state"], after["received"], after["payments"]) == ("paid", 100 - fee, 1)
+        assert m.balance(proxy.url) == {"spendable": 100 - fee, "reserved": 0, "pending": 0,
+                                        "total": 100 - fee}
+        assert len([e for e in proxy.seen("POST", "/v1/swap") if e.status == 200]) >= 1
+    finally:
+        proxy.stop()
