@@ -306,14 +306,14 @@ def _post(url: str, payload: dict[str, Any]) -> httpx.Response:
     return httpx.post(url, json=payload, timeout=60.0)
 
 
-def _request(w: Wallet, *args: str) -> dict[str, Any]:
+def _coco_request(w: Wallet, *args: str) -> dict[str, Any]:
     return w.json("request", *args)  # type: ignore[no-any-return]
 
 
 def test_a_request_is_paid_over_http_post_by_another_daemon(daemons, wallet, mint):
     url, ppk = mint.url, mint.input_fee_ppk
     m = _merchant(daemons, url)
-    rec = _request(m, "new", "100", "--mint", url, "--description", "coffee")
+    rec = _coco_request(m, "new", "100", "--mint", url, "--description", "coffee")
     assert rec["state"] == "open" and rec["encoded"].startswith("creqA")
     assert rec["transport_url"] == f"{_payments_url(m)}/payments/{rec['id']}"
     assert decode_request(rec["encoded"]).post_url == rec["transport_url"]
@@ -324,7 +324,7 @@ def test_a_request_is_paid_over_http_post_by_another_daemon(daemons, wallet, min
     assert "100 sat" in shown.stderr and url in shown.stderr and "coffee" in shown.stderr
     assert rec["transport_url"] in shown.stderr
     fee = _receive_fee(ppk, _proofs_of(100))
-    after = _request(m, "show", rec["id"])
+    after = _coco_request(m, "show", rec["id"])
     assert (after["state"], after["received"]) == ("paid", 100 - fee)
     assert m.balance(url) == {"spendable": 100 - fee, "reserved": 0, "pending": 0,
                               "total": 100 - fee}
@@ -333,13 +333,13 @@ def test_a_request_is_paid_over_http_post_by_another_daemon(daemons, wallet, min
     assert p.spendable(url) == 1000 - 100 - send["fee"]
     paid = m.wait_event("request:paid", None, skip=())
     assert paid["operation_id"] in after["operation_ids"]
-    assert [r["id"] for r in _request(m, "list")] == [rec["id"]]
+    assert [r["id"] for r in _coco_request(m, "list")] == [rec["id"]]
 
 
 def test_the_same_payload_twice_is_credited_once_with_the_same_answer(daemons, wallet, mint):
     url, ppk = mint.url, mint.input_fee_ppk
     m = _merchant(daemons, url)
-    rec = _request(m, "new", "64", "--mint", url, "--multi-use")
+    rec = _coco_request(m, "new", "64", "--mint", url, "--multi-use")
     p = wallet("payer", url)
     p.fund(url, 500)
     payload = _in_band(p, rec["encoded"])
@@ -350,7 +350,7 @@ def test_the_same_payload_twice_is_credited_once_with_the_same_answer(daemons, w
     assert first.json()["request_id"] == rec["id"]
     assert first.json()["amount"] == 64 - _receive_fee(ppk, 1)
     assert m.spendable(url) == 64 - _receive_fee(ppk, 1)
-    after = _request(m, "show", rec["id"])
+    after = _coco_request(m, "show", rec["id"])
     assert (after["state"], after["received"], after["payments"]) == (
         "open", 64 - _receive_fee(ppk, 1), 1)
 
@@ -359,8 +359,8 @@ def test_wrong_mint_unit_amount_or_request_are_refused_and_change_nothing(daemon
                                                                         mint):
     url = mint.url
     m = _merchant(daemons, url)
-    rec = _request(m, "new", "100", "--mint", url)
-    other = _request(m, "new", "100", "--mint", url)
+    rec = _coco_request(m, "new", "100", "--mint", url)
+    other = _coco_request(m, "new", "100", "--mint", url)
     p = wallet("payer", url)
     p.fund(url, 500)
     too_small = _in_band(p, encode_creq_a(dataclasses.replace(
@@ -375,8 +375,8 @@ def test_wrong_mint_unit_amount_or_request_are_refused_and_change_nothing(daemon
     unknown = _post(rec["transport_url"].rsplit("/", 1)[0] + "/nope", exact)
     assert unknown.status_code == 404, unknown.text
     assert m.balance(url)["total"] == 0
-    assert _request(m, "show", rec["id"])["state"] == "open"
-    assert _request(m, "show", other["id"])["state"] == "open"
+    assert _coco_request(m, "show", rec["id"])["state"] == "open"
+    assert _coco_request(m, "show", other["id"])["state"] == "open"
     assert _post(rec["transport_url"], exact).status_code == 200  # the right one still goes
 
 
@@ -384,7 +384,7 @@ def test_eight_concurrent_payers_of_a_multi_use_request_are_all_credited_once(
         daemons, wallet, mint):
     url, ppk = mint.url, mint.input_fee_ppk
     m = _merchant(daemons, url)
-    rec = _request(m, "new", "10", "--mint", url, "--multi-use")
+    rec = _coco_request(m, "new", "10", "--mint", url, "--multi-use")
     p = wallet("payer", url)
     p.fund(url, 500)
     payloads = [_in_band(p, rec["encoded"]) for _ in range(8)]
@@ -403,7 +403,7 @@ def test_eight_concurrent_payers_of_a_multi_use_request_are_all_credited_once(
     assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
     assert len({a.json()["operation_id"] for a in answers}) == 8
     each = 10 - _receive_fee(ppk, _proofs_of(10))
-    after = _request(m, "show", rec["id"])
+    after = _coco_request(m, "show", rec["id"])
     assert (after["state"], after["received"], after["payments"]) == ("open", 8 * each, 8)
     assert m.spendable(url) == 8 * each
 
@@ -411,7 +411,7 @@ def test_eight_concurrent_payers_of_a_multi_use_request_are_all_credited_once(
 def test_a_single_use_request_paid_twice_refuses_the_second(daemons, wallet, mint):
     url, ppk = mint.url, mint.input_fee_ppk
     m = _merchant(daemons, url)
-    rec = _request(m, "new", "32", "--mint", url)
+    rec = _coco_request(m, "new", "32", "--mint", url)
     p = wallet("payer", url)
     p.fund(url, 500)
     first, second = _in_band(p, rec["encoded"]), _in_band(p, rec["encoded"])
@@ -419,9 +419,9 @@ def test_a_single_use_request_paid_twice_refuses_the_second(daemons, wallet, min
     refused = _post(rec["transport_url"], second)
     assert 400 <= refused.status_code < 500, refused.text
     assert m.spendable(url) == 32 - _receive_fee(ppk, 1)
-    assert _request(m, "show", rec["id"])["payments"] == 1
-    cancelled = _request(m, "new", "32", "--mint", url)
-    assert _request(m, "cancel", cancelled["id"])["state"] == "cancelled"
+    assert _coco_request(m, "show", rec["id"])["payments"] == 1
+    cancelled = _coco_request(m, "new", "32", "--mint", url)
+    assert _coco_request(m, "cancel", cancelled["id"])["state"] == "cancelled"
     assert 400 <= _post(cancelled["transport_url"], {**second, "id": cancelled["id"]}
                         ).status_code < 500
 
@@ -455,7 +455,7 @@ def test_a_merchant_killed_between_the_post_and_the_swap_answer_credits_once(dae
     proxy = FaultProxy(url)
     try:
         m = _merchant(daemons, proxy.url)
-        rec = _request(m, "new", "100", "--mint", proxy.url)
+        rec = _coco_request(m, "new", "100", "--mint", proxy.url)
         p = wallet("payer", proxy.url)
         p.fund(proxy.url, 500)
         payload = _in_band(p, rec["encoded"])
@@ -481,7 +481,7 @@ def test_a_merchant_killed_between_the_post_and_the_swap_answer_credits_once(dae
         again = _post(rec["transport_url"], payload)  # the payer retries the same payload
         assert again.status_code == 200, again.text
         assert again.json()["amount"] == 100 - fee
-        after = _request(m, "show", rec["id"])
+        after = _coco_request(m, "show", rec["id"])
         assert (after["state"], after["received"], after["payments"]) == ("paid", 100 - fee, 1)
         assert m.balance(proxy.url) == {"spendable": 100 - fee, "reserved": 0, "pending": 0,
                                         "total": 100 - fee}
