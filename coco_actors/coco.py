@@ -40,7 +40,7 @@ from coco_actors.errors import (
     TokenError,
     TokenSpentError,
 )
-from coco_actors.events import EVENTS, EventBusActor, EventBusProxy, Handler
+from coco_actors.events import EVENTS, EventBus, EventBusActor, EventBusProxy, Handler
 from coco_actors.keys import QUOTE_KEY_PATH, KeyDeriver, KeyRing, WalletKey
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.operations import (
@@ -53,9 +53,17 @@ from coco_actors.operations import (
 )
 from coco_actors.operations.transfer import fit_amount
 from coco_actors.proof_ledger import Balances, ChangeSignal, MintBalance, start_ledger
-from coco_actors.records import HistoryEntry, MintRecord, Operation, OpState, OpType
+from coco_actors.records import (
+    HistoryEntry,
+    MintRecord,
+    Operation,
+    OperationId,
+    OpState,
+    OpType,
+)
 from coco_actors.recovery import Recovery
 from coco_actors.recovery import recover as recover_operations
+from coco_actors.requests import RequestsApi
 from coco_actors.restore import RestoreReport
 from coco_actors.restore import restore as restore_wallet
 from coco_actors.store import Store
@@ -151,9 +159,12 @@ class Coco:
         self.receive = ReceiveApi(self)
         self.history = HistoryApi(self)
         self.keys = KeysApi(self)
+        self.requests = RequestsApi(self)
         if recover:
             try:
                 self.last_recovery = self.recover()
+                # payment attempts left mid-way: their receives were recovered just now
+                self.last_recovery["payment_attempts"] = self.requests.resume()
             except BaseException:
                 self.close()  # a failed open leaves no actor or thread running
                 raise
@@ -264,7 +275,12 @@ class Coco:
         """The same as ``balance().total``."""
         return self.balance().total
 
-    def _receive(self, token: str) -> Operation:
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        """A notice up to the event bus (a tell: never waits, never raises)."""
+        tell(self._events_ref, EventBus.emit, event, payload)
+
+    def _receive(self, token: str,
+                 on_prepared: Callable[[OperationId], object] | None = None) -> Operation:
         """Swap an incoming token into the wallet; the mint must have been added.
 
         Locked proofs (NUT-11 P2PK) are signed with the wallet's keys (the lock keys,
@@ -285,7 +301,9 @@ class Coco:
 
         verify_proofs_dleq(list(decoded.proofs), key_for)
         actor = self._ask(self._supervisor.new_receive(ctx.url, decoded.amount, decoded.unit))
-        wait(actor.prepare(decoded), CALL_TIMEOUT, "receive operation")
+        prepared = wait(actor.prepare(decoded), CALL_TIMEOUT, "receive operation")
+        if on_prepared is not None:  # a payment attempt links its receive before the swap
+            on_prepared(prepared.id)
         return wait(actor.execute(), CALL_TIMEOUT, "receive operation")
 
     def _resolve(self, token: Token, ctx: MintContext) -> Token:

@@ -25,6 +25,7 @@ EVENTS = frozenset({
     "mint:prepared", "mint:finalized", "mint:rolled-back",
     "melt:prepared", "melt:pending", "melt:finalized", "melt:rolled-back",
     "transfer:prepared", "transfer:pending", "transfer:finalized", "transfer:rolled-back",
+    "request:paid",  # {request_id, amount (received), operation_id}
 })
 
 

@@ -24,16 +24,25 @@ from pykka.typing import ActorMemberMixin, proxy_method
 
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.keysets import fee_for
-from coco_actors.errors import InsufficientFundsError, InvalidStateError, NotFoundError
+from coco_actors.errors import (
+    InsufficientFundsError,
+    InvalidStateError,
+    NotFoundError,
+    PaymentRequestError,
+)
 from coco_actors.keys import WalletKey
 from coco_actors.records import (
+    AttemptState,
     MintRecord,
     Operation,
     OperationId,
     OpState,
     OpType,
+    PaymentAttempt,
     ProofRecord,
     ProofStatus,
+    RequestRecord,
+    RequestState,
     now_ms,
 )
 from coco_actors.selection import Select, Selection, select_proofs
@@ -116,6 +125,9 @@ class ProofLedger:
         self._invoices: dict[str, OperationId] = {
             o.payment_hash: o.id for o in snap.operations
             if o.payment_hash and o.state != OpState.ROLLED_BACK}
+        reqs, atts = store.payment_records()
+        self._requests: dict[str, RequestRecord] = {r.id: r for r in reqs}
+        self._attempts: dict[str, PaymentAttempt] = {a.key: a for a in atts}
 
     # --- mints and keysets ----------------------------------------------------------
 
@@ -440,6 +452,84 @@ class ProofLedger:
         return dict(self._unreadable)
 
 
+    # --- payment requests (issue 16): this mailbox serializes every claim ----------------
+
+    def put_request(self, rec: RequestRecord) -> RequestRecord:
+        self._transact(lambda b: b.put_request(rec))
+        self._requests[rec.id] = rec
+        return rec
+
+    def requests(self) -> list[RequestRecord]:
+        return sorted(self._requests.values(), key=lambda r: (r.created_at, r.id))
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        return self._requests.get(request_id)
+
+    def cancel_request(self, request_id: str) -> RequestRecord:
+        rec = self._requests.get(request_id)
+        if rec is None:
+            raise NotFoundError(f"unknown payment request {request_id!r}")
+        if rec.state != RequestState.OPEN:
+            raise InvalidStateError(f"payment request {rec.id} is {rec.state.value}, not open")
+        return self.put_request(replace(rec, state=RequestState.CANCELLED))
+
+    def attempts(self) -> list[PaymentAttempt]:
+        return list(self._attempts.values())
+
+    def begin_attempt(self, attempt: PaymentAttempt) -> tuple[PaymentAttempt, bool]:
+        """Check-and-set: the stored attempt of the same proofs (``False``: not new), or
+        this one persisted (``True``) if its request can take it. A single-use request
+        takes one attempt: a second payload is refused while the first runs or after."""
+        known = self._attempts.get(attempt.key)
+        if known is not None:
+            return known, False
+        rec = self._requests.get(attempt.request_id)
+        if rec is None:
+            raise PaymentRequestError(f"unknown payment request {attempt.request_id!r}")
+        if rec.state != RequestState.OPEN:
+            raise PaymentRequestError(f"payment request {rec.id} is {rec.state.value}")
+        if rec.single_use and any(a.request_id == rec.id for a in self._attempts.values()):
+            raise PaymentRequestError(f"payment request {rec.id} is single use and already "
+                                      "being paid")
+        self._transact(lambda b: b.put_attempt(attempt))
+        self._attempts[attempt.key] = attempt
+        return attempt, True
+
+    def link_attempt(self, key: str, operation_id: OperationId) -> PaymentAttempt:
+        att = replace(self._attempts[key], operation_id=operation_id)
+        self._transact(lambda b: b.put_attempt(att))
+        self._attempts[key] = att
+        return att
+
+    def drop_attempt(self, key: str) -> None:
+        """The receive did not happen (refused, rolled back): nothing was credited."""
+        if self._attempts.pop(key, None) is not None:
+            self._transact(lambda b: b.delete_attempt(key))
+
+    def finish_attempt(self, key: str, operation_id: OperationId, received: int
+                       ) -> tuple[PaymentAttempt, RequestRecord]:
+        """The attempt completed and its request credited, in one transaction (once)."""
+        att = self._attempts[key]
+        rec = self._requests[att.request_id]
+        if att.state == AttemptState.COMPLETED:
+            return att, rec
+        att = replace(att, state=AttemptState.COMPLETED, operation_id=operation_id,
+                      received=received)
+        rec = replace(rec, received=rec.received + received, payments=rec.payments + 1,
+                      operation_ids=(*rec.operation_ids, operation_id),
+                      state=RequestState.PAID if rec.single_use else rec.state)
+        done_att, done_rec = att, rec
+
+        def write(b: WriteBatch) -> None:
+            b.put_attempt(done_att)
+            b.put_request(done_rec)
+
+        self._transact(write)
+        self._attempts[key] = att
+        self._requests[rec.id] = rec
+        return att, rec
+
+
 class ProofLedgerActor(pykka.ThreadingActor, ProofLedger):
     """Runs :class:`ProofLedger` on one thread: its mailbox is the serialization point."""
 
@@ -476,6 +566,15 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     balances = proxy_method(ProofLedger.balances)
     all_proof_records = proxy_method(ProofLedger.all_proof_records)
     unreadable = proxy_method(ProofLedger.unreadable)
+    put_request = proxy_method(ProofLedger.put_request)
+    requests = proxy_method(ProofLedger.requests)
+    get_request = proxy_method(ProofLedger.get_request)
+    cancel_request = proxy_method(ProofLedger.cancel_request)
+    attempts = proxy_method(ProofLedger.attempts)
+    begin_attempt = proxy_method(ProofLedger.begin_attempt)
+    link_attempt = proxy_method(ProofLedger.link_attempt)
+    drop_attempt = proxy_method(ProofLedger.drop_attempt)
+    finish_attempt = proxy_method(ProofLedger.finish_attempt)
 
 
 def start_ledger(store: Store, signal: ChangeSignal) -> ProofLedgerProxy:

@@ -212,3 +212,73 @@ class MintRecord:
     url: str
     name: str | None = None
     added_at: int = field(default_factory=now_ms)
+
+
+# --- payment requests (NUT-18, issue 16) -----------------------------------------------
+
+
+class RequestState(enum.StrEnum):
+    OPEN = "open"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """A payment request this wallet issued, and what it received so far.
+
+    ``encoded``/``encoded_b`` are its ``creqA``/``creqB`` forms, fixed at creation.
+    """
+
+    id: str
+    encoded: str
+    encoded_b: str
+    state: RequestState
+    unit: str
+    mints: tuple[str, ...]
+    single_use: bool
+    amount: int | None = None
+    description: str | None = None
+    pubkey: str | None = None               # p2pk=True: the key payers must lock to
+    transport_url: str | None = None        # where payers POST (None: in-band)
+    created_at: int = field(default_factory=now_ms)
+    received: int = 0                       # net of the receive fees
+    payments: int = 0
+    operation_ids: tuple[OperationId, ...] = ()
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "encoded": self.encoded, "encoded_b": self.encoded_b,
+                "state": self.state.value, "amount": self.amount, "unit": self.unit,
+                "mints": list(self.mints), "single_use": self.single_use,
+                "description": self.description, "pubkey": self.pubkey,
+                "transport_url": self.transport_url, "created_at": self.created_at,
+                "received": self.received, "payments": self.payments,
+                "operation_ids": list(self.operation_ids)}
+
+
+class AttemptState(enum.StrEnum):
+    ACCEPTED = "accepted"     # persisted before the swap
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAttempt:
+    """One payload claimed for a request, persisted before its swap.
+
+    ``key`` is a hash of the payload's sorted proof Ys: the same payload claimed
+    twice finds this record (and its answer) instead of being received twice.
+    """
+
+    key: str
+    request_id: str
+    mint_url: str
+    unit: str
+    proofs: tuple[Proof, ...]
+    state: AttemptState = AttemptState.ACCEPTED
+    operation_id: OperationId | None = None
+    received: int = 0
+    created_at: int = field(default_factory=now_ms)
+
+    def __repr__(self) -> str:  # the proofs are bearer value
+        return (f"PaymentAttempt({self.key[:12]} request={self.request_id} "
+                f"{self.state.value} op={self.operation_id})")

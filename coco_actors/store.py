@@ -42,7 +42,14 @@ import lmdb
 from coco_actors.codec import decode_record, encode_record
 from coco_actors.errors import CocoError, StoreError
 from coco_actors.keys import WalletKey
-from coco_actors.records import HistoryEntry, MintRecord, Operation, ProofRecord
+from coco_actors.records import (
+    HistoryEntry,
+    MintRecord,
+    Operation,
+    PaymentAttempt,
+    ProofRecord,
+    RequestRecord,
+)
 from coco_actors.wire import Keyset
 
 log = logging.getLogger(__name__)
@@ -50,7 +57,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DB_NAMES = ("settings", "mints", "keysets", "proofs", "counters", "operations", "history",
-            "keys")
+            "keys", "requests", "attempts")
 INITIAL_MAP_SIZE = 1 << 30  # 1 GiB of address space; grown on MapFullError
 #: The map never grows past this (address space, not disk: 64-bit only).
 MAX_MAP_SIZE = 1 << 40
@@ -182,6 +189,15 @@ class WriteBatch:
         self._txn.put(key.index.to_bytes(4, "big"), encode_record(key), db=self._dbs["keys"],
                       overwrite=False)
 
+    def put_request(self, rec: RequestRecord) -> None:
+        self._txn.put(rec.id.encode(), encode_record(rec), db=self._dbs["requests"])
+
+    def put_attempt(self, rec: PaymentAttempt) -> None:
+        self._txn.put(rec.key.encode(), encode_record(rec), db=self._dbs["attempts"])
+
+    def delete_attempt(self, key: str) -> None:
+        self._txn.delete(key.encode(), db=self._dbs["attempts"])
+
     def put_mint(self, rec: MintRecord) -> None:
         self._txn.put(rec.url.encode(), encode_record(rec), db=self._dbs["mints"])
 
@@ -312,6 +328,16 @@ class Store:
         with self._gate.reading(), self.env.begin(db=self._dbs["operations"]) as txn:
             v = txn.get(op_id.encode())
         return decode_record(v, Operation) if v is not None else None
+
+    def payment_records(self) -> tuple[list[RequestRecord], list[PaymentAttempt]]:
+        """Every payment request and attempt (the ledger's startup); an unreadable one is
+        logged and left on disk."""
+        with self._gate.reading(), self.env.begin() as txn:
+            reqs = [_decode_or_skip("requests", k, v, RequestRecord)
+                    for k, v in txn.cursor(db=self._dbs["requests"])]
+            atts = [_decode_or_skip("attempts", k, v, PaymentAttempt)
+                    for k, v in txn.cursor(db=self._dbs["attempts"])]
+        return [r for r in reqs if r is not None], [a for a in atts if a is not None]
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
         """Newest first; an entry that cannot be decoded is logged and left out."""
