@@ -845,7 +845,20 @@ def _pay_request(ui: Ui, creq: str, mint: str | None, amount: int | None, yes: b
     if amount is not None:
         body["amount"] = amount
     result = ui.client.post("/request/pay", body, timeout=READ_TIMEOUT)
-    ui.result(result, lambda: click.echo(json.dumps(result, indent=2)))
+    if "posted" in result:  # the payee's own answer, as it gave it (bounded by the daemon)
+        ui.result(result, pairs([("paid", f"{value} {req.get('unit') or 'sat'}"),
+                                 ("posted to", result["posted"]),
+                                 ("payee answered",
+                                  f"{result['status']} {_printable(result['response'])}"),
+                                 ("operation", result["operation_id"])]))
+    else:  # in-band: the payload is for the person to hand over; the send stays pending
+        ui.note(f"send {result['operation_id']} holds the ecash until the payee claims it")
+        ui.result(result, lambda: click.echo(json.dumps(result["payload"])))
+
+
+def _printable(text: str, limit: int = 500) -> str:
+    """A stranger's text (a payee's answer) fit for a terminal: no control characters."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 def _paid(ui: Ui, op: dict[str, Any]) -> None:

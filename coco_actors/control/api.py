@@ -456,12 +456,14 @@ class ControlApi:
         """One payment payload -> ``coco.requests.claim`` -> its answer (request id, amount
         received, operation id): the same answer for the same payload again.
 
-        ``request_id``: the request the payer POSTed to (the payments listener's path);
-        a payload naming another one is refused, one naming none is taken as for it.
+        ``request_id``: the request the payer POSTed to (the payments listener's path):
+        unknown, a 404; a payload naming another one is refused (400), one naming none
+        is taken as for it.
         Threads: a control request's, or a payments listener connection's.
         """
         payload = decode_payload(dict(body))
         if request_id is not None:
+            self.coco.requests.get(request_id)  # the path names no request of ours: 404
             if payload.id is None:
                 payload = dataclasses.replace(payload, id=request_id)
             elif payload.id != request_id:
