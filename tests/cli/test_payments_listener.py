@@ -37,7 +37,13 @@ from coco_actors.control.payments import (
     parse_listen,
 )
 from coco_actors.errors import InvalidInputError, NotFoundError
-from coco_actors.payreq import decode_request, encode_creq_a
+from coco_actors.payreq import (
+    HTTP_POST,
+    PaymentRequest,
+    Transport,
+    decode_request,
+    encode_creq_a,
+)
 from tests.support.proxy import FaultProxy
 
 #: How long a test waits for what must happen at once (a bound, not a pause).
@@ -511,3 +517,23 @@ def test_a_merchant_killed_between_the_post_and_the_swap_answer_credits_once(dae
         assert len([e for e in proxy.seen("POST", "/v1/swap") if e.status == 200]) >= 1
     finally:
         proxy.stop()
+
+
+def test_a_payment_whose_post_fails_stays_a_pending_send_that_rollback_reclaims(wallet, mint):
+    url, ppk = mint.url, mint.input_fee_ppk
+    dead = f"http://127.0.0.1:{_free_port()}/payments/r1"  # nobody listens there
+    creq = encode_creq_a(PaymentRequest(id="r1", amount=100, unit="sat", single_use=True,
+                                        mints=(url,), transports=(Transport(HTTP_POST, dead),)))
+    p = wallet("payer", url)
+    p.fund(url, 500)
+    failed = p.cli("pay", creq, "--yes", "--json", code=1)
+    err = json.loads(failed.stdout)["error"]
+    assert err["type"] == "PaymentPostError", err
+    send = next(h for h in p.json("history") if h["type"] == "send")
+    assert send["state"] == "pending" and send["amount"] == 100
+    assert send["operation_id"] in err["message"]  # the message names the send to reclaim
+    assert p.balance(url)["spendable"] == 500 - 100 - send["fee"]
+    assert p.json("send", "rollback", send["operation_id"])["state"] == "rolled_back"
+    assert p.balance(url) == {"spendable": 500 - send["fee"] - _receive_fee(ppk, _proofs_of(100)),
+                              "reserved": 0, "pending": 0,
+                              "total": 500 - send["fee"] - _receive_fee(ppk, _proofs_of(100))}
