@@ -248,6 +248,7 @@ def main() -> None:
       coco send 100 --mint URL   prints a token
       coco receive TOKEN [--into URL]
       coco pay INVOICE --mint URL  pays a lightning invoice
+      coco request new 100 --mint URL  a payment request (creqA); coco pay creqA... pays one
       coco transfer 100 --from URL --to URL
     """
 
@@ -313,25 +314,60 @@ def _read_mnemonic() -> str:
               help="keep at most LIMIT sats spendable at mint URL; the excess is transferred"
                    " to --sweep-to (repeatable) [default: no limits]")
 @click.option("--sweep-to", metavar="URL", help="the mint that receives what --exposure sweeps")
+@click.option("--payments-listen", metavar="[HOST:]PORT",
+              callback=lambda ctx, param, value: _listen(value),
+              help="also serve POST /payments/<request id> (NUT-18 payment requests) on this"
+                   " public TCP port; 127.0.0.1 unless HOST is given (0.0.0.0: every interface)")
+@click.option("--payments-url", metavar="URL",
+              help="the listener's public URL, put into payment requests (behind a reverse"
+                   " proxy) [default: http://HOST:PORT as bound]")
+@click.option("--payments-rate", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, metavar="N",
+              help="requests per second each client address may send the payments listener")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
-          exposure: dict[str, int], sweep_to: str | None, verbose: bool) -> None:
+          exposure: dict[str, int], sweep_to: str | None,
+          payments_listen: tuple[str, int] | None, payments_url: str | None,
+          payments_rate: float, verbose: bool) -> None:
     """Run the wallet daemon in the foreground (SIGTERM or Ctrl-C stops it).
 
     Opens the wallet (recovery runs first), starts the watcher and answers on
-    DIR/control.sock. Logs go to stderr, one line per operation transition;
-    --json logs JSON lines.
+    DIR/control.sock (and, with --payments-listen, payers on the public payments
+    listener). Logs go to stderr, one line per operation transition; --json logs
+    JSON lines.
     """
     from coco_actors.control import lifecycle
     from coco_actors.store import WalletLockedError
 
+    if payments_url is not None:
+        if payments_listen is None:
+            raise click.UsageError("--payments-url needs --payments-listen",
+                                   click.get_current_context())
+        if not payments_url.startswith(("http://", "https://")):
+            raise click.BadParameter(f"{payments_url!r} is not an http(s) URL",
+                                     param_hint="--payments-url")
     lifecycle.configure_logging(log_file=log_file, verbose=verbose, as_json=ui.as_json)
     try:
         lifecycle.serve(ui.data_dir, rollback_prepared_after=rollback_prepared_after,
-                        exposure=exposure or None, sweep_to=sweep_to)
+                        exposure=exposure or None, sweep_to=sweep_to,
+                        payments_listen=payments_listen,
+                        payments_url=payments_url.rstrip("/") if payments_url else None,
+                        payments_rate=payments_rate)
     except WalletLockedError:
         raise DomainError(f"a coco daemon (or another wallet process) already has {ui.data_dir}"
                           f" open; stop it with: coco stop --data-dir {ui.data_dir}") from None
+
+
+def _listen(value: str | None) -> tuple[str, int] | None:
+    """``[HOST:]PORT`` as ``(host, port)`` (loopback without a host)."""
+    from coco_actors.control.payments import parse_listen
+
+    if value is None:
+        return None
+    try:
+        return parse_listen(value)
+    except CocoError as exc:
+        raise click.BadParameter(str(exc), param_hint="--payments-listen") from None
 
 
 def _exposure(values: tuple[str, ...]) -> dict[str, int]:
@@ -701,24 +737,43 @@ def _can_ask() -> bool:
 
 
 @wallet_command(main)
-@click.argument("invoice")
-@click.option("--mint", required=True, metavar="URL", help="the mint whose ecash pays")
+@click.argument("invoice", metavar="INVOICE|CREQ")
+@click.option("--mint", metavar="URL",
+              help="the mint whose ecash pays (an invoice: required; a payment request:"
+                   " one it allows [default: the first of them with the funds])")
+@click.option("--amount", type=click.IntRange(min=1), metavar="N",
+              help="a payment request without an amount: how much to pay")
 @click.option("-y", "--yes", is_flag=True,
               help="do not ask for confirmation (needed when stdin is not a terminal)")
 @click.option("--no-wait", is_flag=True,
               help="return once the payment is in flight; the daemon settles it")
 @click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True,
               help="seconds to wait for the payment to settle")
-def pay(ui: Ui, invoice: str, mint: str, yes: bool, no_wait: bool, timeout: float) -> None:
-    """Pay a bolt11 INVOICE with the ecash of a mint.
+def pay(ui: Ui, invoice: str, mint: str | None, amount: int | None, yes: bool, no_wait: bool,
+        timeout: float) -> None:
+    """Pay a bolt11 INVOICE, or a payment request (creqA.../creqB..., NUT-18/26).
 
-    Shows the amount, the mint's lightning fee reserve (the unused part comes back
-    as change) and the input fee, asks, pays, waits while the payment is in flight,
-    then prints the preimage and the change.
+    An invoice: shows the amount, the mint's lightning fee reserve (the unused part
+    comes back as change) and the input fee, asks, pays, waits while the payment is
+    in flight, then prints the preimage and the change.
+
+    A payment request: shows what it asks for and the mint that will pay, asks,
+    sends the ecash to the request's transport (HTTP POST) and prints the payee's
+    answer; a request without a transport prints the payment payload to hand over.
     """
+    ctx = click.get_current_context()
     if not yes and not _can_ask():
         raise click.UsageError("stdin is not a terminal, so nobody can confirm the payment;"
-                               " add --yes to pay without asking", click.get_current_context())
+                               " add --yes to pay without asking", ctx)
+    if invoice.strip().lower().startswith("creq"):
+        _pay_request(ui, invoice.strip(), mint, amount, yes)
+        return
+    if mint is None:
+        raise click.UsageError("Missing option '--mint': the mint whose ecash pays the invoice",
+                               ctx)
+    if amount is not None:
+        raise click.UsageError("--amount is for payment requests: an invoice has its amount",
+                               ctx)
     deadline = time.monotonic() + timeout
     op = ui.client.post("/melt/prepare", {"mint_url": mint, "invoice": invoice})
     if not ui.as_json:
@@ -753,6 +808,57 @@ def pay(ui: Ui, invoice: str, mint: str, yes: bool, no_wait: bool, timeout: floa
                                  f" {op['id']})")
         op = over
     _paid(ui, op)
+
+
+def _pay_request(ui: Ui, creq: str, mint: str | None, amount: int | None, yes: bool) -> None:
+    """``coco pay creqA...``: show the request and the paying mint, ask, pay."""
+    req = ui.client.post("/request/decode", {"creq": creq})
+    value = req.get("amount") or amount
+    if value is None:
+        raise click.UsageError("the payment request names no amount: add --amount N",
+                               click.get_current_context())
+    if mint is None:  # the first mint the request allows that holds the funds, as shown
+        balances = ui.client.get("/balance")
+        allowed = req.get("mints") or list(balances)
+        mint = next((url for url in allowed if url in balances
+                     and balances[url]["spendable"] >= value), None)
+        if mint is None:
+            raise DomainError(f"no mint of this wallet that the request allows holds"
+                              f" {value} {req.get('unit') or 'sat'} (allowed:"
+                              f" {', '.join(allowed) or 'any'})")
+    posts = [t["target"] for t in req.get("transports") or () if t.get("type") == "post"]
+    if not ui.as_json:
+        ui.note(pairs([("amount", f"{value} {req.get('unit') or 'sat'}"),
+                       ("description", req.get("description") or "-"),
+                       ("pay from", mint), ("request", req.get("id") or "-"),
+                       ("sent to", posts[0] if posts else "in-band (the payload is printed)"),
+                       ("locked", "yes (P2PK)" if req.get("nut10") else "no")]))
+    if not yes:
+        try:
+            confirmed = click.confirm(f"pay {value} {req.get('unit') or 'sat'} from {mint}?",
+                                      err=True)
+        except click.Abort:
+            confirmed = False
+        if not confirmed:
+            raise DomainError("cancelled: nothing was paid")
+    body: dict[str, Any] = {"creq": creq, "mint_url": mint}
+    if amount is not None:
+        body["amount"] = amount
+    result = ui.client.post("/request/pay", body, timeout=READ_TIMEOUT)
+    if "posted" in result:  # the payee's own answer, as it gave it (bounded by the daemon)
+        ui.result(result, pairs([("paid", f"{value} {req.get('unit') or 'sat'}"),
+                                 ("posted to", result["posted"]),
+                                 ("payee answered",
+                                  f"{result['status']} {_printable(result['response'])}"),
+                                 ("operation", result["operation_id"])]))
+    else:  # in-band: the payload is for the person to hand over; the send stays pending
+        ui.note(f"send {result['operation_id']} holds the ecash until the payee claims it")
+        ui.result(result, lambda: click.echo(json.dumps(result["payload"])))
+
+
+def _printable(text: str, limit: int = 500) -> str:
+    """A stranger's text (a payee's answer) fit for a terminal: no control characters."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 def _paid(ui: Ui, op: dict[str, Any]) -> None:
@@ -817,6 +923,76 @@ def melt_rollback(ui: Ui, operation_id: str) -> None:
     """
     op = ui.client.post(op_path("/melt", operation_id, "/rollback"))
     ui.result(op, f"melt {op['id']} is {op['state']}")
+
+
+# --- payment requests -------------------------------------------------------------------------
+
+
+@main.group("request")
+def request_group() -> None:
+    """Payment requests (NUT-18 creqA, NUT-26 creqB): be paid by another wallet.
+
+    \b
+    coco request new 100 --mint URL   a request; payers POST to the daemon's
+                                      --payments-listen URL (or hand the payload over)
+    coco request list / show ID / cancel ID
+    coco pay creqA...                 pay someone else's request
+    """
+
+
+@wallet_command(request_group, "new")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--mint", "mints", multiple=True, required=True, metavar="URL",
+              help="a mint the payer may pay from (repeatable; a trusted mint)")
+@click.option("--multi-use", is_flag=True, help="may be paid many times (else once)")
+@click.option("--p2pk", is_flag=True, help="ask the payer to lock the ecash to a fresh key")
+@click.option("--description", metavar="TEXT", help="shown to the payer")
+def request_new(ui: Ui, amount: int, mints: tuple[str, ...], multi_use: bool, p2pk: bool,
+                description: str | None) -> None:
+    """Create a payment request for AMOUNT sat; prints its creqA (and creqB)."""
+    rec = ui.client.post("/request/new", {"amount": amount, "mints": list(mints),
+                                          "single_use": not multi_use, "p2pk": p2pk,
+                                          "description": description})
+    ui.result(rec, lambda: click.echo(_request_details(rec)))
+
+
+@wallet_command(request_group, "show")
+@click.argument("request_id", metavar="ID")
+def request_show(ui: Ui, request_id: str) -> None:
+    """One payment request: what it asks, its state, what it received."""
+    rec = ui.client.get(op_path("/request", request_id))
+    ui.result(rec, lambda: click.echo(_request_details(rec)))
+
+
+@wallet_command(request_group, "list")
+def request_list(ui: Ui) -> None:
+    """Every payment request of this wallet."""
+    recs = ui.client.get("/request/list")
+    ui.result(recs, table(["ID", "AMOUNT", "STATE", "RECEIVED", "USE", "CREATED"],
+                          [(r["id"], r.get("amount") or "any", r["state"],
+                            r.get("received", 0), "single" if r.get("single_use") else "multi",
+                            when(r.get("created_at"))) for r in recs], right=(1, 3))
+              if recs else "no payment requests")
+
+
+@wallet_command(request_group, "cancel")
+@click.argument("request_id", metavar="ID")
+def request_cancel(ui: Ui, request_id: str) -> None:
+    """Cancel an open payment request: payments to it are refused from now on."""
+    rec = ui.client.post(op_path("/request", request_id, "/cancel"))
+    ui.result(rec, f"payment request {rec['id']} is {rec['state']}")
+
+
+def _request_details(rec: dict[str, Any]) -> str:
+    rows: list[tuple[str, Any]] = [
+        ("id", rec["id"]), ("state", rec["state"]),
+        ("amount", f"{rec.get('amount') or 'any'} {rec.get('unit') or 'sat'}"),
+        ("mints", ", ".join(rec.get("mints") or ()) or "any"),
+        ("use", "single" if rec.get("single_use") else "multi"),
+        ("received", rec.get("received", 0)),
+        ("description", rec.get("description") or "-"),
+        ("created", when(rec.get("created_at")))]
+    return f"{pairs(rows)}\n\n{rec['encoded']}\n\n{rec.get('encoded_b') or ''}".rstrip()
 
 
 # --- keys -------------------------------------------------------------------------------------

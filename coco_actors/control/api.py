@@ -39,6 +39,16 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     POST /receive/prepare {token, into} that transfer, prepared (its fees); nothing spent
     POST /receive/ID/execute {timeout?} execute it (timeout at most 120 s): the transfer
     POST /receive/ID/rollback           forget a prepared one (the transfer)
+    POST /request/new    {amount?, unit?, mints, description?, single_use?, p2pk?}
+                                        a payment request (NUT-18 creqA, NUT-26 creqB); with
+                                        --payments-listen its transport is the listener's URL
+    GET  /request/list                  every payment request (also GET /requests)
+    GET  /request/ID                    one payment request
+    POST /request/ID/cancel             cancel an open request
+    POST /request/claim  {payload}      a payment payload received by other means (in-band)
+    POST /request/decode {creq}         what a creqA/creqB asks for (nothing is paid)
+    POST /request/pay    {creq, mint_url?, amount?}  pay it: POSTed to its transport, or the
+                                        payload returned for in-band delivery
     GET  /history[?limit=N]             newest first
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
     POST /stop                          graceful shutdown, as SIGTERM
@@ -53,6 +63,7 @@ Threads: every endpoint runs on the request's own thread; ``Coco`` is thread-saf
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -69,9 +80,10 @@ from coco_actors.coco import Coco
 from coco_actors.control.errors import BadRequestError
 from coco_actors.control.events import EventHub, wait_for_end
 from coco_actors.control.paths import socket_path
-from coco_actors.control.views import jsonable, op_view
+from coco_actors.control.views import claim_view, jsonable, op_view
 from coco_actors.errors import ActorTimeoutError, MintError, NotFoundError
 from coco_actors.mint_client import normalize_mint_url
+from coco_actors.payreq import decode_payload, decode_request
 from coco_actors.records import Operation, OpState
 
 log = logging.getLogger(__name__)
@@ -103,8 +115,11 @@ class ControlApi:
     """The endpoints of one open wallet; ``route`` finds the one for a request."""
 
     def __init__(self, coco: Coco, data_dir: Path, events: EventHub,
-                 request_stop: Callable[[], None]) -> None:
+                 request_stop: Callable[[], None], *,
+                 payments: Mapping[str, object] | None = None) -> None:
         self.coco = coco
+        #: the payments listener (:func:`~.payments.describe`), if the daemon runs one
+        self.payments = payments
         self.data_dir = data_dir
         self.events = events
         self._request_stop = request_stop
@@ -142,6 +157,14 @@ class ControlApi:
                 ("POST", r"/receive/prepare", self.receive_prepare),
                 ("POST", r"/receive/(?P<op_id>[^/]+)/execute", self.receive_execute),
                 ("POST", r"/receive/(?P<op_id>[^/]+)/rollback", self.receive_rollback),
+                ("POST", r"/request/new", self.request_new),
+                ("GET", r"/request/list", self.request_list),
+                ("GET", r"/requests", self.request_list),
+                ("POST", r"/request/claim", self.request_claim),
+                ("POST", r"/request/decode", self.request_decode),
+                ("POST", r"/request/pay", self.request_pay),
+                ("GET", r"/request/(?P<op_id>[^/]+)", self.request_show),
+                ("POST", r"/request/(?P<op_id>[^/]+)/cancel", self.request_cancel),
                 ("GET", r"/history", self.history),
                 ("POST", r"/stop", self.stop),
             )]
@@ -169,6 +192,7 @@ class ControlApi:
                        "socket": str(socket_path(self.data_dir)), "version": _version(),
                        "started_at": int(self.started_at * 1000),
                        "uptime_s": round(time.time() - self.started_at, 1)},
+            "payments": self.payments,
             "mints": jsonable(self.coco.mints.list()),
             "balances": jsonable(self.coco.balance()),
             "pending": pending,
@@ -392,6 +416,70 @@ class ControlApi:
 
     def _transfer_op(self, op_id: str) -> Operation:
         return _known(self.coco.transfer.get_operation(op_id), "transfer", op_id)
+
+    # --- payment requests (NUT-18, NUT-26) ---------------------------------------------
+
+    def request_new(self, req: Request) -> object:
+        body = req.body
+        mints = body.get("mints")
+        if not isinstance(mints, list) or not all(isinstance(m, str) for m in mints):
+            raise BadRequestError("'mints' must be a list of mint URLs")
+        unit = body.get("unit", "sat")
+        description = body.get("description")
+        if not isinstance(unit, str) or not isinstance(description, str | None):
+            raise BadRequestError("'unit' and 'description' must be strings")
+        single_use = body.get("single_use", True)
+        if not isinstance(single_use, bool):
+            raise BadRequestError(f"'single_use' must be true or false, got {single_use!r}")
+        url = self.payments.get("url") if self.payments else None
+        return jsonable(self.coco.requests.create(
+            amount=_optional_int(body, "amount"), unit=unit, mints=list(mints),
+            description=description, single_use=single_use, p2pk=_flag(body, "p2pk"),
+            transport_url=url if isinstance(url, str) else None))
+
+    def request_list(self, req: Request) -> object:
+        return jsonable(self.coco.requests.list())
+
+    def request_show(self, req: Request) -> object:
+        return jsonable(self.coco.requests.get(req.params["op_id"]))
+
+    def request_cancel(self, req: Request) -> object:
+        return jsonable(self.coco.requests.cancel(req.params["op_id"]))
+
+    def request_claim(self, req: Request) -> object:
+        payload = _present(req.body, "payload")
+        if not isinstance(payload, dict):
+            raise BadRequestError("'payload' must be a JSON object (a NUT-18 payment payload)")
+        return self.claim_payment(None, payload)
+
+    def claim_payment(self, request_id: str | None, body: Mapping[str, object]) -> object:
+        """One payment payload -> ``coco.requests.claim`` -> its answer (request id, amount
+        received, operation id): the same answer for the same payload again.
+
+        ``request_id``: the request the payer POSTed to (the payments listener's path):
+        unknown, a 404; a payload naming another one is refused (400), one naming none
+        is taken as for it.
+        Threads: a control request's, or a payments listener connection's.
+        """
+        payload = decode_payload(dict(body))
+        if request_id is not None:
+            self.coco.requests.get(request_id)  # the path names no request of ours: 404
+            if payload.id is None:
+                payload = dataclasses.replace(payload, id=request_id)
+            elif payload.id != request_id:
+                raise BadRequestError(f"the payload is for request {payload.id[:128]!r},"
+                                      f" not {request_id!r}")
+        return claim_view(self.coco.requests.claim(payload))
+
+    def request_decode(self, req: Request) -> object:
+        return jsonable(decode_request(_str(req.body, "creq").strip()))
+
+    def request_pay(self, req: Request) -> object:
+        mint_url = req.body.get("mint_url")
+        return jsonable(self.coco.requests.pay(
+            _str(req.body, "creq").strip(),
+            mint_url=None if mint_url is None else _url(req.body, "mint_url"),
+            amount=_optional_int(req.body, "amount")))
 
     def history(self, req: Request) -> object:
         limit = req.query.get("limit")

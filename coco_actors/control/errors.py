@@ -5,7 +5,9 @@
     │   └── BadRequestError      the control request is malformed (framing, JSON shape): 400
     │       ├── MethodNotAllowedError  a method not served at all (PUT, DELETE, ...): 405
     │       ├── LengthRequiredError    a body not framed by a Content-Length: 411
-    │       └── RequestTimeoutError    the request did not arrive in time: 408
+    │       ├── RequestTimeoutError    the request did not arrive in time: 408
+    │       ├── PayloadTooLargeError   a payments listener body over its limit: 413
+    │       └── TooManyRequestsError   a payments client over its request budget: 429
     ├── ShuttingDownError        the daemon is stopping and takes no new requests: 409
     └── DaemonError              the daemon cannot start
         ├── NoWalletError        the data directory holds no wallet yet
@@ -54,3 +56,15 @@ class LengthRequiredError(BadRequestError):
 
 class RequestTimeoutError(BadRequestError):
     """The request did not arrive in full within the server's deadline: 408."""
+
+
+class PayloadTooLargeError(BadRequestError):
+    """A body over the payments listener's limit: 413, answered before it is read."""
+
+
+class TooManyRequestsError(BadRequestError):
+    """A client of the payments listener over its request budget: 429, with when to retry."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

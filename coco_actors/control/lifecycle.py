@@ -3,15 +3,16 @@
 The daemon holds the wallet's data directory (the store's lock makes a second
 daemon refuse), runs recovery at start, keeps the watcher running (it mints paid
 quotes and finalizes claimed sends, also those left from before a restart), and
-answers on ``DIR/control.sock`` (socket 0600 in a 0700 directory). Shutdown
+answers on ``DIR/control.sock`` (socket 0600 in a 0700 directory) and, with
+``--payments-listen``, on the public payments listener (:mod:`.payments`). Shutdown
 (SIGTERM, SIGINT, ``POST /stop``) refuses new requests, ends event streams and
 waits, lets the requests in flight finish, closes the wallet (actors in reverse
 order, every operation at a persisted state) and removes the socket.
 
 Threads: the main thread runs :func:`serve` and waits for a signal; the accept
-loop runs on a supervised thread (restarted, with its traceback logged, should
-it fail); each request runs on a thread of its own; event handlers run on the
-EventBus thread.
+loop (and the payments listener's) runs on a supervised thread (restarted, with its
+traceback logged, should it fail); each request runs on a thread of its own; event
+handlers run on the EventBus thread.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from coco_actors.control.api import ControlApi
 from coco_actors.control.errors import DaemonError, NoWalletError, WalletExistsError
 from coco_actors.control.events import EventHub
 from coco_actors.control.paths import MAX_SOCKET_PATH, socket_path
-from coco_actors.control.server import ControlServer
+from coco_actors.control.payments import DEFAULT_RATE, PaymentsServer, describe
+from coco_actors.control.server import BoundedServer, ControlServer
 from coco_actors.control.views import jsonable
 from coco_actors.errors import CocoError
 from coco_actors.store import DataDirError, Store
@@ -114,15 +116,24 @@ def _private_dir(path: Path) -> None:
 class Daemon:
     """The wallet of one data directory and its control server.
 
-    ``start`` opens the wallet (recovery runs) and binds the socket; ``wait``
-    blocks until a stop is requested; ``close`` shuts down (also after a failed
-    ``start``).
+    ``start`` opens the wallet (recovery runs) and binds the socket (and, given
+    ``payments_listen``, the payments listener: ``payments_url`` is its public URL,
+    by default ``http://HOST:PORT`` as bound); ``wait`` blocks until a stop is
+    requested; ``close`` shuts down (also after a failed ``start``).
     """
 
     def __init__(self, data_dir: Path, *, rollback_prepared_after: float | None = None,
                  exposure: Mapping[str, int] | None = None,
-                 sweep_to: str | None = None) -> None:
+                 sweep_to: str | None = None,
+                 payments_listen: tuple[str, int] | None = None,
+                 payments_url: str | None = None,
+                 payments_rate: float = DEFAULT_RATE) -> None:
         self.data_dir = data_dir
+        self.payments_listen = payments_listen
+        self.payments_url = payments_url
+        self.payments_rate = payments_rate
+        self._payments: PaymentsServer | None = None
+        self._payments_accept: SupervisedThread | None = None
         self.rollback_prepared_after = rollback_prepared_after
         self.exposure = exposure  # the exposure policy (Coco.open validates it)
         self.sweep_to = sweep_to
@@ -152,6 +163,8 @@ class Daemon:
         if recovered:
             log.info("recovery: %s", ", ".join(f"{n} {s}" for s, n in sorted(recovered.items())))
         api = ControlApi(self.coco, self.data_dir, self.events, self._stop_requested.set)
+        if self.payments_listen is not None:  # first: a port in use stops the start here
+            self._start_payments(api)
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()  # stale, from a daemon that was killed: we hold the lock
         self._server = ControlServer(self.socket, api, self.events)
@@ -162,23 +175,35 @@ class Daemon:
         log.info("coco daemon %d ready: wallet %s, control socket %s", os.getpid(),
                  self.data_dir, self.socket)
 
+    def _start_payments(self, api: ControlApi) -> None:
+        host, port = self.payments_listen or ("", 0)
+        try:
+            self._payments = PaymentsServer((host, port), api.claim_payment,
+                                            rate=self.payments_rate)
+        except OSError as exc:  # in use, not ours to bind: one line, not a traceback
+            raise DaemonError(f"the payments listener cannot bind {host}:{port}:"
+                              f" {exc.strerror or exc}") from None
+        api.payments = describe(self._payments, self.payments_url)
+        self._payments_accept = SupervisedThread("coco-payments", self._payments.serve_until,
+                                                 logger=log)
+        self._payments_accept.start()
+        log.info("payments listener on %s (payment requests carry %s)", self._payments.url,
+                 api.payments["url"])
+
     def wait(self) -> None:
         """Block until ``POST /stop`` (signals interrupt it with an exception)."""
         self._stop_requested.wait()
 
     def close(self) -> None:
         """Stop accepting, let requests in flight finish, close the wallet, remove the socket."""
-        if self._server is not None:
-            self._server.refuse_new()
+        listeners = [(srv, accept) for srv, accept in (
+            (self._server, self._accept), (self._payments, self._payments_accept))
+            if srv is not None]
+        for srv, _ in listeners:
+            srv.refuse_new()
         self.events.close()  # event streams and mint waits end now
-        if self._accept is not None and not self._accept.stop(ACCEPT_STOP_TIMEOUT):
-            log.warning("the accept loop did not stop within %.0f s", ACCEPT_STOP_TIMEOUT)
-        if self._server is not None:
-            self._server.server_close()
-            left = self._server.drain(SHUTDOWN_GRACE)
-            if left:
-                log.warning("%d request(s) still running after %.0f s; closing anyway",
-                            left, SHUTDOWN_GRACE)
+        for srv, accept in listeners:
+            _stop_listener(srv, accept)
         if self.coco is not None:
             self.coco.close()  # actors in reverse order; every operation at a persisted state
             self.coco = None
@@ -192,6 +217,18 @@ class Daemon:
             if (st.st_dev, st.st_ino) == self._socket_id:  # not a successor's socket
                 self.socket.unlink()
         self._socket_id = None
+
+
+def _stop_listener(srv: BoundedServer, accept: SupervisedThread | None) -> None:
+    """Stop a listener's accept loop, close it, let its requests in flight finish."""
+    if accept is not None and not accept.stop(ACCEPT_STOP_TIMEOUT):
+        log.warning("the %s accept loop did not stop within %.0f s", srv.name,
+                    ACCEPT_STOP_TIMEOUT)
+    srv.server_close()
+    left = srv.drain(SHUTDOWN_GRACE)
+    if left:
+        log.warning("%d %s request(s) still running after %.0f s; closing anyway",
+                    left, srv.name, SHUTDOWN_GRACE)
 
 
 # --- coco serve ---------------------------------------------------------------------------
@@ -234,10 +271,13 @@ class _JsonFormatter(logging.Formatter):
 
 
 def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
-          exposure: Mapping[str, int] | None = None, sweep_to: str | None = None) -> None:
+          exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
+          payments_listen: tuple[str, int] | None = None, payments_url: str | None = None,
+          payments_rate: float = DEFAULT_RATE) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
 
-    ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`.
+    ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`;
+    ``payments_*``: the payments listener (:class:`Daemon`).
 
     Must run in the main thread (signal handlers). Raises :class:`CocoError` when
     the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
@@ -255,7 +295,8 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after,
-                    exposure=exposure, sweep_to=sweep_to)
+                    exposure=exposure, sweep_to=sweep_to, payments_listen=payments_listen,
+                    payments_url=payments_url, payments_rate=payments_rate)
     try:
         try:
             daemon.start()

@@ -20,10 +20,14 @@ and a long poll are not bound by the request timeout (only each write is, by
 :data:`WRITE_TIMEOUT`); a follower that hangs up frees its thread within
 :data:`FOLLOW_POLL` seconds.
 
-Threads: :meth:`ControlServer.serve_until` is the accept loop (the daemon runs it
+The bounds (:class:`BoundedServer`, :class:`BoundedHandler`) are shared with the
+public payments listener (:mod:`coco_actors.control.payments`), which sets its own
+limits and answers its one route.
+
+Threads: :meth:`BoundedServer.serve_until` is the accept loop (the daemon runs it
 on a supervised thread); each connection runs on a thread of its own, at most
 :data:`MAX_CONNECTIONS` at once (more wait in the listen backlog of
-:data:`LISTEN_BACKLOG`). A shutdown (:meth:`ControlServer.refuse_new`) cuts the
+:data:`LISTEN_BACKLOG`). A shutdown (:meth:`BoundedServer.refuse_new`) cuts the
 connections still sending their request, so none of them holds it up.
 """
 
@@ -56,8 +60,10 @@ from coco_actors.control.errors import (
     BadRequestError,
     LengthRequiredError,
     MethodNotAllowedError,
+    PayloadTooLargeError,
     RequestTimeoutError,
     ShuttingDownError,
+    TooManyRequestsError,
 )
 from coco_actors.control.events import Entry, EventHub
 from coco_actors.errors import (
@@ -111,6 +117,8 @@ class Router(Protocol):
 #: HTTP status per error class, most specific first: what the caller can do about it.
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (MethodNotAllowedError, 405),
+    (PayloadTooLargeError, 413),
+    (TooManyRequestsError, 429),
     (LengthRequiredError, 411),
     (RequestTimeoutError, 408),
     (httpx.InvalidURL, 400),  # a URL the caller gave that httpx cannot even parse
@@ -143,44 +151,35 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, object]]:
     return status, {"error": err}
 
 
-class ControlServer(ThreadingHTTPServer):
-    """``ThreadingHTTPServer`` on an ``AF_UNIX`` socket created with mode 0600.
+class BoundedServer(ThreadingHTTPServer):
+    """A ``ThreadingHTTPServer`` whose every client is untrusted: the bounds both the
+    control socket and the public payments listener (:mod:`.payments`) keep.
 
     It counts the connections (at most ``max_connections`` served at once), the
     requests in flight (so a shutdown can refuse new ones and let the running ones
     finish: :meth:`refuse_new`, :meth:`drain`), and knows the connections still
-    sending their request (a shutdown cuts them).
+    sending their request (a shutdown cuts them). Each request must arrive within
+    ``request_timeout`` s and carry at most ``max_body`` bytes.
     """
 
-    address_family = socket.AF_UNIX
-    allow_reuse_address = False
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
     timeout = ACCEPT_POLL  # of handle_request: how often the accept loop looks up
+    #: The name of the listener in the log.
+    name = "control"
 
-    def __init__(self, path: Path, router: Router, events: EventHub, *,
+    def __init__(self, address: Any, handler: type[BoundedHandler], *,
                  request_timeout: float = REQUEST_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
-        self.path = path
-        self.router = router
-        self.events = events
+                 max_connections: int = MAX_CONNECTIONS, max_body: int = MAX_BODY) -> None:
         self.request_timeout = request_timeout
         self.max_connections = max_connections
+        self.max_body = max_body
         self._gate = threading.Condition()
         self._accepting = True
         self._inflight = 0
         self._connections = 0
         self._reading: set[socket.socket] = set()
-        super().__init__(str(path), ControlHandler)  # type: ignore[arg-type] # typeshed: inet
-
-    def server_bind(self) -> None:
-        old = os.umask(0o177)  # the socket is born 0600
-        try:
-            socketserver.TCPServer.server_bind(self)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
-        self.server_name, self.server_port = "coco", 0
+        super().__init__(address, handler)
 
     def serve_until(self, stop: threading.Event) -> None:
         """The accept loop: hand each connection to a thread of its own until ``stop``.
@@ -230,9 +229,9 @@ class ControlServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A request that failed outside an endpoint: a peer that went is no news, a bug is."""
         if isinstance(sys.exc_info()[1], OSError):
-            log.debug("control: connection dropped", exc_info=True)
+            log.debug("%s: connection dropped", self.name, exc_info=True)
         else:
-            log.exception("control: a request failed")
+            log.exception("%s: a request failed", self.name)
 
     @contextlib.contextmanager
     def reading(self, conn: socket.socket) -> Iterator[None]:
@@ -277,6 +276,31 @@ class ControlServer(ThreadingHTTPServer):
             return self._inflight
 
 
+class ControlServer(BoundedServer):
+    """The control socket: a :class:`BoundedServer` on an ``AF_UNIX`` socket created 0600."""
+
+    address_family = socket.AF_UNIX
+    allow_reuse_address = False
+
+    def __init__(self, path: Path, router: Router, events: EventHub, *,
+                 request_timeout: float = REQUEST_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        self.path = path
+        self.router = router
+        self.events = events
+        super().__init__(str(path), ControlHandler, request_timeout=request_timeout,
+                         max_connections=max_connections)
+
+    def server_bind(self) -> None:
+        old = os.umask(0o177)  # the socket is born 0600
+        try:
+            socketserver.TCPServer.server_bind(self)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        self.server_name, self.server_port = "coco", 0
+
+
 def _cut(conn: socket.socket) -> None:
     with contextlib.suppress(OSError):  # already gone
         conn.shutdown(socket.SHUT_RDWR)
@@ -305,12 +329,21 @@ class _DeadlineReader(io.RawIOBase):
         return self._conn.recv_into(buffer)
 
 
-class ControlHandler(BaseHTTPRequestHandler):
-    """One connection, one request (HTTP/1.0), on its own thread."""
+class BoundedHandler(BaseHTTPRequestHandler):
+    """One connection, one request (HTTP/1.0), on its own thread: received within the
+    server's bounds, then dispatched (:meth:`_dispatch`); every error a JSON answer."""
 
-    server: ControlServer
+    server: BoundedServer
     server_version = "coco-daemon"
     timeout = WRITE_TIMEOUT  # the socket's; reads get what is left of the request's deadline
+    #: The methods served (any other is a 405 before the body is read); None: any method
+    #: (the subclass answers it).
+    methods: tuple[str, ...] | None = METHODS
+    #: What a body over the server's ``max_body`` raises.
+    too_large: type[BadRequestError] = BadRequestError
+    #: Whether a bug's answer names its exception (a local caller's), or says only
+    #: "internal error" (a public one's).
+    expose_bugs = True
 
     def setup(self) -> None:
         super().setup()
@@ -319,11 +352,8 @@ class ControlHandler(BaseHTTPRequestHandler):
         self.rfile = io.BufferedReader(
             _DeadlineReader(self.connection, lambda: deadline - time.monotonic()))
 
-    def address_string(self) -> str:
-        return "control"  # a Unix socket peer has no address
-
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base signature)
-        log.debug("control: " + format, *args)  # paths only: bodies hold tokens
+        log.debug(self.server.name + ": " + format, *args)  # paths only: bodies hold tokens
 
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
@@ -367,9 +397,10 @@ class ControlHandler(BaseHTTPRequestHandler):
             return False
         if self.request_version == "HTTP/0.9":  # a bare "GET /path" line
             raise BadRequestError("HTTP/0.9 is not spoken: send HTTP/1.0 or later")
-        if self.command not in METHODS:
-            raise MethodNotAllowedError(f"{self.command[:20]} is not served; use GET or POST",
-                                        allow=METHODS)
+        if self.methods is not None and self.command not in self.methods:
+            raise MethodNotAllowedError(
+                f"{self.command[:20]} is not served; use {' or '.join(self.methods)}",
+                allow=self.methods)
         return True
 
     def _read_body(self) -> dict[str, object]:
@@ -381,15 +412,55 @@ class ControlHandler(BaseHTTPRequestHandler):
         text = lengths.pop() if lengths else "0"
         if not re.fullmatch(r"[0-9]+", text, re.ASCII):
             raise BadRequestError(f"bad Content-Length {text[:40]!r}")
-        length = int(text) if _DIGITS.fullmatch(text) else MAX_BODY + 1
-        if length > MAX_BODY:
-            raise BadRequestError(f"request body over {MAX_BODY} bytes")
+        limit = self.server.max_body
+        length = int(text) if _DIGITS.fullmatch(text) else limit + 1
+        if length > limit:  # answered now: the body is never waited for
+            raise self.too_large(f"request body over {limit} bytes")
         if not length:
             return {}
         raw = self.rfile.read(length)
         if len(raw) < length:
             raise BadRequestError(f"request body incomplete: {len(raw)} of {length} bytes")
         return parse_body(raw)
+
+    def _fail(self, exc: BaseException) -> None:
+        status, body = error_body(exc)
+        if status == 500:
+            log.exception("%s: %s %s failed", self.server.name, self.command, self.path[:200])
+            if not self.expose_bugs:
+                body = {"error": {"type": "InternalError", "message": "internal error"}}
+        headers = {}
+        if isinstance(exc, MethodNotAllowedError):
+            headers["Allow"] = ", ".join(exc.allow)
+        if isinstance(exc, TooManyRequestsError):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        self._send(status, body, headers)
+
+    def _send(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        if self.request_version == "HTTP/0.9":  # never spoken: the status line always goes
+            self.request_version = "HTTP/1.0"
+        with contextlib.suppress(OSError):  # the caller went (or stopped reading)
+            self.connection.settimeout(WRITE_TIMEOUT)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    def _dispatch(self, body: dict[str, object]) -> None:
+        """Answer the request whose body arrived (within the bounds)."""
+        raise NotImplementedError
+
+class ControlHandler(BoundedHandler):
+    """A request of the control socket: routed to :class:`Router`, or the event stream."""
+
+    server: ControlServer
+
+    def address_string(self) -> str:
+        return "control"  # a Unix socket peer has no address
 
     def _dispatch(self, body: dict[str, object]) -> None:
         try:
@@ -414,29 +485,6 @@ class ControlHandler(BaseHTTPRequestHandler):
             self._fail(exc)
             return
         self._send(200, result)
-
-    def _fail(self, exc: BaseException) -> None:
-        status, body = error_body(exc)
-        if status == 500:
-            log.exception("control: %s %s failed", self.command, self.path[:200])
-        headers = {}
-        if isinstance(exc, MethodNotAllowedError):
-            headers["Allow"] = ", ".join(exc.allow)
-        self._send(status, body, headers)
-
-    def _send(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        if self.request_version == "HTTP/0.9":  # never spoken: the status line always goes
-            self.request_version = "HTTP/1.0"
-        with contextlib.suppress(OSError):  # the caller went (or stopped reading)
-            self.connection.settimeout(WRITE_TIMEOUT)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
 
     def _events(self, follow: bool) -> None:
         """Recent events, then (``follow``) live ones until the client or the daemon goes."""

@@ -40,3 +40,12 @@ def jsonable(value: object) -> object:
     if isinstance(value, enum.Enum):
         return value.value
     return value
+
+
+def claim_view(result: object) -> dict[str, object]:
+    """The answer to one claimed payment (``coco.requests.claim``): the request id, the
+    amount received and the receive operation's id, as the payer and the payee see it."""
+    view = jsonable(result)
+    if not isinstance(view, dict):
+        raise TypeError(f"a claim answered {type(result).__name__}, not a record")
+    return view
