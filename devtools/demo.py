@@ -5,7 +5,8 @@ with ``coco init``, runs a ``coco serve`` daemon for each in the background and
 drives them with the ``coco`` CLI, printing every command and its output:
 invoice -> send -> receive (in the second wallet) -> rollback of an unclaimed
 send -> pay a lightning invoice (of a second mint, the payee) -> transfer 100 sat
-from the first mint to the second -> history. Every balance is checked to the sat
+from the first mint to the second -> a send locked to the receiver's key (P2PK) -> a
+payment request paid over HTTP (NUT-18) -> history. Every balance is checked to the sat
 (``DemoError`` when off).
 Leaves nothing running: the daemons and the mints are stopped on the way out,
 also on an error, Ctrl-C or SIGTERM.
@@ -34,7 +35,7 @@ from coco_actors.crypto.keysets import fee_for
 from coco_actors.errors import CocoError
 from coco_actors.mint_client import MintClient
 from coco_actors.tokens import decode
-from devtools.devmint import DevMint
+from devtools.devmint import DevMint, free_port
 
 #: Seconds a daemon gets to answer after it was started, and a send to be seen claimed.
 READY_TIMEOUT = 30.0
@@ -43,6 +44,8 @@ COMMAND_TIMEOUT = 120.0
 #: What alice pays over lightning, and what she then moves to the second mint.
 INVOICE_AMOUNT = 200
 TRANSFER_AMOUNT = 100
+LOCKED_AMOUNT = 64
+REQUEST_AMOUNT = 21
 #: Seconds a development mint may take to answer after it was started.
 MINT_START_TIMEOUT = 60.0
 
@@ -124,12 +127,14 @@ class _Session:
     def json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "--json", show=False).stdout)
 
-    def serve(self, name: str) -> None:
-        """``coco serve --data-dir NAME`` in the background, until its socket answers."""
-        self.out(f"$ coco serve --data-dir {name} 2>{name}.log &")
+    def serve(self, name: str, *args: str) -> None:
+        """``coco serve --data-dir NAME ARGS`` in the background, until its socket answers."""
+        self.out(f"$ coco serve --data-dir {name} {' '.join(args)}".rstrip()
+                 + f" 2>{name}.log &")
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 (the child holds it)
         with log:
-            proc = subprocess.Popen([*self.coco, "serve", "--data-dir", name], cwd=self.root,
+            proc = subprocess.Popen([*self.coco, "serve", "--data-dir", name, *args],
+                                    cwd=self.root,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=log)
         self.daemons[name] = proc
@@ -160,13 +165,17 @@ class _Session:
 
 def _walk(demo: _Session, url: str, payee: Future[DevMint], ppk: int) -> None:
     out = demo.out
-    out("\n1. two wallets, each served by its own daemon")
+    out("\n1. two wallets, each served by its own daemon (bob's also takes payments over"
+        " HTTP)")
     for name in ("alice", "bob"):
         demo.out(f"$ coco init --data-dir {name}")
         created = demo.json("init", "--data-dir", name)
         out(f"  created a wallet in {created['data_dir']}; coco init prints its mnemonic"
             " once (not shown here)")
-        demo.serve(name)
+        if name == "bob":
+            demo.serve(name, "--payments-listen", f"127.0.0.1:{free_port()}")
+        else:
+            demo.serve(name)
         demo.cli("mint", "add", url, "--data-dir", name)
 
     out("\n2. invoice: alice asks for 1000 sat; the FakeWallet mint pays it at once")
@@ -210,12 +219,14 @@ def _walk(demo: _Session, url: str, payee: Future[DevMint], ppk: int) -> None:
     payee_url = payee.result(timeout=MINT_START_TIMEOUT).url
     _pay(demo, url, payee_url)
     _transfer(demo, url, payee_url)
+    _locked(demo, url, ppk)
+    _request(demo, url)
 
-    out("\n8. history (newest first)")
+    out("\n10. history (newest first)")
     demo.cli("history", "--data-dir", "alice")
     demo.cli("history", "--data-dir", "bob")
 
-    out("\n9. stop the daemons")
+    out("\n11. stop the daemons")
     for name in ("alice", "bob"):
         demo.stop(name)
 
@@ -263,6 +274,60 @@ def _transfer(demo: _Session, url: str, other_url: str) -> None:
     _expect(demo.balance("alice", other_url, "second mint") == _b(TRANSFER_AMOUNT, 0, 0),
             "alice's balance at the second mint after the transfer")
     demo.cli("balance", "--data-dir", "alice")
+
+
+def _locked(demo: _Session, url: str, ppk: int) -> None:
+    """Bob hands out a P2PK key; alice's token is locked to it (worth nothing to anyone
+    who intercepts it); bob's wallet signs its inputs when it receives it."""
+    out = demo.out
+    out(f"\n8. locked ecash: alice sends {LOCKED_AMOUNT} sat locked to a key of bob's (P2PK)")
+    key = demo.cli("keys", "new", "--data-dir", "bob").stdout.strip()
+    alice_before = demo.json("balance", "--data-dir", "alice")[url]["spendable"]
+    bob_before = demo.json("balance", "--data-dir", "bob")[url]["spendable"]
+    res = demo.cli("send", str(LOCKED_AMOUNT), "--mint", url, "--lock", key, "--yes",
+                   "--data-dir", "alice")
+    token = res.stdout.strip()
+    send = demo.json("send", "show", _op_id(res.stderr), "--data-dir", "alice")
+    _expect(all(p.secret.startswith('["P2PK"') for p in decode(token).proofs),
+            "every proof of the token is locked")
+    demo.cli("receive", "-", "--data-dir", "bob", stdin=token)
+    receive_fee = fee_for(ppk for _ in decode(token).proofs)
+    out(f"  (a locked send always swaps: fee {send['fee']} sat; bob's receive fee"
+        f" {receive_fee} sat)")
+    _expect(demo.balance("bob", url) == _b(bob_before + LOCKED_AMOUNT - receive_fee, 0, 0),
+            "bob's balance after the locked receive")
+    _await_state(demo, "alice", send["id"], "completed")
+    _expect(demo.balance("alice", url) == _b(alice_before - LOCKED_AMOUNT - send["fee"], 0,
+                                             0), "alice's balance after the locked send")
+
+
+def _request(demo: _Session, url: str) -> None:
+    """Bob's daemon creates a payment request whose transport is its payments listener;
+    alice's ``coco pay creqA...`` posts the ecash there, and bob's wallet receives it."""
+    out = demo.out
+    out(f"\n9. payment request: bob asks for {REQUEST_AMOUNT} sat; alice's wallet pays it"
+        " over HTTP")
+    rec = demo.json("request", "new", str(REQUEST_AMOUNT), "--mint", url, "--data-dir", "bob")
+    out(f"  bob's request: {rec['encoded'][:24]}... (payers POST to {rec['transport_url']})")
+    alice_before = demo.json("balance", "--data-dir", "alice")[url]["spendable"]
+    bob_before = demo.json("balance", "--data-dir", "bob")[url]["spendable"]
+    res = demo.cli("pay", rec["encoded"], "--yes", "--data-dir", "alice")
+    send = demo.json("send", "show", _op_id(res.stdout), "--data-dir", "alice")
+    paid = demo.json("request", "show", rec["id"], "--data-dir", "bob")
+    _expect(paid["state"] == "paid", "bob's request is paid")
+    [receive] = [h for h in demo.json("history", "--data-dir", "bob")
+                 if h["operation_id"] in paid["operation_ids"]]
+    receive_fee = receive["fee"]
+    _expect(receive["state"] == "completed"
+            and paid["received"] == receive["amount"] == REQUEST_AMOUNT - receive_fee,
+            "bob received the amount less the mint's fee")
+    out(f"  (alice's send fee {send['fee']} sat; bob received {paid['received']} sat after"
+        f" the mint's fee of {receive_fee} sat)")
+    _expect(demo.balance("bob", url) == _b(bob_before + paid["received"], 0, 0),
+            "bob's balance after the request is paid")
+    _await_state(demo, "alice", send["id"], "completed")
+    _expect(demo.balance("alice", url) == _b(alice_before - REQUEST_AMOUNT - send["fee"], 0,
+                                             0), "alice's balance after paying the request")
 
 
 def _b(spendable: int, reserved: int, pending: int) -> dict[str, int]:

@@ -32,6 +32,10 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
         "= alice  spendable    0  reserved   0  pending   0  at the second mint",  # before
         "= alice  spendable  594  reserved   0  pending   0  at the first mint",   # 100, ln fee 1,
         "= alice  spendable  100  reserved   0  pending   0  at the second mint",  # input fee 1
+        "= bob    spendable  162  reserved   0  pending   0",   # 64 locked to bob's key, fee 1
+        "= alice  spendable  529  reserved   0  pending   0",   # a locked send swaps: fee 1
+        "= bob    spendable  182  reserved   0  pending   0",   # bob's request of 21 paid
+        "= alice  spendable  508  reserved   0  pending   0",   # by alice over HTTP: fee 0
     ]
     assert "received 99 sat from" in text
     assert re.search(r"^\s+state\s+completed$", text, re.M)
@@ -47,6 +51,10 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
                      r"\s+input fee\s+1 sat\n\s+left the source\s+102 sat$", text, re.M)
     assert re.search(r"^\s+all mints\s+694\s+0\s+0\s+694$", text, re.M)  # coco balance
     assert re.search(r"transfer\s+100\s+1\s+completed\s+http://\S+ -> http://", text)
+    assert re.search(r"^\s+received 63 sat from .* is completed$", text, re.M)  # locked
+    assert re.search(r"^\s+payee answered\s+200 \{\"request_id\": \"\w+\", \"amount\": 20,",
+                     text, re.M)
+    assert re.search(r"receive\s+20\s+1\s+completed", text)  # bob's history: the request
     assert lines[-1] == "done: daemons stopped, mints stopped"
     assert not re.search(r"cashuB[A-Za-z0-9_-]{40}", text)  # tokens are shortened
     assert not re.search(r"lnbc[0-9a-z]{40}", text)  # so are invoices

@@ -244,7 +244,8 @@ def _stop_leftovers() -> None:
         mint.stop()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server started next)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -287,7 +288,7 @@ class DevMint:
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.input_fee_ppk = input_fee_ppk
-        self.port = port if port is not None else _free_port()
+        self.port = port if port is not None else free_port()
         self.private_key = private_key or secrets.token_hex(32)
         self.extra_env: dict[str, str] = dict(extra_env or {})
         self.fakewallet = fakewallet

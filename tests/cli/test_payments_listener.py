@@ -44,6 +44,7 @@ from coco_actors.payreq import (
     decode_request,
     encode_creq_a,
 )
+from devtools.devmint import free_port
 from tests.support.proxy import FaultProxy
 
 #: How long a test waits for what must happen at once (a bound, not a pause).
@@ -281,14 +282,6 @@ def _proofs_of(amount: int) -> int:
     return bin(amount).count("1")  # the payer sends the exact denominations
 
 
-def _free_port() -> int:
-    """A loopback port nobody holds now (the OS's pick), for a listener that must keep
-    its URL across a restart."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _merchant(daemons: Any, mint_url: str, *serve: str, port: int = 0) -> Wallet:
     d = daemons("merchant", "--payments-listen", f"127.0.0.1:{port}", *serve)
     w = Wallet(d.data_dir, d)
@@ -483,7 +476,7 @@ def test_a_merchant_killed_between_the_post_and_the_swap_answer_credits_once(dae
     url, ppk = mint.url, mint.input_fee_ppk
     proxy = FaultProxy(url)
     try:
-        m = _merchant(daemons, proxy.url, port=_free_port())  # its URL outlives the kill
+        m = _merchant(daemons, proxy.url, port=free_port())  # its URL outlives the kill
         rec = _coco_request(m, "new", "100", "--mint", proxy.url)
         p = wallet("payer", proxy.url)
         p.fund(proxy.url, 500)
@@ -521,7 +514,7 @@ def test_a_merchant_killed_between_the_post_and_the_swap_answer_credits_once(dae
 
 def test_a_payment_whose_post_fails_stays_a_pending_send_that_rollback_reclaims(wallet, mint):
     url, ppk = mint.url, mint.input_fee_ppk
-    dead = f"http://127.0.0.1:{_free_port()}/payments/r1"  # nobody listens there
+    dead = f"http://127.0.0.1:{free_port()}/payments/r1"  # nobody listens there
     creq = encode_creq_a(PaymentRequest(id="r1", amount=100, unit="sat", single_use=True,
                                         mints=(url,), transports=(Transport(HTTP_POST, dead),)))
     p = wallet("payer", url)
