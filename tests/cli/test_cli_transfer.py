@@ -327,3 +327,40 @@ def test_unknown_transfer_id_exits_1(wallet: WalletFactory, sub: str) -> None:
     odd = w.cli("transfer", sub, "../../stop", code=1)  # escaped: never another endpoint
     assert "unknown transfer operation ../../stop" in odd.stderr
     assert w.cli("status").exit_code == 0
+
+
+# --- coco receive TOKEN --into URL ----------------------------------------------------------
+
+
+def test_receive_into_moves_a_token_to_another_mint(wallet: WalletFactory,
+                                                   pair: tuple[str, str, int]) -> None:
+    """A token of the source mint, received into the destination: the costs are shown
+    before anything is spent; then what arrives, the change kept at the token's mint and
+    the fees add up to the token, to the sat."""
+    src, dst, ppk = pair
+    payer = wallet("payer", src)
+    payer.fund(src, 500)
+    _, token = payer.send(src, 200)
+    w = wallet("w", dst)
+    assert w.balance(dst) == _empty()
+
+    refused = w.cli("receive", token, "--into", dst, code=2)  # no terminal, no --yes
+    assert "--yes" in refused.output
+    result = w.cli("receive", token, "--into", dst, "--yes")
+    shown, done = _pairs(result.stderr), _pairs(result.stdout)
+    assert _sat(shown["token"]) == 200 and shown["into"] == dst and shown["from"] == src
+    assert done["state"] == "completed"
+    received, change = _sat(done["received"]), _sat(done["change"])
+    fee, ln_fee = _sat(done["input fee"]), _sat(done["lightning fee"])
+    assert received == _sat(shown["arrives"]) and fee == _sat(shown["input fee"])
+    assert ln_fee == FAKEWALLET_FEE
+    assert received + change + fee + ln_fee == 200
+    assert w.balance(dst) == _only(received)
+    assert w.balance(src) == _only(change)  # the change stays at the token's mint
+    [entry] = w.json("history")
+    assert (entry["type"], entry["state"], entry["received"]) == ("transfer", "completed",
+                                                                  received)
+    # the token is spent now: a second move is refused, exit 1, nothing changed
+    again = w.cli("receive", token, "--into", dst, "--yes", code=1)
+    assert "Error:" in again.output
+    assert (w.balance(dst), w.balance(src)) == (_only(received), _only(change))
