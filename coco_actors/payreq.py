@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import cbor2
 
+from coco_actors.bolt11 import BECH32_CHARSET, bech32_hrp_expand, bech32_polymod
 from coco_actors.codec import from_wire, from_wire_list
 from coco_actors.errors import InvalidInputError, PaymentRequestError
 from coco_actors.wire import MAX_AMOUNT, Proof
@@ -284,9 +285,8 @@ def _check_request(req: PaymentRequest, what: str = "payment request") -> None:
 
 # --- creqB (NUT-26) ------------------------------------------------------------------
 
-_CHARSET: Final = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_CHARSET: Final = BECH32_CHARSET
 _VALUE: Final = {c: i for i, c in enumerate(_CHARSET)}
-_GENERATOR: Final = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 _BECH32: Final = 1
 _BECH32M: Final = 0x2BC830A3
 
@@ -475,21 +475,6 @@ def _utf8(raw: bytes, what: str) -> str:
 # --- bech32 / bech32m, NIP-19 -----------------------------------------------------------
 
 
-def _polymod(values: Sequence[int]) -> int:
-    check = 1
-    for value in values:
-        top = check >> 25
-        check = (check & 0x1FFFFFF) << 5 ^ value
-        for i, generator in enumerate(_GENERATOR):
-            if top >> i & 1:
-                check ^= generator
-    return check
-
-
-def _hrp_expand(hrp: str) -> list[int]:
-    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
-
-
 def _convert_bits(data: Sequence[int], from_bits: int, to_bits: int, pad: bool,
                   what: str) -> list[int]:
     acc = bits = 0
@@ -511,7 +496,7 @@ def _convert_bits(data: Sequence[int], from_bits: int, to_bits: int, pad: bool,
 
 def _bech32_encode(hrp: str, data: bytes, const: int) -> str:
     values = _convert_bits(data, 8, 5, True, hrp)
-    check = _polymod([*_hrp_expand(hrp), *values, 0, 0, 0, 0, 0, 0]) ^ const
+    check = bech32_polymod([*bech32_hrp_expand(hrp), *values, 0, 0, 0, 0, 0, 0]) ^ const
     values += [check >> 5 * (5 - i) & 31 for i in range(6)]
     return hrp + "1" + "".join(_CHARSET[v] for v in values)
 
@@ -530,7 +515,7 @@ def _bech32_decode(text: str, hrp: str, const: int, what: str) -> bytes:
     if len(rest) < 6:
         raise PaymentRequestError(f"{what} is too short")
     values = [_VALUE[c] for c in rest]
-    if _polymod(_hrp_expand(hrp) + values) != const:
+    if bech32_polymod(bech32_hrp_expand(hrp) + values) != const:
         raise PaymentRequestError(f"{what}: checksum does not match (mistyped or truncated?)")
     return bytes(_convert_bits(values[:-6], 5, 8, False, what))
 

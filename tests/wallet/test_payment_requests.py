@@ -8,7 +8,7 @@ import http.server
 import json
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -143,20 +143,6 @@ def send_fee(coco: Coco, op_id: str) -> int:
     op = coco.send.get_operation(op_id)
     assert op is not None
     return op.fee
-
-
-@pytest.fixture
-def proxy_for() -> Iterator[Callable[[str], FaultProxy]]:
-    """``proxy_for(mint_url)``: a FaultProxy in front of that mint, stopped at teardown."""
-    made: list[FaultProxy] = []
-
-    def make(url: str) -> FaultProxy:
-        made.append(FaultProxy(url))
-        return made[-1]
-
-    yield make
-    for proxy in made:
-        proxy.stop()
 
 
 class Payee:
