@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -188,3 +190,20 @@ def run_coco(*args: str, input: str | None = None, env: dict[str, str] | None = 
     return subprocess.run(coco_argv(*args), input=input, capture_output=True, text=True,
                           timeout=timeout, env=full_env, check=False)
 
+
+def read_all(sock: socket.socket, bound: float = 10.0) -> bytes:
+    """Everything a server sends on ``sock`` until it closes (fails after ``bound`` s): for
+    the raw-socket tests of the control socket and the payments listener."""
+    deadline = time.monotonic() + bound
+    answer = b""
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no end of the answer within {bound} s; got {answer[:200]!r}"
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return answer
+        if not chunk:
+            return answer
+        answer += chunk

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import read_all
 
 from coco_actors.control import (
     ControlClient,
@@ -96,23 +97,6 @@ def _connect(path: Path) -> socket.socket:
     return sock
 
 
-def _read_all(sock: socket.socket, bound: float = BOUND) -> bytes:
-    """Everything the server sends until it closes (fails after ``bound`` s)."""
-    deadline = time.monotonic() + bound
-    answer = b""
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no end of the answer within {bound} s; got {answer[:200]!r}"
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return answer
-        if not chunk:
-            return answer
-        answer += chunk
-
-
 def _exchange(path: Path, raw: bytes, *, shut: bool = True) -> tuple[int, dict[str, str], bytes]:
     with _connect(path) as sock:
         try:
@@ -121,7 +105,7 @@ def _exchange(path: Path, raw: bytes, *, shut: bool = True) -> tuple[int, dict[s
                 sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # answered and closed before all of it went: read what it said
-        return _parse(_read_all(sock))
+        return _parse(read_all(sock))
 
 
 def _parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -233,7 +217,7 @@ def test_a_body_at_the_depth_limit_is_served(served):
 def test_a_client_that_sends_nothing_is_closed_without_an_answer(served):
     with _connect(served.path) as sock:
         sock.shutdown(socket.SHUT_WR)
-        assert _read_all(sock) == b""
+        assert read_all(sock) == b""
     assert served.srv.wait_connections(0, BOUND)
 
 
@@ -270,7 +254,7 @@ def test_a_trickling_client_is_cut_at_the_deadline(served):
                 continue
             break
         assert answer, "the server let the trickle run to its end"
-        answer += _read_all(sock)
+        answer += read_all(sock)
     _assert_json_error(*_parse(answer), expected=408)
     assert time.monotonic() - start < REQUEST_TIMEOUT + 3
 
@@ -297,7 +281,7 @@ def test_a_shutdown_cuts_clients_still_sending(short_tmp):
         start = time.monotonic()
         s.srv.refuse_new()
         for sock in stalled:
-            _read_all(sock, bound=3)  # closed, at once
+            read_all(sock, bound=3)  # closed, at once
             sock.close()
         assert s.srv.wait_connections(0, 3)
         assert s.srv.drain(3) == 0
@@ -337,7 +321,7 @@ def test_a_follower_outlives_the_request_timeout_and_ends_with_the_hub(served):
     assert not served.srv.wait_connections(0, 2 * REQUEST_TIMEOUT)  # still followed
     served.srv.events.publish("send:prepared", {"operation_id": "a", "mint_url": "m"})
     served.srv.events.close()
-    lines = [json.loads(line) for line in _read_all(sock).splitlines() if line.strip()]
+    lines = [json.loads(line) for line in read_all(sock).splitlines() if line.strip()]
     sock.close()
     assert [e["event"] for e in lines] == ["send:prepared"]
     assert served.srv.wait_connections(0, BOUND)
@@ -380,7 +364,7 @@ def test_the_listen_backlog_holds_64_connections_before_any_is_accepted(short_tm
             sock.sendall(b"GET /echo?n=1 HTTP/1.0\r\n\r\n")
         s.start()
         for sock in waiting:
-            status, _, body = _parse(_read_all(sock))
+            status, _, body = _parse(read_all(sock))
             sock.close()
             assert status == 200 and json.loads(body)["query"] == {"n": "1"}
     finally:
@@ -400,7 +384,7 @@ def test_past_the_connection_cap_clients_wait_their_turn(short_tmp):
             assert client.get("/echo", n=5)["query"] == {"n": "5"}
         assert s.srv.connections() <= 4
         for sock in stalled:
-            _assert_json_error(*_parse(_read_all(sock)), expected=408)
+            _assert_json_error(*_parse(read_all(sock)), expected=408)
             sock.close()
     finally:
         s.stop.set()

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_support import Wallet
+from cli_support import Wallet, read_all
 
 from coco_actors.control.events import EventHub
 from coco_actors.control.payments import (
@@ -97,22 +97,6 @@ def _connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=BOUND)
 
 
-def _read_all(sock: socket.socket, bound: float = BOUND) -> bytes:
-    deadline = time.monotonic() + bound
-    answer = b""
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no end of the answer within {bound} s; got {answer[:200]!r}"
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return answer
-        if not chunk:
-            return answer
-        answer += chunk
-
-
 def _exchange(port: int, raw: bytes, *, shut: bool = True) -> tuple[int, dict[str, str], Any]:
     with _connect(port) as sock:
         try:
@@ -121,7 +105,7 @@ def _exchange(port: int, raw: bytes, *, shut: bool = True) -> tuple[int, dict[st
                 sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        answer = _read_all(sock)
+        answer = read_all(sock)
     head, sep, body = answer.partition(b"\r\n\r\n")
     assert sep, f"not an HTTP answer: {answer[:200]!r}"
     lines = head.decode("latin-1").split("\r\n")
@@ -225,7 +209,7 @@ def test_a_slow_client_is_cut_at_the_deadline(listener):
                 continue
             break
         assert answer, "the listener let the trickle run to its end"
-        answer += _read_all(sock)
+        answer += read_all(sock)
     assert answer.startswith(b"HTTP/1.0 408 ")
     assert time.monotonic() - start < REQUEST_TIMEOUT + 3
     assert listener.claims == []
