@@ -327,9 +327,7 @@ class ControlApi:
                                                   into=_url(req.body, "into")))
 
     def receive_execute(self, req: Request) -> object:
-        timeout = _number(req.body, "timeout", MAX_EXECUTE_WAIT)
-        if timeout > 0:  # what a non-positive one means is the wallet's to say
-            timeout = min(timeout, MAX_EXECUTE_WAIT)
+        timeout = _execute_timeout(req.body, MAX_EXECUTE_WAIT)
         return jsonable(self.coco.receive.execute(req.params["op_id"], timeout))
 
     def receive_rollback(self, req: Request) -> object:
@@ -352,9 +350,7 @@ class ControlApi:
     def melt_execute(self, req: Request) -> object:
         """Pay; the mint may hold the answer up to ``timeout`` s (capped). A payment still
         in flight then comes back ``pending``: the Watcher follows it to its end."""
-        timeout = _number(req.body, "timeout", 60.0)
-        if timeout > 0:  # what a non-positive one means is the wallet's to say
-            timeout = min(timeout, MAX_EXECUTE_WAIT)
+        timeout = _execute_timeout(req.body, 60.0)
         return jsonable(self.coco.melt.execute_prepared_melt(req.params["op_id"], timeout))
 
     def melt_rollback(self, req: Request) -> object:
@@ -401,9 +397,7 @@ class ControlApi:
     def transfer_execute(self, req: Request) -> object:
         """Melt, then redeem; within ``timeout`` s (capped) it comes back completed,
         rolled_back, or ``pending``: the Watcher then follows it to its end."""
-        timeout = _number(req.body, "timeout", MAX_EXECUTE_WAIT)
-        if timeout > 0:  # what a non-positive one means is the wallet's to say
-            timeout = min(timeout, MAX_EXECUTE_WAIT)
+        timeout = _execute_timeout(req.body, MAX_EXECUTE_WAIT)
         return jsonable(self.coco.transfer.execute(req.params["op_id"], timeout))
 
     def transfer_rollback(self, req: Request) -> object:
@@ -560,6 +554,13 @@ def _keys(source: Mapping[str, object], name: str) -> list[str] | None:
     if not isinstance(items, list) or not all(isinstance(k, str) for k in items):
         raise BadRequestError(f"{name!r} must be a public key or a list of them")
     return list(items)
+
+
+def _execute_timeout(body: Mapping[str, object], default: float) -> float:
+    """An execute's ``timeout`` (s), capped at :data:`MAX_EXECUTE_WAIT`; what a non-positive
+    one means is the wallet's to say (it refuses it)."""
+    timeout = _number(body, "timeout", default)
+    return min(timeout, MAX_EXECUTE_WAIT) if timeout > 0 else timeout
 
 
 def _number(source: Mapping[str, object], name: str, default: float) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -207,3 +208,15 @@ def read_all(sock: socket.socket, bound: float = 10.0) -> bytes:
         if not chunk:
             return answer
         answer += chunk
+
+
+def pairs_of(text: str) -> dict[str, str]:
+    """The ``key   value`` lines of a human CLI output."""
+    return dict(re.findall(r"^([a-z][a-z ]*?)\s{2,}(\S.*)$", text, re.M))
+
+
+def sats(value: str) -> int:
+    """``"12 sat"`` -> 12."""
+    number, unit = value.split()
+    assert unit == "sat", value
+    return int(number)

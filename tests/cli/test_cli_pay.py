@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cli_support import Wallet, coco_argv, run_coco
+from cli_support import Wallet, coco_argv, pairs_of, run_coco, sats
 
 import cli
 from coco_actors.control import RequestFailed
@@ -35,17 +35,6 @@ MELT_FIELDS = {"id", "type", "mint_url", "amount", "unit", "state", "fee", "inpu
                "fee_reserve", "preimage", "change_amount", "fee_paid"}
 
 
-def _pairs(text: str) -> dict[str, str]:
-    """The ``key   value`` lines of a human output."""
-    return dict(re.findall(r"^([a-z][a-z ]*?)\s{2,}(\S.*)$", text, re.M))
-
-
-def _sat(value: str) -> int:
-    number, unit = value.split()
-    assert unit == "sat", value
-    return int(number)
-
-
 # --- a payment that settles at once ------------------------------------------------------
 
 
@@ -56,17 +45,17 @@ def test_pay_yes_pays_and_the_balance_drops_by_amount_and_fees(wallet, mint, inv
     invoice = invoice_of(100)
     result = w.cli("pay", invoice, "--mint", url, "--yes")
 
-    shown = _pairs(result.stderr)  # before paying: what it will cost
-    assert _sat(shown["amount"]) == 100 and _sat(shown["fee reserve"]) == RESERVE
-    fee = _sat(shown["input fee"])
+    shown = pairs_of(result.stderr)  # before paying: what it will cost
+    assert sats(shown["amount"]) == 100 and sats(shown["fee reserve"]) == RESERVE
+    fee = sats(shown["input fee"])
     assert (fee > 0) == (mint.input_fee_ppk > 0)
-    done = _pairs(result.stdout)  # after: what it did cost
-    assert (_sat(done["paid"]), _sat(done["lightning fee"]), _sat(done["input fee"])) == (
+    done = pairs_of(result.stdout)  # after: what it did cost
+    assert (sats(done["paid"]), sats(done["lightning fee"]), sats(done["input fee"])) == (
         100, FAKEWALLET_FEE, fee)
     assert done["preimage"] == "0" * 64  # FakeWallet's
     assert done["operation"] == shown["operation"]
     spent = 100 + FAKEWALLET_FEE + fee
-    assert _sat(done["change"]) == _sat(shown["total input"]) - spent
+    assert sats(done["change"]) == sats(shown["total input"]) - spent
     assert w.balance(url) == {"spendable": 1000 - spent, "reserved": 0, "pending": 0,
                               "total": 1000 - spent}
 
@@ -107,7 +96,7 @@ def test_melt_show_human(wallet, mint_fee0, invoice_of):
     w = wallet("w", url)
     w.fund(url, 300)
     op = w.json("pay", invoice_of(100), "--mint", url, "--yes")
-    shown = _pairs(w.cli("melt", "show", op["id"]).stdout)
+    shown = pairs_of(w.cli("melt", "show", op["id"]).stdout)
     assert (shown["type"], shown["state"], shown["amount"], shown["fee reserve"]) == (
         "melt", "completed", "100 sat", f"{RESERVE} sat")
     assert (shown["lightning fee"], shown["change"], shown["preimage"]) == (
@@ -159,14 +148,14 @@ def test_pay_asks_and_no_rolls_back(wallet, mint_fee100, invoice_of, monkeypatch
                      declined.stderr)
     assert "cancelled:" in declined.stderr and "nothing was paid" in declined.stderr
     assert declined.stdout == ""
-    op_id = _pairs(declined.stderr)["operation"]
+    op_id = pairs_of(declined.stderr)["operation"]
     assert w.json("melt", "show", op_id)["state"] == "rolled_back"
     assert w.balance(url) == {"spendable": 1000, "reserved": 0, "pending": 0, "total": 1000}
 
     accepted = w.cli("pay", invoice, "--mint", url, input="y\n")  # a rolled back melt frees it
-    paid = _pairs(accepted.stdout)
-    assert _sat(paid["paid"]) == 100
-    assert w.spendable(url) == 1000 - 100 - _sat(paid["lightning fee"]) - _sat(paid["input fee"])
+    paid = pairs_of(accepted.stdout)
+    assert sats(paid["paid"]) == 100
+    assert w.spendable(url) == 1000 - 100 - sats(paid["lightning fee"]) - sats(paid["input fee"])
 
 
 def test_pay_without_yes_and_without_a_terminal_refuses(wallet, mint_fee0, invoice_of):
@@ -252,7 +241,7 @@ def test_prepared_melts_show_in_status_pending_and_roll_back(wallet, mint_fee100
     assert [p["id"] for p in w.json("melt", "pending")] == [op["id"]]
     rows = w.cli("melt", "pending").stdout.splitlines()
     assert rows[1].split()[:5] == [op["id"], "melt", "100", str(op["fee"]), "prepared"]
-    assert _pairs(w.cli("melt", "show", op["id"]).stdout)["state"] == "prepared"
+    assert pairs_of(w.cli("melt", "show", op["id"]).stdout)["state"] == "prepared"
 
     rolled = w.cli("melt", "rollback", op["id"])
     assert rolled.stdout.strip() == f"melt {op['id']} is rolled_back"
@@ -278,7 +267,7 @@ def test_execute_and_swap_through_the_daemon(wallet, mint_fee100, invoice_of):
     spent = 100 + done["fee_paid"] + done["fee"]
     assert w.balance(url) == {"spendable": 1000 - spent, "reserved": 0, "pending": 0,
                               "total": 1000 - spent}
-    assert _pairs(w.cli("melt", "show", op["id"]).stdout)["swap"] == "yes, then melt"
+    assert pairs_of(w.cli("melt", "show", op["id"]).stdout)["swap"] == "yes, then melt"
 
 
 def test_the_daemon_checks_the_shape_of_melt_requests(wallet, mint_fee0, invoice_of):
@@ -330,7 +319,7 @@ def test_pay_no_wait_returns_pending_and_the_daemon_settles_it(wallet, make_mint
     w.fund(url, 1000)
 
     started = w.cli("pay", invoice_of(100), "--mint", url, "--yes", "--no-wait")
-    first = _pairs(started.stderr)["operation"]
+    first = pairs_of(started.stderr)["operation"]
     assert started.stdout.strip() == (
         f"melt {first} is pending: the payment is in flight and the daemon settles it"
         f" (see: coco melt show {first})")
@@ -404,9 +393,9 @@ def test_pay_waits_while_the_payment_is_in_flight(wallet, make_mint, invoice_of)
             proc.kill()
     assert code == 0, err
     assert "waiting for the payment..." in err  # the progress line (not a terminal: once)
-    paid = _pairs(out)
+    paid = pairs_of(out)
     assert paid["operation"] == pending["operation_id"]
-    assert (_sat(paid["paid"]), _sat(paid["lightning fee"]), paid["preimage"]) == (100, 0, "-")
+    assert (sats(paid["paid"]), sats(paid["lightning fee"]), paid["preimage"]) == (100, 0, "-")
     assert w.balance(url) == {"spendable": 400, "reserved": 0, "pending": 0, "total": 400}
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cli_support import Wallet
+from cli_support import Wallet, pairs_of, sats
 
 import cli
 from coco_actors.control import RequestFailed
@@ -33,17 +33,6 @@ TRANSFER_FIELDS = {"id", "type", "mint_url", "amount", "unit", "state", "fee", "
                    "needs_swap", "created_at", "updated_at", "error", "to_mint_url",
                    "received", "fee_reserve", "fee_paid", "change_amount", "melt_id",
                    "mint_leg_id"}
-
-
-def _pairs(text: str) -> dict[str, str]:
-    """The ``key   value`` lines of a human output."""
-    return dict(re.findall(r"^([a-z][a-z ]*?)\s{2,}(\S.*)$", text, re.M))
-
-
-def _sat(value: str) -> int:
-    number, unit = value.split()
-    assert unit == "sat", value
-    return int(number)
 
 
 def _empty() -> dict[str, int]:
@@ -125,21 +114,21 @@ def test_transfer_human_shows_the_costs_then_what_it_cost(wallet: WalletFactory,
     src, dst = two_mints
     w = _funded(wallet, src, dst)
     result = w.cli("transfer", "200", "--from", src, "--to", dst, "--yes")
-    shown = _pairs(result.stderr)  # before paying: what it may cost
+    shown = pairs_of(result.stderr)  # before paying: what it may cost
     assert (shown["from"], shown["to"]) == (src, dst)
-    assert _sat(shown["amount"]) == 200 and _sat(shown["fee reserve"]) == RESERVE
-    fee = _sat(shown["input fee"])
+    assert sats(shown["amount"]) == 200 and sats(shown["fee reserve"]) == RESERVE
+    fee = sats(shown["input fee"])
     assert fee > 0  # the source charges 100 ppk
-    assert _sat(shown["at most"]) == 200 + RESERVE + fee
-    done = _pairs(result.stdout)  # after: what it did cost
-    assert (_sat(done["received"]), _sat(done["lightning fee"]), _sat(done["input fee"])) == (
+    assert sats(shown["at most"]) == 200 + RESERVE + fee
+    done = pairs_of(result.stdout)  # after: what it did cost
+    assert (sats(done["received"]), sats(done["lightning fee"]), sats(done["input fee"])) == (
         200, FAKEWALLET_FEE, fee)
-    assert _sat(done["left the source"]) == 200 + fee + FAKEWALLET_FEE
+    assert sats(done["left the source"]) == 200 + fee + FAKEWALLET_FEE
     assert done["operation"] == shown["operation"]
     assert w.balance(src) == _only(1000 - 200 - fee - FAKEWALLET_FEE)
     assert w.balance(dst) == _only(200)
 
-    details = _pairs(w.cli("transfer", "show", done["operation"]).stdout)
+    details = pairs_of(w.cli("transfer", "show", done["operation"]).stdout)
     op = w.json("transfer", "show", done["operation"])
     assert (details["type"], details["state"], details["from"], details["to"]) == (
         "transfer", "completed", src, dst)
@@ -202,7 +191,7 @@ def test_transfer_asks_and_no_rolls_back(wallet: WalletFactory, two_mints: tuple
                      rf" input fee \d+ sat\)\?", declined.stderr)
     assert "cancelled:" in declined.stderr and "nothing was sent" in declined.stderr
     assert declined.stdout == ""
-    op_id = _pairs(declined.stderr)["operation"]
+    op_id = pairs_of(declined.stderr)["operation"]
     assert w.json("transfer", "show", op_id)["state"] == "rolled_back"
     assert (w.balance(src), w.balance(dst)) == (_only(1000), _empty())
 
@@ -227,7 +216,7 @@ def test_transfer_pending_then_settled_by_the_daemon(
     w = _funded(wallet, src, dst)
 
     started = w.cli("transfer", "100", "--from", src, "--to", dst, "--yes", "--no-wait")
-    first = _pairs(started.stderr)["operation"]
+    first = pairs_of(started.stderr)["operation"]
     assert started.stdout.strip() == (f"transfer {first} is pending: the daemon finishes it"
                                       f" (see: coco transfer show {first})")
     timed_out = w.cli("transfer", "100", "--from", src, "--to", dst, "--yes", "--timeout", "1",
@@ -347,12 +336,12 @@ def test_receive_into_moves_a_token_to_another_mint(wallet: WalletFactory,
     refused = w.cli("receive", token, "--into", dst, code=2)  # no terminal, no --yes
     assert "--yes" in refused.output
     result = w.cli("receive", token, "--into", dst, "--yes")
-    shown, done = _pairs(result.stderr), _pairs(result.stdout)
-    assert _sat(shown["token"]) == 200 and shown["into"] == dst and shown["from"] == src
+    shown, done = pairs_of(result.stderr), pairs_of(result.stdout)
+    assert sats(shown["token"]) == 200 and shown["into"] == dst and shown["from"] == src
     assert done["state"] == "completed"
-    received, change = _sat(done["received"]), _sat(done["change"])
-    fee, ln_fee = _sat(done["input fee"]), _sat(done["lightning fee"])
-    assert received == _sat(shown["arrives"]) and fee == _sat(shown["input fee"])
+    received, change = sats(done["received"]), sats(done["change"])
+    fee, ln_fee = sats(done["input fee"]), sats(done["lightning fee"])
+    assert received == sats(shown["arrives"]) and fee == sats(shown["input fee"])
     assert ln_fee == FAKEWALLET_FEE
     assert received + change + fee + ln_fee == 200
     assert w.balance(dst) == _only(received)
