@@ -116,6 +116,8 @@ class ProofLedger:
         self._keys: dict[int, WalletKey] = {k.index: k for k in snap.keys}
         self._unsaved_counters: set[str] = set()
         self._unsaved_holds: dict[OperationId, list[str]] = {}
+        # change a send holding proofs in memory (not committed yet) will give back
+        self._unsaved_change: dict[OperationId, int] = {}
         self._mints: dict[str, MintRecord] = {m.url: m for m in snap.mints}
         self._keysets: dict[str, dict[str, Keyset]] = {
             url: {k.id: k for k in kss} for url, kss in snap.keysets.items()}
@@ -247,6 +249,7 @@ class ProofLedger:
     def delete_operation(self, op_id: OperationId) -> None:
         """Forget an operation that never got anywhere, releasing what it held."""
         self._unsaved_holds.pop(op_id, None)
+        self._unsaved_change.pop(op_id, None)
         self._forget_invoice(op_id)
         held = [r for r in self._proofs.values() if r.operation_id == op_id]
         op = self._ops.get(op_id) or self._store.get_operation(op_id)
@@ -285,7 +288,7 @@ class ProofLedger:
 
     def hold(self, op_id: OperationId, mint_url: str, amount: int, *, keyset_id: str,
              outputs_for: Callable[[int, int], int], select: Select = select_proofs,
-             invoice: str | None = None) -> tuple[Selection, int]:
+             invoice: str | None = None, gives_change: bool = False) -> tuple[Selection, int]:
         """Select proofs worth ``amount`` plus their input fee, and hold them for ``op_id``.
 
         Also takes the counters for the outputs the swap will need
@@ -299,6 +302,8 @@ class ProofLedger:
         ``select`` is the rule (a pure function; a melt's inputs pay their own fee).
         ``invoice`` (a melt's payment hash) is claimed in the same check-and-set: an
         invoice this wallet paid or is paying is refused (:class:`InvalidStateError`).
+        ``gives_change`` (a send): the change of this hold counts as coming back for
+        ``may_wait`` from the moment it is taken, not only once it is committed.
         """
         if invoice is not None and invoice in self._invoices:
             other = self._invoices[invoice]
@@ -322,6 +327,8 @@ class ProofLedger:
             self._proofs[y] = replace(self._proofs[y], status=ProofStatus.RESERVED,
                                       operation_id=op_id)
         self._unsaved_holds.setdefault(op_id, []).extend(ys)
+        if gives_change:
+            self._unsaved_change[op_id] = self._unsaved_change.get(op_id, 0) + change
         if invoice is not None:
             self._invoices[invoice] = op_id
         return selection, self._take_counters(keyset_id, n_outputs)
@@ -347,7 +354,8 @@ class ProofLedger:
         return settled
 
     def _expected_change(self, mint_url: str) -> int:
-        """What sends now holding proofs at ``mint_url`` will give back as change."""
+        """What sends now holding proofs at ``mint_url`` will give back as change
+        (also those whose hold is not committed yet)."""
         held: dict[OperationId, int] = {}
         for r in self._proofs.values():
             if r.mint_url == mint_url and r.operation_id is not None:
@@ -357,6 +365,8 @@ class ProofLedger:
             op = self._ops.get(op_id)
             if op is not None and op.type == OpType.SEND:
                 change += max(0, total - op.amount - op.fee)
+            elif op is None:
+                change += self._unsaved_change.get(op_id, 0)
         return change
 
     def settle(self, op: Operation, *, spend: Iterable[str] = (), add: Iterable[Proof] = (),
@@ -372,6 +382,7 @@ class ProofLedger:
         new = [ProofRecord(p, op.mint_url, secret_to_y(p.secret)) for p in add]
         held = [ProofRecord(p, op.mint_url, secret_to_y(p.secret), ProofStatus.RESERVED, op.id)
                 for p in hold]
+        self._unsaved_change.pop(op.id, None)
         unsaved = [self._proofs[y] for y in self._unsaved_holds.pop(op.id, ())
                    if y in self._proofs and y not in release and y not in spend]
         released = []

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from coco_actors.crypto.bdhke import secret_to_y
-from coco_actors.errors import InvalidStateError, NotFoundError
+from coco_actors.errors import InsufficientFundsError, InvalidStateError, NotFoundError
 from coco_actors.proof_ledger import MintBalance, ProofLedger
 from coco_actors.records import (
     MintRecord,
@@ -331,6 +331,38 @@ def test_a_hold_that_is_abandoned_is_released(books: Books) -> None:
     ledger.delete_operation(op.id)
     assert ledger.balances()[URL] == MintBalance(spendable=12)
     assert ledger.get_operation(op.id) is None
+
+
+def test_change_of_a_send_not_committed_yet_counts_as_coming_back(books: Books) -> None:
+    """Eight payers at once: a send whose hold is still in memory will give change back,
+    so the next one is told to wait (``may_wait``) rather than that the funds are gone."""
+    ledger = books.ledger
+    receive(ledger, 64, 8)
+    first = operation(OpType.SEND, OpState.INIT, amount=16)
+    sel, _ = ledger.hold(first.id, URL, 16, keyset_id=KEYSET.id, outputs_for=_count_swap,
+                         gives_change=True)
+    assert amounts_of(sel.proofs) == [64] and sel.fee == 1   # 47 change to come
+    with pytest.raises(InsufficientFundsError) as waiting:
+        ledger.hold(new_operation_id(), URL, 16, keyset_id=KEYSET.id, outputs_for=_count_swap)
+    assert waiting.value.may_wait and waiting.value.available == 8
+    # a hold that is not a send's (a melt's) promises nothing
+    ledger.delete_operation(first.id)
+    melt = operation(OpType.MELT, OpState.INIT, amount=16)
+    ledger.hold(melt.id, URL, 16, keyset_id=KEYSET.id, outputs_for=_count_swap)
+    with pytest.raises(InsufficientFundsError) as gone:
+        ledger.hold(new_operation_id(), URL, 16, keyset_id=KEYSET.id, outputs_for=_count_swap)
+    assert not gone.value.may_wait
+    # once the send commits, its record says the same; once released, nothing is owed
+    ledger.delete_operation(melt.id)
+    sel, _ = ledger.hold(first.id, URL, 16, keyset_id=KEYSET.id, outputs_for=_count_swap,
+                         gives_change=True)
+    ledger.commit(replace(first, state=OpState.PREPARED, fee=sel.fee,
+                          input_ys=tuple(ys(list(sel.proofs)))))
+    with pytest.raises(InsufficientFundsError) as committed:
+        ledger.hold(new_operation_id(), URL, 16, keyset_id=KEYSET.id, outputs_for=_count_swap)
+    assert committed.value.may_wait
+    ledger.delete_operation(first.id)
+    assert ledger.balances()[URL] == MintBalance(spendable=72)
 
 
 def test_an_invoice_is_never_held_twice_and_a_rolled_back_melt_frees_it(books: Books) -> None:

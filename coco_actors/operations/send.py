@@ -75,7 +75,8 @@ class SendOperation(OperationBase):
                     self.deps.ledger.hold(
                         self.op.id, self.op.mint_url, amount, keyset_id=keyset.id,
                         outputs_for=swap_output_count if lock is None else change_output_count,
-                        select=select_proofs if lock is None else cover_proofs),
+                        select=select_proofs if lock is None else cover_proofs,
+                        gives_change=True),
                     LEDGER_TIMEOUT, "ProofLedger")
                 break
             except InsufficientFundsError as exc:
