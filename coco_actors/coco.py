@@ -19,6 +19,8 @@ import pykka
 from mnemonic import Mnemonic
 
 from coco_actors.actors import tell, wait
+from coco_actors.audit import AuditReport
+from coco_actors.audit import audit as audit_wallet
 from coco_actors.bolt11 import Invoice
 from coco_actors.bolt11 import decode as decode_invoice
 from coco_actors.crypto.bdhke import secret_to_y
@@ -323,6 +325,26 @@ class Coco:
         in the token of an open send, are not added twice.
         """
         return restore_wallet(self._mint_context(mint_url), self._deriver, self._ledger)
+
+    def audit(self, mint_url: str | None = None, fix: bool = False) -> AuditReport:
+        """The solvency report (:mod:`coco_actors.audit`): per mint and unit, the wallet's
+        proofs checked with NUT-07, its reservations, pending sends and melts, and every
+        difference between what it counts and what the mint confirms.
+
+        Changes nothing unless ``fix``; then it removes only ready proofs the mint says
+        are spent and no operation holds (the report's ``fixed``). A mint that does not
+        answer is reported (``reachable`` False, ``error``) and nothing of it changes.
+        ``mint_url`` must be a mint of the wallet (:class:`NotFoundError`). The NUT-07
+        requests run on the caller's thread.
+        """
+        if not isinstance(fix, bool):
+            raise InvalidInputError(f"fix must be True or False, got {fix!r}")
+        url = None
+        if mint_url is not None:
+            url = normalize_mint_url(mint_url)
+            if url not in {m.url for m in self.mints.list()}:
+                raise NotFoundError(f"unknown mint {url}; add it first")
+        return audit_wallet(self._ledger, lambda u: self._mint_context(u).client, url, fix)
 
     def recover(self) -> dict[str, int]:
         """Recover every operation not in a terminal state (also run by ``open``)."""

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import pykka
@@ -72,6 +72,22 @@ class Balances(dict[str, MintBalance]):
         return MintBalance(spendable=sum(b.spendable for b in per_mint),
                            reserved=sum(b.reserved for b in per_mint),
                            pending=sum(b.pending for b in per_mint))
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    """One instant of the ledger as an audit sees it (taken in one mailbox turn).
+
+    ``proofs``: every proof held (ready or reserved); ``operations``: every operation
+    not at an end (a pending send's token proofs are in its ``send_proofs``);
+    ``units``: per mint URL, per keyset id, the keyset's unit.
+    """
+
+    at: int
+    mints: tuple[str, ...]
+    proofs: tuple[ProofRecord, ...]
+    operations: tuple[Operation, ...]
+    units: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class ChangeSignal:
@@ -462,6 +478,51 @@ class ProofLedger:
         """Per record kind, how many stored records the startup load skipped."""
         return dict(self._unreadable)
 
+    # --- the solvency audit (issue 14): a view, then a guarded removal ------------------
+
+    def audit_view(self, mint_url: str | None = None) -> LedgerView:
+        """What the wallet holds at ``mint_url`` (every mint: None), as of now.
+
+        The values are frozen records, so the view can be read on the auditor's
+        thread while this mailbox goes on serving the operations.
+        """
+        mints = tuple(m.url for m in self.mints() if mint_url in (None, m.url))
+        wanted = set(mints)
+        return LedgerView(
+            at=now_ms(), mints=mints,
+            proofs=tuple(r for r in self._proofs.values() if r.mint_url in wanted),
+            operations=tuple(o for o in self._ops.values() if o.mint_url in wanted),
+            units={url: {k.id: k.unit for k in self._keysets.get(url, {}).values()}
+                   for url in mints})
+
+    def remove_spent(self, ys_of: Mapping[str, Sequence[str]]) -> list[ProofRecord]:
+        """Remove, in one transaction, the proofs a mint said are spent (``ys_of``: per
+        mint URL, their Ys) that are *still* ready and held by no operation now.
+
+        The mint's answer came while this mailbox served other asks: a proof reserved
+        (or spent, or released) since is an operation's business and left alone.
+        Returns what was removed; logged by count and Y prefix only.
+        """
+        gone = [r for url, ys in ys_of.items() for y in dict.fromkeys(ys)
+                if (r := self._proofs.get(y)) is not None and r.mint_url == url
+                and r.status == ProofStatus.READY and r.operation_id is None]
+        if not gone:
+            return []
+
+        def write(b: WriteBatch) -> None:
+            for r in gone:
+                b.delete_proof(r.Y)
+
+        self._transact(write)
+        for r in gone:
+            del self._proofs[r.Y]
+        for url in sorted({r.mint_url for r in gone}):
+            mine = [r for r in gone if r.mint_url == url]
+            log.warning("audit fix: removed %d proof(s) (%d) spent at %s: Y %s", len(mine),
+                        sum(r.amount for r in mine), url,
+                        ", ".join(r.Y[:12] for r in mine))
+        return gone
+
 
     # --- payment requests (issue 16): this mailbox serializes every claim ----------------
 
@@ -575,6 +636,8 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     balances = proxy_method(ProofLedger.balances)
     all_proof_records = proxy_method(ProofLedger.all_proof_records)
     unreadable = proxy_method(ProofLedger.unreadable)
+    audit_view = proxy_method(ProofLedger.audit_view)
+    remove_spent = proxy_method(ProofLedger.remove_spent)
     put_request = proxy_method(ProofLedger.put_request)
     requests = proxy_method(ProofLedger.requests)
     get_request = proxy_method(ProofLedger.get_request)
