@@ -250,6 +250,7 @@ def main() -> None:
       coco pay INVOICE --mint URL  pays a lightning invoice
       coco request new 100 --mint URL  a payment request (creqA); coco pay creqA... pays one
       coco transfer 100 --from URL --to URL
+      coco audit [--fix]         the wallet's proofs checked at its mints
     """
 
 
@@ -1238,6 +1239,74 @@ def history(ui: Ui, limit: int | None) -> None:
     """Every operation, newest first."""
     entries = ui.client.get("/history", limit=limit)
     ui.result(entries, operations_table(entries) if entries else "no operations yet")
+
+
+@wallet_command(main)
+@click.option("--mint", metavar="URL", help="only this mint")
+@click.option("--fix", is_flag=True,
+              help="remove the ready proofs the mint says are spent and no operation holds")
+def audit(ui: Ui, mint: str | None, fix: bool) -> None:
+    """Solvency report: the wallet's proofs checked at each mint (NUT-07), reservations,
+    pending sends and melts, and every difference. Changes nothing without --fix."""
+    if fix:
+        report = ui.client.post("/audit/fix", {"mint_url": mint} if mint else {})
+    else:
+        report = ui.client.get("/audit", mint=mint)
+    ui.result(report, lambda: click.echo(audit_text(report)))
+
+
+def audit_text(report: dict[str, Any]) -> str:
+    """The human rendering of an audit report (the JSON view of ``AuditReport``)."""
+    rows: list[tuple[Any, ...]] = []
+    notes: list[str] = []
+    for a in report["mints"]:
+        said = a["reachable"] is not False
+        for i, name in enumerate(("ready", "reserved", "pending_send")):
+            c = a[name]
+            rows.append((a["mint_url"] if i == 0 else "", a["unit"] if i == 0 else "",
+                         name.replace("_", " "), c["count"], c["amount"],
+                         *((c[k]["amount"] for k in ("unspent", "spent", "pending")) if said
+                           else ("?", "?", "?"))))
+        where = f"{a['mint_url']} ({a['unit']})"
+        if a["reachable"] is False:
+            notes.append(f"{where}: unreachable, nothing checked or changed ({a['error']})")
+        for d in a["differences"]:
+            held = f", held by {d['operation_id']}" if d["operation_id"] else ""
+            notes.append(f"{where}: difference {d['kind']}: {sat(d['amount'])}, Y {d['y'][:16]}"
+                         f"...{held}")
+        for r in a["reservations"]:
+            age = "-" if r["age_s"] is None else _duration(r["age_s"])
+            notes.append(f"{where}: reserved {sat(r['amount'])} in {r['proofs']} proof(s) by"
+                         f" {r['kind'] or 'an uncommitted operation'} {r['operation_id']}"
+                         f" ({r['state']}, {age} old)")
+        for o in (*a["pending_sends"], *a["pending_melts"]):
+            claim = f", {o['claim'].replace('_', ' ')}" if o["claim"] else ""
+            notes.append(f"{where}: pending {o['kind']} {o['operation_id']} of {sat(o['amount'])}"
+                         f" ({o['state']}{claim}, {_duration(o['age_s'])} old)")
+        for op_id in a["claimed_not_finalized"]:
+            notes.append(f"{where}: send {op_id} claimed, not yet finalized")
+        if a["changed"]["count"]:
+            notes.append(f"{where}: {a['changed']['count']} proof(s) moved during the audit"
+                         " (not judged; audit again)")
+        if a["fixed"]["count"]:
+            notes.append(f"{where}: fixed: removed {a['fixed']['count']} spent proof(s),"
+                         f" {sat(a['fixed']['amount'])}")
+    lines = [table(["MINT", "UNIT", "STATUS", "PROOFS", "AMOUNT", "UNSPENT", "SPENT",
+                    "PENDING"], rows, right=(3, 4, 5, 6, 7)), "", *notes]
+    if notes:
+        lines.append("")
+    if report["difference_count"]:
+        lines.append(f"{report['difference_count']} difference(s),"
+                     f" {sat(report['difference_amount'])}")
+        fixable = sum(1 for a in report["mints"] for d in a["differences"]
+                      if d["kind"] == "ready_spent")
+        if fixable and not report["fix"]:
+            lines.append(f"coco audit --fix removes the {fixable} proof(s) the mint says"
+                         " are spent")
+    else:
+        lines.append("no difference" + (" (an unreachable mint was not checked)"
+                                        if report["unreachable"] else ""))
+    return "\n".join(lines)
 
 
 @wallet_command(main)

@@ -50,6 +50,10 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     POST /request/pay    {creq, mint_url?, amount?}  pay it: POSTed to its transport, or the
                                         payload returned for in-band delivery
     GET  /history[?limit=N]             newest first
+    GET  /audit[?mint=URL]              the solvency report (NUT-07 per mint and unit); changes
+                                        nothing
+    POST /audit/fix      {mint_url?}    the same, removing the ready proofs the mint says are
+                                        spent and no operation holds (the report's ``fixed``)
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
     POST /stop                          graceful shutdown, as SIGTERM
 
@@ -80,7 +84,7 @@ from coco_actors.coco import Coco
 from coco_actors.control.errors import BadRequestError
 from coco_actors.control.events import EventHub, wait_for_end
 from coco_actors.control.paths import socket_path
-from coco_actors.control.views import claim_view, jsonable, op_view
+from coco_actors.control.views import audit_view, claim_view, jsonable, op_view
 from coco_actors.errors import ActorTimeoutError, MintError, NotFoundError
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.payreq import decode_payload, decode_request
@@ -166,6 +170,8 @@ class ControlApi:
                 ("GET", r"/request/(?P<op_id>[^/]+)", self.request_show),
                 ("POST", r"/request/(?P<op_id>[^/]+)/cancel", self.request_cancel),
                 ("GET", r"/history", self.history),
+                ("GET", r"/audit", self.audit),
+                ("POST", r"/audit/fix", self.audit_fix),
                 ("POST", r"/stop", self.stop),
             )]
 
@@ -483,6 +489,16 @@ class ControlApi:
                 raise BadRequestError(f"limit must be a positive integer, got {limit!r}")
             n = int(limit)
         return jsonable(self.coco.history.get_history(n))
+
+    # --- the solvency report ------------------------------------------------------------
+
+    def audit(self, req: Request) -> object:
+        mint = _url(req.query, "mint") if req.query.get("mint") else None
+        return audit_view(self.coco.audit(mint))
+
+    def audit_fix(self, req: Request) -> object:
+        mint = _url(req.body, "mint_url") if req.body.get("mint_url") is not None else None
+        return audit_view(self.coco.audit(mint, fix=True))
 
     def stop(self, req: Request) -> object:
         self._request_stop()

@@ -10,6 +10,7 @@ import enum
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
+from coco_actors.audit import AuditReport
 from coco_actors.proof_ledger import MintBalance
 from coco_actors.records import Operation
 
@@ -48,4 +49,13 @@ def claim_view(result: object) -> dict[str, object]:
     view = jsonable(result)
     if not isinstance(view, dict):
         raise TypeError(f"a claim answered {type(result).__name__}, not a record")
+    return view
+
+
+def audit_view(report: AuditReport) -> dict[str, object]:
+    """The JSON of a solvency report (``coco.audit``): its dataclasses' field names, as
+    the README documents them. Proof Ys appear (public hashes), never a secret."""
+    view = jsonable(report)
+    if not isinstance(view, dict):
+        raise TypeError(f"an audit answered {type(report).__name__}, not a report")
     return view
