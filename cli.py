@@ -1267,30 +1267,32 @@ def audit_text(report: dict[str, Any]) -> str:
                          name.replace("_", " "), c["count"], c["amount"],
                          *((c[k]["amount"] for k in ("unspent", "spent", "pending")) if said
                            else ("?", "?", "?"))))
-        where = f"{a['mint_url']} ({a['unit']})"
+        found: list[str] = []
         if a["reachable"] is False:
-            notes.append(f"{where}: unreachable, nothing checked or changed ({a['error']})")
+            found.append(f"unreachable, nothing checked or changed ({a['error']})")
         for d in a["differences"]:
             held = f", held by {d['operation_id']}" if d["operation_id"] else ""
-            notes.append(f"{where}: difference {d['kind']}: {sat(d['amount'])}, Y {d['y'][:16]}"
+            found.append(f"difference {d['kind']}: {sat(d['amount'])}, Y {d['y'][:16]}"
                          f"...{held}")
         for r in a["reservations"]:
             age = "-" if r["age_s"] is None else _duration(r["age_s"])
-            notes.append(f"{where}: reserved {sat(r['amount'])} in {r['proofs']} proof(s) by"
+            found.append(f"reserved {sat(r['amount'])} in {r['proofs']} proof(s) by"
                          f" {r['kind'] or 'an uncommitted operation'} {r['operation_id']}"
                          f" ({r['state']}, {age} old)")
         for o in (*a["pending_sends"], *a["pending_melts"]):
             claim = f", {o['claim'].replace('_', ' ')}" if o["claim"] else ""
-            notes.append(f"{where}: pending {o['kind']} {o['operation_id']} of {sat(o['amount'])}"
+            found.append(f"pending {o['kind']} {o['operation_id']} of {sat(o['amount'])}"
                          f" ({o['state']}{claim}, {_duration(o['age_s'])} old)")
         for op_id in a["claimed_not_finalized"]:
-            notes.append(f"{where}: send {op_id} claimed, not yet finalized")
+            found.append(f"send {op_id} claimed, not yet finalized")
         if a["changed"]["count"]:
-            notes.append(f"{where}: {a['changed']['count']} proof(s) moved during the audit"
+            found.append(f"{a['changed']['count']} proof(s) moved during the audit"
                          " (not judged; audit again)")
         if a["fixed"]["count"]:
-            notes.append(f"{where}: fixed: removed {a['fixed']['count']} spent proof(s),"
+            found.append(f"fixed: removed {a['fixed']['count']} spent proof(s),"
                          f" {sat(a['fixed']['amount'])}")
+        if found:
+            notes += [f"{a['mint_url']} ({a['unit']}):", *(f"  {n}" for n in found)]
     lines = [table(["MINT", "UNIT", "STATUS", "PROOFS", "AMOUNT", "UNSPENT", "SPENT",
                     "PENDING"], rows, right=(3, 4, 5, 6, 7)), "", *notes]
     if notes:

@@ -12,7 +12,10 @@ from typing import Any
 from cli_support import DaemonProcess, Wallet
 from click.testing import Result
 
+from cli import audit_text
 from coco_actors import Coco
+from coco_actors.audit import AuditReport, MintAudit, StatusCheck, Tally
+from coco_actors.control.views import audit_view
 from coco_actors.mint_client import MintClient, normalize_mint_url
 from coco_actors.records import ProofStatus
 from coco_actors.tokens import Token, decode, encode_v4
@@ -123,3 +126,26 @@ def test_coco_audit_fix_removes_what_a_twin_spent(run_cli: Callable[..., Result]
     again = w.json("audit")
     assert (again["difference_count"], again["fixed_count"]) == (0, 0)
     assert w.cli("audit").stdout.rstrip().endswith("no difference")
+
+
+def test_an_unreachable_mint_reads_as_such() -> None:
+    """The human rendering of a mint that did not answer: its side counted, the mint's
+    columns unknown, and no claim that it is healthy (no mint needed)."""
+    a = MintAudit(mint_url="http://127.0.0.1:1", unit="sat", reachable=False,
+                  error="MintUnreachableError: connection refused",
+                  ready=StatusCheck(2, 24), reserved=StatusCheck(), pending_send=StatusCheck(),
+                  changed=Tally(), wallet_amount=24, confirmed_amount=0, difference_count=0,
+                  difference_amount=0, differences=(), claimed_not_finalized=(),
+                  reservations=(), pending_sends=(), pending_melts=())
+    report = AuditReport(at=1, fix=False, difference_count=0, difference_amount=0,
+                         fixed_count=0, fixed_amount=0, unreachable=(a.mint_url,), mints=(a,))
+    view = json.loads(json.dumps(audit_view(report)))
+    assert view["mints"][0]["ready"] == {"count": 2, "amount": 24,
+                                         **{k: {"count": 0, "amount": 0}
+                                            for k in ("unspent", "spent", "pending")}}
+    text = audit_text(view)
+    assert text.splitlines()[1].split() == ["http://127.0.0.1:1", "sat", "ready", "2", "24",
+                                            "?", "?", "?"]
+    assert ("  unreachable, nothing checked or changed (MintUnreachableError: connection"
+            " refused)") in text
+    assert text.rstrip().endswith("no difference (an unreachable mint was not checked)")
