@@ -15,7 +15,8 @@ from coco_actors.errors import InvalidInputError, NotFoundError
 from coco_actors.mint_client import MintClient, normalize_mint_url
 from coco_actors.records import ProofRecord, ProofStatus
 from coco_actors.tokens import Token, decode, encode_v4
-from devtools.devmint import DevMint
+from devtools.devmint import PENDING, DevMint
+from devtools.invoices import make_invoice
 from tests.support.crash_driver import Recipient
 from tests.support.proxy import FaultProxy
 
@@ -201,6 +202,43 @@ def test_an_unreachable_mint_is_reported_and_nothing_changes(
     assert a.ready.unspent.count == a.ready.spent.count == 0      # the mint said nothing
     assert a.confirmed_amount == 0
     assert snapshot(alice) == before and records(alice) == stored
+
+
+@pytest.mark.parametrize("fee_ppk", [0, 100], ids=["fee0", "fee100"])
+def test_proofs_pending_at_the_mint(wallet: WalletFactory, make_mint: Callable[..., DevMint],
+                                    fee_ppk: int) -> None:
+    """At a mint whose payments stay in flight: the wallet's own pending melt holds inputs
+    the mint says are pending (in flight: no difference); a copy of a ready proof in
+    somebody else's melt is a difference, reported and never fixed."""
+    mint = make_mint(input_fee_ppk=fee_ppk, fakewallet=PENDING).start(timeout=60.0)
+    url = normalize_mint_url(mint.url)
+    alice = wallet("alice", url)
+    fund(alice, url, 1000)                      # 512 + 256 + 128 + 64 + 32 + 8
+    prepared = alice.melt.prepare_melt(url, make_invoice(100))
+    melt = alice.melt.execute_prepared_melt(prepared.id, timeout=30)
+    assert melt.state == "pending" and melt.input_amount == 128
+    big = next(r for r in records(alice) if r.amount == 512)
+    with MintClient(mint.url) as client:
+        quote = client.create_melt_quote(make_invoice(100))
+        assert client.melt(quote.quote, [big.proof], wait=30).state.value == "PENDING"
+    before = snapshot(alice)
+    assert balance_of(alice, url) == (1000 - 128, 128, 0)
+
+    a = only(alice.audit(fix=True))
+
+    assert [(d.kind, d.y, d.amount) for d in a.differences] == [
+        (DifferenceKind.READY_PENDING, big.Y, 512)]
+    assert (a.fixed.count, a.difference_amount) == (0, 512)
+    assert (a.ready.pending.count, a.ready.pending.amount) == (1, 512)
+    assert (a.reserved.count, a.reserved.amount) == (len(melt.input_ys), 128)
+    assert (a.reserved.pending.count, a.reserved.pending.amount) == (len(melt.input_ys), 128)
+    [m] = a.pending_melts
+    assert (m.operation_id, m.kind, m.state, m.amount) == (melt.id, "melt", "pending", 100)
+    [r] = a.reservations
+    assert (r.operation_id, r.kind, r.state, r.amount) == (melt.id, "melt", "pending", 128)
+    assert a.confirmed_amount == 1000 - 128 - 512
+    assert snapshot(alice) == before
+    assert balance_of(alice, url) == (1000 - 128, 128, 0)
 
 
 def test_bad_input_is_refused_before_anything(wallet: WalletFactory, mint_fee0: DevMint) -> None:
