@@ -5,6 +5,7 @@ mint that cannot be reached is reported with nothing changed."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -202,6 +203,44 @@ def test_an_unreachable_mint_is_reported_and_nothing_changes(
     assert a.ready.unspent.count == a.ready.spent.count == 0      # the mint said nothing
     assert a.confirmed_amount == 0
     assert snapshot(alice) == before and records(alice) == stored
+
+
+def test_a_proof_reserved_during_the_audit_is_not_judged_nor_removed(
+        wallet: WalletFactory, mint: DevMint, recipient: Recipient,
+        proxy_for: Callable[[str], FaultProxy]) -> None:
+    """The mint's answer is held at the proxy while a send reserves a proof the mint says
+    is spent: the second view sees it moved, so it is counted under ``changed``, is no
+    difference, and ``fix`` leaves it to the send."""
+    proxy = proxy_for(mint.url)
+    url = normalize_mint_url(proxy.url)
+    alice = wallet("alice", url)
+    fund(alice, url, 1000)                      # 512 + 256 + 128 + 64 + 32 + 8
+    [eight] = spend_behind_its_back(alice, url, recipient, lambda ready: ready[:1])
+    assert eight.amount == 8
+    hold = proxy.hold("POST", "/v1/checkstate")
+    result: dict[str, AuditReport] = {}
+    auditor = threading.Thread(target=lambda: result.update(r=alice.audit(fix=True)))
+    auditor.start()
+    try:
+        assert hold.wait(TIMEOUT)
+        held = alice.send.prepare_send(url, 8)   # the exact 8: no swap, nothing sent yet
+        assert held.input_ys == (eight.Y,)
+    finally:
+        hold.release()
+        auditor.join(TIMEOUT)
+    assert not auditor.is_alive()
+
+    a = only(result["r"])
+    assert (a.changed.count, a.changed.amount) == (1, 8)
+    assert (a.difference_count, a.fixed.count) == (0, 0)
+    assert (a.ready.count, a.ready.amount, a.ready.spent.count) == (5, 992, 0)
+    assert a.reserved.count == 0 and a.reservations == ()
+    assert balance_of(alice, url) == (992, 8, 0)               # still the send's
+    b = only(alice.audit())                                    # now it is judged
+    assert [(d.kind, d.y, d.operation_id) for d in b.differences] == [
+        (DifferenceKind.RESERVED_SPENT, eight.Y, held.id)]
+    alice.send.rollback(held.id)
+    assert balance_of(alice, url) == (1000, 0, 0)
 
 
 @pytest.mark.parametrize("fee_ppk", [0, 100], ids=["fee0", "fee100"])
