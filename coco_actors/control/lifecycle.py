@@ -211,8 +211,10 @@ class Daemon:
         path = token_path(self.data_dir)
         if create_token(path) is not None:  # a wallet from before the token
             log.info("created the API token %s (coco token show prints it)", path)
+        tokens = TokenFile(path)
+        tokens.current()  # a token file that cannot be read is logged now, not at a request
         try:
-            self._tcp = TcpControlServer((host, port), api, self.events, TokenFile(path),
+            self._tcp = TcpControlServer((host, port), api, self.events, tokens,
                                          failures=RequestBudget(AUTH_FAILURE_RATE))
         except OSError as exc:  # in use, not ours to bind: one line, not a traceback
             raise DaemonError(f"the control API cannot bind {host}:{port}:"
