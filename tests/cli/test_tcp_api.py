@@ -412,7 +412,7 @@ def test_over_tcp_the_same_answers_as_the_socket_and_a_real_send(tcp, wallet, mi
     assert token not in log and sent not in log
 
 
-def test_the_cli_over_url(tcp, run_cli, short_tmp):
+def test_the_cli_over_url(tcp, run_cli, short_tmp, monkeypatch):
     t = tcp("w")
     data_dir = str(t.wallet.data_dir)
     over_socket = json.loads(run_cli("balance", "--json", "--data-dir", data_dir).stdout)
@@ -427,14 +427,12 @@ def test_the_cli_over_url(tcp, run_cli, short_tmp):
     elsewhere = str(short_tmp / "nowallet")  # the token comes from --token-file, not DIR
     assert run_cli("--url", t.url, "--token-file", str(token_file), "status",
                    "--data-dir", elsewhere).exit_code == 0
-    os.environ["COCO_TOKEN"] = t.token
-    try:
-        assert run_cli("--url", t.url, "status", "--data-dir", elsewhere).exit_code == 0
-        os.environ["COCO_TOKEN"] = "A" * 43
-        wrong = run_cli("--url", t.url, "status", "--data-dir", data_dir)
-    finally:
-        del os.environ["COCO_TOKEN"]
+    monkeypatch.setenv("COCO_TOKEN", t.token)
+    assert run_cli("--url", t.url, "status", "--data-dir", elsewhere).exit_code == 0
+    monkeypatch.setenv("COCO_TOKEN", "A" * 43)  # the environment wins over DIR/api-token
+    wrong = run_cli("--url", t.url, "status", "--data-dir", data_dir)
     assert wrong.exit_code == 1 and "invalid bearer token" in wrong.stderr
+    monkeypatch.delenv("COCO_TOKEN")
     token_file.write_text("B" * 43)
     wrong = run_cli("--url", t.url, "--token-file", str(token_file), "status")
     assert wrong.exit_code == 1 and "invalid bearer token" in wrong.stderr
