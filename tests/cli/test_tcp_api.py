@@ -105,6 +105,7 @@ class _Server:
     srv: TcpControlServer
     router: _Router
     token_path: Path
+    events: EventHub
     stop: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -119,9 +120,10 @@ class _Server:
 def _serve(tmp_path: Path, **kwargs: Any) -> Iterator[_Server]:
     path = tmp_path / "api-token"
     create_token(path)
-    router = _Router()
-    server = _Server(TcpControlServer(("127.0.0.1", 0), router, EventHub(), TokenFile(path),
-                                      request_timeout=REQUEST_TIMEOUT, **kwargs), router, path)
+    router, events = _Router(), EventHub()
+    server = _Server(TcpControlServer(("127.0.0.1", 0), router, events, TokenFile(path),
+                                      request_timeout=REQUEST_TIMEOUT, **kwargs), router, path,
+                     events)
     thread = threading.Thread(target=server.srv.serve_until, args=(server.stop,), daemon=True)
     thread.start()
     try:
@@ -277,13 +279,19 @@ def test_over_the_failure_budget_a_429_and_the_token_still_works(tmp_path):
 
 def test_the_client_over_tcp_raises_the_same_errors(server):
     url = f"http://127.0.0.1:{server.port}"
+    server.events.publish("send:pending", {"operation_id": "s1", "mint_url": "m"})
     with ControlClient("/nonexistent", url=url, token=server.token) as client:
         assert client.get("/status", q="1")["query"] == {"q": "1"}
+        streamed = list(client.stream("/events"))
+    assert [(e["event"], e["operation_id"]) for e in streamed] == [("send:pending", "s1")]
     for token in [None, "A" * 43]:
-        with ControlClient("/nonexistent", url=url, token=token) as client, \
-                pytest.raises(RequestFailed) as info:
-            client.post("/send/prepare", {"mint_url": "m", "amount": 1})
-        assert (info.value.status, info.value.type) == (401, "UnauthorizedError")
+        with ControlClient("/nonexistent", url=url, token=token) as client:
+            with pytest.raises(RequestFailed) as info:
+                client.post("/send/prepare", {"mint_url": "m", "amount": 1})
+            assert (info.value.status, info.value.type) == (401, "UnauthorizedError")
+            with pytest.raises(RequestFailed) as info:
+                list(client.stream("/events"))
+            assert info.value.status == 401
     with ControlClient("/nonexistent", url=f"http://127.0.0.1:{free_port()}",
                        token=server.token) as client, pytest.raises(DaemonUnavailable) as gone:
         client.get("/status")
