@@ -1,9 +1,11 @@
 """The ``coco`` command line (click). Thin: parse, call the daemon, format.
 
 Every wallet command talks to ``coco serve`` over its control socket
-(:class:`coco_actors.control.ControlClient`); only ``init`` and ``serve`` open
-the wallet themselves (:mod:`coco_actors.control.lifecycle`). Every command
-takes ``--data-dir`` (or ``COCO_DATA_DIR``) and ``--json``. Exit codes: 0 success,
+(:class:`coco_actors.control.ControlClient`), or with ``coco --url URL`` (or
+``COCO_URL``) over TCP with the bearer token of ``--token-file``, ``COCO_TOKEN`` or
+``DIR/api-token``; only ``init`` and ``serve`` open the wallet themselves
+(:mod:`coco_actors.control.lifecycle`). Every command takes ``--data-dir`` (or
+``COCO_DATA_DIR``) and ``--json``. Exit codes: 0 success,
 1 the wallet said no (insufficient funds, unknown operation, mint rejected, ...),
 2 usage error, 3 no daemon running.
 """
@@ -11,8 +13,10 @@ takes ``--data-dir`` (or ``COCO_DATA_DIR``) and ``--json``. Exit codes: 0 succes
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +36,9 @@ from coco_actors.control import (
     serve_hint,
     socket_path,
 )
+from coco_actors.control.auth import read_token, rotate_token
 from coco_actors.control.client import READ_TIMEOUT
+from coco_actors.control.paths import token_path
 from coco_actors.errors import CocoError
 
 #: How long ``coco stop`` waits for the daemon to finish its shutdown.
@@ -60,16 +66,29 @@ class DaemonDown(click.ClickException):
 class Ui:
     """What one command invocation needs: where the wallet is, how to print, the client."""
 
-    def __init__(self, data_dir: Path, as_json: bool) -> None:
+    def __init__(self, data_dir: Path, as_json: bool, *, url: str | None = None,
+                 token_file: Path | None = None) -> None:
         self.data_dir = data_dir
         self.as_json = as_json
+        #: ``coco --url``: the daemon's control API on a TCP port (else its Unix socket)
+        self.url = url
+        self.token_file = token_file
         self._client: ControlClient | None = None
 
     @property
     def client(self) -> ControlClient:
         if self._client is None:
-            self._client = ControlClient(self.data_dir)
+            self._client = (ControlClient(self.data_dir) if self.url is None else
+                            ControlClient(self.data_dir, url=self.url, token=self._token()))
         return self._client
+
+    def _token(self) -> str:
+        """The bearer token for ``--url``: ``--token-file``, else ``COCO_TOKEN``, else the
+        data directory's ``api-token``."""
+        if self.token_file is not None:
+            return read_token(self.token_file)
+        env = os.environ.get("COCO_TOKEN", "").strip()
+        return env or read_token(token_path(self.data_dir))
 
     def close(self) -> None:
         if self._client is not None:
@@ -198,7 +217,8 @@ def wallet_command(group: click.Group, name: str | None = None,
         @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
         @functools.wraps(fn)
         def command(data_dir: Path | None, as_json: bool, **kwargs: Any) -> None:
-            ui = Ui(_data_dir(data_dir), as_json)
+            url, token_file = _remote()
+            ui = Ui(_data_dir(data_dir), as_json, url=url, token_file=token_file)
             try:
                 fn(ui, **kwargs)
             except DaemonUnavailable as exc:
@@ -219,6 +239,22 @@ def wallet_command(group: click.Group, name: str | None = None,
     return decorate
 
 
+def _remote() -> tuple[str | None, Path | None]:
+    """``coco --url URL --token-file F``: the root command's options."""
+    params = click.get_current_context().find_root().params
+    url, token_file = params.get("url"), params.get("token_file")
+    return (url if isinstance(url, str) else None,
+            token_file.expanduser() if isinstance(token_file, Path) else None)
+
+
+def _url(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{value!r} is not an http(s) URL", param_hint="--url")
+    return value.rstrip("/")
+
+
 class CocoGroup(click.Group):
     """Errors are one line: an unexpected one too (COCO_DEBUG=1 shows its traceback)."""
 
@@ -236,7 +272,14 @@ class CocoGroup(click.Group):
 
 @click.group("coco", cls=CocoGroup)
 @click.version_option(package_name="coco-actors", prog_name="coco")
-def main() -> None:
+@click.option("--url", envvar="COCO_URL", show_envvar=True, metavar="URL",
+              callback=lambda ctx, param, value: _url(value),
+              help="talk to the daemon's control API at this URL (coco serve --listen)"
+                   " instead of its Unix socket")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="with --url: the bearer token's file [default: $COCO_TOKEN, else"
+                   " DIR/api-token]")
+def main(url: str | None, token_file: Path | None) -> None:
     """coco-actors: a crash-safe Cashu ecash wallet.
 
     \b
@@ -251,6 +294,7 @@ def main() -> None:
       coco request new 100 --mint URL  a payment request (creqA); coco pay creqA... pays one
       coco transfer 100 --from URL --to URL
       coco audit [--fix]         the wallet's proofs checked at its mints
+      coco serve --listen 127.0.0.1:PORT   the same API over TCP (coco token show)
     """
 
 
@@ -276,6 +320,8 @@ def init(ui: Ui, restore: bool, mints: tuple[str, ...]) -> None:
             "errors": res.errors}
     if not restore:
         data["mnemonic"] = res.mnemonic
+    if res.api_token:
+        data["api_token"] = res.api_token
 
     def human() -> None:
         if restore:
@@ -289,6 +335,9 @@ def init(ui: Ui, restore: bool, mints: tuple[str, ...]) -> None:
             click.echo(f"\n    {res.mnemonic}\n")
         for url in res.mints:
             click.echo(f"trusts mint {url}")
+        if res.api_token:
+            click.echo(f"API token (for coco serve --listen; coco token show prints it again):"
+                       f" {res.api_token}")
         click.echo(f"start the daemon with: {serve_hint(res.data_dir)}")
 
     ui.result(data, human)
@@ -315,6 +364,11 @@ def _read_mnemonic() -> str:
               help="keep at most LIMIT sats spendable at mint URL; the excess is transferred"
                    " to --sweep-to (repeatable) [default: no limits]")
 @click.option("--sweep-to", metavar="URL", help="the mint that receives what --exposure sweeps")
+@click.option("--listen", metavar="HOST:PORT",
+              callback=lambda ctx, param, value: _control_listen(value),
+              help="also serve the control API on this TCP address (an IP literal; 127.0.0.1"
+                   " unless HOST is given), every request with the bearer token of"
+                   " DIR/api-token (coco token show)")
 @click.option("--payments-listen", metavar="[HOST:]PORT",
               callback=lambda ctx, param, value: _listen(value),
               help="also serve POST /payments/<request id> (NUT-18 payment requests) on this"
@@ -329,13 +383,13 @@ def _read_mnemonic() -> str:
 def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           exposure: dict[str, int], sweep_to: str | None,
           payments_listen: tuple[str, int] | None, payments_url: str | None,
-          payments_rate: float, verbose: bool) -> None:
+          payments_rate: float, verbose: bool, listen: tuple[str, int] | None) -> None:
     """Run the wallet daemon in the foreground (SIGTERM or Ctrl-C stops it).
 
     Opens the wallet (recovery runs first), starts the watcher and answers on
-    DIR/control.sock (and, with --payments-listen, payers on the public payments
-    listener). Logs go to stderr, one line per operation transition; --json logs
-    JSON lines.
+    DIR/control.sock (with --listen, the same API on a TCP port, behind the bearer
+    token; with --payments-listen, payers on the public payments listener). Logs go
+    to stderr, one line per operation transition; --json logs JSON lines.
     """
     from coco_actors.control import lifecycle
     from coco_actors.store import WalletLockedError
@@ -353,7 +407,7 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
                         exposure=exposure or None, sweep_to=sweep_to,
                         payments_listen=payments_listen,
                         payments_url=payments_url.rstrip("/") if payments_url else None,
-                        payments_rate=payments_rate)
+                        payments_rate=payments_rate, listen=listen)
     except WalletLockedError:
         raise DomainError(f"a coco daemon (or another wallet process) already has {ui.data_dir}"
                           f" open; stop it with: coco stop --data-dir {ui.data_dir}") from None
@@ -369,6 +423,22 @@ def _listen(value: str | None) -> tuple[str, int] | None:
         return parse_listen(value)
     except CocoError as exc:
         raise click.BadParameter(str(exc), param_hint="--payments-listen") from None
+
+
+def _control_listen(value: str | None) -> tuple[str, int] | None:
+    """``--listen HOST:PORT`` (or ``PORT``: loopback) with HOST an IP literal: a name would
+    bind whatever it resolves to."""
+    from coco_actors.control.payments import parse_listen
+
+    if value is None:
+        return None
+    try:
+        host, port = parse_listen(value)
+        ipaddress.ip_address(host)
+    except (CocoError, ValueError):
+        raise click.BadParameter(f"{value!r} is not PORT or IP:PORT (an IP literal, a port"
+                                 " up to 65535)", param_hint="--listen") from None
+    return host, port
 
 
 def _exposure(values: tuple[str, ...]) -> dict[str, int]:
@@ -395,13 +465,29 @@ def stop(ui: Ui) -> None:
     answer = ui.client.post("/stop")
     sock = socket_path(ui.data_dir)
     deadline = time.monotonic() + STOP_TIMEOUT
-    while sock.exists() and time.monotonic() < deadline:
+
+    def running() -> bool:  # over TCP, its port closing is all we can see
+        return _answers(ui.url) if ui.url is not None else sock.exists()
+
+    while running() and time.monotonic() < deadline:
         time.sleep(0.05)  # the daemon removes its socket last: nothing else to wait on
-    if sock.exists():
+    if running():
         raise DomainError(f"the daemon (pid {answer.get('pid')}) is still shutting down after"
                           f" {STOP_TIMEOUT:.0f} s")
     ui.result({"stopped": True, "pid": answer.get("pid")},
               f"coco daemon {answer.get('pid')} stopped")
+
+
+def _answers(url: str) -> bool:
+    """Whether something still accepts connections at ``url``'s host and port."""
+    import httpx
+
+    parsed = httpx.URL(url)
+    try:
+        with socket.create_connection((parsed.host, parsed.port or 80), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 @wallet_command(main)
@@ -1179,6 +1265,35 @@ def transfer_rollback(ui: Ui, operation_id: str) -> None:
     mint says its payment failed (refused, changing nothing, while it may be paid)."""
     op = ui.client.post(op_path("/transfer", operation_id, "/rollback"))
     ui.result(op, f"transfer {op['id']} is {op['state']}")
+
+
+# --- the API token ------------------------------------------------------------------------
+
+
+@main.group("token")
+def token_group() -> None:
+    """The bearer token of the control API on a TCP port (coco serve --listen)."""
+
+
+@wallet_command(token_group, "show")
+def token_show(ui: Ui) -> None:
+    """Print the API token (alone on stdout: curl -H "Authorization: Bearer $(coco token
+    show)" ...)."""
+    token = read_token(token_path(ui.data_dir))
+    ui.result({"token": token}, token)
+
+
+@wallet_command(token_group, "rotate")
+def token_rotate(ui: Ui) -> None:
+    """Replace the API token; a running daemon refuses the old one from its next request."""
+    if not ui.data_dir.is_dir():
+        raise DomainError(f"no wallet in {ui.data_dir}; create one with:"
+                          f" coco init --data-dir {ui.data_dir}")
+    path = token_path(ui.data_dir)
+    rotate_token(path)
+    ui.result({"rotated": True, "path": str(path)},
+              f"replaced the API token in {path}; the old one no longer works"
+              " (coco token show prints the new one)")
 
 
 # --- receiving, history, events -------------------------------------------------------------

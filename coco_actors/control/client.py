@@ -1,7 +1,10 @@
-"""The client of the daemon's control channel: HTTP with JSON bodies over ``DIR/control.sock``.
+"""The client of the daemon's control channel: HTTP with JSON bodies over ``DIR/control.sock``,
+or over TCP (``coco serve --listen``) with a bearer token.
 
 The CLI talks to ``coco serve`` only through :class:`ControlClient`; it never opens
-the wallet itself. Errors are split by what the caller can do about them, as in httpx::
+the wallet itself. Both transports raise the same errors (a missing or wrong token
+is a :class:`RequestFailed` with status 401), split by what the caller can do about
+them, as in httpx::
 
     ControlError
     ├── DaemonUnavailable    could not talk to the daemon: start it (exit code 3)
@@ -48,14 +51,19 @@ class ControlError(Exception):
 
 
 class DaemonUnavailable(ControlError):
-    """Nothing answers on the control socket: the daemon is not running."""
+    """Nothing answers on the control socket (or at the URL): the daemon is not running."""
 
-    def __init__(self, data_dir: Path | str, reason: str = "") -> None:
+    def __init__(self, data_dir: Path | str, reason: str = "", *,
+                 url: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.reason = reason
+        self.url = url
+        why = f" ({reason})" if reason else ""
         super().__init__(
-            f"no coco daemon is running for {data_dir}{f' ({reason})' if reason else ''};"
-            f" start it with: {serve_hint(data_dir)}")
+            f"no coco daemon answers at {url}{why}; start it with: coco serve --listen"
+            f" HOST:PORT" if url is not None else
+            f"no coco daemon is running for {data_dir}{why}; start it with:"
+            f" {serve_hint(data_dir)}")
 
 
 class ConnectionLost(DaemonUnavailable):
@@ -89,18 +97,26 @@ class RequestFailed(ControlError):
 
 
 class ControlClient:
-    """One connection pool to the daemon of ``data_dir``.
+    """One connection pool to the daemon of ``data_dir``: over its Unix socket, or, given
+    ``url`` (``http://127.0.0.1:PORT``, ``coco serve --listen``), over TCP with ``token``
+    as the bearer token of every request.
 
-    ``transport`` replaces the Unix socket transport (``httpx.MockTransport`` in tests).
+    ``transport`` replaces the transport (``httpx.MockTransport`` in tests).
     """
 
     def __init__(self, data_dir: Path | str, *, read_timeout: float = READ_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, url: str | None = None,
+                 token: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.socket = socket_path(self.data_dir)
+        self.url = url.rstrip("/") if url is not None else None
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        if transport is None:
+            transport = (httpx.HTTPTransport() if self.url is not None
+                         else httpx.HTTPTransport(uds=str(self.socket)))
         self._client = httpx.Client(
-            transport=transport or httpx.HTTPTransport(uds=str(self.socket)),
-            base_url="http://coco", trust_env=False,
+            transport=transport, base_url=self.url or "http://coco", trust_env=False,
+            headers=headers, follow_redirects=False,
             timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT))
 
     def __enter__(self) -> ControlClient:
@@ -165,7 +181,7 @@ class ControlClient:
                     raise
                 if time.monotonic() + pause > deadline:
                     raise DaemonBusy(
-                        f"the coco daemon for {self.data_dir} is running but took no connection"
+                        f"the coco daemon for {self._where} is running but took no connection"
                         f" within {CONNECT_TIMEOUT:g} s (too many clients); try again") from None
             time.sleep(pause)  # a backoff, not a wait for an event: the kernel gives none
             pause = min(pause * 2, 0.2)
@@ -185,8 +201,12 @@ class ControlClient:
             raise RequestFailed(response.status_code, error)
         return payload
 
+    @property
+    def _where(self) -> str:
+        return self.url if self.url is not None else str(self.data_dir)
+
     def _errors(self) -> _ErrorMap:
-        return _ErrorMap(self.data_dir)
+        return _ErrorMap(self.data_dir, self.url)
 
 
 def op_path(prefix: str, op_id: str, suffix: str = "") -> str:
@@ -206,6 +226,14 @@ def _errno(exc: BaseException) -> int | None:
     return None
 
 
+def _reason(exc: BaseException) -> str:
+    """Why a TCP connect failed, in a few words (never a header: the token is one)."""
+    code = _errno(exc)
+    if code == errno.ECONNREFUSED:
+        return "connection refused"
+    return errno.errorcode.get(code, "cannot connect") if code is not None else "cannot connect"
+
+
 def _params(params: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (params or {}).items() if v is not None}
 
@@ -213,8 +241,9 @@ def _params(params: dict[str, Any] | None) -> dict[str, Any]:
 class _ErrorMap:
     """Turns httpx's transport errors into the control channel's own."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, url: str | None = None) -> None:
         self._data_dir = data_dir
+        self._url = url
 
     def __enter__(self) -> None:
         return None
@@ -223,6 +252,12 @@ class _ErrorMap:
                  tb: TracebackType | None) -> None:
         if exc is None or isinstance(exc, ControlError):
             return
+        where = self._url if self._url is not None else self._data_dir
+        if self._url is not None and isinstance(exc, httpx.ConnectError):
+            raise DaemonUnavailable(self._data_dir, _reason(exc), url=self._url) from None
+        if self._url is not None and isinstance(exc, httpx.ConnectTimeout):
+            raise DaemonBusy(f"the coco daemon at {self._url} took no connection within"
+                             f" {CONNECT_TIMEOUT:g} s; try again") from None
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             sock = socket_path(self._data_dir)
             code = _errno(exc)
@@ -237,10 +272,13 @@ class _ErrorMap:
             raise DaemonUnavailable(self._data_dir, str(exc)) from None
         if isinstance(exc, httpx.TimeoutException):
             raise DaemonTimeout(
-                f"the coco daemon for {self._data_dir} did not answer in time; it may still"
+                f"the coco daemon for {where} did not answer in time; it may still"
                 f" finish the request: check with coco status --data-dir {self._data_dir}"
             ) from None
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
             raise ConnectionLost(self._data_dir) from None
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):  # a bad --url
+            raise DaemonUnavailable(self._data_dir, "not an http:// URL", url=self._url
+                                    ) from None
         if isinstance(exc, OSError):  # e.g. a socket path longer than the OS allows
-            raise DaemonUnavailable(self._data_dir, str(exc)) from None
+            raise DaemonUnavailable(self._data_dir, str(exc), url=self._url) from None

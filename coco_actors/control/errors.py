@@ -7,7 +7,8 @@
     │       ├── LengthRequiredError    a body not framed by a Content-Length: 411
     │       ├── RequestTimeoutError    the request did not arrive in time: 408
     │       ├── PayloadTooLargeError   a payments listener body over its limit: 413
-    │       └── TooManyRequestsError   a payments client over its request budget: 429
+    │       ├── TooManyRequestsError   a payments client over its request budget: 429
+    │       └── UnauthorizedError      no valid bearer token (the control API on a port): 401
     ├── ShuttingDownError        the daemon is stopping and takes no new requests: 409
     └── DaemonError              the daemon cannot start
         ├── NoWalletError        the data directory holds no wallet yet
@@ -68,3 +69,12 @@ class TooManyRequestsError(BadRequestError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UnauthorizedError(BadRequestError):
+    """A request to the control API on a TCP port without a valid bearer token: 401, with
+    the ``WWW-Authenticate`` challenge. Its message never holds what the client sent."""
+
+    def __init__(self, message: str, *, challenge: str = 'Bearer realm="coco"') -> None:
+        super().__init__(message)
+        self.challenge = challenge

@@ -3,8 +3,10 @@
 The daemon holds the wallet's data directory (the store's lock makes a second
 daemon refuse), runs recovery at start, keeps the watcher running (it mints paid
 quotes and finalizes claimed sends, also those left from before a restart), and
-answers on ``DIR/control.sock`` (socket 0600 in a 0700 directory) and, with
-``--payments-listen``, on the public payments listener (:mod:`.payments`). Shutdown
+answers on ``DIR/control.sock`` (socket 0600 in a 0700 directory), with ``--listen``
+on a TCP port too (the same API, every request with the bearer token of
+``DIR/api-token``: :mod:`.auth`) and, with ``--payments-listen``, on the public
+payments listener (:mod:`.payments`). Shutdown
 (SIGTERM, SIGINT, ``POST /stop``) refuses new requests, ends event streams and
 waits, lets the requests in flight finish, closes the wallet (actors in reverse
 order, every operation at a persisted state) and removes the socket.
@@ -30,11 +32,12 @@ from types import FrameType
 
 from coco_actors.coco import Coco
 from coco_actors.control.api import ControlApi
+from coco_actors.control.auth import TokenFile, create_token
 from coco_actors.control.errors import DaemonError, NoWalletError, WalletExistsError
 from coco_actors.control.events import EventHub
-from coco_actors.control.paths import MAX_SOCKET_PATH, socket_path
-from coco_actors.control.payments import DEFAULT_RATE, PaymentsServer, describe
-from coco_actors.control.server import BoundedServer, ControlServer
+from coco_actors.control.paths import MAX_SOCKET_PATH, socket_path, token_path
+from coco_actors.control.payments import DEFAULT_RATE, PaymentsServer, RequestBudget, describe
+from coco_actors.control.server import BoundedServer, ControlServer, TcpControlServer
 from coco_actors.control.views import jsonable
 from coco_actors.errors import CocoError
 from coco_actors.store import DataDirError, Store
@@ -46,6 +49,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 60.0
 #: Seconds the accept loop gets to notice its stop.
 ACCEPT_STOP_TIMEOUT = 5.0
+#: Requests without a valid bearer token one client address may send the control API on a
+#: TCP port per second (and at once); over it they get 429s.
+AUTH_FAILURE_RATE = 20.0
 #: Libraries whose INFO lines are per request: only their warnings are kept. (Not pykka:
 #: its INFO line is the report of an exception returned by an actor to its caller.)
 QUIET_LOGGERS = ("httpx", "httpcore", "websocket")
@@ -75,6 +81,8 @@ class InitResult:
     restored: dict[str, object] = field(default_factory=dict)
     #: mints that could not be added (or restored from), with why: the wallet exists anyway
     errors: dict[str, str] = field(default_factory=dict)
+    #: the bearer token of the control API on a TCP port (``DATA_DIR/api-token``)
+    api_token: str = ""
 
 
 def init_wallet(data_dir: Path, *, mnemonic: str | None = None,
@@ -96,7 +104,8 @@ def init_wallet(data_dir: Path, *, mnemonic: str | None = None,
                     restored[added[-1]] = jsonable(coco.restore(added[-1]))
             except CocoError as exc:  # the seed is stored: it must still reach the user
                 errors[url] = str(exc)
-        return InitResult(data_dir, coco.mnemonic, added, restored, errors)
+        token = create_token(token_path(data_dir)) or ""  # none there: a fresh wallet
+        return InitResult(data_dir, coco.mnemonic, added, restored, errors, token)
     finally:
         coco.close()
 
@@ -127,8 +136,12 @@ class Daemon:
                  sweep_to: str | None = None,
                  payments_listen: tuple[str, int] | None = None,
                  payments_url: str | None = None,
-                 payments_rate: float = DEFAULT_RATE) -> None:
+                 payments_rate: float = DEFAULT_RATE,
+                 listen: tuple[str, int] | None = None) -> None:
         self.data_dir = data_dir
+        self.listen = listen
+        self._tcp: TcpControlServer | None = None
+        self._tcp_accept: SupervisedThread | None = None
         self.payments_listen = payments_listen
         self.payments_url = payments_url
         self.payments_rate = payments_rate
@@ -165,6 +178,8 @@ class Daemon:
         api = ControlApi(self.coco, self.data_dir, self.events, self._stop_requested.set)
         if self.payments_listen is not None:  # first: a port in use stops the start here
             self._start_payments(api)
+        if self.listen is not None:
+            self._start_tcp(api)
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()  # stale, from a daemon that was killed: we hold the lock
         self._server = ControlServer(self.socket, api, self.events)
@@ -190,6 +205,26 @@ class Daemon:
         log.info("payments listener on %s (payment requests carry %s)", self._payments.url,
                  api.payments["url"])
 
+    def _start_tcp(self, api: ControlApi) -> None:
+        """The control API on a TCP port, behind the bearer token of ``DATA_DIR/api-token``."""
+        host, port = self.listen or ("", 0)
+        path = token_path(self.data_dir)
+        if create_token(path) is not None:  # a wallet from before the token
+            log.info("created the API token %s (coco token show prints it)", path)
+        tokens = TokenFile(path)
+        tokens.current()  # a token file that cannot be read is logged now, not at a request
+        try:
+            self._tcp = TcpControlServer((host, port), api, self.events, tokens,
+                                         failures=RequestBudget(AUTH_FAILURE_RATE))
+        except OSError as exc:  # in use, not ours to bind: one line, not a traceback
+            raise DaemonError(f"the control API cannot bind {host}:{port}:"
+                              f" {exc.strerror or exc}") from None
+        self._tcp_accept = SupervisedThread("coco-control-tcp", self._tcp.serve_until,
+                                            logger=log)
+        self._tcp_accept.start()
+        log.info("control API on %s (every request needs the bearer token of %s)",
+                 self._tcp.url, path)
+
     def wait(self) -> None:
         """Block until ``POST /stop`` (signals interrupt it with an exception)."""
         self._stop_requested.wait()
@@ -197,7 +232,8 @@ class Daemon:
     def close(self) -> None:
         """Stop accepting, let requests in flight finish, close the wallet, remove the socket."""
         listeners = [(srv, accept) for srv, accept in (
-            (self._server, self._accept), (self._payments, self._payments_accept))
+            (self._server, self._accept), (self._tcp, self._tcp_accept),
+            (self._payments, self._payments_accept))
             if srv is not None]
         for srv, _ in listeners:
             srv.refuse_new()
@@ -273,11 +309,13 @@ class _JsonFormatter(logging.Formatter):
 def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
           exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
           payments_listen: tuple[str, int] | None = None, payments_url: str | None = None,
-          payments_rate: float = DEFAULT_RATE) -> None:
+          payments_rate: float = DEFAULT_RATE,
+          listen: tuple[str, int] | None = None) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
 
     ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`;
-    ``payments_*``: the payments listener (:class:`Daemon`).
+    ``payments_*``: the payments listener (:class:`Daemon`); ``listen``: the control API
+    on that TCP address too, behind the bearer token.
 
     Must run in the main thread (signal handlers). Raises :class:`CocoError` when
     the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
@@ -296,7 +334,7 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after,
                     exposure=exposure, sweep_to=sweep_to, payments_listen=payments_listen,
-                    payments_url=payments_url, payments_rate=payments_rate)
+                    payments_url=payments_url, payments_rate=payments_rate, listen=listen)
     try:
         try:
             daemon.start()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 APP_NAME = "coco-actors"
 SOCKET_NAME = "control.sock"
+#: The bearer token of the control API on a TCP port (``coco serve --listen``), 0600.
+TOKEN_NAME = "api-token"
 #: ``sun_path`` holds 108 bytes on Linux (104 on macOS), the terminating NUL included.
 MAX_SOCKET_PATH = 103
 
@@ -30,6 +32,10 @@ def default_data_dir() -> Path:
 
 def socket_path(data_dir: Path | str) -> Path:
     return Path(data_dir) / SOCKET_NAME
+
+
+def token_path(data_dir: Path | str) -> Path:
+    return Path(data_dir) / TOKEN_NAME
 
 
 def serve_hint(data_dir: Path | str) -> str:

@@ -22,7 +22,9 @@ and a long poll are not bound by the request timeout (only each write is, by
 
 The bounds (:class:`BoundedServer`, :class:`BoundedHandler`) are shared with the
 public payments listener (:mod:`coco_actors.control.payments`), which sets its own
-limits and answers its one route.
+limits and answers its one route, and with the same API on a TCP port
+(:class:`TcpControlServer`, ``coco serve --listen``), where every request must carry
+the bearer token (:mod:`coco_actors.control.auth`) before anything else is looked at.
 
 Threads: :meth:`BoundedServer.serve_until` is the accept loop (the daemon runs it
 on a supervised thread); each connection runs on a thread of its own, at most
@@ -64,6 +66,7 @@ from coco_actors.control.errors import (
     RequestTimeoutError,
     ShuttingDownError,
     TooManyRequestsError,
+    UnauthorizedError,
 )
 from coco_actors.control.events import Entry, EventHub
 from coco_actors.errors import (
@@ -102,6 +105,9 @@ ACCEPT_POLL = 0.1
 LISTEN_BACKLOG = 128
 #: Connections served at once, one thread each; more wait in the listen backlog.
 MAX_CONNECTIONS = 256
+#: Connections the control API on a TCP port serves at once: any local user can open
+#: one, and one without a token is answered at once (or cut at the request deadline).
+TCP_CONNECTIONS = 64
 #: The methods served; any other is a 405.
 METHODS = ("GET", "POST")
 #: A Content-Length read as a number: ASCII digits, few enough ("²".isdigit() is True).
@@ -116,6 +122,7 @@ class Router(Protocol):
 
 #: HTTP status per error class, most specific first: what the caller can do about it.
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (UnauthorizedError, 401),
     (MethodNotAllowedError, 405),
     (PayloadTooLargeError, 413),
     (TooManyRequestsError, 429),
@@ -397,11 +404,16 @@ class BoundedHandler(BaseHTTPRequestHandler):
             return False
         if self.request_version == "HTTP/0.9":  # a bare "GET /path" line
             raise BadRequestError("HTTP/0.9 is not spoken: send HTTP/1.0 or later")
+        self._check_head()
         if self.methods is not None and self.command not in self.methods:
             raise MethodNotAllowedError(
                 f"{self.command[:20]} is not served; use {' or '.join(self.methods)}",
                 allow=self.methods)
         return True
+
+    def _check_head(self) -> None:
+        """The headers arrived, nothing else was looked at: a subclass may refuse the
+        request here (raise a BadRequestError), before its method, path or body."""
 
     def _read_body(self) -> dict[str, object]:
         if self.headers.get_all("Transfer-Encoding"):
@@ -434,6 +446,8 @@ class BoundedHandler(BaseHTTPRequestHandler):
             headers["Allow"] = ", ".join(exc.allow)
         if isinstance(exc, TooManyRequestsError):
             headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        if isinstance(exc, UnauthorizedError):
+            headers["WWW-Authenticate"] = exc.challenge
         self._send(status, body, headers)
 
     def _send(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
@@ -534,6 +548,77 @@ class ControlHandler(BoundedHandler):
     def _line(self, entry: Entry) -> None:
         self.wfile.write(json.dumps(entry).encode() + b"\n")
         self.wfile.flush()
+
+
+class Budget(Protocol):
+    """A request budget per client address (:class:`~.payments.RequestBudget`)."""
+
+    def take(self, client: str) -> float: ...
+
+
+class Tokens(Protocol):
+    """The bearer token a TCP listener accepts (:class:`~.auth.TokenFile`)."""
+
+    def check(self, values: list[str] | None) -> None: ...
+
+
+class TcpControlServer(ControlServer):
+    """The control API on a TCP port (``coco serve --listen``): the socket's router, event
+    stream and bounds, but every request needs the bearer token ``tokens`` accepts (checked
+    once the headers are in, before its method, path or body are looked at), a body over
+    the limit is a 413, and the requests without a valid token of one client address
+    spend ``failures`` (over it: 429)."""
+
+    name = "control-tcp"
+    allow_reuse_address = True  # a restarted daemon binds its port again at once
+
+    def __init__(self, address: tuple[str, int], router: Router, events: EventHub,
+                 tokens: Tokens, *, failures: Budget | None = None,
+                 request_timeout: float = REQUEST_TIMEOUT,
+                 max_connections: int = TCP_CONNECTIONS, max_body: int = MAX_BODY) -> None:
+        self.router = router
+        self.events = events
+        self.tokens = tokens
+        self.failures = failures
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        BoundedServer.__init__(self, address, TcpControlHandler,
+                               request_timeout=request_timeout,
+                               max_connections=max_connections, max_body=max_body)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # not HTTPServer's: no reverse DNS lookup
+        self.server_name, self.server_port = "coco", int(self.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` as bound (the port the OS chose, for port 0)."""
+        host, port = self.server_address[:2]
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://[{text}]:{port}" if ":" in text else f"http://{text}:{port}"
+
+
+class TcpControlHandler(ControlHandler):
+    """A request of the control API on a TCP port: the bearer token first, then as the
+    socket's (:class:`ControlHandler`), headers and all."""
+
+    server: TcpControlServer
+    too_large = PayloadTooLargeError
+    expose_bugs = False  # the port may be reached from afar: a bug's cause stays in the log
+
+    def address_string(self) -> str:
+        return str(self.client_address[0])
+
+    def _check_head(self) -> None:
+        try:
+            self.server.tokens.check(self.headers.get_all("Authorization"))
+        except UnauthorizedError:
+            budget = self.server.failures
+            wait = budget.take(self.address_string()) if budget is not None else 0.0
+            if wait:
+                raise TooManyRequestsError(
+                    f"too many requests without a valid token; retry in {wait:.2f} s",
+                    retry_after=wait) from None
+            raise
 
 
 def parse_body(raw: bytes) -> dict[str, object]:
