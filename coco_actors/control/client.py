@@ -8,7 +8,7 @@ the wallet itself. Errors are split by what the caller can do about them, as in 
     │   └── ConnectionLost   it closed the connection before answering (stopped, crashed)
     ├── DaemonTimeout        connected, but no answer in time; the outcome is unknown
     │   └── DaemonBusy       it runs, but took no connection in time (nothing was sent)
-    └── RequestFailed        the daemon answered with an error: {"error": {"type", "code", "message"}}
+    └── RequestFailed        the daemon answered {"error": {"type", "code", "message"}}
 
 A refused connection is told apart by its cause: no socket file, or a socket
 nobody listens on (``ECONNREFUSED``: a stale socket) means the daemon is not
