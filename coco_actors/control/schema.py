@@ -59,7 +59,7 @@ Limit = Annotated[int, msgspec.Meta(ge=1, le=999_999_999)]
 
 #: An operation's kind and state, as ``OpType`` and ``OpState`` spell them (a test
 #: keeps the lists equal).
-Kind = Literal["send", "receive", "mint", "melt", "transfer"]
+Kind = Literal["send", "receive", "mint", "melt", "transfer", "restore"]
 StateName = Literal["init", "prepared", "executing", "pending", "completed",
                     "rolling_back", "rolled_back"]
 
@@ -295,9 +295,10 @@ def _fields(cls: type[msgspec.Struct]) -> dict[str, _Field]:
 
 
 def _field(hint: object, required: bool) -> _Field:
-    shape = next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Shape)),
-                 Shape())
     bare = _strip(hint)
+    parts = [hint, *typing.get_args(bare)] if _is_union(bare) else [hint]
+    shape = next((m for p in parts for m in getattr(p, "__metadata__", ())
+                  if isinstance(m, Shape)), Shape())  # on the field, or on ``Url | None``'s Url
     args = [_strip(a) for a in typing.get_args(bare)] if _is_union(bare) else [bare]
     nullable = type(None) in args
     args = [a for a in args if a is not type(None)]
