@@ -81,6 +81,8 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote
 
+from msgspec import UnsetType
+
 from coco_actors.coco import Coco
 from coco_actors.control.errors import BadRequestError
 from coco_actors.control.events import EventHub, wait_for_end
@@ -611,7 +613,7 @@ def _execute_timeout(body: Mapping[str, object], default: float) -> float:
     """An execute's ``timeout`` (s), capped at :data:`MAX_EXECUTE_WAIT`; what a non-positive
     one means is the wallet's to say (it refuses it)."""
     given = body_of(Execute, body).timeout
-    timeout = default if given is None else given
+    timeout = default if isinstance(given, UnsetType) else given
     return min(timeout, MAX_EXECUTE_WAIT) if timeout > 0 else timeout
 
 

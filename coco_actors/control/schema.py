@@ -29,6 +29,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar, Union
 
 import httpx
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from coco_actors.control.errors import BadRequestError
 from coco_actors.records import HistoryEntry
@@ -103,9 +104,10 @@ class SendPrepare(Body, frozen=True):
 
 
 class Execute(Body, frozen=True):
-    """An execute's wait for the mint, in seconds (capped; each endpoint has its default)."""
+    """An execute's wait for the mint, in seconds (capped; each endpoint has its default,
+    so an absent one is ``UNSET``, and null is refused)."""
 
-    timeout: float | None = None
+    timeout: float | UnsetType = UNSET
 
 
 class MeltPrepare(Body, frozen=True):
@@ -301,7 +303,7 @@ def _field(hint: object, required: bool) -> _Field:
                   if isinstance(m, Shape)), Shape())  # on the field, or on ``Url | None``'s Url
     args = [_strip(a) for a in typing.get_args(bare)] if _is_union(bare) else [bare]
     nullable = type(None) in args
-    args = [a for a in args if a is not type(None)]
+    args = [a for a in args if a is not type(None) and a is not UnsetType]
     scalar = args[0] if len(args) == 1 and args[0] in (int, float, bool) else None
     return _Field(scalar, shape.phrase or _phrase(args, nullable), shape.url, required)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openapi_spec_validator import validate
 
 from coco_actors.control.client import RequestFailed
 from coco_actors.errors import InvalidInputError
@@ -165,6 +166,10 @@ def test_a_daemon_pages_26_operations_by_10(wallet, mint_fee0):
         assert all(o["state"] not in ("completed", "rolled_back") for o in active)
         assert [o["created_at"] for o in active] == sorted(
             (o["created_at"] for o in active), reverse=True)
+
+        doc = client.get("/openapi.json")  # over the socket, as an integrator reads it
+        validate(doc)
+        assert {"/history", "/operations", "/openapi.json", "/events"} <= set(doc["paths"])
 
         for query in ({"cursor": "garbage!"}, {"limit": "0"}, {"kind": "swap"}):
             with pytest.raises(RequestFailed) as info:

@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from openapi_spec_validator import validate
 
@@ -21,7 +22,7 @@ from coco_actors.control import errors as control_errors
 from coco_actors.control.api import ControlApi, Request
 from coco_actors.control.events import EventHub
 from coco_actors.control.openapi import SERVER_PATHS, path_template
-from coco_actors.control.schema import Kind, StateName, endpoint_of
+from coco_actors.control.schema import Kind, NoBody, StateName, endpoint_of
 from coco_actors.control.server import error_body
 from coco_actors.errors import ERROR_CODES, CocoError, error_code
 from coco_actors.records import OpState, OpType
@@ -170,3 +171,33 @@ def test_history_queries_are_checked_before_the_wallet(api, query, complaint):
     with pytest.raises(control_errors.BadRequestError, match=re.escape(complaint)) as info:
         found[0](Request(query, {}, {}))  # no wallet behind: it would fail otherwise
     assert error_body(info.value)[0] == 400
+
+
+def test_every_body_is_checked_before_the_wallet_is_touched(api):
+    checked = 0
+    for method, pattern, handler in api.routes:
+        mark = endpoint_of(handler)
+        assert mark is not None
+        required = [f.name for f in msgspec.structs.fields(mark.body or NoBody) if f.required]
+        if not required:
+            continue
+        body = dict.fromkeys(required, True)  # no required field takes a bool
+        params = dict.fromkeys(pattern.groupindex, "x1")
+        with pytest.raises(control_errors.BadRequestError, match="must be") as info:
+            handler(Request({}, body, params))  # no wallet behind: it would fail otherwise
+        assert any(repr(name) in str(info.value) for name in required), (method, pattern)
+        checked += 1
+    assert checked >= 12
+
+
+@pytest.mark.parametrize("body, complaint", [
+    ({"timeout": None}, "'timeout' must be a number, got None"),
+    ({"timeout": "soon"}, "'timeout' must be a number, got 'soon'"),
+    ({"timeout": False}, "'timeout' must be a number, got False"),
+])
+def test_an_execute_timeout_is_a_number_when_given(api, body, complaint):
+    for path in ("/melt/m1/execute", "/transfer/t1/execute", "/receive/r1/execute"):
+        found = api.route("POST", path)
+        assert found is not None
+        with pytest.raises(control_errors.BadRequestError, match=re.escape(complaint)):
+            found[0](Request({}, body, found[1]))
