@@ -1350,10 +1350,31 @@ def receive(ui: Ui, token: str, into: str | None, yes: bool) -> None:
 
 @wallet_command(main)
 @click.option("--limit", type=click.IntRange(min=1), help="only the newest N")
-def history(ui: Ui, limit: int | None) -> None:
-    """Every operation, newest first."""
-    entries = ui.client.get("/history", limit=limit)
-    ui.result(entries, operations_table(entries) if entries else "no operations yet")
+@click.option("--cursor", metavar="C", help="go on after the page that gave this cursor")
+@click.option("--mint", metavar="URL", help="only operations at this mint (either end)")
+@click.option("--kind", type=click.Choice(["send", "receive", "mint", "melt", "transfer",
+                                           "restore"]),
+              help="only operations of this kind")
+@click.option("--state", type=click.Choice(["init", "prepared", "executing", "pending",
+                                            "completed", "rolling_back", "rolled_back"]),
+              help="only operations in this state")
+@click.option("--paged", is_flag=True,
+              help="with --json: the page {items, next_cursor}, not the bare list")
+def history(ui: Ui, limit: int | None, cursor: str | None, mint: str | None,
+            kind: str | None, state: str | None, paged: bool) -> None:
+    """Every operation, newest first (a page of them with --limit; the next one with
+    --cursor)."""
+    page = ui.client.get("/history", limit=limit, cursor=cursor, mint=mint, kind=kind,
+                         state=state, paged=1)
+    entries, more = page["items"], page["next_cursor"]
+    if ui.as_json:
+        ui.result(page if paged or cursor is not None else entries, "")
+        return
+    click.echo(operations_table(entries) if entries else "no operations yet")
+    if more:
+        same = [f"--{k} {v}" for k, v in (("limit", limit), ("mint", mint), ("kind", kind),
+                                            ("state", state)) if v is not None]
+        ui.note(" ".join(["more: coco history --cursor", more, *same]))
 
 
 @wallet_command(main)

@@ -54,6 +54,7 @@ from coco_actors.operations import (
     TransferOperationProxy,
 )
 from coco_actors.operations.transfer import fit_amount
+from coco_actors.paging import Page, check_limit, decode_cursor, encode_cursor, entry_filter
 from coco_actors.proof_ledger import Balances, ChangeSignal, MintBalance, start_ledger
 from coco_actors.records import (
     HistoryEntry,
@@ -900,10 +901,38 @@ class KeysApi:
 
 
 class HistoryApi:
+    """The wallet's operations, newest first (``coco.history``); reads the store on the
+    caller's thread."""
+
     def __init__(self, coco: Coco) -> None:
         self._coco = coco
 
     def get_history(self, limit: int | None = None) -> list[HistoryEntry]:
         """One entry per operation, newest first, with its current state."""
         return self._coco._store.history(limit)
+
+    def __call__(self, *, limit: int | None = None, cursor: str | None = None,
+                 mint_url: str | None = None, kind: str | None = None,
+                 state: str | None = None) -> Page[HistoryEntry]:
+        """One page of the history, newest first: at most ``limit`` entries after
+        ``cursor`` (the ``next_cursor`` of the page before), at ``mint_url`` (a
+        transfer's either end), of ``kind`` (``send``, ``melt``, ...), in ``state``."""
+        items, last = self._page(limit, cursor, mint_url, kind, state, active=False)
+        return Page(items, encode_cursor(last))
+
+    def active(self, *, limit: int | None = None, cursor: str | None = None,
+               mint_url: str | None = None, kind: str | None = None,
+               state: str | None = None) -> Page[Operation]:
+        """As :meth:`__call__`, over the operations not at rest (every kind), each as
+        its full record; one that ended meanwhile is still shown as it is now."""
+        items, last = self._page(limit, cursor, mint_url, kind, state, active=True)
+        ops = [self._coco._store.get_operation(e.operation_id) for e in items]
+        return Page([op for op in ops if op is not None], encode_cursor(last))
+
+    def _page(self, limit: int | None, cursor: str | None, mint_url: str | None,
+              kind: str | None, state: str | None, *,
+              active: bool) -> tuple[list[HistoryEntry], bytes | None]:
+        keep = entry_filter(mint_url=None if mint_url is None else normalize_mint_url(mint_url),
+                            kind=kind, state=state, active=active)
+        return self._coco._store.history_page(check_limit(limit), decode_cursor(cursor), keep)
 

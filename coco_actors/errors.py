@@ -27,9 +27,15 @@ The split under ``MintError`` is the one that protects money: only a
 ``MintRejectedError`` says the mint did *not* do what was asked. After a
 ``MintUnreachableError`` the request may or may not have been processed, and a
 caller must check (NUT-07, NUT-09) before it compensates.
+
+Every error type has a stable ``code`` (:data:`ERROR_CODES`): the control API's
+error answers carry it beside the class name, and its OpenAPI document lists them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
 
 
 class CocoError(Exception):
@@ -180,3 +186,63 @@ CODE_QUOTE_PENDING = 20005
 CODE_INVOICE_ALREADY_PAID = 20006
 CODE_QUOTE_SIGNATURE_INVALID = 20008  # NUT-20: a locked quote without its valid signature
 CODE_QUOTE_REQUIRES_PUBKEY = 20009    # NUT-20: this mint only gives locked quotes
+
+
+#: The stable ``code`` of every error type, by class name: a snake_case constant an
+#: integrator can switch on (the control API answers ``{"error": {"type", "code",
+#: "message"}}``). One table for the whole tree, also the daemon's classes
+#: (:mod:`coco_actors.control.errors`, the store's) and the answers that are no class of
+#: ours (``UnknownEndpoint``, ``InternalError``, httpx's ``InvalidURL``). A code, once
+#: published, never changes; a new class gets a new one (a test keeps them distinct).
+ERROR_CODES: Final[Mapping[str, str]] = {
+    "CocoError": "wallet_error",
+    "InvalidInputError": "invalid_input",
+    "TokenError": "invalid_token",
+    "InvalidAmountError": "invalid_amount",
+    "TokenSpentError": "token_spent",
+    "InvoiceError": "invalid_invoice",
+    "LockedTokenError": "locked_token",
+    "PaymentRequestError": "invalid_payment_request",
+    "PaymentPostError": "payment_post_failed",
+    "CryptoError": "crypto_check_failed",
+    "NotFoundError": "not_found",
+    "InsufficientFundsError": "insufficient_funds",
+    "InvalidStateError": "invalid_state",
+    "ActorTimeoutError": "timeout",
+    "StoreError": "store_unreadable",
+    "SchemaVersionError": "schema_version",
+    "DataDirError": "data_dir_unwritable",
+    "WalletLockedError": "wallet_locked",
+    "MintError": "mint_error",
+    "MintUnreachableError": "mint_unreachable",
+    "MintProtocolError": "mint_protocol_error",
+    "MintRejectedError": "mint_rejected",
+    # the daemon's (coco_actors.control.errors)
+    "BadRequestError": "bad_request",
+    "MethodNotAllowedError": "method_not_allowed",
+    "LengthRequiredError": "length_required",
+    "RequestTimeoutError": "request_timeout",
+    "PayloadTooLargeError": "payload_too_large",
+    "TooManyRequestsError": "rate_limited",
+    "ShuttingDownError": "shutting_down",
+    "DaemonError": "daemon_error",
+    "NoWalletError": "no_wallet",
+    "WalletExistsError": "wallet_exists",
+    # issue 14's other classes (idempotency keys, the TCP listener's token)
+    "IdempotencyConflictError": "idempotency_conflict",
+    "UnauthorizedError": "unauthorized",
+    # answers that are no class of this package
+    "InvalidURL": "invalid_url",
+    "UnknownEndpoint": "unknown_endpoint",
+    "InternalError": "internal_error",
+}
+
+
+def error_code(exc: BaseException) -> str:
+    """The stable code of ``exc``: its class's, else its nearest listed ancestor's; an
+    exception of no listed class (a bug) is ``internal_error``."""
+    for cls in type(exc).__mro__:
+        code = ERROR_CODES.get(cls.__name__)
+        if code is not None:
+            return code
+    return ERROR_CODES["InternalError"]

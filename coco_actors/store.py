@@ -354,6 +354,34 @@ class Store:
                     break
         return out
 
+    def history_page(self, limit: int | None, before: bytes | None,
+                     keep: Callable[[HistoryEntry], bool]
+                     ) -> tuple[list[HistoryEntry], bytes | None]:
+        """Newest first, the entries ``keep`` takes, at most ``limit``; only those whose
+        key sorts before ``before`` (the key the page before ended on), so entries added
+        meanwhile (newer keys) never shift a later page. With them, the last entry's key
+        when another kept entry follows (else None); an unreadable entry is left out."""
+        out: list[HistoryEntry] = []
+        last = b""
+        with self._gate.reading(), self.env.begin(db=self._dbs["history"]) as txn:
+            cursor = txn.cursor()
+            if before is None:
+                found = cursor.last()
+            elif cursor.set_range(before):  # the first key at or after it: step back
+                found = cursor.prev()
+            else:  # every key sorts before it
+                found = cursor.last()
+            while found:
+                key, value = cursor.item()
+                entry = _decode_or_skip("history", key, value, HistoryEntry)
+                if entry is not None and keep(entry):
+                    if limit is not None and len(out) >= limit:
+                        return out, last
+                    out.append(entry)
+                    last = key
+                found = cursor.prev()
+        return out, None
+
     def snapshot(self, *, skip_unreadable: bool = False) -> Snapshot:
         """Every record, in one read transaction.
 

@@ -49,18 +49,25 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     POST /request/decode {creq}         what a creqA/creqB asks for (nothing is paid)
     POST /request/pay    {creq, mint_url?, amount?}  pay it: POSTed to its transport, or the
                                         payload returned for in-band delivery
-    GET  /history[?limit=N]             newest first
+    GET  /history[?limit=N&cursor=C&mint=URL&kind=K&state=S&paged=1]
+                                        newest first: the bare list, or (paged=1, or with a
+                                        cursor) a page {items, next_cursor}
+    GET  /operations[?limit=N&cursor=C&mint=URL&kind=K&state=S]
+                                        the operations not at rest (every kind): a page
     GET  /audit[?mint=URL]              the solvency report (NUT-07 per mint and unit); changes
                                         nothing
     POST /audit/fix      {mint_url?}    the same, removing the ready proofs the mint says are
                                         spent and no operation holds (the report's ``fixed``)
+    GET  /openapi.json                  the OpenAPI 3.1 document of all of this
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
     POST /stop                          graceful shutdown, as SIGTERM
 
-Input is checked here for its JSON *shape* only (types, required fields:
-:class:`BadRequestError`); what a value means (a positive amount, a known mint, a
-valid token) is checked once, by the ``Coco`` facade. ``/events`` is the server's
-own (a stream, not a JSON answer).
+Input is checked here for its JSON *shape* only, by the request types of
+:mod:`~coco_actors.control.schema` (types, required fields: :class:`BadRequestError`);
+what a value means (a positive amount, a known mint, a valid token) is checked once,
+by the ``Coco`` facade. Each handler's :func:`~.schema.endpoint` mark says what the
+OpenAPI document shows of it. ``/events`` is the server's own (a stream, not a JSON
+answer).
 
 Threads: every endpoint runs on the request's own thread; ``Coco`` is thread-safe.
 """
@@ -78,17 +85,47 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote
 
-import httpx
+from msgspec import UnsetType
 
 from coco_actors.coco import Coco
 from coco_actors.control.errors import BadRequestError
 from coco_actors.control.events import EventHub, wait_for_end
+from coco_actors.control.openapi import openapi_document
 from coco_actors.control.paths import socket_path
+from coco_actors.control.schema import (
+    AddMint,
+    AuditFix,
+    AuditQuery,
+    Balance,
+    BalanceQuery,
+    Execute,
+    HistoryPage,
+    HistoryQuery,
+    JsonObject,
+    MeltPrepare,
+    MintInfoQuery,
+    MintQuote,
+    NoBody,
+    OperationsPage,
+    OperationsQuery,
+    Receive,
+    ReceivePrepare,
+    RequestClaim,
+    RequestDecode,
+    RequestNew,
+    RequestPay,
+    SendPrepare,
+    TransferPrepare,
+    Wait,
+    body_of,
+    endpoint,
+    query_of,
+)
 from coco_actors.control.views import audit_view, claim_view, jsonable, op_view
 from coco_actors.errors import ActorTimeoutError, MintError, NotFoundError
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.payreq import decode_payload, decode_request
-from coco_actors.records import Operation, OpState
+from coco_actors.records import HistoryEntry, Operation, OpState
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +165,7 @@ class ControlApi:
         self.events = events
         self._request_stop = request_stop
         self.started_at = time.time()
+        self._openapi: dict[str, object] | None = None
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
             (m, re.compile(p + r"\Z"), h) for m, p, h in (
                 ("GET", r"/status", self.status),
@@ -172,6 +210,8 @@ class ControlApi:
                 ("GET", r"/history", self.history),
                 ("GET", r"/audit", self.audit),
                 ("POST", r"/audit/fix", self.audit_fix),
+                ("GET", r"/operations", self.operations),
+                ("GET", r"/openapi\.json", self.openapi),
                 ("POST", r"/stop", self.stop),
             )]
 
@@ -190,6 +230,7 @@ class ControlApi:
 
     # --- the daemon and its mints ---------------------------------------------------
 
+    @endpoint("daemon, mints, balances, operations not at rest")
     def status(self, req: Request) -> object:
         pending = [jsonable(e) for e in self.coco.history.get_history()
                    if not OpState(e.state).terminal]
@@ -204,33 +245,38 @@ class ControlApi:
             "pending": pending,
         }
 
+    @endpoint("per mint: spendable, reserved, pending, total", query=BalanceQuery,
+              answer=dict[str, Balance])
     def balance(self, req: Request) -> object:
+        mint = query_of(BalanceQuery, req.query).mint
         balances = self.coco.balance()
-        mint = req.query.get("mint")
         if mint:
-            url = normalize_mint_url(_url(req.query, "mint"))
+            url = normalize_mint_url(mint)
             if url not in balances:
                 raise NotFoundError(f"unknown mint {mint}; add it first: coco mint add {mint}")
             return jsonable({url: balances[url]})
         return jsonable(balances)
 
+    @endpoint("the balance summed over every mint", answer=Balance)
     def total_balance(self, req: Request) -> object:
         return jsonable(self.coco.total_balance())
 
+    @endpoint("trusted mints", answer=list[JsonObject])
     def mints(self, req: Request) -> object:
         return jsonable(self.coco.mints.list())
 
+    @endpoint("trust a mint (and restore from it, NUT-09)", body=AddMint)
     def add_mint(self, req: Request) -> object:
-        url = _url(req.body, "url")
-        restore = _flag(req.body, "restore")
-        rec = self.coco.mints.add(url)
+        body = body_of(AddMint, req.body)
+        rec = self.coco.mints.add(body.url)
         out: dict[str, object] = {"mint": jsonable(rec)}
-        if restore:
+        if body.restore:
             out["restored"] = jsonable(self.coco.restore(rec.url))
         return out
 
+    @endpoint("the mint's NUT-06 info", query=MintInfoQuery)
     def mint_info(self, req: Request) -> object:
-        url = _url(req.query, "url")
+        url = query_of(MintInfoQuery, req.query).url
         info = self.coco.mints.info(url)
         return {"url": normalize_mint_url(url), "name": info.name, "version": info.version,
                 "pubkey": info.pubkey, "description": info.raw.get("description"),
@@ -239,22 +285,26 @@ class ControlApi:
 
     # --- minting --------------------------------------------------------------------
 
+    @endpoint("a bolt11 quote; the wallet mints it once paid", body=MintQuote,
+              idempotency_key=True)
     def mint_quote(self, req: Request) -> object:
-        quote = self.coco.mint.create_quote(_url(req.body, "mint_url"),
-                                            _int(req.body, "amount"))
+        body = body_of(MintQuote, req.body)
+        quote = self.coco.mint.create_quote(body.mint_url, body.amount)
         op = self.coco.mint.open_operation_for(quote.quote)  # the Watcher has its quote
         return {"quote": quote.quote, "request": quote.request, "amount": quote.amount,
                 "unit": quote.unit, "state": quote.state.value, "expiry": quote.expiry,
                 "operation_id": op.id if op else None}
 
+    @endpoint("long poll (at most 30 s) until that mint operation is over", body=Wait)
     def mint_wait(self, req: Request) -> object:
         """Wait (at most ``timeout`` s, capped) until the mint operation is over.
 
         The Watcher mints a paid quote on its own; this only waits for the event
         that says so. A shutdown ends the wait at once (the hub closes).
         """
-        op_id = _op_id(_str(req.body, "operation_id"))
-        timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
+        body = body_of(Wait, req.body)
+        op_id = _op_id(body.operation_id)
+        timeout = min(max(body.timeout, 0.0), MAX_WAIT)
         with self.events.follow() as (_, feed):  # before the nudge: its end is not missed
             op = self._mint_op(op_id)
             if not op.state.terminal and not self._nudge(op).state.terminal:
@@ -286,27 +336,32 @@ class ControlApi:
 
     # --- sending and receiving ------------------------------------------------------
 
+    @endpoint("reserve proofs for a send (locked to p2pk keys: NUT-11); the operation",
+              body=SendPrepare, idempotency_key=True)
     def send_prepare(self, req: Request) -> object:
-        body = req.body
-        n_sigs = _optional_int(body, "n_sigs")
+        body = body_of(SendPrepare, req.body)
         return jsonable(self.coco.send.prepare_send(
-            _url(body, "mint_url"), _int(body, "amount"), p2pk=_keys(body, "p2pk"),
-            n_sigs=1 if n_sigs is None else n_sigs,
-            locktime=_optional_int(body, "locktime"), refund=_keys(body, "refund")))
+            body.mint_url, body.amount, p2pk=_keys(body.p2pk),
+            n_sigs=1 if body.n_sigs is None else body.n_sigs,
+            locktime=body.locktime, refund=_keys(body.refund)))
 
     # --- keys ------------------------------------------------------------------------
 
+    @endpoint("the wallet's P2PK keys handed out", answer=list[JsonObject])
     def keys_list(self, req: Request) -> object:
         return jsonable(self.coco.keys.list())
 
+    @endpoint("a fresh P2PK key {index, public, created_at}", body=NoBody)
     def keys_new(self, req: Request) -> object:
         public = self.coco.keys.new()
         return jsonable(next(k for k in self.coco.keys.list() if k.public == public))
 
+    @endpoint("sends not at rest", answer=list[JsonObject])
     def send_pending(self, req: Request) -> object:
         ops = sorted(self.coco.send.get_pending_operations(), key=lambda o: (o.created_at, o.id))
         return jsonable(ops)
 
+    @endpoint("one send (with its token while pending)")
     def send_show(self, req: Request) -> object:
         op_id = req.params["op_id"]
         op = self.coco.send.get_operation(op_id)
@@ -314,54 +369,77 @@ class ControlApi:
             raise NotFoundError(f"unknown send operation {op_id}")
         return op_view(op, token=op.state == OpState.PENDING)
 
+    @endpoint("execute a prepared send: {operation, token}", body=NoBody,
+              idempotency_key=True)
     def send_execute(self, req: Request) -> object:
         op, token = self.coco.send.execute_prepared_send(req.params["op_id"])
         return {"operation": jsonable(op), "token": token}
 
+    @endpoint("roll a send back (reclaim its proofs); the operation", body=NoBody,
+              idempotency_key=True)
     def send_rollback(self, req: Request) -> object:
         return jsonable(self.coco.send.rollback(req.params["op_id"]))
 
+    @endpoint("receive a token: the receive operation; with into (a mint URL), the"
+              " transfer moving its value there, executed", body=Receive, idempotency_key=True)
     def receive(self, req: Request) -> object:
-        token = _str(req.body, "token").strip()
-        if req.body.get("into") is None:
+        body = body_of(Receive, req.body)
+        token = body.token.strip()
+        if body.into is None:
             return jsonable(self.coco.receive(token))
-        return jsonable(self.coco.receive(token, into=_url(req.body, "into"),
+        return jsonable(self.coco.receive(token, into=body.into,
                                           timeout=MAX_EXECUTE_WAIT))
 
+    @endpoint("the transfer moving a token's value into a mint, prepared (its fees);"
+              " nothing spent", body=ReceivePrepare, idempotency_key=True)
     def receive_prepare(self, req: Request) -> object:
-        return jsonable(self.coco.receive.prepare(_str(req.body, "token").strip(),
-                                                  into=_url(req.body, "into")))
+        body = body_of(ReceivePrepare, req.body)
+        return jsonable(self.coco.receive.prepare(body.token.strip(),
+                                                  into=body.into))
 
+    @endpoint("execute a prepared receive-into (timeout at most 120 s): the transfer",
+              body=Execute, idempotency_key=True)
     def receive_execute(self, req: Request) -> object:
         timeout = _execute_timeout(req.body, MAX_EXECUTE_WAIT)
         return jsonable(self.coco.receive.execute(req.params["op_id"], timeout))
 
+    @endpoint("forget a prepared receive-into (the transfer)", body=NoBody,
+              idempotency_key=True)
     def receive_rollback(self, req: Request) -> object:
         return jsonable(self.coco.receive.rollback(req.params["op_id"]))
 
     # --- paying invoices (melts) ------------------------------------------------------
 
+    @endpoint("a melt quote for an invoice, inputs held; the operation", body=MeltPrepare,
+              idempotency_key=True)
     def melt_prepare(self, req: Request) -> object:
-        return jsonable(self.coco.melt.prepare_melt(_url(req.body, "mint_url"),
-                                                    _str(req.body, "invoice"),
-                                                    swap=_optional_flag(req.body, "swap")))
+        body = body_of(MeltPrepare, req.body)
+        return jsonable(self.coco.melt.prepare_melt(body.mint_url,
+                                                    body.invoice,
+                                                    swap=body.swap))
 
+    @endpoint("melts not at rest", answer=list[JsonObject])
     def melt_pending(self, req: Request) -> object:
         ops = sorted(self.coco.melt.get_pending_operations(), key=lambda o: (o.created_at, o.id))
         return jsonable(ops)
 
+    @endpoint("one melt")
     def melt_show(self, req: Request) -> object:
         return jsonable(self._melt_op(req.params["op_id"]))
 
+    @endpoint("pay (the mint may take timeout s, at most 120): the operation, completed"
+              " or pending", body=Execute, idempotency_key=True)
     def melt_execute(self, req: Request) -> object:
         """Pay; the mint may hold the answer up to ``timeout`` s (capped). A payment still
         in flight then comes back ``pending``: the Watcher follows it to its end."""
         timeout = _execute_timeout(req.body, 60.0)
         return jsonable(self.coco.melt.execute_prepared_melt(req.params["op_id"], timeout))
 
+    @endpoint("roll a melt back; the operation", body=NoBody, idempotency_key=True)
     def melt_rollback(self, req: Request) -> object:
         return jsonable(self.coco.melt.rollback(req.params["op_id"]))
 
+    @endpoint("long poll (at most 30 s) until that melt is over", body=Wait)
     def melt_wait(self, req: Request) -> object:
         """Wait (at most ``timeout`` s, capped) until the melt is completed or rolled back.
 
@@ -374,8 +452,9 @@ class ControlApi:
                   ends: frozenset[str]) -> object:
         """``{done, operation}`` once the operation in the body ended (one of the ``ends``
         events), or once ``timeout`` (capped) has passed."""
-        op_id = _op_id(_str(req.body, "operation_id"))
-        timeout = min(max(_number(req.body, "timeout", 1.0), 0.0), MAX_WAIT)
+        body = body_of(Wait, req.body)
+        op_id = _op_id(body.operation_id)
+        timeout = min(max(body.timeout, 0.0), MAX_WAIT)
         with self.events.follow() as (_, feed):  # before the look: its end is not missed
             if not lookup(op_id).state.terminal:
                 wait_for_end(feed, op_id, ends, timeout)
@@ -387,28 +466,37 @@ class ControlApi:
 
     # --- transfers between mints --------------------------------------------------------
 
+    @endpoint("a mint quote at to_mint_url and the melt paying it at mint_url; the"
+              " operation", body=TransferPrepare, idempotency_key=True)
     def transfer_prepare(self, req: Request) -> object:
-        return jsonable(self.coco.transfer.prepare(_url(req.body, "mint_url"),
-                                                   _url(req.body, "to_mint_url"),
-                                                   _int(req.body, "amount")))
+        body = body_of(TransferPrepare, req.body)
+        return jsonable(self.coco.transfer.prepare(body.mint_url,
+                                                   body.to_mint_url,
+                                                   body.amount))
 
+    @endpoint("transfers not at rest", answer=list[JsonObject])
     def transfer_pending(self, req: Request) -> object:
         ops = sorted(self.coco.transfer.get_pending_operations(),
                      key=lambda o: (o.created_at, o.id))
         return jsonable(ops)
 
+    @endpoint("one transfer")
     def transfer_show(self, req: Request) -> object:
         return jsonable(self._transfer_op(req.params["op_id"]))
 
+    @endpoint("melt, then redeem (within timeout s, at most 120): the operation,"
+              " completed, pending or rolled_back", body=Execute, idempotency_key=True)
     def transfer_execute(self, req: Request) -> object:
         """Melt, then redeem; within ``timeout`` s (capped) it comes back completed,
         rolled_back, or ``pending``: the Watcher then follows it to its end."""
         timeout = _execute_timeout(req.body, MAX_EXECUTE_WAIT)
         return jsonable(self.coco.transfer.execute(req.params["op_id"], timeout))
 
+    @endpoint("roll a transfer back; the operation", body=NoBody, idempotency_key=True)
     def transfer_rollback(self, req: Request) -> object:
         return jsonable(self.coco.transfer.rollback(req.params["op_id"]))
 
+    @endpoint("long poll (at most 30 s) until that transfer is over", body=Wait)
     def transfer_wait(self, req: Request) -> object:
         """Wait (at most ``timeout`` s, capped) until the transfer is completed or rolled
         back; as ``/melt/wait``, this only follows the events."""
@@ -419,38 +507,32 @@ class ControlApi:
 
     # --- payment requests (NUT-18, NUT-26) ---------------------------------------------
 
+    @endpoint("a payment request (NUT-18 creqA, NUT-26 creqB); with --payments-listen its"
+              " transport is the listener's URL", body=RequestNew)
     def request_new(self, req: Request) -> object:
-        body = req.body
-        mints = body.get("mints")
-        if not isinstance(mints, list) or not all(isinstance(m, str) for m in mints):
-            raise BadRequestError("'mints' must be a list of mint URLs")
-        unit = body.get("unit", "sat")
-        description = body.get("description")
-        if not isinstance(unit, str) or not isinstance(description, str | None):
-            raise BadRequestError("'unit' and 'description' must be strings")
-        single_use = body.get("single_use", True)
-        if not isinstance(single_use, bool):
-            raise BadRequestError(f"'single_use' must be true or false, got {single_use!r}")
+        body = body_of(RequestNew, req.body)
         url = self.payments.get("url") if self.payments else None
         return jsonable(self.coco.requests.create(
-            amount=_optional_int(body, "amount"), unit=unit, mints=list(mints),
-            description=description, single_use=single_use, p2pk=_flag(body, "p2pk"),
+            amount=body.amount, unit=body.unit, mints=list(body.mints),
+            description=body.description, single_use=body.single_use, p2pk=body.p2pk,
             transport_url=url if isinstance(url, str) else None))
 
+    @endpoint("every payment request", answer=list[JsonObject])
     def request_list(self, req: Request) -> object:
         return jsonable(self.coco.requests.list())
 
+    @endpoint("one payment request")
     def request_show(self, req: Request) -> object:
         return jsonable(self.coco.requests.get(req.params["op_id"]))
 
+    @endpoint("cancel an open payment request", body=NoBody)
     def request_cancel(self, req: Request) -> object:
         return jsonable(self.coco.requests.cancel(req.params["op_id"]))
 
+    @endpoint("claim a payment payload received by other means (in-band)",
+              body=RequestClaim)
     def request_claim(self, req: Request) -> object:
-        payload = _present(req.body, "payload")
-        if not isinstance(payload, dict):
-            raise BadRequestError("'payload' must be a JSON object (a NUT-18 payment payload)")
-        return self.claim_payment(None, payload)
+        return self.claim_payment(None, body_of(RequestClaim, req.body).payload)
 
     def claim_payment(self, request_id: str | None, body: Mapping[str, object]) -> object:
         """One payment payload -> ``coco.requests.claim`` -> its answer (request id, amount
@@ -471,41 +553,62 @@ class ControlApi:
                                       f" not {request_id!r}")
         return claim_view(self.coco.requests.claim(payload))
 
+    @endpoint("what a creqA/creqB asks for (nothing is paid)", body=RequestDecode)
     def request_decode(self, req: Request) -> object:
-        return jsonable(decode_request(_str(req.body, "creq").strip()))
+        return jsonable(decode_request(body_of(RequestDecode, req.body).creq.strip()))
 
+    @endpoint("pay a payment request: POSTed to its transport, or the payload returned"
+              " for in-band delivery", body=RequestPay, idempotency_key=True)
     def request_pay(self, req: Request) -> object:
-        mint_url = req.body.get("mint_url")
+        body = body_of(RequestPay, req.body)
         return jsonable(self.coco.requests.pay(
-            _str(req.body, "creq").strip(),
-            mint_url=None if mint_url is None else _url(req.body, "mint_url"),
-            amount=_optional_int(req.body, "amount")))
+            body.creq.strip(),
+            mint_url=body.mint_url,
+            amount=body.amount))
 
+    @endpoint("every operation, newest first: the bare list, or with paged=1 (or a"
+              " cursor) a page {items, next_cursor}", query=HistoryQuery,
+              answer=list[HistoryEntry] | HistoryPage)
     def history(self, req: Request) -> object:
-        limit = req.query.get("limit")
-        n = None
-        if limit is not None:
-            if not re.fullmatch(r"[0-9]{1,9}", limit, re.ASCII) or int(limit) < 1:
-                raise BadRequestError(f"limit must be a positive integer, got {limit!r}")
-            n = int(limit)
-        return jsonable(self.coco.history.get_history(n))
+        q = query_of(HistoryQuery, req.query)
+        page = self.coco.history(limit=q.limit, cursor=q.cursor, mint_url=q.mint,
+                                 kind=q.kind, state=q.state)
+        if q.paged or q.cursor is not None:
+            return jsonable(page)
+        return jsonable(page.items)
 
     # --- the solvency report ------------------------------------------------------------
 
+    @endpoint("the solvency report: the wallet's proofs checked at its mints (NUT-07);"
+              " changes nothing", query=AuditQuery)
     def audit(self, req: Request) -> object:
-        mint = _url(req.query, "mint") if req.query.get("mint") else None
-        return audit_view(self.coco.audit(mint))
+        return audit_view(self.coco.audit(query_of(AuditQuery, req.query).mint))
 
+    @endpoint("the solvency report, removing the ready proofs the mint says are spent and"
+              " no operation holds", body=AuditFix)
     def audit_fix(self, req: Request) -> object:
-        mint = _url(req.body, "mint_url") if req.body.get("mint_url") is not None else None
-        return audit_view(self.coco.audit(mint, fix=True))
+        return audit_view(self.coco.audit(body_of(AuditFix, req.body).mint_url, fix=True))
 
+    @endpoint("the operations not at rest (every kind), newest first: a page"
+              " {items, next_cursor}", query=OperationsQuery, answer=OperationsPage)
+    def operations(self, req: Request) -> object:
+        q = query_of(OperationsQuery, req.query)
+        return jsonable(self.coco.history.active(limit=q.limit, cursor=q.cursor,
+                                                 mint_url=q.mint, kind=q.kind, state=q.state))
+
+    @endpoint("this document: OpenAPI 3.1, generated from the routes and request types")
+    def openapi(self, req: Request) -> object:
+        if self._openapi is None:
+            self._openapi = openapi_document(self.routes, version=_version())
+        return self._openapi
+
+    @endpoint("graceful shutdown, as SIGTERM", body=NoBody)
     def stop(self, req: Request) -> object:
         self._request_stop()
         return {"stopping": True, "pid": os.getpid()}
 
 
-# --- the shape of the input: present, and of the right JSON type ---------------------
+# --- what the request types do not say ---------------------------------------------------
 
 
 #: Longest operation id in a path (ids are 32 hex digits; a store key holds 511 bytes).
@@ -519,85 +622,19 @@ def _op_id(value: str) -> str:
     return value
 
 
-def _present(source: Mapping[str, object], name: str) -> object:
-    value = source.get(name)
-    if value is None:
-        raise BadRequestError(f"missing {name!r}")
-    return value
-
-
-def _str(source: Mapping[str, object], name: str) -> str:
-    value = _present(source, name)
-    if not isinstance(value, str):
-        raise BadRequestError(f"{name!r} must be a string, got {value!r}")
-    return value
-
-
-def _url(source: Mapping[str, object], name: str) -> str:
-    """A string httpx can use as a URL: parsed, and a host it can look up (IDNA labels).
-
-    Whether it names a mint is the wallet's to say; this keeps an unusable one from
-    surfacing as httpx's (or the idna codec's) own exception.
-    """
-    value = _str(source, name)
-    try:
-        httpx.URL(value.strip()).host.encode("idna")
-    except (httpx.InvalidURL, UnicodeError):
-        raise BadRequestError(f"{name!r} is not a usable URL") from None
-    return value
-
-
-def _int(source: Mapping[str, object], name: str) -> int:
-    value = _present(source, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequestError(f"{name!r} must be an integer, got {value!r}")
-    return value
-
-
-def _optional_int(source: Mapping[str, object], name: str) -> int | None:
-    value = source.get(name)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise BadRequestError(f"{name!r} must be an integer, got {value!r}")
-    return value
-
-
-def _keys(source: Mapping[str, object], name: str) -> list[str] | None:
-    """A public key or a list of them (shape only: the facade checks the keys)."""
-    value = source.get(name)
+def _keys(value: str | list[str] | None) -> list[str] | None:
+    """A public key or a list of them, as the list the facade takes (it checks the keys)."""
     if value is None:
         return None
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(k, str) for k in items):
-        raise BadRequestError(f"{name!r} must be a public key or a list of them")
-    return list(items)
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _execute_timeout(body: Mapping[str, object], default: float) -> float:
     """An execute's ``timeout`` (s), capped at :data:`MAX_EXECUTE_WAIT`; what a non-positive
     one means is the wallet's to say (it refuses it)."""
-    timeout = _number(body, "timeout", default)
+    given = body_of(Execute, body).timeout
+    timeout = default if isinstance(given, UnsetType) else given
     return min(timeout, MAX_EXECUTE_WAIT) if timeout > 0 else timeout
-
-
-def _number(source: Mapping[str, object], name: str, default: float) -> float:
-    value = source.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadRequestError(f"{name!r} must be a number, got {value!r}")
-    return float(value)
-
-
-def _flag(source: Mapping[str, object], name: str) -> bool:
-    value = source.get(name, False)
-    if not isinstance(value, bool):
-        raise BadRequestError(f"{name!r} must be true or false, got {value!r}")
-    return value
-
-
-def _optional_flag(source: Mapping[str, object], name: str) -> bool | None:
-    value = source.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise BadRequestError(f"{name!r} must be true, false or null, got {value!r}")
-    return value
 
 
 def _version() -> str:

@@ -11,7 +11,7 @@ them, as in httpx::
     │   └── ConnectionLost   it closed the connection before answering (stopped, crashed)
     ├── DaemonTimeout        connected, but no answer in time; the outcome is unknown
     │   └── DaemonBusy       it runs, but took no connection in time (nothing was sent)
-    └── RequestFailed        the daemon answered with an error: {"error": {"type", "message"}}
+    └── RequestFailed        the daemon answered {"error": {"type", "code", "message"}}
 
 A refused connection is told apart by its cause: no socket file, or a socket
 nobody listens on (``ECONNREFUSED``: a stale socket) means the daemon is not
@@ -92,6 +92,8 @@ class RequestFailed(ControlError):
         self.status = status
         self.error = error
         self.type = str(error.get("type", "Error"))
+        #: the stable code of the error type (``coco_actors.errors.ERROR_CODES``)
+        self.code = str(error.get("code", ""))
         self.message = str(error.get("message", ""))
         super().__init__(self.message or self.type)
 

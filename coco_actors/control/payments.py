@@ -49,7 +49,7 @@ from coco_actors.control.errors import (
     TooManyRequestsError,
 )
 from coco_actors.control.server import BoundedHandler, BoundedServer
-from coco_actors.errors import InvalidInputError, NotFoundError
+from coco_actors.errors import ERROR_CODES, InvalidInputError, NotFoundError
 
 #: Largest payment body, in bytes (a payload of a few hundred proofs fits).
 MAX_PAYMENT_BODY = 64 * 1024
@@ -172,7 +172,9 @@ class PaymentsHandler(BoundedHandler):
             match = _ROUTE.match(path)
             if match is None:
                 message = f"no endpoint {self.command[:20]} {path[:200]}"
-                self._send(404, {"error": {"type": "UnknownEndpoint", "message": message}})
+                self._send(404, {"error": {"type": "UnknownEndpoint",
+                                           "code": ERROR_CODES["UnknownEndpoint"],
+                                           "message": message}})
                 return
             request_id = unquote(match["request_id"])
             if not _REQUEST_ID.fullmatch(request_id):

@@ -12,7 +12,7 @@ untrusted, so what it sends is bounded before anything else looks at it:
 - one JSON object, nested at most :data:`MAX_DEPTH` deep, without duplicate keys,
   non-finite numbers, out-of-range integers or lone surrogates (else 400).
 
-Every error is ``{"error": {"type": ..., "message": ...}}`` with a 4xx status
+Every error is ``{"error": {"type": ..., "code": ..., "message": ...}}`` with a 4xx status
 split by what the caller can do (5xx only for a bug, whose traceback goes to the
 log, never to the caller). The endpoints are :mod:`coco_actors.control.api`'s;
 ``GET /events`` (a stream) is served here, from the :class:`EventHub`. A stream
@@ -70,6 +70,7 @@ from coco_actors.control.errors import (
 )
 from coco_actors.control.events import Entry, EventHub
 from coco_actors.errors import (
+    ERROR_CODES,
     ActorTimeoutError,
     CocoError,
     CryptoError,
@@ -80,6 +81,7 @@ from coco_actors.errors import (
     MintRejectedError,
     MintUnreachableError,
     NotFoundError,
+    error_code,
 )
 
 log = logging.getLogger(__name__)
@@ -144,17 +146,21 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
 
 
 def error_body(exc: BaseException) -> tuple[int, dict[str, object]]:
-    """The status and JSON body of an error answer; a bug says only its class and message."""
+    """The status and JSON body of an error answer: its class name, its stable ``code``
+    (:data:`~coco_actors.errors.ERROR_CODES`) and message; a bug says only its class and
+    message. A mint's own NUT error code is ``nut_code``."""
     status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 500)
-    err: dict[str, object] = {"type": type(exc).__name__, "message": str(exc)}
+    err: dict[str, object] = {"type": type(exc).__name__, "code": error_code(exc),
+                              "message": str(exc)}
     if isinstance(exc, MintError):
         err["mint_url"] = exc.mint_url
     if isinstance(exc, MintRejectedError):
-        err["code"] = exc.code
+        err["nut_code"] = exc.code
     if isinstance(exc, InsufficientFundsError):
         err.update(needed=exc.needed, available=exc.available)
     if status == 500:
-        err = {"type": "InternalError", "message": f"{type(exc).__name__}: {exc}"}
+        err = {"type": "InternalError", "code": ERROR_CODES["InternalError"],
+               "message": f"{type(exc).__name__}: {exc}"}
     return status, {"error": err}
 
 
@@ -370,6 +376,7 @@ class BoundedHandler(BaseHTTPRequestHandler):
         self.log_error("code %d, message %s", code, message)
         self.close_connection = True
         self._send(code, {"error": {"type": "BadRequestError",
+                                    "code": ERROR_CODES["BadRequestError"],
                                     "message": message or explain or f"HTTP {code}"}})
 
     def handle_one_request(self) -> None:
@@ -440,7 +447,9 @@ class BoundedHandler(BaseHTTPRequestHandler):
         if status == 500:
             log.exception("%s: %s %s failed", self.server.name, self.command, self.path[:200])
             if not self.expose_bugs:
-                body = {"error": {"type": "InternalError", "message": "internal error"}}
+                body = {"error": {"type": "InternalError",
+                                  "code": ERROR_CODES["InternalError"],
+                                  "message": "internal error"}}
         headers = {}
         if isinstance(exc, MethodNotAllowedError):
             headers["Allow"] = ", ".join(exc.allow)
@@ -491,7 +500,9 @@ class ControlHandler(BoundedHandler):
                 found = self.server.router.route(self.command, url.path)
                 if found is None:
                     message = f"no endpoint {self.command} {url.path[:200]}"
-                    self._send(404, {"error": {"type": "UnknownEndpoint", "message": message}})
+                    self._send(404, {"error": {"type": "UnknownEndpoint",
+                                               "code": ERROR_CODES["UnknownEndpoint"],
+                                               "message": message}})
                     return
                 handler, params = found
                 result = handler(Request(query, body, params))

@@ -180,7 +180,7 @@ def test_a_bad_content_length_is_400_json(server, length):
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 400 ")
-    assert json.loads(body)["error"] == {"type": "BadRequestError",
+    assert json.loads(body)["error"] == {"type": "BadRequestError", "code": "bad_request",
                                          "message": f"bad Content-Length {length!r}"}
 
 

@@ -436,7 +436,8 @@ def test_a_payment_that_fails_at_once_exits_1_and_releases_the_inputs(wallet, ma
     w.fund(url, 300)
     result = w.cli("pay", invoice_of(100), "--mint", url, "--yes", "--json", code=1)
     error = json.loads(result.stdout)["error"]
-    assert (error["type"], error["code"], error["mint_url"]) == ("MintRejectedError", 20004, url)
+    assert (error["type"], error["code"], error["nut_code"], error["mint_url"]) == (
+        "MintRejectedError", "mint_rejected", 20004, url)
     assert "Lightning payment failed" in result.stderr
     (melt,) = [h for h in w.json("history") if h["type"] == "melt"]
     assert melt["state"] == "rolled_back"

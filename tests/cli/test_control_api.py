@@ -352,6 +352,7 @@ def test_transfer_prepare_checks_the_shape(api, body, complaint):
     with pytest.raises(BadRequestError, match=complaint) as info:
         _call(api, "POST", "/transfer/prepare", body)
     assert error_body(info.value) == (400, {"error": {"type": "BadRequestError",
+                                                      "code": "bad_request",
                                                       "message": str(info.value)}})
     assert api.coco.transfer.prepared == []  # nothing reached the wallet
 
