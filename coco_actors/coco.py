@@ -42,7 +42,7 @@ from coco_actors.errors import (
     TokenSpentError,
 )
 from coco_actors.events import EVENTS, EventBus, EventBusActor, EventBusProxy, Handler
-from coco_actors.idempotency import KeyGate, check_key, fingerprint
+from coco_actors.idempotency import SEND_EXECUTE, KeyGate, check_key, fingerprint
 from coco_actors.keys import QUOTE_KEY_PATH, KeyDeriver, KeyRing, WalletKey
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.operations import (
@@ -746,7 +746,7 @@ class SendApi(_SagaApi[SendOperationProxy]):
             op = self._settled(rec)
             return op, op.token or ""
 
-        return coco._idempotent(key, "send.execute", (op_id,), run, replay)
+        return coco._idempotent(key, SEND_EXECUTE, (op_id,), run, replay)
 
     def rollback(self, operation_id: str, *, idempotency_key: str | None = None) -> Operation:
         """Undo a prepared send (release) or a pending one (reclaim the token with a swap).

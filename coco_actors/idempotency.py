@@ -20,10 +20,12 @@ from contextlib import contextmanager
 
 from coco_actors.errors import ActorTimeoutError, InvalidInputError
 
-__all__ = ["MAX_KEY_LENGTH", "KeyGate", "check_key", "fingerprint"]
+__all__ = ["MAX_KEY_LENGTH", "SEND_EXECUTE", "KeyGate", "check_key", "fingerprint"]
 
 #: The longest key accepted (as Stripe's and the IETF draft's ``Idempotency-Key``).
 MAX_KEY_LENGTH = 255
+#: The kind of a send's execute: recovery finishes such a send forward (its token).
+SEND_EXECUTE = "send.execute"
 
 
 def check_key(key: object) -> str:

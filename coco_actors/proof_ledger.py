@@ -497,6 +497,11 @@ class ProofLedger:
             return None
         return rec
 
+    def has_key(self, target: str, kind: str) -> bool:
+        """Whether an unexpired key of ``kind`` names ``target`` (recovery asks)."""
+        return any(r.target == target and r.kind == kind and self.find_key(r.key) is not None
+                   for r in self._idem.values())
+
     def bind_key(self, rec: IdempotencyRecord) -> None:
         """Bind ``rec.key`` to its target: the target's next commit (:meth:`settle`,
         :meth:`put_request`) writes it in the same transaction. An unexpired key bound
@@ -651,6 +656,7 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     invoice_owner = proxy_method(ProofLedger.invoice_owner)
     settle = proxy_method(ProofLedger.settle)
     find_key = proxy_method(ProofLedger.find_key)
+    has_key = proxy_method(ProofLedger.has_key)
     bind_key = proxy_method(ProofLedger.bind_key)
     unbind_key = proxy_method(ProofLedger.unbind_key)
     prune_keys = proxy_method(ProofLedger.prune_keys)
