@@ -20,7 +20,8 @@ from contextlib import contextmanager
 
 from coco_actors.errors import ActorTimeoutError, InvalidInputError
 
-__all__ = ["MAX_KEY_LENGTH", "SEND_EXECUTE", "KeyGate", "check_key", "fingerprint"]
+__all__ = ["MAX_KEY_LENGTH", "SEND_EXECUTE", "KeyGate", "check_key", "fingerprint",
+           "step_key"]
 
 #: The longest key accepted (as Stripe's and the IETF draft's ``Idempotency-Key``).
 MAX_KEY_LENGTH = 255
@@ -47,6 +48,14 @@ def fingerprint(kind: str, *args: object) -> str:
     """
     text = json.dumps([kind, *args], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def step_key(key: str, step: str) -> str:
+    """The key of a later request of one multi-step call (``coco send --idempotency-key
+    K`` prepares with K and executes with ``step_key(K, "execute")``): deterministic, so
+    a rerun finds it, and within the length limit whatever K is."""
+    digest = hashlib.sha256(step.encode() + b"\0" + key.encode()).hexdigest()
+    return f"{step}-{digest[:48]}"
 
 
 class KeyGate:

@@ -53,6 +53,10 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
     POST /stop                          graceful shutdown, as SIGTERM
 
+Every mutating POST takes an ``Idempotency-Key`` header (1..255 printable ASCII): a
+repeat with the same key and request answers what the first did (an execute has its
+own key); the same key with another request is a 409 ``IdempotencyConflictError``.
+
 Input is checked here for its JSON *shape* only (types, required fields:
 :class:`BadRequestError`); what a value means (a positive amount, a known mint, a
 valid token) is checked once, by the ``Coco`` facade. ``/events`` is the server's
@@ -106,6 +110,8 @@ class Request:
     query: dict[str, str]      # single-valued query parameters
     body: dict[str, object]    # the JSON object ({} without a body)
     params: dict[str, str]     # path parameters, unquoted
+    #: the ``Idempotency-Key`` header (checked by the ``Coco`` call it is passed to)
+    idempotency_key: str | None = None
 
 
 Handler = Callable[[Request], object]
@@ -235,7 +241,8 @@ class ControlApi:
 
     def mint_quote(self, req: Request) -> object:
         quote = self.coco.mint.create_quote(_url(req.body, "mint_url"),
-                                            _int(req.body, "amount"))
+                                            _int(req.body, "amount"),
+                                            idempotency_key=req.idempotency_key)
         op = self.coco.mint.open_operation_for(quote.quote)  # the Watcher has its quote
         return {"quote": quote.quote, "request": quote.request, "amount": quote.amount,
                 "unit": quote.unit, "state": quote.state.value, "expiry": quote.expiry,
@@ -286,7 +293,8 @@ class ControlApi:
         return jsonable(self.coco.send.prepare_send(
             _url(body, "mint_url"), _int(body, "amount"), p2pk=_keys(body, "p2pk"),
             n_sigs=1 if n_sigs is None else n_sigs,
-            locktime=_optional_int(body, "locktime"), refund=_keys(body, "refund")))
+            locktime=_optional_int(body, "locktime"), refund=_keys(body, "refund"),
+            idempotency_key=req.idempotency_key))
 
     # --- keys ------------------------------------------------------------------------
 
@@ -309,36 +317,43 @@ class ControlApi:
         return op_view(op, token=op.state == OpState.PENDING)
 
     def send_execute(self, req: Request) -> object:
-        op, token = self.coco.send.execute_prepared_send(req.params["op_id"])
+        op, token = self.coco.send.execute_prepared_send(
+            req.params["op_id"], idempotency_key=req.idempotency_key)
         return {"operation": jsonable(op), "token": token}
 
     def send_rollback(self, req: Request) -> object:
-        return jsonable(self.coco.send.rollback(req.params["op_id"]))
+        return jsonable(self.coco.send.rollback(req.params["op_id"],
+                                                  idempotency_key=req.idempotency_key))
 
     def receive(self, req: Request) -> object:
         token = _str(req.body, "token").strip()
         if req.body.get("into") is None:
-            return jsonable(self.coco.receive(token))
+            return jsonable(self.coco.receive(token, idempotency_key=req.idempotency_key))
         return jsonable(self.coco.receive(token, into=_url(req.body, "into"),
-                                          timeout=MAX_EXECUTE_WAIT))
+                                          timeout=MAX_EXECUTE_WAIT,
+                                          idempotency_key=req.idempotency_key))
 
     def receive_prepare(self, req: Request) -> object:
         return jsonable(self.coco.receive.prepare(_str(req.body, "token").strip(),
-                                                  into=_url(req.body, "into")))
+                                                  into=_url(req.body, "into"),
+                                                  idempotency_key=req.idempotency_key))
 
     def receive_execute(self, req: Request) -> object:
         timeout = _execute_timeout(req.body, MAX_EXECUTE_WAIT)
-        return jsonable(self.coco.receive.execute(req.params["op_id"], timeout))
+        return jsonable(self.coco.receive.execute(req.params["op_id"], timeout,
+                                                  idempotency_key=req.idempotency_key))
 
     def receive_rollback(self, req: Request) -> object:
-        return jsonable(self.coco.receive.rollback(req.params["op_id"]))
+        return jsonable(self.coco.receive.rollback(req.params["op_id"],
+                                                  idempotency_key=req.idempotency_key))
 
     # --- paying invoices (melts) ------------------------------------------------------
 
     def melt_prepare(self, req: Request) -> object:
         return jsonable(self.coco.melt.prepare_melt(_url(req.body, "mint_url"),
                                                     _str(req.body, "invoice"),
-                                                    swap=_optional_flag(req.body, "swap")))
+                                                    swap=_optional_flag(req.body, "swap"),
+                                                    idempotency_key=req.idempotency_key))
 
     def melt_pending(self, req: Request) -> object:
         ops = sorted(self.coco.melt.get_pending_operations(), key=lambda o: (o.created_at, o.id))
@@ -351,10 +366,12 @@ class ControlApi:
         """Pay; the mint may hold the answer up to ``timeout`` s (capped). A payment still
         in flight then comes back ``pending``: the Watcher follows it to its end."""
         timeout = _execute_timeout(req.body, 60.0)
-        return jsonable(self.coco.melt.execute_prepared_melt(req.params["op_id"], timeout))
+        return jsonable(self.coco.melt.execute_prepared_melt(
+            req.params["op_id"], timeout, idempotency_key=req.idempotency_key))
 
     def melt_rollback(self, req: Request) -> object:
-        return jsonable(self.coco.melt.rollback(req.params["op_id"]))
+        return jsonable(self.coco.melt.rollback(req.params["op_id"],
+                                                  idempotency_key=req.idempotency_key))
 
     def melt_wait(self, req: Request) -> object:
         """Wait (at most ``timeout`` s, capped) until the melt is completed or rolled back.
@@ -384,7 +401,8 @@ class ControlApi:
     def transfer_prepare(self, req: Request) -> object:
         return jsonable(self.coco.transfer.prepare(_url(req.body, "mint_url"),
                                                    _url(req.body, "to_mint_url"),
-                                                   _int(req.body, "amount")))
+                                                   _int(req.body, "amount"),
+                                                   idempotency_key=req.idempotency_key))
 
     def transfer_pending(self, req: Request) -> object:
         ops = sorted(self.coco.transfer.get_pending_operations(),
@@ -398,10 +416,12 @@ class ControlApi:
         """Melt, then redeem; within ``timeout`` s (capped) it comes back completed,
         rolled_back, or ``pending``: the Watcher then follows it to its end."""
         timeout = _execute_timeout(req.body, MAX_EXECUTE_WAIT)
-        return jsonable(self.coco.transfer.execute(req.params["op_id"], timeout))
+        return jsonable(self.coco.transfer.execute(req.params["op_id"], timeout,
+                                                   idempotency_key=req.idempotency_key))
 
     def transfer_rollback(self, req: Request) -> object:
-        return jsonable(self.coco.transfer.rollback(req.params["op_id"]))
+        return jsonable(self.coco.transfer.rollback(req.params["op_id"],
+                                                  idempotency_key=req.idempotency_key))
 
     def transfer_wait(self, req: Request) -> object:
         """Wait (at most ``timeout`` s, capped) until the transfer is completed or rolled
@@ -429,7 +449,8 @@ class ControlApi:
         return jsonable(self.coco.requests.create(
             amount=_optional_int(body, "amount"), unit=unit, mints=list(mints),
             description=description, single_use=single_use, p2pk=_flag(body, "p2pk"),
-            transport_url=url if isinstance(url, str) else None))
+            transport_url=url if isinstance(url, str) else None,
+            idempotency_key=req.idempotency_key))
 
     def request_list(self, req: Request) -> object:
         return jsonable(self.coco.requests.list())
@@ -473,7 +494,7 @@ class ControlApi:
         return jsonable(self.coco.requests.pay(
             _str(req.body, "creq").strip(),
             mint_url=None if mint_url is None else _url(req.body, "mint_url"),
-            amount=_optional_int(req.body, "amount")))
+            amount=_optional_int(req.body, "amount"), idempotency_key=req.idempotency_key))
 
     def history(self, req: Request) -> object:
         limit = req.query.get("limit")
