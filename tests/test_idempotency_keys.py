@@ -66,9 +66,8 @@ def test_the_gate_lets_one_caller_per_key_through() -> None:
     t.start()
     with gate.exclusive("other", WAIT):  # another key is not held back
         pass
-    with pytest.raises(ActorTimeoutError):
-        with gate.exclusive("k", 0.05):
-            pass
+    with pytest.raises(ActorTimeoutError), gate.exclusive("k", 0.05):
+        pass
     assert not second_in.is_set()
     release.set()
     assert second_in.wait(WAIT)
