@@ -19,7 +19,7 @@ from coco_actors.records import (
     OpType,
     now_ms,
 )
-from coco_actors.store import Store
+from coco_actors.store import Store, WriteBatch
 
 WAIT = 10.0
 
@@ -106,7 +106,11 @@ def test_expired_keys_are_not_found_and_pruned_at_start(tmp_path: Path) -> None:
         old = IdempotencyRecord(key="old", fingerprint="f", kind="x", target="op1",
                                 created_at=now_ms() - 7_200_000)
         new = IdempotencyRecord(key="new", fingerprint="f", kind="x", target="op2")
-        store.transact(lambda b: (b.put_idempotency(old), b.put_idempotency(new)))
+        def write(b: WriteBatch) -> None:
+            b.put_idempotency(old)
+            b.put_idempotency(new)
+
+        store.transact(write)
         ledger = ProofLedger(store, idempotency_ttl=3600)
         assert ledger.find_key("old") is None and ledger.find_key("new") == new
         assert [r.key for r in store.idempotency_records()] == ["new"]
