@@ -200,3 +200,24 @@ def test_rollback_and_transfer_keys(wallet: WalletFactory, mint: DevMint,
     assert balance_of(alice, url) == (1000 - spent, 0, 0)
     ledger_key = wait(alice._ledger.find_key("move-exec"), 10, "ProofLedger")
     assert ledger_key is not None and ledger_key.target == t.id
+
+
+def test_a_melt_with_keys_pays_once(wallet: WalletFactory, mint: DevMint) -> None:
+    url = normalize_mint_url(mint.url)
+    alice, bob = wallet("alice", url), wallet("bob", url)
+    fund(alice, url, 1000)
+    quote = bob.mint.create_quote(url, 30)  # an invoice of the same mint: settled inside
+    prepared = alice.melt.prepare_melt(url, quote.request, idempotency_key="bill-9")
+    assert alice.melt.prepare_melt(url, quote.request, idempotency_key="bill-9").id == \
+        prepared.id
+    held = prepared.input_amount
+    assert balance_of(alice, url) == (1000 - held, held, 0)
+    with pytest.raises(IdempotencyConflictError):
+        alice.melt.prepare_melt(url, bob.mint.create_quote(url, 31).request,
+                                idempotency_key="bill-9")
+    op = alice.melt.execute_prepared_melt(prepared.id, idempotency_key="bill-9-exec")
+    assert op.state == "completed"
+    again = alice.melt.execute_prepared_melt(prepared.id, idempotency_key="bill-9-exec")
+    assert (again.id, again.state, again.change_amount) == (op.id, "completed",
+                                                           op.change_amount)
+    assert balance_of(alice, url) == (1000 - 30 - op.fee - op.fee_paid, 0, 0)
