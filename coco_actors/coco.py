@@ -707,21 +707,25 @@ class SendApi(_SagaApi[SendOperationProxy]):
         ctx = self._coco._mint_context(mint_url)
         locks = None if lock is None else [list(lock.pubkeys), lock.n_sigs, lock.locktime,
                                            list(lock.refund)]
-        return self._prepare(ctx, amount, lock, key, "send.prepare", [ctx.url, amount, locks])
+        return self._prepare(ctx, amount, lock, key, [ctx.url, amount, locks])
 
     def _prepare(self, ctx: MintContext, amount: int, lock: P2PKLock | None,
-                 key: str | None, kind: str, args: Sequence[object]) -> Operation:
-        """Shared by :meth:`prepare_send` and ``coco.requests.pay`` (its own ``kind``)."""
+                 key: str | None, args: Sequence[object]) -> Operation:
         coco = self._coco
+        return coco._idempotent(key, "send.prepare", args,
+                                lambda bind: self._prepare_bound(ctx, amount, lock, bind),
+                                coco._target)
 
-        def run(bind: Bind) -> Operation:
-            if lock is not None and not ctx.client.get_info().supports(11):
-                raise InvalidInputError(f"mint {ctx.url} does not support P2PK locks (NUT-11)")
-            actor = coco._ask(coco._supervisor.new_send(ctx.url, amount))
-            bind(wait(actor.operation(), CALL_TIMEOUT, "send operation").id)
-            return wait(actor.prepare(amount, lock=lock), CALL_TIMEOUT, "send operation")
-
-        return coco._idempotent(key, kind, args, run, coco._target)
+    def _prepare_bound(self, ctx: MintContext, amount: int, lock: P2PKLock | None,
+                       bind: Bind) -> Operation:
+        """The prepare itself, ``bind`` called with the send's id before its first commit
+        (also what ``coco.requests.pay`` runs under its own key)."""
+        coco = self._coco
+        if lock is not None and not ctx.client.get_info().supports(11):
+            raise InvalidInputError(f"mint {ctx.url} does not support P2PK locks (NUT-11)")
+        actor = coco._ask(coco._supervisor.new_send(ctx.url, amount))
+        bind(wait(actor.operation(), CALL_TIMEOUT, "send operation").id)
+        return wait(actor.prepare(amount, lock=lock), CALL_TIMEOUT, "send operation")
 
     def execute_prepared_send(self, operation_id: str, *,
                               idempotency_key: str | None = None) -> tuple[Operation, str]:

@@ -49,6 +49,8 @@ from coco_actors.payreq import (
 )
 from coco_actors.records import (
     AttemptState,
+    IdempotencyRecord,
+    Operation,
     OperationId,
     OpState,
     PaymentAttempt,
@@ -332,14 +334,29 @@ class RequestsApi:
         funded = [m for m in candidates if m in balances and balances[m].spendable >= value]
         mint = (funded or candidates)[0]
         lock = None if req.p2pk_pubkey is None else P2PKLock.of(req.p2pk_pubkey)
-        op = coco.send._prepare(coco._mint_context(mint), value, lock, key, "request.pay",
-                                [creq, mint_url, amount])
-        if op.state == OpState.PREPARED:
+        ctx = coco._mint_context(mint)
+
+        def run(bind: Callable[[str], None]) -> dict[str, Any]:
+            op = coco.send._prepare_bound(ctx, value, lock, bind)
             op, token = coco.send.execute_prepared_send(op.id)
-        elif op.token is not None:  # a repeat: the send of the first call
-            token = op.token
-        else:
-            raise InvalidStateError(f"the send {op.id} of this payment is {op.state.value}")
+            return self._deliver(req, op, token)
+
+        def replay(rec: IdempotencyRecord) -> dict[str, Any]:
+            op = coco._target(rec)  # the send of the first call: never a second one
+            if op.state == OpState.PREPARED:  # it stopped between prepare and execute
+                op, token = coco.send.execute_prepared_send(op.id)
+            elif op.token is not None:
+                token = op.token
+            else:
+                raise InvalidStateError(f"the send {op.id} of this payment is "
+                                        f"{op.state.value}")
+            return self._deliver(req, op, token)
+
+        return coco._idempotent(key, "request.pay", [creq, mint_url, amount], run, replay)
+
+    def _deliver(self, req: PaymentRequest, op: Operation, token: str) -> dict[str, Any]:
+        """The payload of the send's token: POSTed to the request's transport (again, on
+        a repeat: the payee's claim is idempotent per proofs), or returned in-band."""
         sent = decode(token)
         payload = PaymentPayload(mint=sent.mint, unit=sent.unit, proofs=sent.proofs, id=req.id)
         body = encode_payload(payload)

@@ -221,3 +221,24 @@ def test_a_melt_with_keys_pays_once(wallet: WalletFactory, mint: DevMint) -> Non
     assert (again.id, again.state, again.change_amount) == (op.id, "completed",
                                                            op.change_amount)
     assert balance_of(alice, url) == (1000 - 30 - op.fee - op.fee_paid, 0, 0)
+
+
+def test_a_payment_request_created_and_paid_with_keys_happens_once(
+        wallet: WalletFactory, mint: DevMint) -> None:
+    url = normalize_mint_url(mint.url)
+    shop, payer = wallet("shop", url), wallet("payer", url)
+    fund(payer, url, 1000)
+    req = shop.requests.create(amount=50, mints=[url], idempotency_key="invoice-1")
+    assert shop.requests.create(amount=50, mints=[url], idempotency_key="invoice-1").id == \
+        req.id
+    assert [r.id for r in shop.requests.list()] == [req.id]
+    with pytest.raises(IdempotencyConflictError):
+        shop.requests.create(amount=51, mints=[url], idempotency_key="invoice-1")
+
+    first = payer.requests.pay(req.encoded, idempotency_key="pay-1")  # in-band
+    again = payer.requests.pay(req.encoded, idempotency_key="pay-1")
+    assert again == first  # the same send, the same payload
+    op = payer.send.get_operation(first["operation_id"])
+    assert op is not None and op.state == "pending"
+    assert balance_of(payer, url) == (1000 - 50 - op.fee, 0, 50)
+    assert _sends(payer) == [op.id]
