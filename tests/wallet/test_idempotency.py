@@ -20,6 +20,7 @@ from devtools.devmint import DevMint
 from tests.support.proxy import Fault, FaultProxy
 
 from .helpers import WalletFactory, balance_of, fund, snapshot, token_fee
+from .melt_helpers import invoice_of
 
 SWAP = ("POST", "/v1/swap")
 THREADS = 8
@@ -202,19 +203,20 @@ def test_rollback_and_transfer_keys(wallet: WalletFactory, mint: DevMint,
     assert ledger_key is not None and ledger_key.target == t.id
 
 
-def test_a_melt_with_keys_pays_once(wallet: WalletFactory, mint: DevMint) -> None:
+def test_a_melt_with_keys_pays_once(wallet: WalletFactory, mint: DevMint,
+                                    mint_fee0: DevMint, mint_fee100: DevMint) -> None:
     url = normalize_mint_url(mint.url)
-    alice, bob = wallet("alice", url), wallet("bob", url)
+    other = normalize_mint_url((mint_fee100 if mint is mint_fee0 else mint_fee0).url)
+    alice = wallet("alice", url)
     fund(alice, url, 1000)
-    quote = bob.mint.create_quote(url, 30)  # an invoice of the same mint: settled inside
-    prepared = alice.melt.prepare_melt(url, quote.request, idempotency_key="bill-9")
-    assert alice.melt.prepare_melt(url, quote.request, idempotency_key="bill-9").id == \
-        prepared.id
+    invoice = invoice_of(other, 30)  # another mint's: paid over (fake) lightning
+    prepared = alice.melt.prepare_melt(url, invoice, idempotency_key="bill-9")
+    assert alice.melt.prepare_melt(url, invoice, idempotency_key="bill-9").id == prepared.id
     held = prepared.input_amount
     assert balance_of(alice, url) == (1000 - held, held, 0)
     with pytest.raises(IdempotencyConflictError):
-        alice.melt.prepare_melt(url, bob.mint.create_quote(url, 31).request,
-                                idempotency_key="bill-9")
+        alice.melt.prepare_melt(url, invoice_of(other, 31), idempotency_key="bill-9")
+    assert balance_of(alice, url) == (1000 - held, held, 0)
     op = alice.melt.execute_prepared_melt(prepared.id, idempotency_key="bill-9-exec")
     assert op.state == "completed"
     again = alice.melt.execute_prepared_melt(prepared.id, idempotency_key="bill-9-exec")
