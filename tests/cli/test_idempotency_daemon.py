@@ -174,3 +174,19 @@ def test_sigkill_after_prepare_and_in_the_swap_gives_one_send_and_the_same_token
     with w.client() as client:  # the key is on disk
         assert _execute(client, op["id"], "e")["token"] == token
     assert _sends(w) == [op["id"]]
+
+
+def test_cli_receive_with_a_key_twice_is_one_receive(
+        wallet: Callable[..., Wallet], mint: DevMint) -> None:
+    url = normalize_mint_url(mint.url)
+    alice, bob = wallet("alice", url), wallet("bob", url)
+    alice.fund(url, 1000)
+    _, token = alice.send(url, 100)
+    first = bob.json("receive", token, "--idempotency-key", "in-1")
+    again = bob.json("receive", token, "--idempotency-key", "in-1")  # not TokenSpentError
+    assert again["id"] == first["id"] and again["state"] == "completed"
+    fee = first["fee"]
+    assert _held_funds(bob, url) == (100 - fee, 0, 0)
+    spent = bob.cli("receive", token, "--json", code=None)  # without the key: as before
+    assert spent.exit_code != 0 and "TokenSpentError" in spent.stdout
+    assert _held_funds(bob, url) == (100 - fee, 0, 0)
