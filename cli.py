@@ -40,6 +40,8 @@ from coco_actors.control.auth import read_token, rotate_token
 from coco_actors.control.client import READ_TIMEOUT
 from coco_actors.control.paths import token_path
 from coco_actors.errors import CocoError
+from coco_actors.idempotency import step_key
+from coco_actors.proof_ledger import DEFAULT_IDEMPOTENCY_TTL
 
 #: How long ``coco stop`` waits for the daemon to finish its shutdown.
 STOP_TIMEOUT = 120.0
@@ -67,13 +69,22 @@ class Ui:
     """What one command invocation needs: where the wallet is, how to print, the client."""
 
     def __init__(self, data_dir: Path, as_json: bool, *, url: str | None = None,
-                 token_file: Path | None = None) -> None:
+                 token_file: Path | None = None, idempotency_key: str | None = None) -> None:
         self.data_dir = data_dir
         self.as_json = as_json
         #: ``coco --url``: the daemon's control API on a TCP port (else its Unix socket)
         self.url = url
         self.token_file = token_file
+        self.idempotency_key = idempotency_key
         self._client: ControlClient | None = None
+
+    def key(self, step: str = "") -> str | None:
+        """The ``Idempotency-Key`` of one request of this command: ``--idempotency-key``
+        itself for its first request, a key derived from it for each later ``step``
+        (an execute has its own key), so running the command again repeats nothing."""
+        if self.idempotency_key is None or not step:
+            return self.idempotency_key
+        return step_key(self.idempotency_key, step)
 
     @property
     def client(self) -> ControlClient:
@@ -203,12 +214,19 @@ def _data_dir(value: Path | None) -> Path:
     return (value.expanduser() if value is not None else default_data_dir()).absolute()
 
 
-def wallet_command(group: click.Group, name: str | None = None,
+def wallet_command(group: click.Group, name: str | None = None, *, idempotent: bool = False,
                    **attrs: Any) -> Callable[[Callable[..., None]], click.Command]:
     """A command with ``--data-dir`` and ``--json`` whose errors become one line and an
-    exit code: the callback gets a :class:`Ui` first."""
+    exit code: the callback gets a :class:`Ui` first. ``idempotent``: it changes money
+    and takes ``--idempotency-key K`` (:meth:`Ui.key`)."""
 
     def decorate(fn: Callable[..., None]) -> click.Command:
+        if idempotent:
+            fn = click.option(
+                "--idempotency-key", "idempotency_key", metavar="K", default=None,
+                help="run at most once per K (1-255 printable ASCII): the same command "
+                     "again with K returns the first result")(fn)
+
         @group.command(name, **attrs)
         @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
                       envvar="COCO_DATA_DIR", show_envvar=True, metavar="DIR",
@@ -218,7 +236,8 @@ def wallet_command(group: click.Group, name: str | None = None,
         @functools.wraps(fn)
         def command(data_dir: Path | None, as_json: bool, **kwargs: Any) -> None:
             url, token_file = _remote()
-            ui = Ui(_data_dir(data_dir), as_json, url=url, token_file=token_file)
+            ui = Ui(_data_dir(data_dir), as_json, url=url, token_file=token_file,
+                    idempotency_key=kwargs.pop("idempotency_key", None))
             try:
                 fn(ui, **kwargs)
             except DaemonUnavailable as exc:
@@ -379,11 +398,15 @@ def _read_mnemonic() -> str:
 @click.option("--payments-rate", type=click.FloatRange(min=0, min_open=True), default=10.0,
               show_default=True, metavar="N",
               help="requests per second each client address may send the payments listener")
+@click.option("--idempotency-ttl", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_IDEMPOTENCY_TTL, show_default=True, metavar="SECONDS",
+              help="how long an Idempotency-Key is kept (a key reused later is a new call)")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           exposure: dict[str, int], sweep_to: str | None,
           payments_listen: tuple[str, int] | None, payments_url: str | None,
-          payments_rate: float, verbose: bool, listen: tuple[str, int] | None) -> None:
+          payments_rate: float, idempotency_ttl: float, verbose: bool,
+          listen: tuple[str, int] | None) -> None:
     """Run the wallet daemon in the foreground (SIGTERM or Ctrl-C stops it).
 
     Opens the wallet (recovery runs first), starts the watcher and answers on
@@ -407,7 +430,8 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
                         exposure=exposure or None, sweep_to=sweep_to,
                         payments_listen=payments_listen,
                         payments_url=payments_url.rstrip("/") if payments_url else None,
-                        payments_rate=payments_rate, listen=listen)
+                        payments_rate=payments_rate, idempotency_ttl=idempotency_ttl,
+                        listen=listen)
     except WalletLockedError:
         raise DomainError(f"a coco daemon (or another wallet process) already has {ui.data_dir}"
                           f" open; stop it with: coco stop --data-dir {ui.data_dir}") from None
@@ -588,7 +612,7 @@ def balance(ui: Ui, mint: str | None, total: bool) -> None:
 # --- minting ------------------------------------------------------------------------------
 
 
-@wallet_command(main)
+@wallet_command(main, idempotent=True)
 @click.argument("amount", type=click.IntRange(min=1))
 @click.option("--mint", required=True, metavar="URL", help="the mint to mint at")
 @click.option("--no-wait", is_flag=True, help="return at once; the daemon mints once paid")
@@ -596,7 +620,8 @@ def balance(ui: Ui, mint: str | None, total: bool) -> None:
               help="seconds to wait for the payment")
 def invoice(ui: Ui, amount: int, mint: str, no_wait: bool, timeout: float) -> None:
     """Ask the mint for a bolt11 invoice of AMOUNT sat, wait until it is paid, mint."""
-    quote = ui.client.post("/mint/quote", {"mint_url": mint, "amount": amount})
+    quote = ui.client.post("/mint/quote", {"mint_url": mint, "amount": amount},
+                           idempotency_key=ui.key())
     if not ui.as_json:
         click.echo(pairs([("invoice", f"{sat(amount)} at {mint}"),
                           ("operation", quote["operation_id"]), ("request", quote["request"])]))
@@ -721,7 +746,7 @@ def send_group() -> None:
     """
 
 
-@wallet_command(send_group, "amount", cls=_SendAmountCommand, hidden=True)
+@wallet_command(send_group, "amount", cls=_SendAmountCommand, hidden=True, idempotent=True)
 @click.argument("amount", type=click.IntRange(min=1))
 @click.option("--mint", required=True, metavar="URL", help="the mint whose ecash to send")
 @click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation")
@@ -748,7 +773,10 @@ def send_amount(ui: Ui, amount: int, mint: str, yes: bool, prepare_only: bool,
         body["locktime"] = locktime
     if refunds:
         body["refund"] = list(refunds)
-    op = ui.client.post("/send/prepare", body)
+    op = ui.client.post("/send/prepare", body, idempotency_key=ui.key())
+    if op["state"] != "prepared" and op.get("token"):  # run again with its key: done before
+        _execute(ui, op["id"], ui.key("execute"))
+        return
     if prepare_only:
         ui.result(op, f"{operation_details(op)}\n\nnext: coco send execute {op['id']}"
                       f"   (or: coco send rollback {op['id']})")
@@ -762,13 +790,14 @@ def send_amount(ui: Ui, amount: int, mint: str, yes: bool, prepare_only: bool,
         except click.Abort:
             confirmed = False
         if not confirmed:
-            ui.client.post(op_path("/send", op["id"], "/rollback"))
+            ui.client.post(op_path("/send", op["id"], "/rollback"),
+                           idempotency_key=ui.key("rollback"))
             raise DomainError(f"cancelled: send {op['id']} rolled back, nothing was sent")
-    _execute(ui, op["id"])
+    _execute(ui, op["id"], ui.key("execute"))
 
 
-def _execute(ui: Ui, op_id: str) -> None:
-    res = ui.client.post(op_path("/send", op_id, "/execute"))
+def _execute(ui: Ui, op_id: str, key: str | None) -> None:
+    res = ui.client.post(op_path("/send", op_id, "/execute"), idempotency_key=key)
     op = res["operation"]
 
     def human() -> None:
@@ -779,18 +808,18 @@ def _execute(ui: Ui, op_id: str) -> None:
     ui.result(res, human)
 
 
-@wallet_command(send_group, "execute")
+@wallet_command(send_group, "execute", idempotent=True)
 @click.argument("operation_id", metavar="ID")
 def send_execute(ui: Ui, operation_id: str) -> None:
     """Execute a prepared send and print its token."""
-    _execute(ui, operation_id)
+    _execute(ui, operation_id, ui.key())
 
 
-@wallet_command(send_group, "rollback")
+@wallet_command(send_group, "rollback", idempotent=True)
 @click.argument("operation_id", metavar="ID")
 def send_rollback(ui: Ui, operation_id: str) -> None:
     """Undo a send: release a prepared one, reclaim the token of a pending one."""
-    op = ui.client.post(op_path("/send", operation_id, "/rollback"))
+    op = ui.client.post(op_path("/send", operation_id, "/rollback"), idempotency_key=ui.key())
     ui.result(op, f"send {op['id']} is {op['state']}")
 
 
@@ -823,7 +852,7 @@ def _can_ask() -> bool:
     return sys.stdin.isatty()
 
 
-@wallet_command(main)
+@wallet_command(main, idempotent=True)
 @click.argument("invoice", metavar="INVOICE|CREQ")
 @click.option("--mint", metavar="URL",
               help="the mint whose ecash pays (an invoice: required; a payment request:"
@@ -862,7 +891,8 @@ def pay(ui: Ui, invoice: str, mint: str | None, amount: int | None, yes: bool, n
         raise click.UsageError("--amount is for payment requests: an invoice has its amount",
                                ctx)
     deadline = time.monotonic() + timeout
-    op = ui.client.post("/melt/prepare", {"mint_url": mint, "invoice": invoice})
+    op = ui.client.post("/melt/prepare", {"mint_url": mint, "invoice": invoice},
+                        idempotency_key=ui.key())
     if not ui.as_json:
         ui.note(pairs([("amount", sat(op["amount"])), ("fee reserve", sat(op["fee_reserve"])),
                        ("input fee", sat(op["fee"])), ("total input", sat(op["input_amount"])),
@@ -875,14 +905,15 @@ def pay(ui: Ui, invoice: str, mint: str | None, amount: int | None, yes: bool, n
         except click.Abort:
             confirmed = False
         if not confirmed:
-            ui.client.post(op_path("/melt", op["id"], "/rollback"))
+            ui.client.post(op_path("/melt", op["id"], "/rollback"),
+                           idempotency_key=ui.key("rollback"))
             raise DomainError(f"cancelled: melt {op['id']} rolled back, nothing was paid")
     interrupted = (f"stopped waiting; the daemon settles the payment (see: coco melt show"
                    f" {op['id']})")
     wait_s = max(1.0, min(EXECUTE_WAIT, timeout))
     try:  # the daemon goes on with the melt whether we wait for its answer or not
         op = ui.client.post(op_path("/melt", op["id"], "/execute"), {"timeout": wait_s},
-                            timeout=wait_s + READ_TIMEOUT)
+                            timeout=wait_s + READ_TIMEOUT, idempotency_key=ui.key("execute"))
     except KeyboardInterrupt:
         ui.note(interrupted)
         raise click.exceptions.Exit(130) from None
@@ -931,7 +962,8 @@ def _pay_request(ui: Ui, creq: str, mint: str | None, amount: int | None, yes: b
     body: dict[str, Any] = {"creq": creq, "mint_url": mint}
     if amount is not None:
         body["amount"] = amount
-    result = ui.client.post("/request/pay", body, timeout=READ_TIMEOUT)
+    result = ui.client.post("/request/pay", body, timeout=READ_TIMEOUT,
+                            idempotency_key=ui.key())
     if "posted" in result:  # the payee's own answer, as it gave it (bounded by the daemon)
         ui.result(result, pairs([("paid", f"{value} {req.get('unit') or 'sat'}"),
                                  ("posted to", result["posted"]),
@@ -1134,7 +1166,8 @@ def transfer_group() -> None:
     """
 
 
-@wallet_command(transfer_group, "amount", cls=_SendAmountCommand, hidden=True)
+@wallet_command(transfer_group, "amount", cls=_SendAmountCommand, hidden=True,
+                idempotent=True)
 @click.argument("amount", type=click.IntRange(min=1))
 @click.option("--from", "from_mint", required=True, metavar="URL",
               help="the mint whose ecash pays (it loses amount plus fees)")
@@ -1162,7 +1195,7 @@ def transfer_amount(ui: Ui, amount: int, from_mint: str, to_mint: str, yes: bool
                                click.get_current_context())
     deadline = time.monotonic() + timeout
     op = ui.client.post("/transfer/prepare", {"mint_url": from_mint, "to_mint_url": to_mint,
-                                              "amount": amount})
+                                              "amount": amount}, idempotency_key=ui.key())
     if prepare_only:
         ui.result(op, f"{operation_details(op)}\n\nnext: coco transfer execute {op['id']}"
                       f"   (or: coco transfer rollback {op['id']})")
@@ -1177,9 +1210,10 @@ def transfer_amount(ui: Ui, amount: int, from_mint: str, to_mint: str, yes: bool
         except click.Abort:
             confirmed = False
         if not confirmed:
-            ui.client.post(op_path("/transfer", op["id"], "/rollback"))
+            ui.client.post(op_path("/transfer", op["id"], "/rollback"),
+                           idempotency_key=ui.key("rollback"))
             raise DomainError(f"cancelled: transfer {op['id']} rolled back, nothing was sent")
-    _transfer_execute(ui, op["id"], deadline, timeout, no_wait)
+    _transfer_execute(ui, op["id"], deadline, timeout, no_wait, ui.key("execute"))
 
 
 def _transfer_costs(op: dict[str, Any]) -> str:
@@ -1192,13 +1226,13 @@ def _transfer_costs(op: dict[str, Any]) -> str:
 
 
 def _transfer_execute(ui: Ui, op_id: str, deadline: float, timeout: float,
-                      no_wait: bool) -> None:
+                      no_wait: bool, key: str | None) -> None:
     interrupted = (f"stopped waiting; the daemon finishes the transfer (see: coco transfer"
                    f" show {op_id})")
     wait_s = max(1.0, min(EXECUTE_WAIT, timeout))
     try:  # the daemon goes on with the transfer whether we wait for its answer or not
         op = ui.client.post(op_path("/transfer", op_id, "/execute"), {"timeout": wait_s},
-                            timeout=wait_s + READ_TIMEOUT)
+                            timeout=wait_s + READ_TIMEOUT, idempotency_key=key)
     except KeyboardInterrupt:
         ui.note(interrupted)
         raise click.exceptions.Exit(130) from None
@@ -1232,7 +1266,7 @@ def _transferred(ui: Ui, op: dict[str, Any]) -> None:
                              f" yet (see: coco transfer show {op['id']})")
 
 
-@wallet_command(transfer_group, "execute")
+@wallet_command(transfer_group, "execute", idempotent=True)
 @click.argument("operation_id", metavar="ID")
 @click.option("--no-wait", is_flag=True,
               help="return once the payment is in flight; the daemon finishes the transfer")
@@ -1240,7 +1274,8 @@ def _transferred(ui: Ui, op: dict[str, Any]) -> None:
               help="seconds to wait for the transfer to finish")
 def transfer_execute(ui: Ui, operation_id: str, no_wait: bool, timeout: float) -> None:
     """Execute a transfer prepared with --prepare-only."""
-    _transfer_execute(ui, operation_id, time.monotonic() + timeout, timeout, no_wait)
+    _transfer_execute(ui, operation_id, time.monotonic() + timeout, timeout, no_wait,
+                      ui.key())
 
 
 @wallet_command(transfer_group, "show")
@@ -1299,7 +1334,7 @@ def token_rotate(ui: Ui) -> None:
 # --- receiving, history, events -------------------------------------------------------------
 
 
-@wallet_command(main)
+@wallet_command(main, idempotent=True)
 @click.argument("token")
 @click.option("--into", metavar="URL",
               help="move the token's value to this mint of the wallet (over lightning)")
@@ -1315,7 +1350,7 @@ def receive(ui: Ui, token: str, into: str | None, yes: bool) -> None:
     if token == "-":
         token = sys.stdin.read()  # the daemon strips it
     if into is None:
-        op = ui.client.post("/receive", {"token": token})
+        op = ui.client.post("/receive", {"token": token}, idempotency_key=ui.key())
         ui.result(op, f"received {sat(op['amount'])} from {op['mint_url']}"
                       f" (mint fee {sat(op['fee'])}); operation {op['id']} is {op['state']}")
         return
@@ -1323,7 +1358,8 @@ def receive(ui: Ui, token: str, into: str | None, yes: bool) -> None:
         raise click.UsageError("stdin is not a terminal, so nobody can confirm the move;"
                                " add --yes to move it without asking",
                                click.get_current_context())
-    op = ui.client.post("/receive/prepare", {"token": token, "into": into})
+    op = ui.client.post("/receive/prepare", {"token": token, "into": into},
+                        idempotency_key=ui.key())
     if not ui.as_json:
         ui.note(pairs([("token", sat(op["input_amount"])), ("arrives", sat(op["amount"])),
                        ("fee reserve", sat(op["fee_reserve"])), ("input fee", sat(op["fee"])),
@@ -1337,10 +1373,11 @@ def receive(ui: Ui, token: str, into: str | None, yes: bool) -> None:
         except click.Abort:
             confirmed = False
         if not confirmed:
-            ui.client.post(op_path("/receive", op["id"], "/rollback"))
+            ui.client.post(op_path("/receive", op["id"], "/rollback"),
+                           idempotency_key=ui.key("rollback"))
             raise DomainError(f"cancelled: {op['id']} rolled back, the token was not received")
     op = ui.client.post(op_path("/receive", op["id"], "/execute"), {"timeout": EXECUTE_WAIT},
-                        timeout=EXECUTE_WAIT + READ_TIMEOUT)
+                        timeout=EXECUTE_WAIT + READ_TIMEOUT, idempotency_key=ui.key("execute"))
     if op["state"] == "rolled_back":
         _melt_failed(ui, op, f"not moved ({op.get('error') or 'rolled back'})")
     ui.result(op, pairs([("state", op["state"]), ("received", sat(op["received"])),

@@ -7,6 +7,7 @@ from coco_actors.coco import Coco
 from coco_actors.errors import (
     CocoError,
     CryptoError,
+    IdempotencyConflictError,
     InsufficientFundsError,
     InvalidAmountError,
     InvalidInputError,
@@ -26,7 +27,8 @@ from coco_actors.records import OpState, RequestRecord
 from coco_actors.store import DataDirError
 
 __all__ = [
-    "Coco", "CocoError", "CryptoError", "DataDirError", "InsufficientFundsError",
+    "Coco", "CocoError", "CryptoError", "DataDirError", "IdempotencyConflictError",
+    "InsufficientFundsError",
     "InvalidAmountError", "InvalidInputError", "InvalidStateError", "InvoiceError",
     "LockedTokenError", "MintError", "MintRejectedError", "MintUnreachableError",
     "NotFoundError", "OpState", "PaymentRequestError", "RequestRecord", "TokenError",

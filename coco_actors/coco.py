@@ -30,6 +30,7 @@ from coco_actors.crypto.nut11 import P2PKLock, parse_secret
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.errors import (
     ActorTimeoutError,
+    IdempotencyConflictError,
     InsufficientFundsError,
     InvalidAmountError,
     InvalidInputError,
@@ -43,6 +44,7 @@ from coco_actors.errors import (
     TokenSpentError,
 )
 from coco_actors.events import EVENTS, EventBus, EventBusActor, EventBusProxy, Handler
+from coco_actors.idempotency import SEND_EXECUTE, KeyGate, check_key, fingerprint
 from coco_actors.keys import QUOTE_KEY_PATH, KeyDeriver, KeyRing, WalletKey
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.operations import (
@@ -50,14 +52,22 @@ from coco_actors.operations import (
     MintContext,
     MintOperationProxy,
     OperationDeps,
+    OperationProxy,
     SendOperationProxy,
     TransferOperationProxy,
 )
 from coco_actors.operations.transfer import fit_amount
 from coco_actors.paging import Page, check_limit, decode_cursor, encode_cursor, entry_filter
-from coco_actors.proof_ledger import Balances, ChangeSignal, MintBalance, start_ledger
+from coco_actors.proof_ledger import (
+    DEFAULT_IDEMPOTENCY_TTL,
+    Balances,
+    ChangeSignal,
+    MintBalance,
+    start_ledger,
+)
 from coco_actors.records import (
     HistoryEntry,
+    IdempotencyRecord,
     MintRecord,
     Operation,
     OperationId,
@@ -93,6 +103,19 @@ QUOTE_POLL_INTERVAL = 0.5
 T = TypeVar("T")
 PX = TypeVar("PX")
 
+#: Binds the call's idempotency key (if any) to the id of its target, before the
+#: target's first commit (which then writes the key in the same transaction).
+Bind = Callable[[str], None]
+
+
+def _unbound(target: str) -> None:
+    """The :data:`Bind` of a call made without an idempotency key."""
+
+
+def _check_key(key: object) -> str | None:
+    """None, or a valid key (InvalidInputError otherwise): checked before anything else."""
+    return None if key is None else check_key(key)
+
 
 def _check_amount(amount: object) -> int:
     """The one domain check of an amount, at the edge that receives it (this facade)."""
@@ -109,8 +132,10 @@ class Coco:
     def __init__(self, store: Store, mnemonic: str, *, recover: bool = True,
                  watcher: bool | WatcherConfig = True,
                  rollback_prepared_after: float | None = None,
-                 exposure: ExposurePolicy | None = None) -> None:
+                 exposure: ExposurePolicy | None = None,
+                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> None:
         self._store = store
+        self._key_gate = KeyGate()
         self._contexts: dict[str, MintContext] = {}
         self._rollback_prepared_after = rollback_prepared_after
         self._mnemonic = mnemonic
@@ -125,7 +150,7 @@ class Coco:
             started.append(self._events_ref)
             self._events = cast(EventBusProxy, self._events_ref.proxy())
             signal = ChangeSignal()
-            self._ledger = start_ledger(store, signal)
+            self._ledger = start_ledger(store, signal, idempotency_ttl=idempotency_ttl)
             started.append(self._ledger.actor_ref)
             wait(self._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")  # surfaces a failed start
             self._deriver = Nut13Deriver(mnemonic)
@@ -186,7 +211,8 @@ class Coco:
              recover: bool = True, watcher: bool | WatcherConfig = True,
              rollback_prepared_after: float | None = None,
              exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
-             sweeper: SweeperConfig | None = None) -> Coco:
+             sweeper: SweeperConfig | None = None,
+             idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
         is given) when it does not exist yet. Recovery runs before this returns.
 
@@ -203,6 +229,10 @@ class Coco:
         ``sweeper`` tunes its timing). Bad values are typed errors raised before the
         directory is touched.
 
+        ``idempotency_ttl``: how many seconds an idempotency key is kept (default 24 h);
+        expired keys are pruned at open and periodically, and a key reused after it
+        expired starts a fresh call.
+
         A directory that cannot be written (read-only, no permission, no space) is
         a :class:`~coco_actors.store.DataDirError`, with nothing changed. A stored
         record this release cannot decode does not stop the open: it is logged by
@@ -211,6 +241,10 @@ class Coco:
         leaves no actor or thread running and the directory unlocked.
         """
         policy = ExposurePolicy.from_options(exposure, sweep_to, sweeper)
+        if (isinstance(idempotency_ttl, bool) or not isinstance(idempotency_ttl, int | float)
+                or not idempotency_ttl > 0):
+            raise InvalidInputError(f"idempotency_ttl must be a positive number of seconds, "
+                                    f"got {idempotency_ttl!r}")
         store = Store(data_dir)
         try:
             stored = store.get_setting("mnemonic")
@@ -224,7 +258,8 @@ class Coco:
                 raise InvalidInputError(
                     f"data directory {data_dir} belongs to a different mnemonic")
             return cls(store, stored or mnemonic or "", recover=recover, watcher=watcher,
-                       rollback_prepared_after=rollback_prepared_after, exposure=policy)
+                       rollback_prepared_after=rollback_prepared_after, exposure=policy,
+                       idempotency_ttl=float(idempotency_ttl))
         except BaseException:
             store.close()
             raise
@@ -284,7 +319,8 @@ class Coco:
         """A notice up to the event bus (a tell: never waits, never raises)."""
         tell(self._events_ref, EventBus.emit, event, payload)
 
-    def _receive(self, token: str, op_id: OperationId | None = None) -> Operation:
+    def _receive(self, token: str, op_id: OperationId | None = None,
+                 bind: Bind = _unbound) -> Operation:
         """Swap an incoming token into the wallet; the mint must have been added.
 
         Locked proofs (NUT-11 P2PK) are signed with the wallet's keys (the lock keys,
@@ -308,6 +344,7 @@ class Coco:
         # crash at any point after it finds its receive (or knows none was recorded)
         actor = self._ask(self._supervisor.new_receive(ctx.url, decoded.amount, decoded.unit,
                                                        op_id))
+        bind(wait(actor.operation(), CALL_TIMEOUT, "receive operation").id)
         wait(actor.prepare(decoded), CALL_TIMEOUT, "receive operation")
         return wait(actor.execute(), CALL_TIMEOUT, "receive operation")
 
@@ -360,6 +397,49 @@ class Coco:
         return None if after is None else int(after * 1000)
 
     # --- plumbing -----------------------------------------------------------------------
+
+    def _idempotent(self, key: str | None, kind: str, args: Sequence[object],
+                    run: Callable[[Bind], T], replay: Callable[[IdempotencyRecord], T],
+                    timeout: float = CALL_TIMEOUT) -> T:
+        """Run ``run`` once per ``key``: a repeat of the same request gets ``replay`` of
+        what the key names (also after a restart); another request under the key is an
+        :class:`IdempotencyConflictError`. A second caller with the key waits (at most
+        ``timeout`` + :data:`CALL_TIMEOUT` s) for the first to end. ``run`` calls its
+        :data:`Bind` with the target's id before the target's first commit; a call that
+        fails before that commit leaves the key free."""
+        if key is None:
+            return run(_unbound)
+        key = check_key(key)
+        fp = fingerprint(kind, *args)
+        ledger = self._ledger
+        with self._key_gate.exclusive(key, timeout + CALL_TIMEOUT):
+            known = wait(ledger.find_key(key), LOOKUP_TIMEOUT, "ProofLedger")
+            if known is not None:
+                if known.fingerprint != fp:
+                    raise IdempotencyConflictError(
+                        f"this idempotency key was used for another request ({known.kind} "
+                        f"{known.target}); nothing was changed", operation_id=known.target)
+                log.info("idempotency key repeated: %s %s", known.kind, known.target)
+                return replay(known)
+            bound: list[str] = []
+
+            def bind(target: str) -> None:
+                wait(ledger.bind_key(IdempotencyRecord(key, fp, kind, target)),
+                     LOOKUP_TIMEOUT, "ProofLedger")
+                bound.append(target)
+
+            try:
+                return run(bind)
+            finally:  # committed bindings are kept; one never committed is dropped
+                for target in bound:
+                    wait(ledger.unbind_key(key, target), LOOKUP_TIMEOUT, "ProofLedger")
+
+    def _target(self, rec: IdempotencyRecord) -> Operation:
+        """The operation an idempotency key names (terminal ones too)."""
+        op = wait(self._ledger.get_operation(rec.target), LOOKUP_TIMEOUT, "ProofLedger")
+        if op is None:
+            raise NotFoundError(f"the operation {rec.target} of this idempotency key is gone")
+        return op
 
     def _ask(self, future: pykka.Future[T], timeout: float = LOOKUP_TIMEOUT) -> T:
         return wait(future, timeout, "Supervisor")
@@ -441,12 +521,26 @@ class MintApi:
     def __init__(self, coco: Coco) -> None:
         self._coco = coco
 
-    def create_quote(self, mint_url: str, amount: int) -> MintQuote:
-        """A bolt11 mint quote: pay ``quote.request``, then :meth:`redeem` ``quote.id``."""
+    def create_quote(self, mint_url: str, amount: int, *,
+                     idempotency_key: str | None = None) -> MintQuote:
+        """A bolt11 mint quote: pay ``quote.request``, then :meth:`redeem` ``quote.id``.
+
+        Repeated with the same ``idempotency_key``: the same quote (its state as the
+        mint tells it now), no second one."""
+        key = _check_key(idempotency_key)
         _check_amount(amount)
-        url = self._coco._mint_context(mint_url).url
-        actor = self._coco._ask(self._coco._supervisor.new_mint(url, amount))
-        return wait(actor.create_quote(), CALL_TIMEOUT, "mint operation")
+        coco = self._coco
+        ctx = coco._mint_context(mint_url)
+
+        def run(bind: Bind) -> MintQuote:
+            actor = coco._ask(coco._supervisor.new_mint(ctx.url, amount))
+            bind(wait(actor.operation(), CALL_TIMEOUT, "mint operation").id)
+            return wait(actor.create_quote(), CALL_TIMEOUT, "mint operation")
+
+        def replay(rec: IdempotencyRecord) -> MintQuote:
+            return ctx.client.get_mint_quote(coco._target(rec).quote_id or "")
+
+        return coco._idempotent(key, "mint.quote", (ctx.url, amount), run, replay)
 
     def redeem(self, quote_id: str, timeout: float = 60.0) -> Operation:
         """Wait until the quote is paid (at most ``timeout`` s), then mint it.
@@ -524,6 +618,42 @@ class _SagaApi(Generic[PX]):
               timeout: float = CALL_TIMEOUT) -> Operation:
         return self._coco._step(op_id, lambda: self._lookup(op_id), step, timeout)
 
+    def _keyed_step(self, operation_id: str, key: str | None, verb: str,
+                    check: Callable[[Operation], None],
+                    step: Callable[[PX], pykka.Future[Operation]],
+                    timeout: float = CALL_TIMEOUT) -> Operation:
+        """One step (execute, rollback) of an existing operation under an idempotency key
+        of its own: ``check`` refuses it (nothing changed); a repeat of the key returns
+        the operation as the first call left it (and as it stands now)."""
+        coco = self._coco
+        op_id = coco._operation(operation_id, self.op_type).id
+
+        def run(bind: Bind) -> Operation:
+            op = coco._operation(op_id, self.op_type)
+            check(op)
+            bind(op.id)
+            return self._step(op.id, step, timeout)
+
+        return coco._idempotent(key, f"{self.op_type.value}.{verb}", (op_id,), run,
+                                self._settled, timeout)
+
+    def _settled(self, rec: IdempotencyRecord) -> Operation:
+        """A repeated step's operation; one the first call left ``executing`` (its answer
+        was lost, or the daemon died) is resolved now, as recovery would."""
+        op = self._coco._target(rec)
+        if op.state == OpState.EXECUTING:
+            op = self._step(op.id, lambda a: cast(OperationProxy, a).recover())
+        return op
+
+    def _rollback(self, operation_id: str, key: str | None,
+                  step: Callable[[PX], pykka.Future[Operation]]) -> Operation:
+        return self._keyed_step(operation_id, key, "rollback", self._check_open, step)
+
+    def _check_open(self, op: Operation) -> None:
+        _not_a_leg(op)
+        if op.state.terminal:
+            raise InvalidStateError(f"{op.type.value} {op.id} is already {op.state.value}")
+
     def _open(self, operation_id: str) -> Operation:
         """The operation, refused (InvalidStateError) when it is over already, or when
         it is a leg of a transfer (its transfer drives it)."""
@@ -574,7 +704,8 @@ class SendApi(_SagaApi[SendOperationProxy]):
     def prepare_send(self, mint_url: str, amount: int, *,
                      p2pk: str | Sequence[str] | None = None, n_sigs: int = 1,
                      locktime: int | None = None,
-                     refund: str | Sequence[str] | None = None) -> Operation:
+                     refund: str | Sequence[str] | None = None,
+                     idempotency_key: str | None = None) -> Operation:
         """Reserve proofs for ``amount`` and persist the swap's outputs.
 
         The result's ``fee`` is the input fee the mint will charge for the swap
@@ -585,7 +716,11 @@ class SendApi(_SagaApi[SendOperationProxy]):
         path once passed (without refund keys anyone can spend it then). A locked
         send always swaps (so it pays the input fee) and its token is worth exactly
         ``amount``. Every key is checked here (:class:`InvalidInputError`).
+
+        ``idempotency_key``: a repeat with the same key and arguments returns the same
+        operation (as it stands now), also after a restart; no second reservation.
         """
+        key = _check_key(idempotency_key)
         _check_amount(amount)
         lock = None
         if p2pk is not None:
@@ -593,27 +728,62 @@ class SendApi(_SagaApi[SendOperationProxy]):
         elif n_sigs != 1 or locktime is not None or refund is not None:
             raise InvalidInputError("n_sigs, locktime and refund need p2pk (the lock keys)")
         ctx = self._coco._mint_context(mint_url)
+        locks = None if lock is None else [list(lock.pubkeys), lock.n_sigs, lock.locktime,
+                                           list(lock.refund)]
+        return self._prepare(ctx, amount, lock, key, [ctx.url, amount, locks])
+
+    def _prepare(self, ctx: MintContext, amount: int, lock: P2PKLock | None,
+                 key: str | None, args: Sequence[object]) -> Operation:
+        coco = self._coco
+        return coco._idempotent(key, "send.prepare", args,
+                                lambda bind: self._prepare_bound(ctx, amount, lock, bind),
+                                coco._target)
+
+    def _prepare_bound(self, ctx: MintContext, amount: int, lock: P2PKLock | None,
+                       bind: Bind) -> Operation:
+        """The prepare itself, ``bind`` called with the send's id before its first commit
+        (also what ``coco.requests.pay`` runs under its own key)."""
+        coco = self._coco
         if lock is not None and not ctx.client.get_info().supports(11):
             raise InvalidInputError(f"mint {ctx.url} does not support P2PK locks (NUT-11)")
-        actor = self._coco._ask(self._coco._supervisor.new_send(ctx.url, amount))
+        actor = coco._ask(coco._supervisor.new_send(ctx.url, amount))
+        bind(wait(actor.operation(), CALL_TIMEOUT, "send operation").id)
         return wait(actor.prepare(amount, lock=lock), CALL_TIMEOUT, "send operation")
 
-    def execute_prepared_send(self, operation_id: str) -> tuple[Operation, str]:
-        """Swap (if needed) and return the operation, now pending, and its token."""
-        op = self._coco._operation(operation_id, OpType.SEND)
-        if op.state != OpState.PREPARED:
-            raise InvalidStateError(f"send {op.id} is {op.state.value}, not prepared")
-        op = self._step(op.id, lambda a: a.execute())
-        return op, op.token or ""
+    def execute_prepared_send(self, operation_id: str, *,
+                              idempotency_key: str | None = None) -> tuple[Operation, str]:
+        """Swap (if needed) and return the operation, now pending, and its token.
 
-    def rollback(self, operation_id: str) -> Operation:
+        ``idempotency_key`` (the execute's own, not the prepare's): executing again
+        with it, or after a dropped answer, returns the first result: the same
+        operation and the same token, never a second swap."""
+        key = _check_key(idempotency_key)
+        coco = self._coco
+        op_id = coco._operation(operation_id, OpType.SEND).id
+
+        def run(bind: Bind) -> tuple[Operation, str]:
+            op = coco._operation(op_id, OpType.SEND)
+            if op.state != OpState.PREPARED:
+                raise InvalidStateError(f"send {op.id} is {op.state.value}, not prepared")
+            bind(op.id)
+            op = self._step(op.id, lambda a: a.execute())
+            return op, op.token or ""
+
+        def replay(rec: IdempotencyRecord) -> tuple[Operation, str]:
+            op = self._settled(rec)
+            return op, op.token or ""
+
+        return coco._idempotent(key, SEND_EXECUTE, (op_id,), run, replay)
+
+    def rollback(self, operation_id: str, *, idempotency_key: str | None = None) -> Operation:
         """Undo a prepared send (release) or a pending one (reclaim the token with a swap).
 
         A locked pending send is reclaimed only with a key that unlocks it now (a
         refund key after the locktime, or the lock keys themselves); otherwise a
         :class:`LockedTokenError` says why, and nothing changed.
         """
-        return self._step(self._open(operation_id).id, lambda a: a.rollback())
+        return self._rollback(operation_id, _check_key(idempotency_key),
+                              lambda a: a.rollback())
 
     def recover_pending_operations(self) -> dict[str, int]:
         return self._coco._recover(OpType.SEND)
@@ -632,7 +802,8 @@ class MeltApi(_SagaApi[MeltOperationProxy]):
         return self._coco._supervisor.melt_actor(op_id)
 
     def prepare_melt(self, mint_url: str, invoice: str, *,
-                     swap: bool | None = None) -> Operation:
+                     swap: bool | None = None,
+                     idempotency_key: str | None = None) -> Operation:
         """Quote ``invoice`` at the mint and hold inputs for it.
 
         The result's ``amount`` is what the invoice pays, ``fee_reserve`` the mint's
@@ -641,33 +812,48 @@ class MeltApi(_SagaApi[MeltOperationProxy]):
         is what left the balance. ``swap`` None picks the cheapest way (see
         :meth:`MeltOperation.prepare`); True forces a swap first.
         """
+        key = _check_key(idempotency_key)
         inv = _payable(invoice)
-        url = self._coco._mint_context(mint_url).url
+        coco = self._coco
+        url = coco._mint_context(mint_url).url
         if swap is not None and not isinstance(swap, bool):
             raise InvalidInputError(f"swap must be True, False or None, got {swap!r}")
-        actor = self._coco._ask(self._coco._supervisor.new_melt(url, inv.amount_sat or 0))
-        return wait(actor.prepare(inv, swap), CALL_TIMEOUT, "melt operation")
 
-    def execute_prepared_melt(self, operation_id: str, timeout: float = 60.0) -> Operation:
+        def run(bind: Bind) -> Operation:
+            actor = coco._ask(coco._supervisor.new_melt(url, inv.amount_sat or 0))
+            bind(wait(actor.operation(), CALL_TIMEOUT, "melt operation").id)
+            return wait(actor.prepare(inv, swap), CALL_TIMEOUT, "melt operation")
+
+        return coco._idempotent(key, "melt.prepare", (url, inv.payment_hash, swap), run,
+                                coco._target)
+
+    def execute_prepared_melt(self, operation_id: str, timeout: float = 60.0, *,
+                              idempotency_key: str | None = None) -> Operation:
         """Melt; returns within about ``timeout`` seconds: ``completed`` (paid, with
         ``preimage``, ``change_amount`` and ``fee_paid``) or ``pending`` while the
         payment is in flight (the Watcher, or :meth:`check_pending`, finishes it)."""
+        key = _check_key(idempotency_key)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise InvalidInputError(f"timeout must be a positive number of seconds, "
                                     f"got {timeout!r}")
-        op = self._coco._operation(operation_id, OpType.MELT)
-        _not_a_leg(op)
-        if op.state != OpState.PREPARED:
-            raise InvalidStateError(f"melt {op.id} is {op.state.value}, not prepared")
-        if op.quote_request and decode_invoice(op.quote_request).is_expired(time.time()):
-            # checked again here: it may have expired since prepare, and Nutshell pays it
-            raise InvoiceError(f"the invoice of melt {op.id} has expired; roll the melt back")
-        return self._step(op.id, lambda a: a.execute(float(timeout)),
-                          timeout=float(timeout) + CALL_TIMEOUT)
 
-    def rollback(self, operation_id: str) -> Operation:
+        def check(op: Operation) -> None:
+            _not_a_leg(op)
+            if op.state != OpState.PREPARED:
+                raise InvalidStateError(f"melt {op.id} is {op.state.value}, not prepared")
+            if op.quote_request and decode_invoice(op.quote_request).is_expired(time.time()):
+                # checked again here: it may have expired since prepare, and Nutshell pays it
+                raise InvoiceError(f"the invoice of melt {op.id} has expired; roll the melt "
+                                   "back")
+
+        return self._keyed_step(operation_id, key, "execute", check,
+                                lambda a: a.execute(float(timeout)),
+                                timeout=float(timeout) + CALL_TIMEOUT)
+
+    def rollback(self, operation_id: str, *, idempotency_key: str | None = None) -> Operation:
         """Prepared: release. Pending: only once the mint says the payment failed."""
-        return self._step(self._open(operation_id).id, lambda a: a.rollback())
+        return self._rollback(operation_id, _check_key(idempotency_key),
+                              lambda a: a.rollback())
 
     def check_pending(self) -> list[Operation]:
         """Ask the mint about every pending melt (or one left executing by a mint that
@@ -685,7 +871,8 @@ class TransferApi(_SagaApi[TransferOperationProxy]):
     def _lookup(self, op_id: str) -> pykka.Future[TransferOperationProxy]:
         return self._coco._supervisor.transfer_actor(op_id)
 
-    def prepare(self, from_mint: str, to_mint: str, amount: int) -> Operation:
+    def prepare(self, from_mint: str, to_mint: str, amount: int, *,
+                idempotency_key: str | None = None) -> Operation:
         """Create the mint quote at ``to_mint`` and the melt paying it at ``from_mint``.
 
         ``amount`` is what arrives at ``to_mint``; ``fee_reserve`` (lightning) and
@@ -693,38 +880,55 @@ class TransferApi(_SagaApi[TransferOperationProxy]):
         Refused before any request: the same mint twice, a mint not added, an amount
         that is not a positive integer, or one above the source's spendable balance.
         """
+        key = _check_key(idempotency_key)
         coco = self._coco
         _check_amount(amount)
         source = coco._mint_context(from_mint).url
         target = coco._mint_context(to_mint).url
         if source == target:
             raise InvalidInputError(f"a transfer needs two different mints, got {source} twice")
-        spendable = coco.balance().get(source, MintBalance()).spendable
-        if amount > spendable:
-            raise InsufficientFundsError(
-                f"balance at {source} ({spendable} spendable) cannot cover {amount} plus fees",
-                needed=amount, available=spendable)
-        actor = coco._ask(coco._supervisor.new_transfer(source, target, amount))
-        return wait(actor.prepare(), CALL_TIMEOUT, "transfer operation")
 
-    def execute(self, operation_id: str, timeout: float = 120.0) -> Operation:
+        def run(bind: Bind) -> Operation:
+            spendable = coco.balance().get(source, MintBalance()).spendable
+            if amount > spendable:
+                raise InsufficientFundsError(
+                    f"balance at {source} ({spendable} spendable) cannot cover {amount} "
+                    "plus fees", needed=amount, available=spendable)
+            actor = coco._ask(coco._supervisor.new_transfer(source, target, amount))
+            bind(wait(actor.operation(), CALL_TIMEOUT, "transfer operation").id)
+            return wait(actor.prepare(), CALL_TIMEOUT, "transfer operation")
+
+        return coco._idempotent(key, "transfer.prepare", (source, target, amount), run,
+                                coco._target)
+
+    def execute(self, operation_id: str, timeout: float = 120.0, *,
+                idempotency_key: str | None = None) -> Operation:
         """Melt, then redeem at ``to_mint``; returns within about ``timeout`` seconds:
         ``completed`` (``received`` = amount, ``fee_paid`` the lightning fee),
         ``pending`` (the payment is in flight, or ``to_mint`` has not issued yet: the
         Watcher or :meth:`check_pending` finishes it) or ``rolled_back`` (not paid)."""
+        return self._execute(operation_id, timeout, _check_key(idempotency_key), "execute")
+
+    def _execute(self, operation_id: str, timeout: float, key: str | None,
+                 verb: str) -> Operation:
+        """Shared with ``coco.receive.execute`` (its own ``verb``)."""
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise InvalidInputError(f"timeout must be a positive number of seconds, "
                                     f"got {timeout!r}")
-        op = self._coco._operation(operation_id, OpType.TRANSFER)
-        if op.state != OpState.PREPARED:
-            raise InvalidStateError(f"transfer {op.id} is {op.state.value}, not prepared")
-        return self._step(op.id, lambda a: a.execute(float(timeout)),
-                          timeout=float(timeout) + CALL_TIMEOUT)
 
-    def rollback(self, operation_id: str) -> Operation:
+        def check(op: Operation) -> None:
+            if op.state != OpState.PREPARED:
+                raise InvalidStateError(f"transfer {op.id} is {op.state.value}, not prepared")
+
+        return self._keyed_step(operation_id, key, verb, check,
+                                lambda a: a.execute(float(timeout)),
+                                timeout=float(timeout) + CALL_TIMEOUT)
+
+    def rollback(self, operation_id: str, *, idempotency_key: str | None = None) -> Operation:
         """Prepared: release. Executing or pending: only once the source mint says the
         payment failed; never once it may be paid."""
-        return self._step(self._open(operation_id).id, lambda a: a.rollback())
+        return self._rollback(operation_id, _check_key(idempotency_key),
+                              lambda a: a.rollback())
 
     def check_pending(self) -> list[Operation]:
         """Ask the mints about every executing or pending transfer; settle what is decided."""
@@ -742,14 +946,36 @@ class ReceiveApi:
         self._coco = coco
 
     def __call__(self, token: str, into: str | None = None, *,
-                 timeout: float = 120.0) -> Operation:
+                 timeout: float = 120.0, idempotency_key: str | None = None) -> Operation:
         """The receive operation (``completed``); with ``into``, the transfer as
-        :meth:`execute` returns it."""
-        if into is None:
-            return self._coco._receive(token)
-        return self.execute(self.prepare(token, into=into).id, timeout=timeout)
+        :meth:`execute` returns it.
 
-    def prepare(self, token: str, *, into: str) -> Operation:
+        ``idempotency_key``: a repeat with the same key and token returns the same
+        operation (no second swap, no ``TokenSpentError``), also after a restart."""
+        key = _check_key(idempotency_key)
+        coco = self._coco
+        if key is None:  # unchanged: no fingerprint, the token is checked by the call
+            if into is None:
+                return coco._receive(token)
+            return self.execute(self.prepare(token, into=into).id, timeout=timeout)
+        args = _token_args(token)
+        if into is None:
+            return coco._idempotent(key, "receive", args,
+                                    lambda bind: coco._receive(token, bind=bind), coco._target)
+        target = coco._mint_context(into).url
+
+        def run(bind: Bind) -> Operation:
+            return self.execute(self._prepare(token, into, bind).id, timeout=timeout)
+
+        def replay(rec: IdempotencyRecord) -> Operation:
+            op = coco._target(rec)  # a crash between prepare and execute: execute it now
+            return self.execute(op.id, timeout=timeout) if op.state == OpState.PREPARED else op
+
+        return coco._idempotent(key, "receive.into", [*args, target], run, replay,
+                                float(timeout) + CALL_TIMEOUT)
+
+    def prepare(self, token: str, *, into: str,
+                idempotency_key: str | None = None) -> Operation:
         """Quote the move of ``token``'s value to ``into``; nothing is spent yet.
 
         The result is a transfer (``prepared``; its melt leg holds the token's proofs,
@@ -768,6 +994,15 @@ class ReceiveApi:
         small to pay any fee (``InvalidAmountError``: receive it normally), a locked
         (NUT-10) token (``LockedTokenError``: receive it normally).
         """
+        key = _check_key(idempotency_key)
+        if key is None:
+            return self._prepare(token, into, _unbound)
+        coco = self._coco
+        target = coco._mint_context(into).url if isinstance(into, str) else into
+        return coco._idempotent(key, "receive.prepare", [*_token_args(token), target],
+                                lambda bind: self._prepare(token, into, bind), coco._target)
+
+    def _prepare(self, token: str, into: str, bind: Bind) -> Operation:
         coco = self._coco
         if not isinstance(token, str):
             raise TokenError("token must be a string")
@@ -811,6 +1046,7 @@ class ReceiveApi:
                 client.close()
             raise
         actor = coco._ask(coco._supervisor.new_transfer(source, target.url, amount))
+        bind(wait(actor.operation(), CALL_TIMEOUT, "transfer operation").id)
         return wait(actor.prepare(proofs), CALL_TIMEOUT, "transfer operation")
 
     def _checked(self, token: Token, client: MintClient, known: MintContext | None
@@ -843,25 +1079,38 @@ class ReceiveApi:
             raise TokenSpentError("the token is already claimed (or being claimed)")
         return rec, keysets, token.proofs
 
-    def execute(self, operation_id: str, timeout: float = 120.0) -> Operation:
+    def execute(self, operation_id: str, timeout: float = 120.0, *,
+                idempotency_key: str | None = None) -> Operation:
         """Melt the token's proofs to pay ``into``, then redeem there (as
         :meth:`TransferApi.execute`): ``completed`` (``received`` at ``into``,
         ``change_amount`` kept at the token's mint), ``pending``, or ``rolled_back``
         when the payment failed, with the token received at its own mint instead
         (``change_amount``, ``receive_id``; ``error`` says so)."""
+        key = _check_key(idempotency_key)
         op = self._coco._operation(operation_id, OpType.TRANSFER)
         if not op.inputs:
             raise NotFoundError(f"transfer {op.id} is not a receive into another mint")
-        return self._coco.transfer.execute(op.id, timeout=timeout)
+        return self._coco.transfer._execute(op.id, timeout, key, "receive-execute")
 
-    def rollback(self, operation_id: str) -> Operation:
+    def rollback(self, operation_id: str, *, idempotency_key: str | None = None) -> Operation:
         """Prepared: the token is forgotten (never the wallet's; it can be received
         again). Executing or pending: as :meth:`TransferApi.rollback`, and a melt that
         did not pay leaves the token received at its own mint."""
+        key = _check_key(idempotency_key)
         op = self._coco._operation(operation_id, OpType.TRANSFER)
         if not op.inputs:
             raise NotFoundError(f"transfer {op.id} is not a receive into another mint")
-        return self._coco.transfer.rollback(op.id)
+        return self._coco.transfer.rollback(op.id, idempotency_key=key)
+
+
+def _token_args(token: object) -> list[object]:
+    """A token's part of a request fingerprint: its mint, unit and sorted proof Ys
+    (never the token itself: it is bearer value)."""
+    if not isinstance(token, str):
+        raise TokenError("token must be a string")
+    decoded = decode(token)
+    return [normalize_mint_url(decoded.mint), decoded.unit,
+            sorted(secret_to_y(p.secret) for p in decoded.proofs)]
 
 
 def _not_a_leg(op: Operation) -> None:

@@ -9,7 +9,8 @@
     │   ├── TokenSpentError      the token was already claimed
     │   ├── InvoiceError         an invoice that cannot be decoded, has no amount or expired
     │   ├── LockedTokenError     locked ecash (P2PK) whose conditions this wallet cannot meet
-    │   └── PaymentRequestError  a payment request or payload that is malformed or refused
+    │   ├── PaymentRequestError  a payment request or payload that is malformed or refused
+    │   └── IdempotencyConflictError  an idempotency key reused for another request
     ├── CryptoError              a signature, DLEQ proof or keyset id does not verify
     ├── NotFoundError            unknown mint, keyset, quote or operation
     ├── InsufficientFundsError   the balance cannot cover amount plus fees
@@ -76,6 +77,15 @@ class PaymentRequestError(InvalidInputError):
 
     Raised before anything changed.
     """
+
+
+class IdempotencyConflictError(InvalidInputError):
+    """An idempotency key already names another request (other kind or arguments) within
+    its retention time; nothing was changed. ``operation_id`` is the first request's."""
+
+    def __init__(self, message: str, *, operation_id: str = "") -> None:
+        super().__init__(message)
+        self.operation_id = operation_id
 
 
 class CryptoError(CocoError):

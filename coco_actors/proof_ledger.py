@@ -33,6 +33,7 @@ from coco_actors.errors import (
 from coco_actors.keys import WalletKey
 from coco_actors.records import (
     AttemptState,
+    IdempotencyRecord,
     MintRecord,
     Operation,
     OperationId,
@@ -50,6 +51,11 @@ from coco_actors.store import Store, WriteBatch
 from coco_actors.wire import Keyset, Proof
 
 log = logging.getLogger(__name__)
+
+#: How long an idempotency key is kept by default (24 h).
+DEFAULT_IDEMPOTENCY_TTL = 24 * 3600.0
+#: Expired keys are pruned at start and, at most this often, when a key is bound.
+PRUNE_INTERVAL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +128,8 @@ class ProofLedger:
     uses them.
     """
 
-    def __init__(self, store: Store, signal: ChangeSignal | None = None) -> None:
+    def __init__(self, store: Store, signal: ChangeSignal | None = None, *,
+                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> None:
         self._store = store
         self.signal = signal or ChangeSignal()  # thread-safe: read by waiting senders
         snap = store.snapshot(skip_unreadable=True)  # logged, counted, left on disk
@@ -146,6 +153,13 @@ class ProofLedger:
         reqs, atts = store.payment_records()
         self._requests: dict[str, RequestRecord] = {r.id: r for r in reqs}
         self._attempts: dict[str, PaymentAttempt] = {a.key: a for a in atts}
+        self._idem_ttl_ms = int(idempotency_ttl * 1000)
+        self._idem: dict[str, IdempotencyRecord] = {
+            r.key: r for r in store.idempotency_records()}
+        # keys bound to a call whose first record is not committed yet, by its target id
+        self._unsaved_idem: dict[str, list[IdempotencyRecord]] = {}
+        self._pruned_at = 0
+        self.prune_keys()
 
     # --- mints and keysets ----------------------------------------------------------
 
@@ -266,6 +280,8 @@ class ProofLedger:
         """Forget an operation that never got anywhere, releasing what it held."""
         self._unsaved_holds.pop(op_id, None)
         self._unsaved_change.pop(op_id, None)
+        self._unsaved_idem.pop(op_id, None)
+        keys = [k for k, r in self._idem.items() if r.target == op_id]  # a retry is fresh
         self._forget_invoice(op_id)
         held = [r for r in self._proofs.values() if r.operation_id == op_id]
         op = self._ops.get(op_id) or self._store.get_operation(op_id)
@@ -282,8 +298,12 @@ class ProofLedger:
                     b.delete_proof(r.Y)
             if op is not None:
                 b.delete_operation(op)
+            for k in keys:
+                b.delete_idempotency(k)
 
         self._transact(write)
+        for k in keys:
+            del self._idem[k]
         for r in released:
             self._proofs[r.Y] = r
         if foreign:
@@ -407,14 +427,19 @@ class ProofLedger:
             if rec is not None and rec.operation_id == op.id:
                 released.append(replace(rec, status=ProofStatus.READY, operation_id=None))
 
+        bindings = self._unsaved_idem.pop(op.id, [])
+
         def write(b: WriteBatch) -> None:
             for y in spend:
                 b.delete_proof(y)
             for r in (*unsaved, *new, *held, *released):
                 b.put_proof(r)
             b.put_operation(op)
+            for k in bindings:
+                b.put_idempotency(k)
 
         self._transact(write)
+        self._idem.update((k.key, k) for k in bindings)
         for y in spend:
             self._proofs.pop(y, None)
         for r in (*new, *held, *released):
@@ -524,10 +549,69 @@ class ProofLedger:
         return gone
 
 
+    # --- idempotency keys: bound in memory, written with the call's first record ------
+
+    def find_key(self, key: str) -> IdempotencyRecord | None:
+        """The call ``key`` names, if it was committed and has not expired."""
+        rec = self._idem.get(key)
+        if rec is None or now_ms() - rec.created_at >= self._idem_ttl_ms:
+            return None
+        return rec
+
+    def has_key(self, target: str, kind: str) -> bool:
+        """Whether an unexpired key of ``kind`` names ``target`` (recovery asks)."""
+        return any(r.target == target and r.kind == kind and self.find_key(r.key) is not None
+                   for r in self._idem.values())
+
+    def bind_key(self, rec: IdempotencyRecord) -> None:
+        """Bind ``rec.key`` to its target: the target's next commit (:meth:`settle`,
+        :meth:`put_request`) writes it in the same transaction. An unexpired key bound
+        to another call is refused (:class:`InvalidStateError`: the caller's gate
+        should have seen it)."""
+        known = self.find_key(rec.key)
+        if known is not None and known.target != rec.target:
+            raise InvalidStateError(f"idempotency key is bound to {known.target} already")
+        pending = self._unsaved_idem.setdefault(rec.target, [])
+        pending[:] = [r for r in pending if r.key != rec.key] + [rec]
+        if now_ms() - self._pruned_at >= PRUNE_INTERVAL * 1000:
+            self.prune_keys()
+
+    def unbind_key(self, key: str, target: str) -> None:
+        """The call failed before its first commit: the key is free again."""
+        pending = self._unsaved_idem.get(target)
+        if pending is not None:
+            pending[:] = [r for r in pending if r.key != key]
+            if not pending:
+                del self._unsaved_idem[target]
+
+    def prune_keys(self) -> int:
+        """Forget the keys older than the retention time (at start, then periodically)."""
+        self._pruned_at = now = now_ms()
+        expired = [k for k, r in self._idem.items()
+                   if now - r.created_at >= self._idem_ttl_ms]
+        if expired:
+            def write(b: WriteBatch) -> None:
+                for k in expired:
+                    b.delete_idempotency(k)
+
+            self._store.transact(write)
+            for k in expired:
+                del self._idem[k]
+            log.info("pruned %d expired idempotency keys", len(expired))
+        return len(expired)
+
     # --- payment requests (issue 16): this mailbox serializes every claim ----------------
 
     def put_request(self, rec: RequestRecord) -> RequestRecord:
-        self._transact(lambda b: b.put_request(rec))
+        bindings = self._unsaved_idem.pop(rec.id, [])
+
+        def write(b: WriteBatch) -> None:
+            b.put_request(rec)
+            for k in bindings:
+                b.put_idempotency(k)
+
+        self._transact(write)
+        self._idem.update((k.key, k) for k in bindings)
         self._requests[rec.id] = rec
         return rec
 
@@ -603,9 +687,10 @@ class ProofLedger:
 class ProofLedgerActor(pykka.ThreadingActor, ProofLedger):
     """Runs :class:`ProofLedger` on one thread: its mailbox is the serialization point."""
 
-    def __init__(self, store: Store, signal: ChangeSignal) -> None:
+    def __init__(self, store: Store, signal: ChangeSignal, *,
+                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> None:
         pykka.ThreadingActor.__init__(self)
-        ProofLedger.__init__(self, store, signal)
+        ProofLedger.__init__(self, store, signal, idempotency_ttl=idempotency_ttl)
 
 
 class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
@@ -631,6 +716,11 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     hold_foreign = proxy_method(ProofLedger.hold_foreign)
     invoice_owner = proxy_method(ProofLedger.invoice_owner)
     settle = proxy_method(ProofLedger.settle)
+    find_key = proxy_method(ProofLedger.find_key)
+    has_key = proxy_method(ProofLedger.has_key)
+    bind_key = proxy_method(ProofLedger.bind_key)
+    unbind_key = proxy_method(ProofLedger.unbind_key)
+    prune_keys = proxy_method(ProofLedger.prune_keys)
     known_ys = proxy_method(ProofLedger.known_ys)
     proofs_of = proxy_method(ProofLedger.proofs_of)
     balances = proxy_method(ProofLedger.balances)
@@ -649,6 +739,8 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     finish_attempt = proxy_method(ProofLedger.finish_attempt)
 
 
-def start_ledger(store: Store, signal: ChangeSignal) -> ProofLedgerProxy:
+def start_ledger(store: Store, signal: ChangeSignal, *,
+                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> ProofLedgerProxy:
     """Start the ledger actor; its typed proxy."""
-    return cast(ProofLedgerProxy, ProofLedgerActor.start(store, signal).proxy())
+    return cast(ProofLedgerProxy, ProofLedgerActor.start(
+        store, signal, idempotency_ttl=idempotency_ttl).proxy())

@@ -206,6 +206,25 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A caller's idempotency key and the call it named, written in the same transaction
+    as the first record of that call (``target``: an operation's or a request's id).
+
+    ``fingerprint`` is a hash of the call's kind and arguments (never the arguments
+    themselves: a token is bearer value); ``kind`` says which call it was.
+    """
+
+    key: str
+    fingerprint: str
+    kind: str
+    target: str
+    created_at: int = field(default_factory=now_ms)
+
+    def __repr__(self) -> str:
+        return f"IdempotencyRecord({self.kind} -> {self.target})"
+
+
+@dataclass(frozen=True, slots=True)
 class MintRecord:
     """A mint the wallet trusts, with its last known info."""
 

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ import httpx
 
 from coco_actors.actors import wait
 from coco_actors.crypto.bdhke import secret_to_y
-from coco_actors.crypto.nut11 import parse_secret
+from coco_actors.crypto.nut11 import P2PKLock, parse_secret
 from coco_actors.errors import (
     CocoError,
     InvalidInputError,
@@ -33,6 +33,7 @@ from coco_actors.errors import (
     NotFoundError,
     PaymentRequestError,
 )
+from coco_actors.idempotency import check_key
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.payreq import (
     HTTP_POST,
@@ -48,6 +49,8 @@ from coco_actors.payreq import (
 )
 from coco_actors.records import (
     AttemptState,
+    IdempotencyRecord,
+    Operation,
     OperationId,
     OpState,
     PaymentAttempt,
@@ -102,12 +105,16 @@ class RequestsApi:
 
     def create(self, amount: int | None = None, unit: str = "sat", mints: Sequence[str] = (),
                description: str | None = None, single_use: bool = True, p2pk: bool = False,
-               transport_url: str | None = None) -> RequestRecord:
+               transport_url: str | None = None,
+               idempotency_key: str | None = None) -> RequestRecord:
         """A new open request, persisted before it is returned.
 
         ``transport_url`` is a base URL: payers POST to ``<transport_url>/payments/<id>``
         (None: in-band, the payload reaches :meth:`claim` by other means).
+        ``idempotency_key``: a repeat with the same key and arguments returns the same
+        request, not a second one.
         """
+        key = None if idempotency_key is None else check_key(idempotency_key)
         coco = self._coco
         if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)
                                    or amount <= 0):
@@ -128,7 +135,20 @@ class RequestsApi:
         if transport_url is not None and (not isinstance(transport_url, str) or not
                                           transport_url.startswith(("http://", "https://"))):
             raise InvalidInputError("transport_url must be an http(s) URL")
+        args = [amount, unit, list(urls), description, bool(single_use), bool(p2pk),
+                transport_url]
+        return coco._idempotent(
+            key, "request.create", args,
+            lambda bind: self._create(amount, unit, urls, description, bool(single_use),
+                                      bool(p2pk), transport_url, bind),
+            lambda rec: self.get(rec.target))
+
+    def _create(self, amount: int | None, unit: str, urls: tuple[str, ...],
+                description: str | None, single_use: bool, p2pk: bool,
+                transport_url: str | None, bind: Callable[[str], None]) -> RequestRecord:
+        coco = self._coco
         rid = uuid.uuid4().hex[:16]
+        bind(rid)
         pubkey = coco.keys.new() if p2pk else None
         url = None if transport_url is None else f"{transport_url.rstrip('/')}/payments/{rid}"
         req = PaymentRequest(
@@ -281,11 +301,16 @@ class RequestsApi:
 
     # --- the payer side --------------------------------------------------------------
 
-    def pay(self, creq: str, mint_url: str | None = None, amount: int | None = None
-            ) -> dict[str, Any]:
+    def pay(self, creq: str, mint_url: str | None = None, amount: int | None = None, *,
+            idempotency_key: str | None = None) -> dict[str, Any]:
         """Pay ``creq``: POST the payload to its HTTP transport (``{"posted": url,
         "status", "response", "operation_id"}``), or return it for in-band delivery
-        (``{"payload": ..., "operation_id"}``)."""
+        (``{"payload": ..., "operation_id"}``).
+
+        ``idempotency_key``: a repeat with the same key and arguments pays with the same
+        send (the same token, POSTed again: the payee's claim is idempotent), never a
+        second one."""
+        key = None if idempotency_key is None else check_key(idempotency_key)
         coco = self._coco
         req = decode_request(creq)
         if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)
@@ -308,8 +333,30 @@ class RequestsApi:
             raise PaymentRequestError("none of our mints is one the request takes")
         funded = [m for m in candidates if m in balances and balances[m].spendable >= value]
         mint = (funded or candidates)[0]
-        op = coco.send.prepare_send(mint, value, p2pk=req.p2pk_pubkey)
-        op, token = coco.send.execute_prepared_send(op.id)
+        lock = None if req.p2pk_pubkey is None else P2PKLock.of(req.p2pk_pubkey)
+        ctx = coco._mint_context(mint)
+
+        def run(bind: Callable[[str], None]) -> dict[str, Any]:
+            op = coco.send._prepare_bound(ctx, value, lock, bind)
+            op, token = coco.send.execute_prepared_send(op.id)
+            return self._deliver(req, op, token)
+
+        def replay(rec: IdempotencyRecord) -> dict[str, Any]:
+            op = coco._target(rec)  # the send of the first call: never a second one
+            if op.state == OpState.PREPARED:  # it stopped between prepare and execute
+                op, token = coco.send.execute_prepared_send(op.id)
+            elif op.token is not None:
+                token = op.token
+            else:
+                raise InvalidStateError(f"the send {op.id} of this payment is "
+                                        f"{op.state.value}")
+            return self._deliver(req, op, token)
+
+        return coco._idempotent(key, "request.pay", [creq, mint_url, amount], run, replay)
+
+    def _deliver(self, req: PaymentRequest, op: Operation, token: str) -> dict[str, Any]:
+        """The payload of the send's token: POSTed to the request's transport (again, on
+        a repeat: the payee's claim is idempotent per proofs), or returned in-band."""
         sent = decode(token)
         payload = PaymentPayload(mint=sent.mint, unit=sent.unit, proofs=sent.proofs, id=req.id)
         body = encode_payload(payload)

@@ -44,6 +44,7 @@ from coco_actors.errors import CocoError, StoreError
 from coco_actors.keys import WalletKey
 from coco_actors.records import (
     HistoryEntry,
+    IdempotencyRecord,
     MintRecord,
     Operation,
     PaymentAttempt,
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DB_NAMES = ("settings", "mints", "keysets", "proofs", "counters", "operations", "history",
-            "keys", "requests", "attempts")
+            "keys", "requests", "attempts", "idem")
 INITIAL_MAP_SIZE = 1 << 30  # 1 GiB of address space; grown on MapFullError
 #: The map never grows past this (address space, not disk: 64-bit only).
 MAX_MAP_SIZE = 1 << 40
@@ -197,6 +198,12 @@ class WriteBatch:
 
     def delete_attempt(self, key: str) -> None:
         self._txn.delete(key.encode(), db=self._dbs["attempts"])
+
+    def put_idempotency(self, rec: IdempotencyRecord) -> None:
+        self._txn.put(rec.key.encode(), encode_record(rec), db=self._dbs["idem"])
+
+    def delete_idempotency(self, key: str) -> None:
+        self._txn.delete(key.encode(), db=self._dbs["idem"])
 
     def put_mint(self, rec: MintRecord) -> None:
         self._txn.put(rec.url.encode(), encode_record(rec), db=self._dbs["mints"])
@@ -338,6 +345,13 @@ class Store:
             atts = [_decode_or_skip("attempts", k, v, PaymentAttempt)
                     for k, v in txn.cursor(db=self._dbs["attempts"])]
         return [r for r in reqs if r is not None], [a for a in atts if a is not None]
+
+    def idempotency_records(self) -> list[IdempotencyRecord]:
+        """Every idempotency key kept (the ledger's startup); an unreadable one is logged
+        and left on disk."""
+        with self._gate.reading(), self.env.begin(db=self._dbs["idem"]) as txn:
+            recs = [_decode_or_skip("idem", k, v, IdempotencyRecord) for k, v in txn.cursor()]
+        return [r for r in recs if r is not None]
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
         """Newest first; an entry that cannot be decoded is logged and left out."""

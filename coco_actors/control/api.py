@@ -62,6 +62,10 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
     POST /stop                          graceful shutdown, as SIGTERM
 
+Every mutating POST takes an ``Idempotency-Key`` header (1..255 printable ASCII): a
+repeat with the same key and request answers what the first did (an execute has its
+own key); the same key with another request is a 409 ``IdempotencyConflictError``.
+
 Input is checked here for its JSON *shape* only, by the request types of
 :mod:`~coco_actors.control.schema` (types, required fields: :class:`BadRequestError`);
 what a value means (a positive amount, a known mint, a valid token) is checked once,
@@ -147,6 +151,8 @@ class Request:
     query: dict[str, str]      # single-valued query parameters
     body: dict[str, object]    # the JSON object ({} without a body)
     params: dict[str, str]     # path parameters, unquoted
+    #: the ``Idempotency-Key`` header (checked by the ``Coco`` call it is passed to)
+    idempotency_key: str | None = None
 
 
 Handler = Callable[[Request], object]
@@ -289,7 +295,8 @@ class ControlApi:
               idempotency_key=True)
     def mint_quote(self, req: Request) -> object:
         body = body_of(MintQuote, req.body)
-        quote = self.coco.mint.create_quote(body.mint_url, body.amount)
+        quote = self.coco.mint.create_quote(body.mint_url, body.amount,
+                                            idempotency_key=req.idempotency_key)
         op = self.coco.mint.open_operation_for(quote.quote)  # the Watcher has its quote
         return {"quote": quote.quote, "request": quote.request, "amount": quote.amount,
                 "unit": quote.unit, "state": quote.state.value, "expiry": quote.expiry,
@@ -343,7 +350,8 @@ class ControlApi:
         return jsonable(self.coco.send.prepare_send(
             body.mint_url, body.amount, p2pk=_keys(body.p2pk),
             n_sigs=1 if body.n_sigs is None else body.n_sigs,
-            locktime=body.locktime, refund=_keys(body.refund)))
+            locktime=body.locktime, refund=_keys(body.refund),
+            idempotency_key=req.idempotency_key))
 
     # --- keys ------------------------------------------------------------------------
 
@@ -372,13 +380,15 @@ class ControlApi:
     @endpoint("execute a prepared send: {operation, token}", body=NoBody,
               idempotency_key=True)
     def send_execute(self, req: Request) -> object:
-        op, token = self.coco.send.execute_prepared_send(req.params["op_id"])
+        op, token = self.coco.send.execute_prepared_send(
+            req.params["op_id"], idempotency_key=req.idempotency_key)
         return {"operation": jsonable(op), "token": token}
 
     @endpoint("roll a send back (reclaim its proofs); the operation", body=NoBody,
               idempotency_key=True)
     def send_rollback(self, req: Request) -> object:
-        return jsonable(self.coco.send.rollback(req.params["op_id"]))
+        return jsonable(self.coco.send.rollback(req.params["op_id"],
+                                                  idempotency_key=req.idempotency_key))
 
     @endpoint("receive a token: the receive operation; with into (a mint URL), the"
               " transfer moving its value there, executed", body=Receive, idempotency_key=True)
@@ -386,27 +396,31 @@ class ControlApi:
         body = body_of(Receive, req.body)
         token = body.token.strip()
         if body.into is None:
-            return jsonable(self.coco.receive(token))
+            return jsonable(self.coco.receive(token, idempotency_key=req.idempotency_key))
         return jsonable(self.coco.receive(token, into=body.into,
-                                          timeout=MAX_EXECUTE_WAIT))
+                                          timeout=MAX_EXECUTE_WAIT,
+                                          idempotency_key=req.idempotency_key))
 
     @endpoint("the transfer moving a token's value into a mint, prepared (its fees);"
               " nothing spent", body=ReceivePrepare, idempotency_key=True)
     def receive_prepare(self, req: Request) -> object:
         body = body_of(ReceivePrepare, req.body)
         return jsonable(self.coco.receive.prepare(body.token.strip(),
-                                                  into=body.into))
+                                                  into=body.into,
+                                                  idempotency_key=req.idempotency_key))
 
     @endpoint("execute a prepared receive-into (timeout at most 120 s): the transfer",
               body=Execute, idempotency_key=True)
     def receive_execute(self, req: Request) -> object:
         timeout = _execute_timeout(req.body, MAX_EXECUTE_WAIT)
-        return jsonable(self.coco.receive.execute(req.params["op_id"], timeout))
+        return jsonable(self.coco.receive.execute(req.params["op_id"], timeout,
+                                                  idempotency_key=req.idempotency_key))
 
     @endpoint("forget a prepared receive-into (the transfer)", body=NoBody,
               idempotency_key=True)
     def receive_rollback(self, req: Request) -> object:
-        return jsonable(self.coco.receive.rollback(req.params["op_id"]))
+        return jsonable(self.coco.receive.rollback(req.params["op_id"],
+                                                  idempotency_key=req.idempotency_key))
 
     # --- paying invoices (melts) ------------------------------------------------------
 
@@ -416,7 +430,8 @@ class ControlApi:
         body = body_of(MeltPrepare, req.body)
         return jsonable(self.coco.melt.prepare_melt(body.mint_url,
                                                     body.invoice,
-                                                    swap=body.swap))
+                                                    swap=body.swap,
+                                                    idempotency_key=req.idempotency_key))
 
     @endpoint("melts not at rest", answer=list[JsonObject])
     def melt_pending(self, req: Request) -> object:
@@ -433,11 +448,13 @@ class ControlApi:
         """Pay; the mint may hold the answer up to ``timeout`` s (capped). A payment still
         in flight then comes back ``pending``: the Watcher follows it to its end."""
         timeout = _execute_timeout(req.body, 60.0)
-        return jsonable(self.coco.melt.execute_prepared_melt(req.params["op_id"], timeout))
+        return jsonable(self.coco.melt.execute_prepared_melt(
+            req.params["op_id"], timeout, idempotency_key=req.idempotency_key))
 
     @endpoint("roll a melt back; the operation", body=NoBody, idempotency_key=True)
     def melt_rollback(self, req: Request) -> object:
-        return jsonable(self.coco.melt.rollback(req.params["op_id"]))
+        return jsonable(self.coco.melt.rollback(req.params["op_id"],
+                                                  idempotency_key=req.idempotency_key))
 
     @endpoint("long poll (at most 30 s) until that melt is over", body=Wait)
     def melt_wait(self, req: Request) -> object:
@@ -472,7 +489,8 @@ class ControlApi:
         body = body_of(TransferPrepare, req.body)
         return jsonable(self.coco.transfer.prepare(body.mint_url,
                                                    body.to_mint_url,
-                                                   body.amount))
+                                                   body.amount,
+                                                   idempotency_key=req.idempotency_key))
 
     @endpoint("transfers not at rest", answer=list[JsonObject])
     def transfer_pending(self, req: Request) -> object:
@@ -490,11 +508,13 @@ class ControlApi:
         """Melt, then redeem; within ``timeout`` s (capped) it comes back completed,
         rolled_back, or ``pending``: the Watcher then follows it to its end."""
         timeout = _execute_timeout(req.body, MAX_EXECUTE_WAIT)
-        return jsonable(self.coco.transfer.execute(req.params["op_id"], timeout))
+        return jsonable(self.coco.transfer.execute(req.params["op_id"], timeout,
+                                                   idempotency_key=req.idempotency_key))
 
     @endpoint("roll a transfer back; the operation", body=NoBody, idempotency_key=True)
     def transfer_rollback(self, req: Request) -> object:
-        return jsonable(self.coco.transfer.rollback(req.params["op_id"]))
+        return jsonable(self.coco.transfer.rollback(req.params["op_id"],
+                                                  idempotency_key=req.idempotency_key))
 
     @endpoint("long poll (at most 30 s) until that transfer is over", body=Wait)
     def transfer_wait(self, req: Request) -> object:
@@ -508,14 +528,15 @@ class ControlApi:
     # --- payment requests (NUT-18, NUT-26) ---------------------------------------------
 
     @endpoint("a payment request (NUT-18 creqA, NUT-26 creqB); with --payments-listen its"
-              " transport is the listener's URL", body=RequestNew)
+              " transport is the listener's URL", body=RequestNew, idempotency_key=True)
     def request_new(self, req: Request) -> object:
         body = body_of(RequestNew, req.body)
         url = self.payments.get("url") if self.payments else None
         return jsonable(self.coco.requests.create(
             amount=body.amount, unit=body.unit, mints=list(body.mints),
             description=body.description, single_use=body.single_use, p2pk=body.p2pk,
-            transport_url=url if isinstance(url, str) else None))
+            transport_url=url if isinstance(url, str) else None,
+            idempotency_key=req.idempotency_key))
 
     @endpoint("every payment request", answer=list[JsonObject])
     def request_list(self, req: Request) -> object:
@@ -564,7 +585,7 @@ class ControlApi:
         return jsonable(self.coco.requests.pay(
             body.creq.strip(),
             mint_url=body.mint_url,
-            amount=body.amount))
+            amount=body.amount, idempotency_key=req.idempotency_key))
 
     @endpoint("every operation, newest first: the bare list, or with paged=1 (or a"
               " cursor) a page {items, next_cursor}", query=HistoryQuery,

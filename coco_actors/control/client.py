@@ -137,13 +137,19 @@ class ControlClient:
         return self.request("GET", path, params=params)
 
     def post(self, path: str, body: dict[str, Any] | None = None, *,
-             timeout: float | None = None) -> Any:
-        return self.request("POST", path, body=body or {}, timeout=timeout)
+             timeout: float | None = None, idempotency_key: str | None = None) -> Any:
+        return self.request("POST", path, body=body or {}, timeout=timeout,
+                            idempotency_key=idempotency_key)
 
     def request(self, method: str, path: str, *, body: dict[str, Any] | None = None,
-                params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
-        """Send one request and return the decoded JSON answer, or raise a ControlError."""
+                params: dict[str, Any] | None = None, timeout: float | None = None,
+                idempotency_key: str | None = None) -> Any:
+        """Send one request and return the decoded JSON answer, or raise a ControlError.
+
+        ``idempotency_key`` goes out as the ``Idempotency-Key`` header."""
         kwargs: dict[str, Any] = {}
+        if idempotency_key is not None:
+            kwargs["headers"] = {"Idempotency-Key": idempotency_key}
         if _params(params):  # an empty mapping would drop a query already in ``path``
             kwargs["params"] = _params(params)
         if body is not None:

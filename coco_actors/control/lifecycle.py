@@ -40,6 +40,7 @@ from coco_actors.control.payments import DEFAULT_RATE, PaymentsServer, RequestBu
 from coco_actors.control.server import BoundedServer, ControlServer, TcpControlServer
 from coco_actors.control.views import jsonable
 from coco_actors.errors import CocoError
+from coco_actors.proof_ledger import DEFAULT_IDEMPOTENCY_TTL
 from coco_actors.store import DataDirError, Store
 from coco_actors.threads import SupervisedThread
 
@@ -137,11 +138,13 @@ class Daemon:
                  payments_listen: tuple[str, int] | None = None,
                  payments_url: str | None = None,
                  payments_rate: float = DEFAULT_RATE,
-                 listen: tuple[str, int] | None = None) -> None:
+                 listen: tuple[str, int] | None = None,
+                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> None:
         self.data_dir = data_dir
         self.listen = listen
         self._tcp: TcpControlServer | None = None
         self._tcp_accept: SupervisedThread | None = None
+        self.idempotency_ttl = idempotency_ttl
         self.payments_listen = payments_listen
         self.payments_url = payments_url
         self.payments_rate = payments_rate
@@ -170,7 +173,8 @@ class Daemon:
         log.info("opening the wallet in %s (recovery runs first)", self.data_dir)
         self.coco = Coco.open(self.data_dir, recover=False,
                               rollback_prepared_after=self.rollback_prepared_after,
-                              exposure=self.exposure, sweep_to=self.sweep_to)
+                              exposure=self.exposure, sweep_to=self.sweep_to,
+                              idempotency_ttl=self.idempotency_ttl)
         self.events.attach(self.coco)  # first: the events of recovery reach the stream too
         recovered = self.coco.recover()  # open quotes are handed to the Watcher here
         if recovered:
@@ -310,7 +314,8 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
           exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
           payments_listen: tuple[str, int] | None = None, payments_url: str | None = None,
           payments_rate: float = DEFAULT_RATE,
-          listen: tuple[str, int] | None = None) -> None:
+          listen: tuple[str, int] | None = None,
+          idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
 
     ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`;
@@ -334,7 +339,8 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after,
                     exposure=exposure, sweep_to=sweep_to, payments_listen=payments_listen,
-                    payments_url=payments_url, payments_rate=payments_rate, listen=listen)
+                    payments_url=payments_url, payments_rate=payments_rate, listen=listen,
+                    idempotency_ttl=idempotency_ttl)
     try:
         try:
             daemon.start()

@@ -74,6 +74,7 @@ from coco_actors.errors import (
     ActorTimeoutError,
     CocoError,
     CryptoError,
+    IdempotencyConflictError,
     InsufficientFundsError,
     InvalidInputError,
     InvalidStateError,
@@ -132,6 +133,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (RequestTimeoutError, 408),
     (httpx.InvalidURL, 400),  # a URL the caller gave that httpx cannot even parse
     (NotFoundError, 404),
+    (IdempotencyConflictError, 409),  # before InvalidInputError, its base
     (InsufficientFundsError, 409),
     (InvalidStateError, 409),
     (InvalidInputError, 400),
@@ -158,6 +160,8 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, object]]:
         err["nut_code"] = exc.code
     if isinstance(exc, InsufficientFundsError):
         err.update(needed=exc.needed, available=exc.available)
+    if isinstance(exc, IdempotencyConflictError):
+        err["operation_id"] = exc.operation_id
     if status == 500:
         err = {"type": "InternalError", "code": ERROR_CODES["InternalError"],
                "message": f"{type(exc).__name__}: {exc}"}
@@ -505,7 +509,8 @@ class ControlHandler(BoundedHandler):
                                                "message": message}})
                     return
                 handler, params = found
-                result = handler(Request(query, body, params))
+                result = handler(Request(query, body, params,
+                                         idempotency_key=self.headers.get("Idempotency-Key")))
         except Exception as exc:
             self._fail(exc)
             return

@@ -25,6 +25,7 @@ from coco_actors.errors import (
     InvalidStateError,
     MintRejectedError,
 )
+from coco_actors.idempotency import SEND_EXECUTE
 from coco_actors.operations.base import (
     LEDGER_TIMEOUT,
     OperationActor,
@@ -127,6 +128,10 @@ class SendOperation(OperationBase):
                 raise
             proofs = self._unblind(op.outputs, sigs)
             send, keep = proofs[:op.send_output_count], proofs[op.send_output_count:]
+        return self._pending(send, keep)
+
+    def _pending(self, send: list[Proof], keep: list[Proof]) -> Operation:
+        op = self.op
         token = encode_v4(Token(mint=op.mint_url, proofs=tuple(send), unit=op.unit))
         self._settle(op.moved(OpState.PENDING, send_proofs=tuple(send), token=token),
                      spend=op.input_ys, add=keep)
@@ -134,6 +139,41 @@ class SendOperation(OperationBase):
         self._watch_send()
         self.rest()
         return self.op
+
+    def finish_execute(self) -> Operation:
+        """Carry an interrupted execute *forward* to ``pending`` with its token: the send
+        of a caller who holds an idempotency key for the execute and will ask again
+        (its answer was lost, or the wallet died in the swap).
+
+        NUT-07 on the inputs: unspent, the swap never happened and is made now with the
+        outputs persisted for it; spent, every output is restored (NUT-09) and the
+        token built from them. Anything else (still pending at the mint, outputs the
+        mint never signed: someone else spent the inputs) is :meth:`_resolve_executing`.
+        """
+        if self.op.state != OpState.EXECUTING:
+            return self.op
+        op = self.op
+        states = self.mint.client.check_state(list(op.input_ys))
+        kinds = {s.state for s in states}
+        if kinds == {ProofStateKind.UNSPENT}:
+            inputs = wait(self.deps.ledger.proofs_of(op.id), LEDGER_TIMEOUT, "ProofLedger")
+            try:
+                sigs = self.mint.client.swap(inputs, [o.blinded for o in op.outputs])
+            except MintRejectedError as exc:
+                self._resolve_executing(reason=exc)
+                raise
+            proofs = self._unblind(op.outputs, sigs)
+        elif kinds == {ProofStateKind.SPENT}:
+            result = self.mint.client.restore([o.blinded for o in op.outputs])
+            signed = {b.B_: sig for b, sig in zip(result.outputs, result.signatures,
+                                                  strict=True)}
+            if any(o.B_ not in signed for o in op.outputs):
+                return self._resolve_executing()
+            proofs = self._unblind(op.outputs, [signed[o.B_] for o in op.outputs])
+        else:
+            return self._resolve_executing()
+        log.info("send %s: interrupted execute finished forward (idempotency key)", op.id)
+        return self._pending(proofs[:op.send_output_count], proofs[op.send_output_count:])
 
     def _resolve_executing(self, reason: Exception | None = None) -> Operation:
         """Find out with NUT-07 what happened to the inputs of an interrupted swap.
@@ -258,7 +298,13 @@ class SendOperation(OperationBase):
         if state == OpState.INIT:
             self._delete()
         elif state == OpState.EXECUTING:
-            self._resolve_executing()
+            # an execute with an idempotency key is finished forward: its caller asks
+            # again with the key and gets the token; without one, the swap is undone
+            if wait(self.deps.ledger.has_key(self.op.id, SEND_EXECUTE), LEDGER_TIMEOUT,
+                    "ProofLedger"):
+                self.finish_execute()
+            else:
+                self._resolve_executing()
         elif state == OpState.PENDING:
             self.check_pending()
             if self.op.state == OpState.PENDING:

@@ -47,12 +47,14 @@ class _Mint:
 class _Send:
     def __init__(self) -> None:
         self.prepared: list[tuple[str, int]] = []
+        self.keys: list[str | None] = []
 
     def prepare_send(self, mint_url: str, amount: int, *, p2pk: object = None,
                      n_sigs: int = 1, locktime: int | None = None,
-                     refund: object = None) -> Operation:
+                     refund: object = None, idempotency_key: str | None = None) -> Operation:
         assert (p2pk, n_sigs, locktime, refund) == (None, 1, None, None)  # not locked here
         self.prepared.append((mint_url, amount))
+        self.keys.append(idempotency_key)
         return Operation(id=OperationId("s1"), type=OpType.SEND, mint_url=mint_url,
                          amount=amount, state=OpState.PREPARED)
 
@@ -69,11 +71,13 @@ class _Melt:
         self.executed: list[tuple[str, float]] = []
         self.looked = threading.Event()
 
-    def prepare_melt(self, mint_url: str, invoice: str, *, swap: bool | None = None) -> Operation:
+    def prepare_melt(self, mint_url: str, invoice: str, *, swap: bool | None = None,
+                     idempotency_key: str | None = None) -> Operation:
         self.prepared.append((mint_url, invoice, swap))
         return replace(self.op, state=OpState.PREPARED)
 
-    def execute_prepared_melt(self, op_id: str, timeout: float = 60.0) -> Operation:
+    def execute_prepared_melt(self, op_id: str, timeout: float = 60.0, *,
+                              idempotency_key: str | None = None) -> Operation:
         self.executed.append((op_id, timeout))
         return self.op
 
@@ -95,15 +99,17 @@ class _Transfer:
         self.rolled_back: list[str] = []
         self.looked = threading.Event()
 
-    def prepare(self, from_mint: str, to_mint: str, amount: int) -> Operation:
+    def prepare(self, from_mint: str, to_mint: str, amount: int, *,
+                idempotency_key: str | None = None) -> Operation:
         self.prepared.append((from_mint, to_mint, amount))
         return replace(self.op, state=OpState.PREPARED)
 
-    def execute(self, op_id: str, timeout: float = 120.0) -> Operation:
+    def execute(self, op_id: str, timeout: float = 120.0, *,
+                idempotency_key: str | None = None) -> Operation:
         self.executed.append((op_id, timeout))
         return self.op
 
-    def rollback(self, op_id: str) -> Operation:
+    def rollback(self, op_id: str, *, idempotency_key: str | None = None) -> Operation:
         self.rolled_back.append(op_id)
         return replace(self.op, state=OpState.ROLLED_BACK)
 
@@ -125,7 +131,7 @@ class _Coco:
     def total_balance(self) -> MintBalance:
         return MintBalance(spendable=7, reserved=2, pending=1)
 
-    def receive(self, token: str) -> Operation:
+    def receive(self, token: str, *, idempotency_key: str | None = None) -> Operation:
         raise AssertionError("a malformed request reached the wallet")
 
 
@@ -159,6 +165,15 @@ def test_what_an_amount_means_is_left_to_the_wallet(api, amount):
     op = _call(api, "POST", "/send/prepare", {"mint_url": MINT_URL, "amount": amount})
     assert api.coco.send.prepared == [(MINT_URL, amount)]  # Coco is the one domain check
     assert op["amount"] == amount and "token" not in op
+
+
+def test_the_idempotency_key_header_reaches_the_wallet(api):
+    found = api.route("POST", "/send/prepare")
+    assert found is not None
+    handler, params = found
+    handler(Request({}, {"mint_url": MINT_URL, "amount": 5}, params, idempotency_key="k-1"))
+    _call(api, "POST", "/send/prepare", {"mint_url": MINT_URL, "amount": 6})
+    assert api.coco.send.keys == ["k-1", None]  # checked by Coco, passed on as it came
 
 
 @pytest.mark.parametrize("path, body, complaint", [
