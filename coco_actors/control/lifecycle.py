@@ -37,6 +37,7 @@ from coco_actors.control.payments import DEFAULT_RATE, PaymentsServer, describe
 from coco_actors.control.server import BoundedServer, ControlServer
 from coco_actors.control.views import jsonable
 from coco_actors.errors import CocoError
+from coco_actors.events import DEFAULT_RETENTION
 from coco_actors.store import DataDirError, Store
 from coco_actors.threads import SupervisedThread
 
@@ -127,8 +128,10 @@ class Daemon:
                  sweep_to: str | None = None,
                  payments_listen: tuple[str, int] | None = None,
                  payments_url: str | None = None,
-                 payments_rate: float = DEFAULT_RATE) -> None:
+                 payments_rate: float = DEFAULT_RATE,
+                 event_retention: float = DEFAULT_RETENTION) -> None:
         self.data_dir = data_dir
+        self.event_retention = event_retention  # seconds events are kept (Coco.open)
         self.payments_listen = payments_listen
         self.payments_url = payments_url
         self.payments_rate = payments_rate
@@ -157,7 +160,8 @@ class Daemon:
         log.info("opening the wallet in %s (recovery runs first)", self.data_dir)
         self.coco = Coco.open(self.data_dir, recover=False,
                               rollback_prepared_after=self.rollback_prepared_after,
-                              exposure=self.exposure, sweep_to=self.sweep_to)
+                              exposure=self.exposure, sweep_to=self.sweep_to,
+                              event_retention=self.event_retention)
         self.events.attach(self.coco)  # first: the events of recovery reach the stream too
         recovered = self.coco.recover()  # open quotes are handed to the Watcher here
         if recovered:
@@ -273,11 +277,13 @@ class _JsonFormatter(logging.Formatter):
 def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
           exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
           payments_listen: tuple[str, int] | None = None, payments_url: str | None = None,
-          payments_rate: float = DEFAULT_RATE) -> None:
+          payments_rate: float = DEFAULT_RATE,
+          event_retention: float = DEFAULT_RETENTION) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
 
     ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`;
-    ``payments_*``: the payments listener (:class:`Daemon`).
+    ``payments_*``: the payments listener (:class:`Daemon`); ``event_retention``: seconds
+    events are kept (:meth:`Coco.open`).
 
     Must run in the main thread (signal handlers). Raises :class:`CocoError` when
     the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
@@ -296,7 +302,8 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after,
                     exposure=exposure, sweep_to=sweep_to, payments_listen=payments_listen,
-                    payments_url=payments_url, payments_rate=payments_rate)
+                    payments_url=payments_url, payments_rate=payments_rate,
+                    event_retention=event_retention)
     try:
         try:
             daemon.start()
