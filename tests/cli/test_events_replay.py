@@ -15,8 +15,10 @@ from cli_support import Wallet
 
 from coco_actors.control import ControlClient, RequestFailed
 from coco_actors.tokens import decode
+from devtools.devmint import DevMint
 
 EVENT_TIMEOUT = 60.0
+WalletMaker = Callable[..., Wallet]
 
 
 def fee_of(ppk: int, n: int) -> int:
@@ -68,7 +70,8 @@ class Consumer:
         return self.lines
 
 
-def test_a_consumer_that_resumes_after_seq_sees_every_event_once_in_order(wallet, mint):
+def test_a_consumer_that_resumes_after_seq_sees_every_event_once_in_order(
+        wallet: WalletMaker, mint: DevMint) -> None:
     url, ppk = mint.url, mint.input_fee_ppk
     w = wallet("w", url)
     w.fund(url, 1000)
@@ -130,7 +133,8 @@ def test_a_consumer_that_resumes_after_seq_sees_every_event_once_in_order(wallet
 
 
 @pytest.mark.parametrize("bad", ["-1", "abc", "1.5", "+3", "9" * 30])
-def test_a_bad_after_is_a_400_json_error(wallet, mint_fee0, bad):
+def test_a_bad_after_is_a_400_json_error(wallet: WalletMaker, mint_fee0: DevMint,
+                                         bad: str) -> None:
     w = wallet("w")
     with w.client() as client, pytest.raises(RequestFailed) as failed:
         list(client.stream("/events", after=bad))
@@ -139,7 +143,7 @@ def test_a_bad_after_is_a_400_json_error(wallet, mint_fee0, bad):
 
 
 def test_a_sigkilled_daemon_still_replays_the_finalized_send_and_the_paid_request(
-        wallet, mint):
+        wallet: WalletMaker, mint: DevMint) -> None:
     url, ppk = mint.url, mint.input_fee_ppk
     shop, payer = wallet("shop", url), wallet("payer", url)
     payer.fund(url, 500)
