@@ -132,9 +132,7 @@ class ProofLedger:
         self._retention_ms = int(retention * 1000)
         self._next_seq = self._outbox.last_seq() + 1
         self._pruned_at = time.monotonic()
-        pruned = store.transact(lambda b: b.prune_events(now_ms() - self._retention_ms))
-        if pruned:
-            log.info("pruned %d events older than %g s", pruned, retention)
+        self._prune_at_open(retention)
         self.signal = signal or ChangeSignal()  # thread-safe: read by waiting senders
         snap = store.snapshot(skip_unreadable=True)  # logged, counted, left on disk
         self._unreadable = dict(snap.unreadable)
@@ -157,6 +155,16 @@ class ProofLedger:
         reqs, atts = store.payment_records()
         self._requests: dict[str, RequestRecord] = {r.id: r for r in reqs}
         self._attempts: dict[str, PaymentAttempt] = {a.key: a for a in atts}
+
+    def _prune_at_open(self, retention: float) -> None:
+        """Prune events older than the window, writing only when the oldest one is (an
+        open of a wallet with nothing to prune writes nothing)."""
+        cutoff = now_ms() - self._retention_ms
+        oldest, newest = self._store.event_seqs()
+        first = self._store.events_since(oldest - 1, 1) if oldest != newest else []
+        if first and first[0].time < cutoff:
+            pruned = self._store.transact(lambda b: b.prune_events(cutoff))
+            log.info("pruned %d events older than %g s", pruned, retention)
 
     # --- mints and keysets ----------------------------------------------------------
 

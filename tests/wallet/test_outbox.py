@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from coco_actors import InvalidInputError, InvalidStateError
-from coco_actors.events import EventLog, op_event
+from coco_actors.events import PRUNE_EVERY, EventLog, op_event
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.proof_ledger import ProofLedger
 from coco_actors.records import EventRecord, Operation, OpState, OpType, new_operation_id, now_ms
@@ -125,6 +125,28 @@ def test_retention_prunes_old_events_and_keeps_the_newest(tmp_path: Path) -> Non
         op = send_op()
         ledger.commit(op, op_event("send:prepared", op))
         assert [r.seq for r in stored(store)] == [4, 5]
+    finally:
+        store.close()
+
+
+def test_a_later_commit_prunes_at_most_every_few_minutes(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    try:
+        ledger = ProofLedger(store, retention=3600)
+        olds = [_old(1, 2 * DAY_MS), _old(2, 2 * DAY_MS)]
+
+        def write(b: WriteBatch) -> None:
+            for r in olds:
+                b.put_event(r)
+
+        store.transact(write)
+        ledger._next_seq = 3  # the events above were written behind the ledger's back
+        op = send_op()
+        ledger.commit(op, op_event("send:prepared", op))
+        assert [r.seq for r in stored(store)] == [1, 2, 3]  # pruned at open: not due yet
+        ledger._pruned_at -= PRUNE_EVERY
+        ledger.commit(op.moved(OpState.ROLLED_BACK), op_event("send:rolled-back", op))
+        assert [r.seq for r in stored(store)] == [3, 4]  # in that commit's transaction
     finally:
         store.close()
 
