@@ -1,5 +1,6 @@
 """``GET /events?after=SEQ`` against real daemons and the real mint: a consumer that
 disconnects and resumes sees every event once, in order; a SIGKILLed daemon keeps them.
+Last, the replay's headers and its switch to live over a store, without a mint.
 """
 
 from __future__ import annotations
@@ -7,13 +8,21 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cli_support import Wallet
 
 from coco_actors.control import ControlClient, RequestFailed
+from coco_actors.control.events import EventHub
+from coco_actors.control.server import ControlServer
+from coco_actors.events import EventLog, op_event
+from coco_actors.proof_ledger import ProofLedger
+from coco_actors.records import EventRecord, Operation, OpState, OpType, new_operation_id, now_ms
+from coco_actors.store import Store, WriteBatch
 from coco_actors.tokens import decode
 from devtools.devmint import DevMint
 
@@ -187,3 +196,89 @@ def test_a_sigkilled_daemon_still_replays_the_finalized_send_and_the_paid_reques
     assert events[-1]["operation"]["state"] == "completed"
     assert shop.balance(url) == {"spendable": left, "reserved": 0, "pending": 0,
                                  "total": left}
+
+
+# --- the replay's headers and its switch to live, with a store and no mint ---------------
+
+
+def _old(seq: int, age_ms: int) -> EventRecord:
+    return EventRecord(seq=seq, time=now_ms() - age_ms, event="send:prepared",
+                       operation_id=f"op{seq}", mint_url="http://127.0.0.1:3338")
+
+
+@pytest.fixture
+def outbox_server(short_tmp: Path) -> Iterator[tuple[Path, ProofLedger, EventHub]]:
+    """A control server whose hub replays a real store's outbox (events 1, 2 pruned)."""
+    store = Store(short_tmp / "w")
+    day = 24 * 3600 * 1000
+    olds = [_old(1, 3 * day), _old(2, 3 * day), _old(3, 1000), _old(4, 500)]
+
+    def write(b: WriteBatch) -> None:
+        for r in olds:
+            b.put_event(r)
+
+    store.transact(write)
+    log = EventLog(store)
+    ledger = ProofLedger(store, events=log, retention=24 * 3600)
+    hub = EventHub()
+    hub.log = log
+    sock = short_tmp / "control.sock"
+    srv = ControlServer(sock, _NoRoutes(), hub)
+    stop = threading.Event()
+    thread = threading.Thread(target=srv.serve_until, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield sock, ledger, hub
+    finally:
+        hub.close()
+        stop.set()
+        thread.join(EVENT_TIMEOUT)
+        srv.server_close()
+        log.close()
+        store.close()
+
+
+class _NoRoutes:
+    def route(self, method: str, path: str) -> None:
+        return None
+
+
+def test_the_replay_says_what_was_pruned_and_follows_without_a_gap(
+        outbox_server: tuple[Path, ProofLedger, EventHub]) -> None:
+    sock, ledger, hub = outbox_server
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=EVENT_TIMEOUT,
+                      base_url="http://coco") as http:
+        answer = http.get("/events", params={"after": 0})
+        assert answer.status_code == 200
+        assert answer.headers["Coco-Events-Oldest"] == "3"
+        assert answer.headers["Coco-Events-Pruned"] == "2"  # seqs 1 and 2 are gone
+        assert [json.loads(line)["seq"] for line in answer.text.splitlines()] == [3, 4]
+        answer = http.get("/events", params={"after": 2})
+        assert "Coco-Events-Pruned" not in answer.headers
+        assert [json.loads(line)["seq"] for line in answer.text.splitlines()] == [3, 4]
+
+        got: list[int] = []
+        cond = threading.Condition()
+        ended = threading.Event()
+
+        def follow() -> None:
+            with http.stream("GET", "/events", params={"after": 3, "follow": 1}) as stream:
+                for line in stream.iter_lines():
+                    if line.strip():
+                        with cond:
+                            got.append(json.loads(line)["seq"])
+                            cond.notify_all()
+            ended.set()
+
+        threading.Thread(target=follow, daemon=True).start()
+        with cond:  # seq 4, replayed; the next ones are live
+            assert cond.wait_for(lambda: len(got) >= 1, EVENT_TIMEOUT)
+        op = Operation(id=new_operation_id(), type=OpType.SEND,
+                       mint_url="http://127.0.0.1:3338", amount=5, state=OpState.PREPARED)
+        ledger.commit(op, op_event("send:prepared", op))
+        ledger.commit(op.moved(OpState.ROLLED_BACK), op_event("send:rolled-back", op))
+        with cond:
+            assert cond.wait_for(lambda: len(got) >= 3, EVENT_TIMEOUT), got
+        hub.close()  # the daemon stops: the followed stream ends
+        assert ended.wait(EVENT_TIMEOUT)
+        assert got == [4, 5, 6]
