@@ -43,7 +43,14 @@ from coco_actors.errors import (
     TokenError,
     TokenSpentError,
 )
-from coco_actors.events import EVENTS, EventBus, EventBusActor, EventBusProxy, Handler
+from coco_actors.events import (
+    DEFAULT_RETENTION,
+    EVENTS,
+    EventBusActor,
+    EventBusProxy,
+    EventLog,
+    Handler,
+)
 from coco_actors.idempotency import SEND_EXECUTE, KeyGate, check_key, fingerprint
 from coco_actors.keys import QUOTE_KEY_PATH, KeyDeriver, KeyRing, WalletKey
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
@@ -117,6 +124,15 @@ def _check_key(key: object) -> str | None:
     return None if key is None else check_key(key)
 
 
+def _check_retention(seconds: object) -> float:
+    """The event retention window: a positive number of seconds."""
+    if (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+            or not seconds > 0 or seconds == float("inf")):
+        raise InvalidInputError(f"event_retention must be a positive number of seconds, "
+                                f"got {seconds!r}")
+    return float(seconds)
+
+
 def _check_amount(amount: object) -> int:
     """The one domain check of an amount, at the edge that receives it (this facade)."""
     if isinstance(amount, bool) or not isinstance(amount, int):
@@ -133,9 +149,12 @@ class Coco:
                  watcher: bool | WatcherConfig = True,
                  rollback_prepared_after: float | None = None,
                  exposure: ExposurePolicy | None = None,
-                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> None:
+                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
+                 event_retention: float = DEFAULT_RETENTION) -> None:
         self._store = store
         self._key_gate = KeyGate()
+        #: the durable events (the outbox): ``since``, ``last_seq``, ``wait``; any thread
+        self.events = EventLog(store)
         self._contexts: dict[str, MintContext] = {}
         self._rollback_prepared_after = rollback_prepared_after
         self._mnemonic = mnemonic
@@ -150,7 +169,9 @@ class Coco:
             started.append(self._events_ref)
             self._events = cast(EventBusProxy, self._events_ref.proxy())
             signal = ChangeSignal()
-            self._ledger = start_ledger(store, signal, idempotency_ttl=idempotency_ttl)
+            self._ledger = start_ledger(store, signal, self.events, self._events_ref,
+                                        _check_retention(event_retention),
+                                        idempotency_ttl=idempotency_ttl)
             started.append(self._ledger.actor_ref)
             wait(self._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")  # surfaces a failed start
             self._deriver = Nut13Deriver(mnemonic)
@@ -212,7 +233,8 @@ class Coco:
              rollback_prepared_after: float | None = None,
              exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
              sweeper: SweeperConfig | None = None,
-             idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> Coco:
+             idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
+             event_retention: float = DEFAULT_RETENTION) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
         is given) when it does not exist yet. Recovery runs before this returns.
 
@@ -232,6 +254,9 @@ class Coco:
         ``idempotency_ttl``: how many seconds an idempotency key is kept (default 24 h);
         expired keys are pruned at open and periodically, and a key reused after it
         expired starts a fresh call.
+        ``event_retention``: seconds events are kept in the outbox (``coco.events``;
+        default 7 days); older ones are pruned at open and then every few minutes,
+        never the newest.
 
         A directory that cannot be written (read-only, no permission, no space) is
         a :class:`~coco_actors.store.DataDirError`, with nothing changed. A stored
@@ -245,6 +270,7 @@ class Coco:
                 or not idempotency_ttl > 0):
             raise InvalidInputError(f"idempotency_ttl must be a positive number of seconds, "
                                     f"got {idempotency_ttl!r}")
+        retention = _check_retention(event_retention)
         store = Store(data_dir)
         try:
             stored = store.get_setting("mnemonic")
@@ -259,7 +285,7 @@ class Coco:
                     f"data directory {data_dir} belongs to a different mnemonic")
             return cls(store, stored or mnemonic or "", recover=recover, watcher=watcher,
                        rollback_prepared_after=rollback_prepared_after, exposure=policy,
-                       idempotency_ttl=float(idempotency_ttl))
+                       idempotency_ttl=float(idempotency_ttl), event_retention=retention)
         except BaseException:
             store.close()
             raise
@@ -294,6 +320,7 @@ class Coco:
                 ref.stop(block=True, timeout=CALL_TIMEOUT)
             except pykka.Timeout:
                 log.error("%s did not stop within %s s", name, CALL_TIMEOUT)
+        self.events.close()  # wakes every waiter before the store goes
         self._store.close()
 
     # --- events, balances, receive ----------------------------------------------------
@@ -314,10 +341,6 @@ class Coco:
     def total_balance(self) -> MintBalance:
         """The same as ``balance().total``."""
         return self.balance().total
-
-    def _emit(self, event: str, payload: dict[str, Any]) -> None:
-        """A notice up to the event bus (a tell: never waits, never raises)."""
-        tell(self._events_ref, EventBus.emit, event, payload)
 
     def _receive(self, token: str, op_id: OperationId | None = None,
                  bind: Bind = _unbound) -> Operation:

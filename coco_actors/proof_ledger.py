@@ -9,12 +9,18 @@ new state land in **one** LMDB write transaction.
 
 It keeps everything it owns in memory (loaded once at start) so selection and
 balances never scan the database, and it never touches the network.
+
+It is also the outbox's writer (:mod:`coco_actors.events`): a transition handed an
+:class:`~coco_actors.events.Emission` gets the next ``seq`` and its event record in the
+same transaction; after the commit the ledger wakes ``coco.events`` readers and tells
+the EventBus, in seq order, from this one thread.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import cast
@@ -22,6 +28,7 @@ from typing import cast
 import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
 
+from coco_actors.actors import tell
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.errors import (
@@ -29,6 +36,15 @@ from coco_actors.errors import (
     InvalidStateError,
     NotFoundError,
     PaymentRequestError,
+)
+from coco_actors.events import (
+    DEFAULT_RETENTION,
+    PRUNE_EVERY,
+    Emission,
+    EventBus,
+    EventBusActor,
+    EventLog,
+    request_event,
 )
 from coco_actors.keys import WalletKey
 from coco_actors.records import (
@@ -129,8 +145,17 @@ class ProofLedger:
     """
 
     def __init__(self, store: Store, signal: ChangeSignal | None = None, *,
-                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> None:
+                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
+                 events: EventLog | None = None,
+                 bus: pykka.ActorRef[EventBusActor] | None = None,
+                 retention: float = DEFAULT_RETENTION) -> None:
         self._store = store
+        self._outbox = events or EventLog(store)  # thread-safe: read by coco.events
+        self._bus = bus
+        self._retention_ms = int(retention * 1000)
+        self._next_seq = self._outbox.last_seq() + 1
+        self._pruned_at = time.monotonic()
+        self._prune_at_open(retention)
         self.signal = signal or ChangeSignal()  # thread-safe: read by waiting senders
         snap = store.snapshot(skip_unreadable=True)  # logged, counted, left on disk
         self._unreadable = dict(snap.unreadable)
@@ -158,8 +183,18 @@ class ProofLedger:
             r.key: r for r in store.idempotency_records()}
         # keys bound to a call whose first record is not committed yet, by its target id
         self._unsaved_idem: dict[str, list[IdempotencyRecord]] = {}
-        self._pruned_at = 0
+        self._keys_pruned_at = 0
         self.prune_keys()
+
+    def _prune_at_open(self, retention: float) -> None:
+        """Prune events older than the window, writing only when the oldest one is (an
+        open of a wallet with nothing to prune writes nothing)."""
+        cutoff = now_ms() - self._retention_ms
+        oldest, newest = self._store.event_seqs()
+        first = self._store.events_since(oldest - 1, 1) if oldest != newest else []
+        if first and first[0].time < cutoff:
+            pruned = self._store.transact(lambda b: b.prune_events(cutoff))
+            log.info("pruned %d events older than %g s", pruned, retention)
 
     # --- mints and keysets ----------------------------------------------------------
 
@@ -232,14 +267,36 @@ class ProofLedger:
         for keyset_id in self._unsaved_counters:
             b.put_counter(keyset_id, self._counters[keyset_id])
 
-    def _transact(self, write: Callable[[WriteBatch], None]) -> None:
-        """One write transaction that also persists every counter taken since the last."""
+    def _transact(self, write: Callable[[WriteBatch], None],
+                  events: Sequence[Emission] = ()) -> None:
+        """One write transaction that also persists every counter taken since the last,
+        and the records of ``events`` (the next seqs); then wakes readers and tells the
+        bus. With events, and at most every :data:`PRUNE_EVERY` s, it also prunes those
+        older than the retention window (never the newest)."""
+        at = now_ms()
+        records = [e.record(self._next_seq + i, at) for i, e in enumerate(events)]
+        prune = bool(records) and time.monotonic() - self._pruned_at >= PRUNE_EVERY
+        cutoff = at - self._retention_ms
+
         def both(b: WriteBatch) -> None:
             write(b)
             self._write_counters(b)
+            for rec in records:
+                b.put_event(rec)
+            if prune:
+                b.prune_events(cutoff)
 
         self._store.transact(both)
         self._unsaved_counters.clear()
+        if prune:
+            self._pruned_at = time.monotonic()
+        if not records:
+            return
+        self._next_seq = records[-1].seq + 1
+        self._outbox.appended(records[-1].seq)
+        if self._bus is not None:
+            for event, rec in zip(events, records, strict=True):
+                tell(self._bus, EventBus.emit, event.name, {**event.payload, "seq": rec.seq})
 
     # --- wallet keys ------------------------------------------------------------------
 
@@ -272,9 +329,10 @@ class ProofLedger:
 
     # --- operations -----------------------------------------------------------------
 
-    def commit(self, op: Operation) -> Operation:
-        """Persist one operation transition (and what it holds, if not written yet)."""
-        return self.settle(op)
+    def commit(self, op: Operation, event: Emission | None = None) -> Operation:
+        """Persist one operation transition (and what it holds, if not written yet), with
+        the event it causes, if any."""
+        return self.settle(op, event=event)
 
     def delete_operation(self, op_id: OperationId) -> None:
         """Forget an operation that never got anywhere, releasing what it held."""
@@ -369,7 +427,8 @@ class ProofLedger:
             self._invoices[invoice] = op_id
         return selection, self._take_counters(keyset_id, n_outputs)
 
-    def hold_foreign(self, op: Operation, proofs: Sequence[Proof]) -> Operation:
+    def hold_foreign(self, op: Operation, proofs: Sequence[Proof],
+                     event: Emission | None = None) -> Operation:
         """Commit ``op`` (a receive-into's melt leg, ``prepared``) with a token's proofs
         as held by it, in one transaction: they never become spendable in between.
 
@@ -384,7 +443,7 @@ class ProofLedger:
         if op.payment_hash and owner not in (None, op.id):
             raise InvalidStateError(
                 f"this invoice is already paid or being paid by melt {owner}")
-        settled = self.settle(op, hold=proofs)
+        settled = self.settle(op, hold=proofs, event=event)
         if op.payment_hash:
             self._invoices[op.payment_hash] = op.id
         return settled
@@ -406,8 +465,10 @@ class ProofLedger:
         return change
 
     def settle(self, op: Operation, *, spend: Iterable[str] = (), add: Iterable[Proof] = (),
-               release: Iterable[str] = (), hold: Iterable[Proof] = ()) -> Operation:
-        """Commit ``op`` together with the proof moves its transition implies.
+               release: Iterable[str] = (), hold: Iterable[Proof] = (),
+               event: Emission | None = None) -> Operation:
+        """Commit ``op`` together with the proof moves its transition implies (and the
+        ``event`` it causes, in the outbox).
 
         ``spend``: Ys that left the wallet (removed). ``add``: new spendable proofs.
         ``release``: Ys reserved by ``op`` that become spendable again. ``hold``:
@@ -438,7 +499,7 @@ class ProofLedger:
             for k in bindings:
                 b.put_idempotency(k)
 
-        self._transact(write)
+        self._transact(write, () if event is None else (event,))
         self._idem.update((k.key, k) for k in bindings)
         for y in spend:
             self._proofs.pop(y, None)
@@ -573,7 +634,7 @@ class ProofLedger:
             raise InvalidStateError(f"idempotency key is bound to {known.target} already")
         pending = self._unsaved_idem.setdefault(rec.target, [])
         pending[:] = [r for r in pending if r.key != rec.key] + [rec]
-        if now_ms() - self._pruned_at >= PRUNE_INTERVAL * 1000:
+        if now_ms() - self._keys_pruned_at >= PRUNE_INTERVAL * 1000:
             self.prune_keys()
 
     def unbind_key(self, key: str, target: str) -> None:
@@ -586,7 +647,7 @@ class ProofLedger:
 
     def prune_keys(self) -> int:
         """Forget the keys older than the retention time (at start, then periodically)."""
-        self._pruned_at = now = now_ms()
+        self._keys_pruned_at = now = now_ms()
         expired = [k for k, r in self._idem.items()
                    if now - r.created_at >= self._idem_ttl_ms]
         if expired:
@@ -602,7 +663,7 @@ class ProofLedger:
 
     # --- payment requests (issue 16): this mailbox serializes every claim ----------------
 
-    def put_request(self, rec: RequestRecord) -> RequestRecord:
+    def put_request(self, rec: RequestRecord, event: Emission | None = None) -> RequestRecord:
         bindings = self._unsaved_idem.pop(rec.id, [])
 
         def write(b: WriteBatch) -> None:
@@ -610,10 +671,15 @@ class ProofLedger:
             for k in bindings:
                 b.put_idempotency(k)
 
-        self._transact(write)
+        self._transact(write, () if event is None else (event,))
         self._idem.update((k.key, k) for k in bindings)
         self._requests[rec.id] = rec
         return rec
+
+    def create_request(self, rec: RequestRecord) -> RequestRecord:
+        """A new request, with its ``request:created`` event."""
+        return self.put_request(rec, request_event(
+            "request:created", {"request_id": rec.id, "amount": rec.amount}))
 
     def requests(self) -> list[RequestRecord]:
         return sorted(self._requests.values(), key=lambda r: (r.created_at, r.id))
@@ -627,7 +693,8 @@ class ProofLedger:
             raise NotFoundError(f"unknown payment request {request_id!r}")
         if rec.state != RequestState.OPEN:
             raise InvalidStateError(f"payment request {rec.id} is {rec.state.value}, not open")
-        return self.put_request(replace(rec, state=RequestState.CANCELLED))
+        return self.put_request(replace(rec, state=RequestState.CANCELLED),
+                                request_event("request:cancelled", {"request_id": rec.id}))
 
     def attempts(self) -> list[PaymentAttempt]:
         return list(self._attempts.values())
@@ -678,7 +745,9 @@ class ProofLedger:
             b.put_attempt(done_att)
             b.put_request(done_rec)
 
-        self._transact(write)
+        self._transact(write, (request_event(
+            "request:paid", {"request_id": rec.id, "amount": att.received,
+                             "operation_id": operation_id}, mint_url=att.mint_url),))
         self._attempts[key] = att
         self._requests[rec.id] = rec
         return att, rec
@@ -687,10 +756,12 @@ class ProofLedger:
 class ProofLedgerActor(pykka.ThreadingActor, ProofLedger):
     """Runs :class:`ProofLedger` on one thread: its mailbox is the serialization point."""
 
-    def __init__(self, store: Store, signal: ChangeSignal, *,
+    def __init__(self, store: Store, signal: ChangeSignal, events: EventLog,
+                 bus: pykka.ActorRef[EventBusActor] | None, retention: float, *,
                  idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> None:
         pykka.ThreadingActor.__init__(self)
-        ProofLedger.__init__(self, store, signal, idempotency_ttl=idempotency_ttl)
+        ProofLedger.__init__(self, store, signal, events=events, bus=bus, retention=retention,
+                             idempotency_ttl=idempotency_ttl)
 
 
 class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
@@ -729,6 +800,7 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     audit_view = proxy_method(ProofLedger.audit_view)
     remove_spent = proxy_method(ProofLedger.remove_spent)
     put_request = proxy_method(ProofLedger.put_request)
+    create_request = proxy_method(ProofLedger.create_request)
     requests = proxy_method(ProofLedger.requests)
     get_request = proxy_method(ProofLedger.get_request)
     cancel_request = proxy_method(ProofLedger.cancel_request)
@@ -739,8 +811,12 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     finish_attempt = proxy_method(ProofLedger.finish_attempt)
 
 
-def start_ledger(store: Store, signal: ChangeSignal, *,
+def start_ledger(store: Store, signal: ChangeSignal, events: EventLog | None = None,
+                 bus: pykka.ActorRef[EventBusActor] | None = None,
+                 retention: float = DEFAULT_RETENTION, *,
                  idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> ProofLedgerProxy:
-    """Start the ledger actor; its typed proxy."""
+    """Start the ledger actor; its typed proxy. ``events``: the outbox's readers' view
+    (woken after each commit), ``bus``: where events are told."""
     return cast(ProofLedgerProxy, ProofLedgerActor.start(
-        store, signal, idempotency_ttl=idempotency_ttl).proxy())
+        store, signal, events or EventLog(store), bus, retention,
+        idempotency_ttl=idempotency_ttl).proxy())

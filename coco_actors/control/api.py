@@ -60,6 +60,11 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
                                         spent and no operation holds (the report's ``fixed``)
     GET  /openapi.json                  the OpenAPI 3.1 document of all of this
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
+    GET  /events?after=SEQ[&follow=1]   every stored event with seq > SEQ in order (the
+                                        outbox), then live ones: none twice, none lost; each
+                                        line has its seq; headers Coco-Events-Oldest (oldest
+                                        kept seq), Coco-Events-Pruned (N after SEQ pruned);
+                                        a bad SEQ is a 400
     POST /stop                          graceful shutdown, as SIGTERM
 
 Every mutating POST takes an ``Idempotency-Key`` header (1..255 printable ASCII): a

@@ -40,6 +40,7 @@ from coco_actors.control.payments import DEFAULT_RATE, PaymentsServer, RequestBu
 from coco_actors.control.server import BoundedServer, ControlServer, TcpControlServer
 from coco_actors.control.views import jsonable
 from coco_actors.errors import CocoError
+from coco_actors.events import DEFAULT_RETENTION
 from coco_actors.proof_ledger import DEFAULT_IDEMPOTENCY_TTL
 from coco_actors.store import DataDirError, Store
 from coco_actors.threads import SupervisedThread
@@ -139,12 +140,14 @@ class Daemon:
                  payments_url: str | None = None,
                  payments_rate: float = DEFAULT_RATE,
                  listen: tuple[str, int] | None = None,
-                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> None:
+                 idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
+                 event_retention: float = DEFAULT_RETENTION) -> None:
         self.data_dir = data_dir
         self.listen = listen
         self._tcp: TcpControlServer | None = None
         self._tcp_accept: SupervisedThread | None = None
         self.idempotency_ttl = idempotency_ttl
+        self.event_retention = event_retention  # seconds events are kept (Coco.open)
         self.payments_listen = payments_listen
         self.payments_url = payments_url
         self.payments_rate = payments_rate
@@ -174,7 +177,8 @@ class Daemon:
         self.coco = Coco.open(self.data_dir, recover=False,
                               rollback_prepared_after=self.rollback_prepared_after,
                               exposure=self.exposure, sweep_to=self.sweep_to,
-                              idempotency_ttl=self.idempotency_ttl)
+                              idempotency_ttl=self.idempotency_ttl,
+                              event_retention=self.event_retention)
         self.events.attach(self.coco)  # first: the events of recovery reach the stream too
         recovered = self.coco.recover()  # open quotes are handed to the Watcher here
         if recovered:
@@ -315,12 +319,14 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
           payments_listen: tuple[str, int] | None = None, payments_url: str | None = None,
           payments_rate: float = DEFAULT_RATE,
           listen: tuple[str, int] | None = None,
-          idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL) -> None:
+          idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
+          event_retention: float = DEFAULT_RETENTION) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
 
     ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`;
     ``payments_*``: the payments listener (:class:`Daemon`); ``listen``: the control API
-    on that TCP address too, behind the bearer token.
+    on that TCP address too, behind the bearer token; ``event_retention``: seconds
+    events are kept (:meth:`Coco.open`).
 
     Must run in the main thread (signal handlers). Raises :class:`CocoError` when
     the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
@@ -340,7 +346,7 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
     daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after,
                     exposure=exposure, sweep_to=sweep_to, payments_listen=payments_listen,
                     payments_url=payments_url, payments_rate=payments_rate, listen=listen,
-                    idempotency_ttl=idempotency_ttl)
+                    idempotency_ttl=idempotency_ttl, event_retention=event_retention)
     try:
         try:
             daemon.start()
