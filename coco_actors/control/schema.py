@@ -190,7 +190,12 @@ class HistoryQuery(OperationsQuery, frozen=True):
 
 
 class EventsQuery(Query, frozen=True):
+    """Without ``after``: the recent events; with it: every stored event after that seq
+    (exclusive, in order), then (``follow``) the live ones, none twice. The server checks
+    ``after`` itself (server.py ``_events``: ASCII digits, at most ``MAX_SEQ``)."""
+
     follow: bool = False  # keep the stream open for live events
+    after: Annotated[int, msgspec.Meta(ge=0)] | None = None  # the last seq already seen
 
 
 # --- answers (documented; the handlers build them as plain JSON) ----------------------------
