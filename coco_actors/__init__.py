@@ -22,11 +22,11 @@ from coco_actors.errors import (
     TokenSpentError,
 )
 from coco_actors.keys import WalletKey
-from coco_actors.records import OpState, RequestRecord
+from coco_actors.records import EventRecord, OpState, RequestRecord
 from coco_actors.store import DataDirError
 
 __all__ = [
-    "Coco", "CocoError", "CryptoError", "DataDirError", "InsufficientFundsError",
+    "Coco", "CocoError", "CryptoError", "DataDirError", "EventRecord", "InsufficientFundsError",
     "InvalidAmountError", "InvalidInputError", "InvalidStateError", "InvoiceError",
     "LockedTokenError", "MintError", "MintRejectedError", "MintUnreachableError",
     "NotFoundError", "OpState", "PaymentRequestError", "RequestRecord", "TokenError",

@@ -40,7 +40,14 @@ from coco_actors.errors import (
     TokenError,
     TokenSpentError,
 )
-from coco_actors.events import EVENTS, EventBus, EventBusActor, EventBusProxy, Handler
+from coco_actors.events import (
+    DEFAULT_RETENTION,
+    EVENTS,
+    EventBusActor,
+    EventBusProxy,
+    EventLog,
+    Handler,
+)
 from coco_actors.keys import QUOTE_KEY_PATH, KeyDeriver, KeyRing, WalletKey
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.operations import (
@@ -91,6 +98,15 @@ T = TypeVar("T")
 PX = TypeVar("PX")
 
 
+def _check_retention(seconds: object) -> float:
+    """The event retention window: a positive number of seconds."""
+    if (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+            or not seconds > 0 or seconds == float("inf")):
+        raise InvalidInputError(f"event_retention must be a positive number of seconds, "
+                                f"got {seconds!r}")
+    return float(seconds)
+
+
 def _check_amount(amount: object) -> int:
     """The one domain check of an amount, at the edge that receives it (this facade)."""
     if isinstance(amount, bool) or not isinstance(amount, int):
@@ -106,8 +122,11 @@ class Coco:
     def __init__(self, store: Store, mnemonic: str, *, recover: bool = True,
                  watcher: bool | WatcherConfig = True,
                  rollback_prepared_after: float | None = None,
-                 exposure: ExposurePolicy | None = None) -> None:
+                 exposure: ExposurePolicy | None = None,
+                 event_retention: float = DEFAULT_RETENTION) -> None:
         self._store = store
+        #: the durable events (the outbox): ``since``, ``last_seq``, ``wait``; any thread
+        self.events = EventLog(store)
         self._contexts: dict[str, MintContext] = {}
         self._rollback_prepared_after = rollback_prepared_after
         self._mnemonic = mnemonic
@@ -122,7 +141,8 @@ class Coco:
             started.append(self._events_ref)
             self._events = cast(EventBusProxy, self._events_ref.proxy())
             signal = ChangeSignal()
-            self._ledger = start_ledger(store, signal)
+            self._ledger = start_ledger(store, signal, self.events, self._events_ref,
+                                        _check_retention(event_retention))
             started.append(self._ledger.actor_ref)
             wait(self._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")  # surfaces a failed start
             self._deriver = Nut13Deriver(mnemonic)
@@ -183,7 +203,8 @@ class Coco:
              recover: bool = True, watcher: bool | WatcherConfig = True,
              rollback_prepared_after: float | None = None,
              exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
-             sweeper: SweeperConfig | None = None) -> Coco:
+             sweeper: SweeperConfig | None = None,
+             event_retention: float = DEFAULT_RETENTION) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
         is given) when it does not exist yet. Recovery runs before this returns.
 
@@ -200,6 +221,10 @@ class Coco:
         ``sweeper`` tunes its timing). Bad values are typed errors raised before the
         directory is touched.
 
+        ``event_retention``: seconds events are kept in the outbox (``coco.events``;
+        default 7 days); older ones are pruned at open and then every few minutes,
+        never the newest.
+
         A directory that cannot be written (read-only, no permission, no space) is
         a :class:`~coco_actors.store.DataDirError`, with nothing changed. A stored
         record this release cannot decode does not stop the open: it is logged by
@@ -208,6 +233,7 @@ class Coco:
         leaves no actor or thread running and the directory unlocked.
         """
         policy = ExposurePolicy.from_options(exposure, sweep_to, sweeper)
+        retention = _check_retention(event_retention)
         store = Store(data_dir)
         try:
             stored = store.get_setting("mnemonic")
@@ -221,7 +247,8 @@ class Coco:
                 raise InvalidInputError(
                     f"data directory {data_dir} belongs to a different mnemonic")
             return cls(store, stored or mnemonic or "", recover=recover, watcher=watcher,
-                       rollback_prepared_after=rollback_prepared_after, exposure=policy)
+                       rollback_prepared_after=rollback_prepared_after, exposure=policy,
+                       event_retention=retention)
         except BaseException:
             store.close()
             raise
@@ -256,6 +283,7 @@ class Coco:
                 ref.stop(block=True, timeout=CALL_TIMEOUT)
             except pykka.Timeout:
                 log.error("%s did not stop within %s s", name, CALL_TIMEOUT)
+        self.events.close()  # wakes every waiter before the store goes
         self._store.close()
 
     # --- events, balances, receive ----------------------------------------------------
@@ -276,10 +304,6 @@ class Coco:
     def total_balance(self) -> MintBalance:
         """The same as ``balance().total``."""
         return self.balance().total
-
-    def _emit(self, event: str, payload: dict[str, Any]) -> None:
-        """A notice up to the event bus (a tell: never waits, never raises)."""
-        tell(self._events_ref, EventBus.emit, event, payload)
 
     def _receive(self, token: str, op_id: OperationId | None = None) -> Operation:
         """Swap an incoming token into the wallet; the mint must have been added.

@@ -9,12 +9,18 @@ new state land in **one** LMDB write transaction.
 
 It keeps everything it owns in memory (loaded once at start) so selection and
 balances never scan the database, and it never touches the network.
+
+It is also the outbox's writer (:mod:`coco_actors.events`): a transition handed an
+:class:`~coco_actors.events.Emission` gets the next ``seq`` and its event record in the
+same transaction; after the commit the ledger wakes ``coco.events`` readers and tells
+the EventBus, in seq order, from this one thread.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import cast
@@ -22,6 +28,7 @@ from typing import cast
 import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
 
+from coco_actors.actors import tell
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.errors import (
@@ -29,6 +36,15 @@ from coco_actors.errors import (
     InvalidStateError,
     NotFoundError,
     PaymentRequestError,
+)
+from coco_actors.events import (
+    DEFAULT_RETENTION,
+    PRUNE_EVERY,
+    Emission,
+    EventBus,
+    EventBusActor,
+    EventLog,
+    request_event,
 )
 from coco_actors.keys import WalletKey
 from coco_actors.records import (
@@ -107,8 +123,19 @@ class ProofLedger:
     uses them.
     """
 
-    def __init__(self, store: Store, signal: ChangeSignal | None = None) -> None:
+    def __init__(self, store: Store, signal: ChangeSignal | None = None, *,
+                 events: EventLog | None = None,
+                 bus: pykka.ActorRef[EventBusActor] | None = None,
+                 retention: float = DEFAULT_RETENTION) -> None:
         self._store = store
+        self._outbox = events or EventLog(store)  # thread-safe: read by coco.events
+        self._bus = bus
+        self._retention_ms = int(retention * 1000)
+        self._next_seq = self._outbox.last_seq() + 1
+        self._pruned_at = time.monotonic()
+        pruned = store.transact(lambda b: b.prune_events(now_ms() - self._retention_ms))
+        if pruned:
+            log.info("pruned %d events older than %g s", pruned, retention)
         self.signal = signal or ChangeSignal()  # thread-safe: read by waiting senders
         snap = store.snapshot(skip_unreadable=True)  # logged, counted, left on disk
         self._unreadable = dict(snap.unreadable)
@@ -203,14 +230,36 @@ class ProofLedger:
         for keyset_id in self._unsaved_counters:
             b.put_counter(keyset_id, self._counters[keyset_id])
 
-    def _transact(self, write: Callable[[WriteBatch], None]) -> None:
-        """One write transaction that also persists every counter taken since the last."""
+    def _transact(self, write: Callable[[WriteBatch], None],
+                  events: Sequence[Emission] = ()) -> None:
+        """One write transaction that also persists every counter taken since the last,
+        and the records of ``events`` (the next seqs); then wakes readers and tells the
+        bus. With events, and at most every :data:`PRUNE_EVERY` s, it also prunes those
+        older than the retention window (never the newest)."""
+        at = now_ms()
+        records = [e.record(self._next_seq + i, at) for i, e in enumerate(events)]
+        prune = bool(records) and time.monotonic() - self._pruned_at >= PRUNE_EVERY
+        cutoff = at - self._retention_ms
+
         def both(b: WriteBatch) -> None:
             write(b)
             self._write_counters(b)
+            for rec in records:
+                b.put_event(rec)
+            if prune:
+                b.prune_events(cutoff)
 
         self._store.transact(both)
         self._unsaved_counters.clear()
+        if prune:
+            self._pruned_at = time.monotonic()
+        if not records:
+            return
+        self._next_seq = records[-1].seq + 1
+        self._outbox.appended(records[-1].seq)
+        if self._bus is not None:
+            for event, rec in zip(events, records, strict=True):
+                tell(self._bus, EventBus.emit, event.name, {**event.payload, "seq": rec.seq})
 
     # --- wallet keys ------------------------------------------------------------------
 
@@ -243,9 +292,10 @@ class ProofLedger:
 
     # --- operations -----------------------------------------------------------------
 
-    def commit(self, op: Operation) -> Operation:
-        """Persist one operation transition (and what it holds, if not written yet)."""
-        return self.settle(op)
+    def commit(self, op: Operation, event: Emission | None = None) -> Operation:
+        """Persist one operation transition (and what it holds, if not written yet), with
+        the event it causes, if any."""
+        return self.settle(op, event=event)
 
     def delete_operation(self, op_id: OperationId) -> None:
         """Forget an operation that never got anywhere, releasing what it held."""
@@ -334,7 +384,8 @@ class ProofLedger:
             self._invoices[invoice] = op_id
         return selection, self._take_counters(keyset_id, n_outputs)
 
-    def hold_foreign(self, op: Operation, proofs: Sequence[Proof]) -> Operation:
+    def hold_foreign(self, op: Operation, proofs: Sequence[Proof],
+                     event: Emission | None = None) -> Operation:
         """Commit ``op`` (a receive-into's melt leg, ``prepared``) with a token's proofs
         as held by it, in one transaction: they never become spendable in between.
 
@@ -349,7 +400,7 @@ class ProofLedger:
         if op.payment_hash and owner not in (None, op.id):
             raise InvalidStateError(
                 f"this invoice is already paid or being paid by melt {owner}")
-        settled = self.settle(op, hold=proofs)
+        settled = self.settle(op, hold=proofs, event=event)
         if op.payment_hash:
             self._invoices[op.payment_hash] = op.id
         return settled
@@ -371,8 +422,10 @@ class ProofLedger:
         return change
 
     def settle(self, op: Operation, *, spend: Iterable[str] = (), add: Iterable[Proof] = (),
-               release: Iterable[str] = (), hold: Iterable[Proof] = ()) -> Operation:
-        """Commit ``op`` together with the proof moves its transition implies.
+               release: Iterable[str] = (), hold: Iterable[Proof] = (),
+               event: Emission | None = None) -> Operation:
+        """Commit ``op`` together with the proof moves its transition implies (and the
+        ``event`` it causes, in the outbox).
 
         ``spend``: Ys that left the wallet (removed). ``add``: new spendable proofs.
         ``release``: Ys reserved by ``op`` that become spendable again. ``hold``:
@@ -399,7 +452,7 @@ class ProofLedger:
                 b.put_proof(r)
             b.put_operation(op)
 
-        self._transact(write)
+        self._transact(write, () if event is None else (event,))
         for y in spend:
             self._proofs.pop(y, None)
         for r in (*new, *held, *released):
@@ -466,10 +519,15 @@ class ProofLedger:
 
     # --- payment requests (issue 16): this mailbox serializes every claim ----------------
 
-    def put_request(self, rec: RequestRecord) -> RequestRecord:
-        self._transact(lambda b: b.put_request(rec))
+    def put_request(self, rec: RequestRecord, event: Emission | None = None) -> RequestRecord:
+        self._transact(lambda b: b.put_request(rec), () if event is None else (event,))
         self._requests[rec.id] = rec
         return rec
+
+    def create_request(self, rec: RequestRecord) -> RequestRecord:
+        """A new request, with its ``request:created`` event."""
+        return self.put_request(rec, request_event(
+            "request:created", {"request_id": rec.id, "amount": rec.amount}))
 
     def requests(self) -> list[RequestRecord]:
         return sorted(self._requests.values(), key=lambda r: (r.created_at, r.id))
@@ -483,7 +541,8 @@ class ProofLedger:
             raise NotFoundError(f"unknown payment request {request_id!r}")
         if rec.state != RequestState.OPEN:
             raise InvalidStateError(f"payment request {rec.id} is {rec.state.value}, not open")
-        return self.put_request(replace(rec, state=RequestState.CANCELLED))
+        return self.put_request(replace(rec, state=RequestState.CANCELLED),
+                                request_event("request:cancelled", {"request_id": rec.id}))
 
     def attempts(self) -> list[PaymentAttempt]:
         return list(self._attempts.values())
@@ -534,7 +593,9 @@ class ProofLedger:
             b.put_attempt(done_att)
             b.put_request(done_rec)
 
-        self._transact(write)
+        self._transact(write, (request_event(
+            "request:paid", {"request_id": rec.id, "amount": att.received,
+                             "operation_id": operation_id}, mint_url=att.mint_url),))
         self._attempts[key] = att
         self._requests[rec.id] = rec
         return att, rec
@@ -560,9 +621,10 @@ class ProofLedger:
 class ProofLedgerActor(pykka.ThreadingActor, ProofLedger):
     """Runs :class:`ProofLedger` on one thread: its mailbox is the serialization point."""
 
-    def __init__(self, store: Store, signal: ChangeSignal) -> None:
+    def __init__(self, store: Store, signal: ChangeSignal, events: EventLog,
+                 bus: pykka.ActorRef[EventBusActor] | None, retention: float) -> None:
         pykka.ThreadingActor.__init__(self)
-        ProofLedger.__init__(self, store, signal)
+        ProofLedger.__init__(self, store, signal, events=events, bus=bus, retention=retention)
 
 
 class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
@@ -594,6 +656,7 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     all_proof_records = proxy_method(ProofLedger.all_proof_records)
     unreadable = proxy_method(ProofLedger.unreadable)
     put_request = proxy_method(ProofLedger.put_request)
+    create_request = proxy_method(ProofLedger.create_request)
     requests = proxy_method(ProofLedger.requests)
     get_request = proxy_method(ProofLedger.get_request)
     cancel_request = proxy_method(ProofLedger.cancel_request)
@@ -607,6 +670,10 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     set_webhook_cursor = proxy_method(ProofLedger.set_webhook_cursor)
 
 
-def start_ledger(store: Store, signal: ChangeSignal) -> ProofLedgerProxy:
-    """Start the ledger actor; its typed proxy."""
-    return cast(ProofLedgerProxy, ProofLedgerActor.start(store, signal).proxy())
+def start_ledger(store: Store, signal: ChangeSignal, events: EventLog | None = None,
+                 bus: pykka.ActorRef[EventBusActor] | None = None,
+                 retention: float = DEFAULT_RETENTION) -> ProofLedgerProxy:
+    """Start the ledger actor; its typed proxy. ``events``: the outbox's readers' view
+    (woken after each commit), ``bus``: where events are told."""
+    return cast(ProofLedgerProxy, ProofLedgerActor.start(
+        store, signal, events or EventLog(store), bus, retention).proxy())

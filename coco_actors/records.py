@@ -302,3 +302,24 @@ class WebhookRecord:
 
     def __repr__(self) -> str:  # the secret stays out of logs
         return f"WebhookRecord({self.id} {self.url.split('?', 1)[0]})"
+
+
+# --- events (the outbox, issue 14) -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One wallet event as stored, in the transaction of the transition that caused it.
+
+    ``seq`` increases strictly and is never reused (also across restarts). ``data`` is
+    public only: the operation's public view without its token (``operation``), and
+    the event's other public fields (``request_id``, ``amount``, ``to_mint_url``);
+    never a token, a proof secret or a key.
+    """
+
+    seq: int
+    time: int                       # ms since the epoch, when it was committed
+    event: str                      # e.g. "send:finalized", "request:paid"
+    operation_id: str | None = None
+    mint_url: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)

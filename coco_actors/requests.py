@@ -140,9 +140,8 @@ class RequestsApi:
                             state=RequestState.OPEN, unit=unit, mints=urls,
                             single_use=bool(single_use), amount=amount,
                             description=description, pubkey=pubkey, transport_url=url)
-        rec = wait(coco._ledger.put_request(rec), LEDGER_TIMEOUT, "ProofLedger")
-        coco._emit("request:created", {"request_id": rec.id, "amount": rec.amount})
-        return rec
+        # request:created is committed with the record (the ledger's outbox)
+        return wait(coco._ledger.create_request(rec), LEDGER_TIMEOUT, "ProofLedger")
 
     def get(self, request_id: str) -> RequestRecord:
         rec = wait(self._coco._ledger.get_request(str(request_id)), LEDGER_TIMEOUT,
@@ -156,10 +155,8 @@ class RequestsApi:
 
     def cancel(self, request_id: str) -> RequestRecord:
         """An open request only (``InvalidStateError`` otherwise)."""
-        rec = wait(self._coco._ledger.cancel_request(str(request_id)), LEDGER_TIMEOUT,
-                   "ProofLedger")
-        self._coco._emit("request:cancelled", {"request_id": rec.id})
-        return rec
+        return wait(self._coco._ledger.cancel_request(str(request_id)), LEDGER_TIMEOUT,
+                    "ProofLedger")  # request:cancelled is committed with it
 
     def claim(self, payload: PaymentPayload | bytes | str | dict[str, Any]) -> dict[str, Any]:
         """Receive a payload for one of our requests; the answer is
@@ -260,10 +257,9 @@ class RequestsApi:
     def _credit(self, attempt: PaymentAttempt, op_id: OperationId, received: int
                 ) -> dict[str, Any]:
         coco = self._coco
-        att, rec = wait(coco._ledger.finish_attempt(attempt.key, op_id, received),
-                        LEDGER_TIMEOUT, "ProofLedger")
-        coco._emit("request:paid", {"request_id": rec.id, "amount": att.received,
-                                    "operation_id": op_id})
+        # request:paid is committed with the credit, once
+        att, _rec = wait(coco._ledger.finish_attempt(attempt.key, op_id, received),
+                         LEDGER_TIMEOUT, "ProofLedger")
         return _answer(att)
 
     def resume(self) -> int:

@@ -5,7 +5,7 @@ saga transition is one write transaction, committed (and fsynced: ``sync`` and
 ``metasync`` stay on) before the side effect it announces. Reads may happen
 from any thread, in short read transactions that never span a network call.
 
-Keys are fixed-width big-endian where order matters (history), so range scans
+Keys are fixed-width big-endian where order matters (history, events by ``seq``), so range scans
 sort correctly. Values are records encoded by :mod:`coco_actors.codec`: JSON
 keyed by attribute names, with a schema version checked on every read (a
 record this release cannot read is a :class:`~coco_actors.errors.StoreError`).
@@ -43,6 +43,7 @@ from coco_actors.codec import decode_record, encode_record
 from coco_actors.errors import CocoError, StoreError
 from coco_actors.keys import WalletKey
 from coco_actors.records import (
+    EventRecord,
     HistoryEntry,
     MintRecord,
     Operation,
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DB_NAMES = ("settings", "mints", "keysets", "proofs", "counters", "operations", "history",
-            "keys", "requests", "attempts", "webhooks", "webhook_cursors")
+            "keys", "requests", "attempts", "events", "webhooks", "webhook_cursors")
 INITIAL_MAP_SIZE = 1 << 30  # 1 GiB of address space; grown on MapFullError
 #: The map never grows past this (address space, not disk: 64-bit only).
 MAX_MAP_SIZE = 1 << 40
@@ -97,6 +98,10 @@ def _disk_error(data_dir: Path, exc: BaseException) -> CocoError:
 def _history_key(op: Operation | HistoryEntry) -> bytes:
     op_id = op.id if isinstance(op, Operation) else op.operation_id
     return op.created_at.to_bytes(8, "big") + op_id.encode()
+
+
+def _seq_key(seq: int) -> bytes:
+    return seq.to_bytes(8, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +216,32 @@ class WriteBatch:
         """The last event seq delivered to the webhook (a configured one has no record)."""
         self._txn.put(webhook_id.encode(), seq.to_bytes(8, "big"),
                       db=self._dbs["webhook_cursors"])
+
+    def put_event(self, rec: EventRecord) -> None:
+        """Insert-once: a seq is never rewritten (a second write of one is a bug)."""
+        if not self._txn.put(_seq_key(rec.seq), encode_record(rec), db=self._dbs["events"],
+                             overwrite=False):
+            raise StoreError(f"event seq {rec.seq} is stored already")
+
+    def prune_events(self, before_ms: int) -> int:
+        """Delete the oldest events committed before ``before_ms``, never the newest one
+        (the next seq follows it); how many went. Stops at the first younger one."""
+        cursor = self._txn.cursor(db=self._dbs["events"])
+        if not cursor.last():
+            return 0
+        newest = bytes(cursor.key())
+        pruned = 0
+        cursor.first()
+        while (key := bytes(cursor.key())) != newest:
+            rec = _decode_or_skip("events", key, bytes(cursor.value()), EventRecord)
+            if rec is None:  # left on disk, as every unreadable record
+                cursor.next()
+                continue
+            if rec.time >= before_ms:
+                break
+            cursor.delete()  # moves to the next record
+            pruned += 1
+        return pruned
 
     def put_mint(self, rec: MintRecord) -> None:
         self._txn.put(rec.url.encode(), encode_record(rec), db=self._dbs["mints"])
@@ -364,6 +395,32 @@ class Store:
         with self._gate.reading(), self.env.begin(db=self._dbs["webhook_cursors"]) as txn:
             v = txn.get(webhook_id.encode())
         return int.from_bytes(v, "big") if v is not None else None
+
+    def events_since(self, after: int, limit: int) -> list[EventRecord]:
+        """At most ``limit`` events with ``seq > after``, oldest first; an unreadable one
+        is logged and left out."""
+        out: list[EventRecord] = []
+        with self._gate.reading(), self.env.begin(db=self._dbs["events"]) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(_seq_key(after + 1)):
+                return out
+            for key, value in cursor:
+                rec = _decode_or_skip("events", key, value, EventRecord)
+                if rec is not None:
+                    out.append(rec)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def event_seqs(self) -> tuple[int, int]:
+        """The oldest and the newest stored event's seq; (0, 0) when there is none."""
+        with self._gate.reading(), self.env.begin(db=self._dbs["events"]) as txn:
+            cursor = txn.cursor()
+            if not cursor.first():
+                return 0, 0
+            oldest = int.from_bytes(cursor.key(), "big")
+            cursor.last()
+            return oldest, int.from_bytes(cursor.key(), "big")
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
         """Newest first; an entry that cannot be decoded is logged and left out."""

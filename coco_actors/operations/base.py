@@ -16,7 +16,7 @@ from coco_actors.actors import NoticeActor, tell, wait
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.crypto.outputs import make_outputs, unblind_signatures
 from coco_actors.errors import InvalidStateError, NotFoundError
-from coco_actors.events import EventBus, EventBusActor
+from coco_actors.events import Emission, EventBusActor, op_event
 from coco_actors.keys import KeyRing
 from coco_actors.mint_client import MintClient
 from coco_actors.proof_ledger import ChangeSignal, ProofLedgerProxy
@@ -153,14 +153,20 @@ class OperationBase:
 
     # --- helpers for subclasses --------------------------------------------------------
 
-    def _commit(self, op: Operation) -> Operation:
-        self.op = wait(self.deps.ledger.commit(op), LEDGER_TIMEOUT, "ProofLedger")
+    def _commit(self, op: Operation, *, event: str | None = None, **extra: Any) -> Operation:
+        """Persist ``op``; ``event`` (a suffix: "prepared", "finalized", ...) is the event
+        this transition causes, written in the same transaction and then told to the
+        bus by the ledger (``extra``: more payload keys)."""
+        self.op = wait(self.deps.ledger.commit(op, self._event(op, event, **extra)),
+                       LEDGER_TIMEOUT, "ProofLedger")
         self._log_transition()
         return self.op
 
     def _settle(self, op: Operation, *, spend: Sequence[str] = (), add: Sequence[Proof] = (),
-                release: Sequence[str] = ()) -> Operation:
-        self.op = wait(self.deps.ledger.settle(op, spend=spend, add=add, release=release),
+                release: Sequence[str] = (), event: str | None = None,
+                **extra: Any) -> Operation:
+        self.op = wait(self.deps.ledger.settle(op, spend=spend, add=add, release=release,
+                                               event=self._event(op, event, **extra)),
                        LEDGER_TIMEOUT, "ProofLedger")
         self._log_transition()
         return self.op
@@ -169,10 +175,12 @@ class OperationBase:
         log.info("%s %s -> %s (amount %d, mint %s)", self.op.type.value, self.op.id,
                  self.op.state.value, self.op.amount, self.op.mint_url)
 
-    def _emit(self, suffix: str, **extra: Any) -> None:
-        payload = {"mint_url": self.op.mint_url, "operation_id": self.op.id,
-                   "operation": self.op, **extra}
-        tell(self.deps.events, EventBus.emit, f"{self.op.type.value}:{suffix}", payload)
+    def _event(self, op: Operation, suffix: str | None, **extra: Any) -> Emission | None:
+        """The event ``op``'s transition causes (``None``: none); a saga with more
+        payload keys overrides this."""
+        if suffix is None:
+            return None
+        return op_event(f"{op.type.value}:{suffix}", op, **extra)
 
     def _watch_send(self) -> None:
         if self.deps.watcher is not None:

@@ -113,8 +113,7 @@ class MeltOperation(OperationBase):
             OpState.PREPARED, amount=quote.amount, fee=fee, input_amount=selection.total,
             needs_swap=bool(swap), input_ys=ys, quote_id=quote.quote,
             quote_request=invoice.request, payment_hash=invoice.payment_hash,
-            fee_reserve=quote.fee_reserve))
-        self._emit("prepared")
+            fee_reserve=quote.fee_reserve), event="prepared")
         return self.op
 
     def _new_quote(self, invoice: Invoice) -> MeltQuote:
@@ -154,14 +153,15 @@ class MeltOperation(OperationBase):
                     f"the token ({total}) cannot cover {quote.amount} plus the fee reserve "
                     f"{quote.fee_reserve} and the input fee {fee}",
                     needed=quote.amount + quote.fee_reserve + fee, available=total)
-            self.op = wait(self.deps.ledger.hold_foreign(self.op.moved(
+            prepared = self.op.moved(
                 OpState.PREPARED, amount=quote.amount, fee=fee, input_amount=total,
                 input_ys=tuple(secret_to_y(p.secret) for p in proofs), quote_id=quote.quote,
                 quote_request=invoice.request, payment_hash=invoice.payment_hash,
-                fee_reserve=quote.fee_reserve, foreign_inputs=True), proofs),
+                fee_reserve=quote.fee_reserve, foreign_inputs=True)
+            self.op = wait(self.deps.ledger.hold_foreign(
+                prepared, proofs, self._event(prepared, "prepared")),
                 LEDGER_TIMEOUT, "ProofLedger")
             self._log_transition()
-        self._emit("prepared")
         return self.op
 
     def _hold(self, amount: int, keyset_id: str, invoice: Invoice,
@@ -281,8 +281,7 @@ class MeltOperation(OperationBase):
 
     def _to_pending(self) -> None:
         if self.op.state != OpState.PENDING:
-            self._commit(self.op.moved(OpState.PENDING))
-            self._emit("pending")
+            self._commit(self.op.moved(OpState.PENDING), event="pending")
             self._tell_parent()
         self._watch_melt_quote()
         self.rest()
@@ -317,8 +316,7 @@ class MeltOperation(OperationBase):
         self._unwatch()
         self._settle(op.moved(OpState.COMPLETED, preimage=quote.payment_preimage,
                               change_amount=change_amount, fee_paid=fee_paid),
-                     spend=op.input_ys, add=change)
-        self._emit("finalized")
+                     spend=op.input_ys, add=change, event="finalized")
         self._tell_parent()
         self.retire()
 
@@ -345,11 +343,11 @@ class MeltOperation(OperationBase):
         # a melt that did not happen charged no melt fee: only a swap-then-melt's swap fee
         fee = op.fee - self._input_fee(self._inputs()) if op.swapped else 0
         self._unwatch()
+        event = "rolled-back" if state == OpState.ROLLED_BACK else "finalized"
         if op.foreign_inputs:  # a token's proofs were never the wallet's: forgotten
-            self._settle(op.moved(state, error=error, fee=fee), spend=release)
+            self._settle(op.moved(state, error=error, fee=fee), spend=release, event=event)
         else:
-            self._settle(op.moved(state, error=error, fee=fee), release=release)
-        self._emit("rolled-back" if state == OpState.ROLLED_BACK else "finalized")
+            self._settle(op.moved(state, error=error, fee=fee), release=release, event=event)
         self._tell_parent()
         self.retire()
 

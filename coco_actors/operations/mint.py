@@ -60,8 +60,7 @@ class MintOperation(OperationBase):
             self._commit(self.op.moved(
                 OpState.PREPARED, quote_id=quote.quote, quote_request=quote.request,
                 quote_expiry=quote.expiry, quote_pubkey=key.public if key else None,
-                quote_key_index=key.index if key else None))
-        self._emit("prepared")
+                quote_key_index=key.index if key else None), event="prepared")
         if self.op.parent_id is None:  # a leg is watched once its transfer's melt paid
             self._watch_quote()  # once paid, the Watcher's notice mints it
         return quote
@@ -177,15 +176,13 @@ class MintOperation(OperationBase):
 
     def _complete(self, proofs: list[Proof]) -> None:
         self._unwatch()
-        self._settle(self.op.moved(OpState.COMPLETED), add=proofs)
-        self._emit("finalized")
+        self._settle(self.op.moved(OpState.COMPLETED), add=proofs, event="finalized")
         self._tell_parent()
         self.retire()
 
     def _end_failed(self, error: str) -> None:
         self._unwatch()
-        self._commit(self.op.moved(OpState.ROLLED_BACK, error=error))
-        self._emit("rolled-back")
+        self._commit(self.op.moved(OpState.ROLLED_BACK, error=error), event="rolled-back")
         self._tell_parent()
         self.retire()
 

@@ -51,8 +51,8 @@ class ReceiveOperation(OperationBase):
                                             int(time.time()))
         self._commit(self.op.moved(OpState.PREPARED, amount=net, fee=fee,
                                    input_amount=token.amount, inputs=inputs,
-                                   outputs=tuple(outputs), needs_swap=True))
-        self._emit("prepared")
+                                   outputs=tuple(outputs), needs_swap=True),
+                     event="prepared")
         return self.op
 
     def execute(self) -> Operation:
@@ -65,8 +65,8 @@ class ReceiveOperation(OperationBase):
                 return self._resolve(exc)  # ours from before, or claimed by someone else
             self._end(OpState.ROLLED_BACK, error=str(exc))
             raise
-        self._settle(op.moved(OpState.COMPLETED), add=self._unblind(op.outputs, sigs))
-        self._emit("finalized")
+        self._settle(op.moved(OpState.COMPLETED), add=self._unblind(op.outputs, sigs),
+                     event="finalized")
         self.retire()
         return self.op
 
@@ -75,8 +75,7 @@ class ReceiveOperation(OperationBase):
         op = self.op
         proofs = self._restore(op.outputs)
         if proofs:
-            self._settle(op.moved(OpState.COMPLETED), add=proofs)
-            self._emit("finalized")
+            self._settle(op.moved(OpState.COMPLETED), add=proofs, event="finalized")
             self.retire()
             return self.op
         states = self.mint.client.check_state([secret_to_y(p.secret) for p in op.inputs])
@@ -90,8 +89,8 @@ class ReceiveOperation(OperationBase):
         return self.execute()
 
     def _end(self, state: OpState, *, error: str | None = None) -> None:
-        self._commit(self.op.moved(state, error=error))
-        self._emit("rolled-back" if state == OpState.ROLLED_BACK else "finalized")
+        self._commit(self.op.moved(state, error=error),
+                     event="rolled-back" if state == OpState.ROLLED_BACK else "finalized")
         self.retire()
 
     def recover(self) -> Operation:

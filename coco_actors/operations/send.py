@@ -103,9 +103,8 @@ class SendOperation(OperationBase):
                                      input_amount=selection.total, needs_swap=True,
                                      input_ys=ys, outputs=tuple(outputs),
                                      send_output_count=len(send_amounts))
-        self._commit(prepared)
+        self._commit(prepared, event="prepared")
         self._inputs = selection.proofs
-        self._emit("prepared")
         return self.op
 
     # --- execute ------------------------------------------------------------------------
@@ -129,8 +128,7 @@ class SendOperation(OperationBase):
             send, keep = proofs[:op.send_output_count], proofs[op.send_output_count:]
         token = encode_v4(Token(mint=op.mint_url, proofs=tuple(send), unit=op.unit))
         self._settle(op.moved(OpState.PENDING, send_proofs=tuple(send), token=token),
-                     spend=op.input_ys, add=keep)
-        self._emit("pending", token=token)
+                     spend=op.input_ys, add=keep, event="pending", token=token)
         self._watch_send()
         self.rest()
         return self.op
@@ -151,7 +149,7 @@ class SendOperation(OperationBase):
         error = str(reason) if reason else None
         if kinds == {ProofStateKind.UNSPENT}:
             self._settle(op.moved(OpState.ROLLED_BACK, error=error or "swap did not happen"),
-                         release=op.input_ys)
+                         release=op.input_ys, event="rolled-back")
         else:
             recovered = self._restore(op.outputs)
             unspent = [y for y, s in zip(op.input_ys, states, strict=True)
@@ -159,8 +157,7 @@ class SendOperation(OperationBase):
             spent = [y for y in op.input_ys if y not in unspent]
             self._settle(op.moved(OpState.ROLLED_BACK,
                                   error=error or "interrupted swap; outputs recovered"),
-                         spend=spent, release=unspent, add=recovered)
-        self._emit("rolled-back")
+                         spend=spent, release=unspent, add=recovered, event="rolled-back")
         self.retire()
         return self.op
 
@@ -193,8 +190,7 @@ class SendOperation(OperationBase):
 
     def _finalize(self) -> None:
         self._unwatch()
-        self._commit(self.op.moved(OpState.COMPLETED))
-        self._emit("finalized")
+        self._commit(self.op.moved(OpState.COMPLETED), event="finalized")
         self.retire()
 
     # --- rollback -----------------------------------------------------------------------
@@ -204,8 +200,8 @@ class SendOperation(OperationBase):
             self._recover_rolling_back()
             return self.op
         if self.op.state == OpState.PREPARED:
-            self._settle(self.op.moved(OpState.ROLLED_BACK), release=self.op.input_ys)
-            self._emit("rolled-back")
+            self._settle(self.op.moved(OpState.ROLLED_BACK), release=self.op.input_ys,
+                         event="rolled-back")
             self.retire()
             return self.op
         self._require(OpState.PENDING)
@@ -245,8 +241,7 @@ class SendOperation(OperationBase):
                 self._finalize()
                 raise InvalidStateError(
                     f"send {op.id} was claimed by the recipient before the rollback") from exc
-        self._settle(op.moved(OpState.ROLLED_BACK), add=proofs)
-        self._emit("rolled-back")
+        self._settle(op.moved(OpState.ROLLED_BACK), add=proofs, event="rolled-back")
         self.retire()
         return self.op
 
@@ -272,8 +267,7 @@ class SendOperation(OperationBase):
         op = self.op
         proofs = self._restore(op.reclaim_outputs)
         if proofs:
-            self._settle(op.moved(OpState.ROLLED_BACK), add=proofs)
-            self._emit("rolled-back")
+            self._settle(op.moved(OpState.ROLLED_BACK), add=proofs, event="rolled-back")
             self.retire()
             return
         states = self.mint.client.check_state([secret_to_y(p.secret) for p in op.send_proofs])

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
@@ -43,6 +43,7 @@ from coco_actors.errors import (
     MintProtocolError,
     TokenSpentError,
 )
+from coco_actors.events import Emission
 from coco_actors.operations.base import (
     LEDGER_TIMEOUT,
     MintContext,
@@ -164,11 +165,10 @@ class TransferOperation(OperationBase):
                 melt = wait(melt_leg.prepare(invoice, None), LEG_MARGIN, "melt leg")
             self._commit(self.op.moved(
                 OpState.PREPARED, fee_reserve=melt.fee_reserve, fee=melt.fee,
-                input_amount=melt.input_amount))
+                input_amount=melt.input_amount), event="prepared")
         except BaseException:
             self._undo_init()
             raise
-        self._emit("prepared")
         return self.op
 
     def _undo_init(self) -> None:
@@ -264,8 +264,7 @@ class TransferOperation(OperationBase):
             return
         if mint_leg.state == OpState.COMPLETED:
             self._commit(self.op.moved(OpState.COMPLETED, received=mint_leg.amount,
-                                       error=None))
-            self._emit("finalized")
+                                       error=None), event="finalized")
             self.retire()
         elif mint_leg.state == OpState.ROLLED_BACK:
             log.error("transfer %s: the melt paid but the mint leg ended (%s); left %s",
@@ -282,8 +281,7 @@ class TransferOperation(OperationBase):
         if self.op.inputs and self.op.state in (OpState.EXECUTING, OpState.PENDING):
             self._receive_instead(reason)
             return
-        self._commit(self.op.moved(OpState.ROLLED_BACK, error=reason))
-        self._emit("rolled-back")
+        self._commit(self.op.moved(OpState.ROLLED_BACK, error=reason), event="rolled-back")
         self.retire()
 
     def _receive_instead(self, reason: str) -> None:
@@ -315,18 +313,18 @@ class TransferOperation(OperationBase):
         if leg.state == OpState.COMPLETED:
             self._commit(self.op.moved(
                 OpState.ROLLED_BACK, fee=leg.fee, fee_paid=0, change_amount=leg.amount,
-                error=f"{reason}; the token was received at {self.op.mint_url} instead"))
+                error=f"{reason}; the token was received at {self.op.mint_url} instead"),
+                event="rolled-back")
         else:
             self._commit(self.op.moved(
                 OpState.ROLLED_BACK, fee=0, fee_paid=0, change_amount=0,
-                error=f"{reason}; the token could not be received either: {leg.error}"))
-        self._emit("rolled-back")
+                error=f"{reason}; the token could not be received either: {leg.error}"),
+                event="rolled-back")
         self.retire()
 
     def _to_pending(self) -> None:
         if self.op.state != OpState.PENDING:
-            self._commit(self.op.moved(OpState.PENDING))
-            self._emit("pending")
+            self._commit(self.op.moved(OpState.PENDING), event="pending")
         self.rest()
 
     def _watch_leg_quote(self, mint_leg: Operation) -> None:
@@ -426,8 +424,8 @@ class TransferOperation(OperationBase):
     def _mint_leg_id(self) -> OperationId:
         return self.op.mint_leg_id or OperationId("")
 
-    def _emit(self, suffix: str, **extra: object) -> None:
-        super()._emit(suffix, to_mint_url=self.op.to_mint_url, **extra)
+    def _event(self, op: Operation, suffix: str | None, **extra: Any) -> Emission | None:
+        return super()._event(op, suffix, to_mint_url=op.to_mint_url, **extra)
 
 
 class TransferOperationActor(OperationActor, TransferOperation):
