@@ -50,6 +50,8 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     POST /request/pay    {creq, mint_url?, amount?}  pay it: POSTed to its transport, or the
                                         payload returned for in-band delivery
     GET  /history[?limit=N]             newest first
+    GET  /webhooks                      per webhook: url, last delivered seq, pending, attempts
+                                        of the current event, last error, next retry (no secret)
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
     POST /stop                          graceful shutdown, as SIGTERM
 
@@ -166,6 +168,7 @@ class ControlApi:
                 ("GET", r"/request/(?P<op_id>[^/]+)", self.request_show),
                 ("POST", r"/request/(?P<op_id>[^/]+)/cancel", self.request_cancel),
                 ("GET", r"/history", self.history),
+                ("GET", r"/webhooks", self.webhooks),
                 ("POST", r"/stop", self.stop),
             )]
 
@@ -483,6 +486,9 @@ class ControlApi:
                 raise BadRequestError(f"limit must be a positive integer, got {limit!r}")
             n = int(limit)
         return jsonable(self.coco.history.get_history(n))
+
+    def webhooks(self, req: Request) -> object:
+        return jsonable(self.coco.webhooks.status())
 
     def stop(self, req: Request) -> object:
         self._request_stop()

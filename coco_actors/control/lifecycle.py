@@ -4,7 +4,8 @@ The daemon holds the wallet's data directory (the store's lock makes a second
 daemon refuse), runs recovery at start, keeps the watcher running (it mints paid
 quotes and finalizes claimed sends, also those left from before a restart), and
 answers on ``DIR/control.sock`` (socket 0600 in a 0700 directory) and, with
-``--payments-listen``, on the public payments listener (:mod:`.payments`). Shutdown
+``--payments-listen``, on the public payments listener (:mod:`.payments`); with
+``--webhook``, it POSTs every event to the receivers (:mod:`coco_actors.webhooks`). Shutdown
 (SIGTERM, SIGINT, ``POST /stop``) refuses new requests, ends event streams and
 waits, lets the requests in flight finish, closes the wallet (actors in reverse
 order, every operation at a persisted state) and removes the socket.
@@ -23,7 +24,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -39,6 +40,7 @@ from coco_actors.control.views import jsonable
 from coco_actors.errors import CocoError
 from coco_actors.store import DataDirError, Store
 from coco_actors.threads import SupervisedThread
+from coco_actors.webhooks import RetryPolicy, WebhookSpec
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +129,13 @@ class Daemon:
                  sweep_to: str | None = None,
                  payments_listen: tuple[str, int] | None = None,
                  payments_url: str | None = None,
-                 payments_rate: float = DEFAULT_RATE) -> None:
+                 payments_rate: float = DEFAULT_RATE,
+                 webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
+                 webhook_retry: RetryPolicy | None = None) -> None:
         self.data_dir = data_dir
+        self.webhooks = tuple(webhooks)  # their secrets were read at start (coco serve)
+        self.webhook_hosts = tuple(webhook_hosts)
+        self.webhook_retry = webhook_retry
         self.payments_listen = payments_listen
         self.payments_url = payments_url
         self.payments_rate = payments_rate
@@ -157,7 +164,9 @@ class Daemon:
         log.info("opening the wallet in %s (recovery runs first)", self.data_dir)
         self.coco = Coco.open(self.data_dir, recover=False,
                               rollback_prepared_after=self.rollback_prepared_after,
-                              exposure=self.exposure, sweep_to=self.sweep_to)
+                              exposure=self.exposure, sweep_to=self.sweep_to,
+                              webhooks=self.webhooks, webhook_hosts=self.webhook_hosts,
+                              webhook_retry=self.webhook_retry)
         self.events.attach(self.coco)  # first: the events of recovery reach the stream too
         recovered = self.coco.recover()  # open quotes are handed to the Watcher here
         if recovered:
@@ -273,11 +282,13 @@ class _JsonFormatter(logging.Formatter):
 def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
           exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
           payments_listen: tuple[str, int] | None = None, payments_url: str | None = None,
-          payments_rate: float = DEFAULT_RATE) -> None:
+          payments_rate: float = DEFAULT_RATE, webhooks: Sequence[WebhookSpec] = (),
+          webhook_hosts: Sequence[str] = (), webhook_retry: RetryPolicy | None = None) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
 
     ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`;
-    ``payments_*``: the payments listener (:class:`Daemon`).
+    ``payments_*``: the payments listener (:class:`Daemon`); ``webhook*``: the
+    webhooks of :meth:`Coco.open` (:mod:`coco_actors.webhooks`).
 
     Must run in the main thread (signal handlers). Raises :class:`CocoError` when
     the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
@@ -296,7 +307,9 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after,
                     exposure=exposure, sweep_to=sweep_to, payments_listen=payments_listen,
-                    payments_url=payments_url, payments_rate=payments_rate)
+                    payments_url=payments_url, payments_rate=payments_rate,
+                    webhooks=webhooks, webhook_hosts=webhook_hosts,
+                    webhook_retry=webhook_retry)
     try:
         try:
             daemon.start()
