@@ -9,15 +9,11 @@ also with the README's receiver, so the documented code is the code that works.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import os
 import re
 import signal
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,81 +23,11 @@ from cli_support import DaemonProcess, Wallet, run_coco
 from coco_actors.events import EventLog
 from coco_actors.store import Store
 from tests.support.waiting import wait_until
+from tests.support.webhook_receiver import WAIT, HookReceiver, verified
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 RAW_KEY = os.urandom(32)
 SECRET = "whsec_" + base64.b64encode(RAW_KEY).decode()
-WAIT = 60.0
-
-
-class Delivery:
-    """One request the receiver got, and the status it answered."""
-
-    def __init__(self, headers: dict[str, str], body: bytes, status: int) -> None:
-        self.headers = headers
-        self.body = body
-        self.status = status
-        payload = json.loads(body)
-        self.seq: int = payload["seq"]
-        self.event: str = payload["event"]
-        self.operation_id: str | None = payload["operation_id"]
-
-
-class HookReceiver:
-    """Answers 500 to the first ``fail_first`` requests and while ``failing``; else 204."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.fail_first = fail_first
-        self.failing = False
-        self.deliveries: list[Delivery] = []
-        self.cond = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["content-length"]))
-                with receiver.cond:
-                    fail = receiver.failing or receiver.fail_first > 0
-                    receiver.fail_first = max(receiver.fail_first - 1, 0)
-                    status = 500 if fail else 204
-                    receiver.deliveries.append(
-                        Delivery({k.lower(): v for k, v in self.headers.items()}, body, status))
-                    receiver.cond.notify_all()
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/coco"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def wait(self, what: str, condition: Callable[[list[Delivery]], bool],
-             timeout: float = WAIT) -> list[Delivery]:
-        with self.cond:
-            ok = self.cond.wait_for(lambda: condition(self.deliveries), timeout)
-            got = list(self.deliveries)
-        assert ok, f"{what}: not within {timeout} s; got {[(d.seq, d.status) for d in got]}"
-        return got
-
-    def acked(self) -> list[Delivery]:
-        with self.cond:
-            return [d for d in self.deliveries if 200 <= d.status < 300]
-
-    def wait_acked(self, event: str, op_id: str) -> None:
-        """Until the receiver answered 2xx to ``event`` of ``op_id``."""
-        def acked(ds: list[Delivery]) -> bool:
-            return any(d.status < 300 and (d.event, d.operation_id) == (event, op_id)
-                       for d in ds)
-
-        self.wait(f"{event} of {op_id} acknowledged", acked)
 
 
 @pytest.fixture
@@ -117,14 +43,6 @@ def secret_file(short_tmp: Path) -> Path:
     path.write_text(SECRET + "\n")
     os.chmod(path, 0o600)
     return path
-
-
-def verified(d: Delivery) -> bool:
-    """Standard Webhooks: base64 HMAC-SHA256 over ``id.timestamp.body``, prefixed ``v1,``."""
-    signed = f"{d.headers['webhook-id']}.{d.headers['webhook-timestamp']}.".encode() + d.body
-    expected = "v1," + base64.b64encode(hmac.new(RAW_KEY, signed, hashlib.sha256).digest()
-                                        ).decode()
-    return d.headers["webhook-signature"] == expected
 
 
 def readme_verify() -> Callable[..., Any]:
@@ -228,7 +146,7 @@ def test_every_event_arrives_in_order_signed_through_failures_and_restarts(
     by_seq = {seq: (name, op) for seq, name, op in outbox}
     verify = readme_verify()
     for d in receiver.deliveries:
-        assert verified(d), f"seq {d.seq}: the signature does not verify"
+        assert verified(d, RAW_KEY), f"seq {d.seq}: the signature does not verify"
         assert verify(SECRET, d.headers, d.body, tolerance=3600)["seq"] == d.seq
         body = json.loads(d.body)
         assert d.headers["webhook-id"] == f"evt_{d.seq}"

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from coco_actors.errors import InvalidInputError, InvalidStateError, NotFoundError
+from coco_actors.mint_client import normalize_mint_url
 from coco_actors.proof_ledger import ChangeSignal, ProofLedgerProxy, start_ledger
 from coco_actors.store import Store
 from coco_actors.webhooks import (
@@ -35,7 +36,11 @@ from coco_actors.webhooks import (
     read_secret_file,
     specs_from_files,
 )
+from devtools.devmint import DevMint
 from tests.support.waiting import wait_until
+from tests.support.webhook_receiver import HookReceiver, verified
+
+from .helpers import WalletFactory, balance_of, fund, token_fee
 
 RAW_KEY = bytes(range(32))
 SECRET = "whsec_" + base64.b64encode(RAW_KEY).decode()
@@ -405,3 +410,52 @@ def test_retry_delays_are_capped_with_bounded_jitter() -> None:
             assert base <= policy.delay(n) <= base * 1.25
     with pytest.raises(InvalidInputError):
         RetryPolicy(first=2.0, cap=1.0)
+
+
+# --- a wallet against the real mint -----------------------------------------------------
+
+
+@pytest.fixture
+def hook_receiver() -> Iterator[HookReceiver]:
+    r = HookReceiver()
+    yield r
+    r.close()
+
+
+def test_a_wallet_posts_its_send_events_and_resumes_after_a_reopen(
+        wallet: WalletFactory, mint: DevMint, hook_receiver: HookReceiver,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = normalize_mint_url(mint.url)
+    alice, bob = wallet("alice", url, webhook_retry=FAST), wallet("bob", url)
+    fund(alice, url, 1000)  # before the webhook: not delivered
+    info = alice.webhooks.add(hook_receiver.url, SECRET)
+    assert [(i.id, i.source) for i in alice.webhooks.list()] == [(info.id, "api")]
+    start = alice.events.last_seq()
+
+    prepared = alice.send.prepare_send(url, 100)
+    op, token = alice.send.execute_prepared_send(prepared.id)
+    assert balance_of(alice, url) == (900 - prepared.fee, 0, 100)
+    hook_receiver.wait_acked("send:pending", op.id)
+    alice.close()  # the stored webhook and its cursor survive the close
+    bob.receive(token)
+    assert balance_of(bob, url) == (100 - token_fee(token, mint.input_fee_ppk), 0, 0)
+
+    alice = wallet("alice", url, webhook_retry=FAST)  # recovery finalizes the send
+    alice.send.check_pending()
+    assert balance_of(alice, url) == (900 - prepared.fee, 0, 0)
+    hook_receiver.wait_acked("send:finalized", op.id)
+    wait_until(lambda: alice.webhooks.status()[0].pending == 0, 10, "nothing pending")
+    (status,) = alice.webhooks.status()
+    assert status.id == info.id and status.last_delivered_seq == alice.events.last_seq()
+
+    durable = [(e.seq, e.event) for e in alice.events.since(start)]
+    got = [(d.seq, d.event) for d in hook_receiver.acked()]
+    assert got == durable  # every event after the add, once each, in seq order
+    assert [e for _, e in got if e.startswith("send:")] == [
+        "send:prepared", "send:pending", "send:finalized"]
+    assert all(verified(d, RAW_KEY) for d in hook_receiver.deliveries)
+    assert all(token not in d.body.decode() for d in hook_receiver.deliveries)
+    assert SECRET not in caplog.text and SECRET[6:] not in caplog.text
+    alice.webhooks.remove(info.id)
+    assert alice.webhooks.list() == []
