@@ -402,6 +402,10 @@ class _Hook:
                 for ev in batch:
                     if ev.seq <= cursor:
                         continue
+                    if ev.seq > cursor + 1:  # seqs are consecutive: these were pruned
+                        log.warning("webhook %s: events %d to %d left the outbox (retention)"
+                                    " before they were delivered", self.info.id, cursor + 1,
+                                    ev.seq - 1)
                     if not self._deliver(client, ev, stop):
                         return  # stopped while retrying
                     wait(owner.ledger.set_webhook_cursor(self.info.id, ev.seq),
