@@ -34,6 +34,7 @@ from coco_actors.control import (
 )
 from coco_actors.control.client import READ_TIMEOUT
 from coco_actors.errors import CocoError
+from coco_actors.events import DEFAULT_RETENTION
 
 #: How long ``coco stop`` waits for the daemon to finish its shutdown.
 STOP_TIMEOUT = 120.0
@@ -324,6 +325,9 @@ def _read_mnemonic() -> str:
 @click.option("--payments-rate", type=click.FloatRange(min=0, min_open=True), default=10.0,
               show_default=True, metavar="N",
               help="requests per second each client address may send the payments listener")
+@click.option("--event-retention", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_RETENTION, metavar="SECONDS",
+              help="keep wallet events (GET /events?after=SEQ) this long  [default: 7 days]")
 @click.option("--webhook", "webhook_urls", multiple=True, metavar="URL",
               help="POST every event, signed, to this URL (repeatable; loopback or an"
                    " --webhook-allow-host)")
@@ -341,7 +345,8 @@ def _read_mnemonic() -> str:
 def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           exposure: dict[str, int], sweep_to: str | None,
           payments_listen: tuple[str, int] | None, payments_url: str | None,
-          payments_rate: float, webhook_urls: tuple[str, ...],
+          payments_rate: float, event_retention: float,
+          webhook_urls: tuple[str, ...],
           webhook_secret_files: tuple[Path, ...], webhook_hosts: tuple[str, ...],
           webhook_backoff: tuple[float, float], verbose: bool) -> None:
     """Run the wallet daemon in the foreground (SIGTERM or Ctrl-C stops it).
@@ -376,8 +381,8 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
                         exposure=exposure or None, sweep_to=sweep_to,
                         payments_listen=payments_listen,
                         payments_url=payments_url.rstrip("/") if payments_url else None,
-                        payments_rate=payments_rate, webhooks=hooks,
-                        webhook_hosts=webhook_hosts, webhook_retry=retry)
+                        payments_rate=payments_rate, event_retention=event_retention,
+                        webhooks=hooks, webhook_hosts=webhook_hosts, webhook_retry=retry)
     except WalletLockedError:
         raise DomainError(f"a coco daemon (or another wallet process) already has {ui.data_dir}"
                           f" open; stop it with: coco stop --data-dir {ui.data_dir}") from None
@@ -1306,24 +1311,32 @@ def history(ui: Ui, limit: int | None) -> None:
 
 @wallet_command(main)
 @click.option("-f", "--follow", is_flag=True, help="keep printing new events (Ctrl-C stops)")
-def events(ui: Ui, follow: bool) -> None:
-    """The daemon's recent wallet events (one JSON object a line with --json)."""
+@click.option("--after", type=click.IntRange(min=0), metavar="SEQ",
+              help="every stored event after this seq (0: all kept), then with --follow the"
+                   " new ones; a consumer resumes from the last seq it printed")
+def events(ui: Ui, follow: bool, after: int | None) -> None:
+    """Wallet events, each with its seq: the daemon's recent ones, or (--after) every one
+    kept in the wallet after SEQ (one JSON object a line with --json)."""
     seen = 0
     try:
-        for event in ui.client.stream("/events", follow=1 if follow else None):
+        for event in ui.client.stream("/events", follow=1 if follow else None, after=after):
             seen += 1
             if ui.as_json:
                 click.echo(json.dumps(event))
             else:
                 op = event.get("operation") or {}
-                click.echo(f"{when(event['time'])}  {event['event']:<19} {event['operation_id']}"
-                           f"  {op.get('amount', '-'):>6} sat  {op.get('state', '-')}")
+                amount = op.get("amount", event.get("amount"))
+                shown = event.get("operation_id") or event.get("request_id") or "-"
+                click.echo(f"{event.get('seq', '-'):>6}  {when(event['time'])}  "
+                           f"{event['event']:<19} {shown}  "
+                           f"{'-' if amount is None else amount:>6} sat  {op.get('state', '-')}")
     except KeyboardInterrupt:
         return
     if follow:
         ui.note("the daemon stopped")
     elif not seen and not ui.as_json:
-        click.echo("no events since the daemon started")
+        click.echo("no events since the daemon started" if after is None
+                   else f"no events after {after}")
 
 
 if __name__ == "__main__":

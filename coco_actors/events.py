@@ -106,8 +106,13 @@ def request_event(name: str, payload: Mapping[str, Any], *,
                     operation_id=op_id if isinstance(op_id, str) else None, mint_url=mint_url)
 
 
+#: The largest seq (the store keys them as 8 bytes, big-endian).
+MAX_SEQ = (1 << 63) - 1
+
+
 def _count(value: object, what: str, *, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    if (isinstance(value, bool) or not isinstance(value, int) or value < least
+            or value > MAX_SEQ):
         raise InvalidInputError(f"{what} must be an integer of at least {least}, got {value!r}")
     return value
 

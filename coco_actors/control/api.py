@@ -53,6 +53,11 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     GET  /webhooks                      per webhook: url, last delivered seq, pending, attempts
                                         of the current event, last error, next retry (no secret)
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
+    GET  /events?after=SEQ[&follow=1]   every stored event with seq > SEQ in order (the
+                                        outbox), then live ones: none twice, none lost; each
+                                        line has its seq; headers Coco-Events-Oldest (oldest
+                                        kept seq), Coco-Events-Pruned (N after SEQ pruned);
+                                        a bad SEQ is a 400
     POST /stop                          graceful shutdown, as SIGTERM
 
 Input is checked here for its JSON *shape* only (types, required fields:

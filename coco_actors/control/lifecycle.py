@@ -38,6 +38,7 @@ from coco_actors.control.payments import DEFAULT_RATE, PaymentsServer, describe
 from coco_actors.control.server import BoundedServer, ControlServer
 from coco_actors.control.views import jsonable
 from coco_actors.errors import CocoError
+from coco_actors.events import DEFAULT_RETENTION
 from coco_actors.store import DataDirError, Store
 from coco_actors.threads import SupervisedThread
 from coco_actors.webhooks import RetryPolicy, WebhookSpec
@@ -130,9 +131,11 @@ class Daemon:
                  payments_listen: tuple[str, int] | None = None,
                  payments_url: str | None = None,
                  payments_rate: float = DEFAULT_RATE,
+                 event_retention: float = DEFAULT_RETENTION,
                  webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
                  webhook_retry: RetryPolicy | None = None) -> None:
         self.data_dir = data_dir
+        self.event_retention = event_retention  # seconds events are kept (Coco.open)
         self.webhooks = tuple(webhooks)  # their secrets were read at start (coco serve)
         self.webhook_hosts = tuple(webhook_hosts)
         self.webhook_retry = webhook_retry
@@ -165,6 +168,7 @@ class Daemon:
         self.coco = Coco.open(self.data_dir, recover=False,
                               rollback_prepared_after=self.rollback_prepared_after,
                               exposure=self.exposure, sweep_to=self.sweep_to,
+                              event_retention=self.event_retention,
                               webhooks=self.webhooks, webhook_hosts=self.webhook_hosts,
                               webhook_retry=self.webhook_retry)
         self.events.attach(self.coco)  # first: the events of recovery reach the stream too
@@ -282,13 +286,15 @@ class _JsonFormatter(logging.Formatter):
 def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
           exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
           payments_listen: tuple[str, int] | None = None, payments_url: str | None = None,
-          payments_rate: float = DEFAULT_RATE, webhooks: Sequence[WebhookSpec] = (),
+          payments_rate: float = DEFAULT_RATE,
+          event_retention: float = DEFAULT_RETENTION, webhooks: Sequence[WebhookSpec] = (),
           webhook_hosts: Sequence[str] = (), webhook_retry: RetryPolicy | None = None) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
 
     ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`;
-    ``payments_*``: the payments listener (:class:`Daemon`); ``webhook*``: the
-    webhooks of :meth:`Coco.open` (:mod:`coco_actors.webhooks`).
+    ``payments_*``: the payments listener (:class:`Daemon`); ``event_retention``: seconds
+    events are kept (:meth:`Coco.open`); ``webhook*``: the webhooks of
+    :meth:`Coco.open` (:mod:`coco_actors.webhooks`).
 
     Must run in the main thread (signal handlers). Raises :class:`CocoError` when
     the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
@@ -308,6 +314,7 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
     daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after,
                     exposure=exposure, sweep_to=sweep_to, payments_listen=payments_listen,
                     payments_url=payments_url, payments_rate=payments_rate,
+                    event_retention=event_retention,
                     webhooks=webhooks, webhook_hosts=webhook_hosts,
                     webhook_retry=webhook_retry)
     try:

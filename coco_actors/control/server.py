@@ -65,7 +65,7 @@ from coco_actors.control.errors import (
     ShuttingDownError,
     TooManyRequestsError,
 )
-from coco_actors.control.events import Entry, EventHub
+from coco_actors.control.events import Entry, EventHub, entry_of
 from coco_actors.errors import (
     ActorTimeoutError,
     CocoError,
@@ -78,6 +78,7 @@ from coco_actors.errors import (
     MintUnreachableError,
     NotFoundError,
 )
+from coco_actors.events import MAX_SEQ
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,10 @@ MAX_CONNECTIONS = 256
 METHODS = ("GET", "POST")
 #: A Content-Length read as a number: ASCII digits, few enough ("²".isdigit() is True).
 _DIGITS = re.compile(r"[0-9]{1,12}", re.ASCII)
+#: ``GET /events?after=SEQ``: a seq, ASCII digits; at most :data:`MAX_SEQ`.
+_SEQ = re.compile(r"[0-9]{1,19}", re.ASCII)
+#: Events a replay reads from the outbox at once.
+REPLAY_PAGE = 500
 
 
 class Router(Protocol):
@@ -470,7 +475,7 @@ class ControlHandler(BoundedHandler):
             self._fail(BadRequestError("malformed request target"))
             return
         if self.command == "GET" and url.path == "/events":
-            self._events(query.get("follow") in ("1", "true", "yes"))
+            self._events(query.get("follow") in ("1", "true", "yes"), query.get("after"))
             return
         try:
             with self.server.admit():
@@ -486,8 +491,20 @@ class ControlHandler(BoundedHandler):
             return
         self._send(200, result)
 
-    def _events(self, follow: bool) -> None:
-        """Recent events, then (``follow``) live ones until the client or the daemon goes."""
+    def _events(self, follow: bool, after: str | None = None) -> None:
+        """Recent events, then (``follow``) live ones until the client or the daemon goes.
+
+        With ``after`` (a seq): every stored event after it, then (``follow``) each one
+        committed later, read from the outbox (none twice, none lost); see
+        :meth:`_replay`. A bad ``after`` is a 400 before the stream starts.
+        """
+        if after is not None:
+            if not _SEQ.fullmatch(after) or int(after) > MAX_SEQ:
+                self._fail(BadRequestError("after must be a non-negative integer: the seq of "
+                                           "the last event seen (0 for every event)"))
+                return
+            self._replay(int(after), follow)
+            return
         try:
             self.connection.settimeout(WRITE_TIMEOUT)
             self.send_response(200)
@@ -512,6 +529,56 @@ class ControlHandler(BoundedHandler):
                         return
                     self._line(live)
         except OSError:  # the follower went (or stopped reading)
+            return
+
+    def _replay(self, after: int, follow: bool) -> None:
+        """Every stored event with ``seq > after`` in order, then (``follow``) the later ones
+        as they are committed: the outbox is read from a cursor, so the switch from replay
+        to live leaves no gap and repeats nothing.
+
+        Headers: ``Coco-Events-Oldest`` is the oldest kept seq (0: none yet); events older
+        than the retention window are pruned, and ``Coco-Events-Pruned: N`` says that the
+        N events after ``after`` up to the oldest kept one are gone (seqs have no gaps).
+        """
+        hub = self.server.events
+        outbox = hub.log
+        try:
+            if outbox is None or hub.closed:
+                raise ShuttingDownError("the daemon is stopping")
+            oldest = outbox.oldest_seq()
+        except CocoError as exc:
+            self._fail(exc)
+            return
+        headers = {"Coco-Events-Oldest": str(oldest)}
+        if oldest and after < oldest - 1:
+            headers["Coco-Events-Pruned"] = str(oldest - 1 - after)
+        cursor = after
+        try:
+            self.connection.settimeout(WRITE_TIMEOUT)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()  # HTTP/1.0 without a length: the body ends when we close
+            batch = outbox.since(cursor, REPLAY_PAGE)
+            beat = time.monotonic() + HEARTBEAT
+            while batch or follow:
+                for rec in batch:
+                    self._line(entry_of(rec))
+                    cursor = rec.seq
+                if len(batch) == REPLAY_PAGE:  # more may be stored: read on, no wait
+                    batch = outbox.since(cursor, REPLAY_PAGE)
+                    continue
+                if not follow or hub.closed or self._hung_up():
+                    return
+                batch = outbox.wait(cursor, FOLLOW_POLL, REPLAY_PAGE)
+                if batch:
+                    beat = time.monotonic() + HEARTBEAT
+                elif time.monotonic() >= beat:
+                    self.wfile.write(b"\n")  # keep-alive; also notices a gone client
+                    self.wfile.flush()
+                    beat = time.monotonic() + HEARTBEAT
+        except (OSError, CocoError):  # the follower went, or the wallet closed
             return
 
     def _hung_up(self) -> bool:

@@ -29,6 +29,13 @@ from .helpers import balance_of, fee_of, fund, snapshot
 EVENT_TIMEOUT = 10.0
 
 
+def paid_seq(coco: Coco, request_id: str) -> int:
+    """The seq of the one stored ``request:paid`` of ``request_id`` (the outbox)."""
+    (seq,) = [r.seq for r in coco.events.since(0)
+              if r.event == "request:paid" and r.data["request_id"] == request_id]
+    return seq
+
+
 def test_create_get_list_cancel(wallet: Any, mint: Any) -> None:
     url = normalize_mint_url(mint.url)
     shop = wallet("shop", url)
@@ -73,7 +80,7 @@ def test_in_band_payment_claimed_once(wallet: Any, mint: Any) -> None:
     assert balance_of(shop, url) == (64 - fee, 0, 0)
     assert paid.wait(10)
     assert events == [{"request_id": req.id, "amount": 64 - fee,
-                       "operation_id": answer["operation_id"]}]
+                       "operation_id": answer["operation_id"], "seq": paid_seq(shop, req.id)}]
     assert shop.requests.claim(out["payload"]) == answer  # the same payload: same answer
     assert balance_of(shop, url) == (64 - fee, 0, 0)
     rec = shop.requests.get(req.id)
@@ -364,7 +371,8 @@ def test_a_repeat_claim_follows_the_receive_of_an_unknown_outcome(
     rec = shop.requests.get(req.id)
     assert rec.state == "paid" and rec.received == 48 - fee and rec.payments == 1
     assert paid.wait_for(1) == [{"request_id": req.id, "amount": 48 - fee,
-                                 "operation_id": answer["operation_id"]}]
+                                 "operation_id": answer["operation_id"],
+                                 "seq": paid_seq(shop, req.id)}]
     assert shop.requests.claim(payload) == answer
     assert paid.flush() == paid.events[:1] and balance_of(shop, url) == (48 - fee, 0, 0)
 
@@ -394,7 +402,7 @@ def test_a_claim_interrupted_at_the_swap_is_credited_once_after_reopen(
     rec = shop.requests.get(req.id)
     assert rec.state == "paid" and rec.received == 48 - fee and rec.payments == 1
     assert events == [{"request_id": req.id, "amount": 48 - fee,
-                       "operation_id": rec.operation_ids[0]}]
+                       "operation_id": rec.operation_ids[0], "seq": paid_seq(shop, req.id)}]
     assert balance_of(shop, url) == (48 - fee, 0, 0)
     assert len(proxy.seen(*SWAP)) - swaps == 1
     answer = shop.requests.claim(payload)  # the same payload after the restart
@@ -428,7 +436,8 @@ def test_a_crash_between_the_attempt_and_the_credit_is_credited_once(
     shop, paid, resumed = _reopen_and_resume(wallet, url)
     assert resumed == 1
     assert paid.wait_for(1) == [{"request_id": req.id, "amount": 48 - fee,
-                                 "operation_id": attempt.operation_id}]
+                                 "operation_id": attempt.operation_id,
+                                 "seq": paid_seq(shop, req.id)}]
     rec = shop.requests.get(req.id)
     assert rec.state == "paid" and rec.received == 48 - fee
     assert rec.operation_ids == (attempt.operation_id,)
