@@ -219,8 +219,9 @@ def _shown(url: str) -> str:
         u = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
         return "<invalid URL>"
+    host = f"[{u.host}]" if ":" in u.host else u.host
     port = f":{u.port}" if u.port else ""
-    return f"{u.scheme}://{u.host}{port}{u.path}"
+    return f"{u.scheme}://{host}{port}{u.path}"
 
 
 # --- configuration -----------------------------------------------------------------------
