@@ -405,21 +405,47 @@ def _read_mnemonic() -> str:
 @click.option("--event-retention", type=click.FloatRange(min=0, min_open=True),
               default=DEFAULT_RETENTION, metavar="SECONDS",
               help="keep wallet events (GET /events?after=SEQ) this long  [default: 7 days]")
+@click.option("--webhook", "webhook_urls", multiple=True, metavar="URL",
+              help="POST every event, signed, to this URL (repeatable; loopback or an"
+                   " --webhook-allow-host)")
+@click.option("--webhook-secret-file", "webhook_secret_files", multiple=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="the signing secret (whsec_<base64>, or plain text) of the --webhook in"
+                   " the same position, or one file for all; mode 0600 (repeatable)")
+@click.option("--webhook-allow-host", "webhook_hosts", multiple=True, metavar="HOST",
+              help="a non-loopback host webhooks may be sent to (repeatable)")
+@click.option("--webhook-backoff", metavar="FIRST,CAP", default="1,60", show_default=True,
+              callback=lambda ctx, param, value: _backoff(value),
+              help="seconds before the first retry of a failed delivery, and the most"
+                   " between two (doubling, plus jitter)")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           exposure: dict[str, int], sweep_to: str | None,
           payments_listen: tuple[str, int] | None, payments_url: str | None,
           payments_rate: float, idempotency_ttl: float, event_retention: float,
-          verbose: bool, listen: tuple[str, int] | None) -> None:
+          webhook_urls: tuple[str, ...],
+          webhook_secret_files: tuple[Path, ...], webhook_hosts: tuple[str, ...],
+          webhook_backoff: tuple[float, float], verbose: bool,
+          listen: tuple[str, int] | None) -> None:
     """Run the wallet daemon in the foreground (SIGTERM or Ctrl-C stops it).
 
     Opens the wallet (recovery runs first), starts the watcher and answers on
     DIR/control.sock (with --listen, the same API on a TCP port, behind the bearer
-    token; with --payments-listen, payers on the public payments listener). Logs go
-    to stderr, one line per operation transition; --json logs JSON lines.
+    token; with --payments-listen, payers on the public payments listener). With
+    --webhook URL --webhook-secret-file FILE it POSTs each event to URL, signed
+    (Standard Webhooks), retried until a 2xx, resumed after a restart.
+    Logs go to stderr, one line per operation transition; --json logs JSON lines.
     """
     from coco_actors.control import lifecycle
     from coco_actors.store import WalletLockedError
+    from coco_actors.webhooks import RetryPolicy, Webhooks, specs_from_files
+
+    if webhook_urls and not webhook_secret_files:
+        raise click.UsageError("--webhook needs --webhook-secret-file",
+                               click.get_current_context())
+    hooks = specs_from_files(webhook_urls, webhook_secret_files)  # read now: mode checked
+    Webhooks.validate(hooks, webhook_hosts)  # before anything starts
+    retry = RetryPolicy(first=webhook_backoff[0], cap=webhook_backoff[1])
 
     if payments_url is not None:
         if payments_listen is None:
@@ -435,7 +461,8 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
                         payments_listen=payments_listen,
                         payments_url=payments_url.rstrip("/") if payments_url else None,
                         payments_rate=payments_rate, idempotency_ttl=idempotency_ttl,
-                        event_retention=event_retention, listen=listen)
+                        event_retention=event_retention, listen=listen,
+                        webhooks=hooks, webhook_hosts=webhook_hosts, webhook_retry=retry)
     except WalletLockedError:
         raise DomainError(f"a coco daemon (or another wallet process) already has {ui.data_dir}"
                           f" open; stop it with: coco stop --data-dir {ui.data_dir}") from None
@@ -467,6 +494,20 @@ def _control_listen(value: str | None) -> tuple[str, int] | None:
         raise click.BadParameter(f"{value!r} is not PORT or IP:PORT (an IP literal, a port"
                                  " up to 65535)", param_hint="--listen") from None
     return host, port
+
+
+def _backoff(value: str) -> tuple[float, float]:
+    """``FIRST,CAP`` seconds, 0 < FIRST <= CAP."""
+    first, sep, cap = value.partition(",")
+    try:
+        pair = (float(first), float(cap if sep else first))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not FIRST,CAP (seconds)",
+                                 param_hint="--webhook-backoff") from None
+    if not 0 < pair[0] <= pair[1] < float("inf"):
+        raise click.BadParameter(f"{value!r}: need 0 < FIRST <= CAP",
+                                 param_hint="--webhook-backoff")
+    return pair
 
 
 def _exposure(values: tuple[str, ...]) -> dict[str, int]:
@@ -1145,6 +1186,31 @@ def keys_list(ui: Ui) -> None:
     ui.result(keys, table(["INDEX", "PUBLIC KEY", "CREATED"],
                           [(k["index"], k["public"], when(k["created_at"])) for k in keys])
               if keys else "no keys yet; make one with: coco keys new")
+
+
+@main.group("webhooks")
+def webhooks_group() -> None:
+    """Where event delivery to webhooks stands (coco serve --webhook URL ...).
+
+    \b
+    coco webhooks status   per webhook: last delivered seq, pending, attempts, last error
+    """
+
+
+@wallet_command(webhooks_group, "status")
+def webhooks_status(ui: Ui) -> None:
+    """Per webhook: the last event delivered, how many wait, the current attempt."""
+    hooks = ui.client.get("/webhooks")
+
+    def retry(h: dict[str, Any]) -> str:
+        return when(h["next_retry_at"]) if h["next_retry_at"] else "-"
+
+    ui.result(hooks, table(
+        ["ID", "URL", "DELIVERED", "PENDING", "ATTEMPTS", "LAST ERROR", "NEXT RETRY"],
+        [(h["id"], h["url"].split("?", 1)[0], h["last_delivered_seq"], h["pending"],
+          h["attempts"], h["last_error"] or "-", retry(h)) for h in hooks],
+        right=(2, 3, 4)) if hooks else "no webhooks; start the daemon with --webhook URL"
+                                       " --webhook-secret-file FILE")
 
 
 # --- transfers between mints ----------------------------------------------------------------

@@ -96,6 +96,7 @@ from coco_actors.supervisor import (
 from coco_actors.sweeper import ExposurePolicy, Sweeper, SweeperConfig
 from coco_actors.tokens import Token, decode, resolve_keyset_ids
 from coco_actors.watcher import WatcherActor, WatcherConfig
+from coco_actors.webhooks import RetryPolicy, Webhooks, WebhookSpec
 from coco_actors.wire import Keyset, MintQuote, Proof, ProofStateKind
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,9 @@ class Coco:
                  rollback_prepared_after: float | None = None,
                  exposure: ExposurePolicy | None = None,
                  idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
-                 event_retention: float = DEFAULT_RETENTION) -> None:
+                 event_retention: float = DEFAULT_RETENTION,
+                 webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
+                 webhook_retry: RetryPolicy | None = None) -> None:
         self._store = store
         self._key_gate = KeyGate()
         #: the durable events (the outbox): ``since``, ``last_seq``, ``wait``; any thread
@@ -209,6 +212,14 @@ class Coco:
         self.history = HistoryApi(self)
         self.keys = KeysApi(self)
         self.requests = RequestsApi(self)
+        #: event delivery to webhooks (:mod:`coco_actors.webhooks`), started before recovery
+        self.webhooks = Webhooks(store, self._ledger, self.events, hosts=webhook_hosts,
+                                 retry=webhook_retry)
+        try:
+            self.webhooks.start(webhooks)
+        except BaseException:
+            self.close()
+            raise
         if recover:
             try:
                 self.last_recovery = self.recover()
@@ -234,7 +245,9 @@ class Coco:
              exposure: Mapping[str, int] | None = None, sweep_to: str | None = None,
              sweeper: SweeperConfig | None = None,
              idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
-             event_retention: float = DEFAULT_RETENTION) -> Coco:
+             event_retention: float = DEFAULT_RETENTION,
+             webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
+             webhook_retry: RetryPolicy | None = None) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
         is given) when it does not exist yet. Recovery runs before this returns.
 
@@ -258,6 +271,11 @@ class Coco:
         default 7 days); older ones are pruned at open and then every few minutes,
         never the newest.
 
+        ``webhooks`` (given at start, their cursors kept across starts), ``webhook_hosts``
+        (the hosts besides loopback that webhooks may go to, also for
+        ``coco.webhooks.add``) and ``webhook_retry`` (backoff, request timeout): every
+        event is POSTed, signed, to each webhook (:mod:`coco_actors.webhooks`).
+
         A directory that cannot be written (read-only, no permission, no space) is
         a :class:`~coco_actors.store.DataDirError`, with nothing changed. A stored
         record this release cannot decode does not stop the open: it is logged by
@@ -271,6 +289,7 @@ class Coco:
             raise InvalidInputError(f"idempotency_ttl must be a positive number of seconds, "
                                     f"got {idempotency_ttl!r}")
         retention = _check_retention(event_retention)
+        Webhooks.validate(webhooks, webhook_hosts)
         store = Store(data_dir)
         try:
             stored = store.get_setting("mnemonic")
@@ -285,7 +304,9 @@ class Coco:
                     f"data directory {data_dir} belongs to a different mnemonic")
             return cls(store, stored or mnemonic or "", recover=recover, watcher=watcher,
                        rollback_prepared_after=rollback_prepared_after, exposure=policy,
-                       idempotency_ttl=float(idempotency_ttl), event_retention=retention)
+                       idempotency_ttl=float(idempotency_ttl), event_retention=retention,
+                       webhooks=webhooks, webhook_hosts=webhook_hosts,
+                       webhook_retry=webhook_retry)
         except BaseException:
             store.close()
             raise
@@ -310,6 +331,9 @@ class Coco:
         self._closed = True
         if self.sweeper is not None and not self.sweeper.stop(CALL_TIMEOUT):
             log.error("the sweeper did not stop within %s s", CALL_TIMEOUT)
+        webhooks: Webhooks | None = getattr(self, "webhooks", None)  # a failed open: none
+        if webhooks is not None:
+            webhooks.close()  # before the ledger their cursors are written through
         refs: list[tuple[str, pykka.ActorRef[Any]]] = []
         if self._watcher_ref is not None:
             refs.append(("watcher", self._watcher_ref))

@@ -60,6 +60,7 @@ from coco_actors.records import (
     ProofStatus,
     RequestRecord,
     RequestState,
+    WebhookRecord,
     now_ms,
 )
 from coco_actors.selection import Select, Selection, select_proofs
@@ -752,6 +753,23 @@ class ProofLedger:
         self._requests[rec.id] = rec
         return att, rec
 
+    # --- webhooks: their records and delivery cursors (read from the store directly) ---
+
+    def put_webhook(self, rec: WebhookRecord, cursor: int) -> None:
+        """A new webhook and where its delivery starts, in one transaction."""
+        def write(b: WriteBatch) -> None:
+            b.put_webhook(rec)
+            b.put_webhook_cursor(rec.id, cursor)
+
+        self._transact(write)
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._transact(lambda b: b.delete_webhook(webhook_id))
+
+    def set_webhook_cursor(self, webhook_id: str, seq: int) -> None:
+        """After a 2xx: the delivered seq, durable before the next event is sent."""
+        self._transact(lambda b: b.put_webhook_cursor(webhook_id, seq))
+
 
 class ProofLedgerActor(pykka.ThreadingActor, ProofLedger):
     """Runs :class:`ProofLedger` on one thread: its mailbox is the serialization point."""
@@ -809,6 +827,9 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     get_attempt = proxy_method(ProofLedger.get_attempt)
     drop_attempt = proxy_method(ProofLedger.drop_attempt)
     finish_attempt = proxy_method(ProofLedger.finish_attempt)
+    put_webhook = proxy_method(ProofLedger.put_webhook)
+    delete_webhook = proxy_method(ProofLedger.delete_webhook)
+    set_webhook_cursor = proxy_method(ProofLedger.set_webhook_cursor)
 
 
 def start_ledger(store: Store, signal: ChangeSignal, events: EventLog | None = None,

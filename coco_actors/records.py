@@ -303,6 +303,26 @@ class PaymentAttempt:
                 f"{self.state.value} op={self.operation_id})")
 
 
+# --- webhooks (issue 14) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRecord:
+    """A webhook added through the API (``coco.webhooks.add``), kept across restarts.
+
+    ``secret`` is stored as given (``whsec_<base64>`` or plain): the wallet's data
+    directory is 0700 and its files 0600. It never goes into a log or an answer.
+    """
+
+    id: str
+    url: str
+    secret: str
+    created_at: int = field(default_factory=now_ms)
+
+    def __repr__(self) -> str:  # the secret stays out of logs
+        return f"WebhookRecord({self.id} {self.url.split('?', 1)[0]})"
+
+
 # --- events (the outbox, issue 14) -----------------------------------------------------
 
 

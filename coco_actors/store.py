@@ -51,6 +51,7 @@ from coco_actors.records import (
     PaymentAttempt,
     ProofRecord,
     RequestRecord,
+    WebhookRecord,
 )
 from coco_actors.wire import Keyset
 
@@ -59,7 +60,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DB_NAMES = ("settings", "mints", "keysets", "proofs", "counters", "operations", "history",
-            "keys", "requests", "attempts", "idem", "events")
+            "keys", "requests", "attempts", "idem", "events", "webhooks",
+            "webhook_cursors")
 INITIAL_MAP_SIZE = 1 << 30  # 1 GiB of address space; grown on MapFullError
 #: The map never grows past this (address space, not disk: 64-bit only).
 MAX_MAP_SIZE = 1 << 40
@@ -209,6 +211,19 @@ class WriteBatch:
 
     def delete_idempotency(self, key: str) -> None:
         self._txn.delete(key.encode(), db=self._dbs["idem"])
+
+    def put_webhook(self, rec: WebhookRecord) -> None:
+        self._txn.put(rec.id.encode(), encode_record(rec), db=self._dbs["webhooks"])
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """The webhook's record and its cursor."""
+        self._txn.delete(webhook_id.encode(), db=self._dbs["webhooks"])
+        self._txn.delete(webhook_id.encode(), db=self._dbs["webhook_cursors"])
+
+    def put_webhook_cursor(self, webhook_id: str, seq: int) -> None:
+        """The last event seq delivered to the webhook (a configured one has no record)."""
+        self._txn.put(webhook_id.encode(), seq.to_bytes(8, "big"),
+                      db=self._dbs["webhook_cursors"])
 
     def put_event(self, rec: EventRecord) -> None:
         """Insert-once: a seq is never rewritten (a second write of one is a bug)."""
@@ -383,6 +398,18 @@ class Store:
         with self._gate.reading(), self.env.begin(db=self._dbs["idem"]) as txn:
             recs = [_decode_or_skip("idem", k, v, IdempotencyRecord) for k, v in txn.cursor()]
         return [r for r in recs if r is not None]
+
+    def webhooks(self) -> list[WebhookRecord]:
+        """The webhooks added through the API; an unreadable one is logged and left out."""
+        with self._gate.reading(), self.env.begin(db=self._dbs["webhooks"]) as txn:
+            recs = [_decode_or_skip("webhooks", k, v, WebhookRecord) for k, v in txn.cursor()]
+        return [r for r in recs if r is not None]
+
+    def webhook_cursor(self, webhook_id: str) -> int | None:
+        """The last event seq delivered to the webhook; None before its first."""
+        with self._gate.reading(), self.env.begin(db=self._dbs["webhook_cursors"]) as txn:
+            v = txn.get(webhook_id.encode())
+        return int.from_bytes(v, "big") if v is not None else None
 
     def events_since(self, after: int, limit: int) -> list[EventRecord]:
         """At most ``limit`` events with ``seq > after``, oldest first; an unreadable one

@@ -58,6 +58,8 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
                                         nothing
     POST /audit/fix      {mint_url?}    the same, removing the ready proofs the mint says are
                                         spent and no operation holds (the report's ``fixed``)
+    GET  /webhooks                      per webhook: url, last delivered seq, pending, attempts
+                                        of the current event, last error, next retry (no secret)
     GET  /openapi.json                  the OpenAPI 3.1 document of all of this
     GET  /events[?follow=1]             newline-delimited JSON: recent events, then live ones
     GET  /events?after=SEQ[&follow=1]   every stored event with seq > SEQ in order (the
@@ -223,6 +225,7 @@ class ControlApi:
                 ("POST", r"/audit/fix", self.audit_fix),
                 ("GET", r"/operations", self.operations),
                 ("GET", r"/openapi\.json", self.openapi),
+                ("GET", r"/webhooks", self.webhooks),
                 ("POST", r"/stop", self.stop),
             )]
 
@@ -627,6 +630,11 @@ class ControlApi:
         if self._openapi is None:
             self._openapi = openapi_document(self.routes, version=_version())
         return self._openapi
+
+    @endpoint("per webhook: url, last delivered seq, pending, attempts of the current"
+              " event, last error, next retry (never its secret)")
+    def webhooks(self, req: Request) -> object:
+        return jsonable(self.coco.webhooks.status())
 
     @endpoint("graceful shutdown, as SIGTERM", body=NoBody)
     def stop(self, req: Request) -> object:

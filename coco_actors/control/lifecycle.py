@@ -6,7 +6,8 @@ quotes and finalizes claimed sends, also those left from before a restart), and
 answers on ``DIR/control.sock`` (socket 0600 in a 0700 directory), with ``--listen``
 on a TCP port too (the same API, every request with the bearer token of
 ``DIR/api-token``: :mod:`.auth`) and, with ``--payments-listen``, on the public
-payments listener (:mod:`.payments`). Shutdown
+payments listener (:mod:`.payments`); with ``--webhook``, it POSTs every event to the
+receivers (:mod:`coco_actors.webhooks`). Shutdown
 (SIGTERM, SIGINT, ``POST /stop``) refuses new requests, ends event streams and
 waits, lets the requests in flight finish, closes the wallet (actors in reverse
 order, every operation at a persisted state) and removes the socket.
@@ -25,7 +26,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -44,6 +45,7 @@ from coco_actors.events import DEFAULT_RETENTION
 from coco_actors.proof_ledger import DEFAULT_IDEMPOTENCY_TTL
 from coco_actors.store import DataDirError, Store
 from coco_actors.threads import SupervisedThread
+from coco_actors.webhooks import RetryPolicy, WebhookSpec
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +143,18 @@ class Daemon:
                  payments_rate: float = DEFAULT_RATE,
                  listen: tuple[str, int] | None = None,
                  idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
-                 event_retention: float = DEFAULT_RETENTION) -> None:
+                 event_retention: float = DEFAULT_RETENTION,
+                 webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
+                 webhook_retry: RetryPolicy | None = None) -> None:
         self.data_dir = data_dir
         self.listen = listen
         self._tcp: TcpControlServer | None = None
         self._tcp_accept: SupervisedThread | None = None
         self.idempotency_ttl = idempotency_ttl
         self.event_retention = event_retention  # seconds events are kept (Coco.open)
+        self.webhooks = tuple(webhooks)  # their secrets were read at start (coco serve)
+        self.webhook_hosts = tuple(webhook_hosts)
+        self.webhook_retry = webhook_retry
         self.payments_listen = payments_listen
         self.payments_url = payments_url
         self.payments_rate = payments_rate
@@ -178,7 +185,9 @@ class Daemon:
                               rollback_prepared_after=self.rollback_prepared_after,
                               exposure=self.exposure, sweep_to=self.sweep_to,
                               idempotency_ttl=self.idempotency_ttl,
-                              event_retention=self.event_retention)
+                              event_retention=self.event_retention,
+                              webhooks=self.webhooks, webhook_hosts=self.webhook_hosts,
+                              webhook_retry=self.webhook_retry)
         self.events.attach(self.coco)  # first: the events of recovery reach the stream too
         recovered = self.coco.recover()  # open quotes are handed to the Watcher here
         if recovered:
@@ -320,13 +329,15 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
           payments_rate: float = DEFAULT_RATE,
           listen: tuple[str, int] | None = None,
           idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
-          event_retention: float = DEFAULT_RETENTION) -> None:
+          event_retention: float = DEFAULT_RETENTION, webhooks: Sequence[WebhookSpec] = (),
+          webhook_hosts: Sequence[str] = (), webhook_retry: RetryPolicy | None = None) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
 
     ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`;
     ``payments_*``: the payments listener (:class:`Daemon`); ``listen``: the control API
     on that TCP address too, behind the bearer token; ``event_retention``: seconds
-    events are kept (:meth:`Coco.open`).
+    events are kept (:meth:`Coco.open`); ``webhook*``: the webhooks of
+    :meth:`Coco.open` (:mod:`coco_actors.webhooks`).
 
     Must run in the main thread (signal handlers). Raises :class:`CocoError` when
     the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
@@ -346,7 +357,9 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
     daemon = Daemon(data_dir, rollback_prepared_after=rollback_prepared_after,
                     exposure=exposure, sweep_to=sweep_to, payments_listen=payments_listen,
                     payments_url=payments_url, payments_rate=payments_rate, listen=listen,
-                    idempotency_ttl=idempotency_ttl, event_retention=event_retention)
+                    idempotency_ttl=idempotency_ttl, event_retention=event_retention,
+                    webhooks=webhooks, webhook_hosts=webhook_hosts,
+                    webhook_retry=webhook_retry)
     try:
         try:
             daemon.start()
