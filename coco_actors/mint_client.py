@@ -66,6 +66,11 @@ DEFAULT_BATCH = 100
 
 #: The largest answer body read from a mint (bytes); a restore batch of 100 is ~40 KiB.
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
+#: Seconds an idle pooled connection is reused. Below the server's own keep-alive
+#: timeout (uvicorn's, Nutshell's server, is 5 s, httpx's default expiry is 5 s too):
+#: at equal values a request can go out on a connection the mint is closing, and
+#: comes back "disconnected without a response", outcome unknown.
+KEEPALIVE_EXPIRY = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,7 @@ class MintClient:
         self._batch_size = batch_size
         self._max_body = max_body
         self._http = httpx.Client(base_url=self.mint_url, timeout=timeout, transport=transport,
+                                  limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
                                   headers={"Accept": "application/json",
                                            "Accept-Encoding": "gzip, deflate"})
         self._info: tuple[float, MintInfo] | None = None  # (when, info), for recent_info
