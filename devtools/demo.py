@@ -6,7 +6,9 @@ drives them with the ``coco`` CLI, printing every command and its output:
 invoice -> send -> receive (in the second wallet) -> rollback of an unclaimed
 send -> pay a lightning invoice (of a second mint, the payee) -> transfer 100 sat
 from the first mint to the second -> a send locked to the receiver's key (P2PK) -> a
-payment request paid over HTTP (NUT-18) -> history. Every balance is checked to the sat
+payment request paid over HTTP (NUT-18) -> a backend driving the second wallet's
+daemon over TCP (bearer token, an idempotency key, the event log replayed, signed
+webhooks, the solvency audit) -> history. Every balance is checked to the sat
 (``DemoError`` when off).
 Leaves nothing running: the daemons and the mints are stopped on the way out,
 also on an error, Ctrl-C or SIGTERM.
@@ -14,9 +16,14 @@ also on an error, Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
+import os
 import re
+import secrets
 import shlex
 import signal
 import subprocess
@@ -26,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -46,6 +54,9 @@ INVOICE_AMOUNT = 200
 TRANSFER_AMOUNT = 100
 LOCKED_AMOUNT = 64
 REQUEST_AMOUNT = 21
+REFUND_AMOUNT = 30
+#: The idempotency key bob's backend gives its refund (its own order number, say).
+REFUND_KEY = "refund-4711"
 #: Seconds a development mint may take to answer after it was started.
 MINT_START_TIMEOUT = 60.0
 
@@ -80,6 +91,7 @@ def run(*, input_fee_ppk: int = 100, out: Callable[[str], Any] = print,
             payee_started = starter.submit(payee.start, MINT_START_TIMEOUT)  # step 6 on needs it
             mint = stack.enter_context(DevMint(root / "mint", input_fee_ppk=input_fee_ppk))
             demo = stack.enter_context(_Session(root, out))
+            demo.hooks = stack.enter_context(_HookReceiver())
             out(f"  mint listening at {mint.url}")
             _walk(demo, mint.url, payee_started, input_fee_ppk)
         out("done: daemons stopped, mints stopped")
@@ -94,6 +106,8 @@ class _Session:
         self.out = out
         self.coco = coco_command()
         self.daemons: dict[str, subprocess.Popen[bytes]] = {}
+        self.hooks: _HookReceiver | None = None  # bob's backend, receiving his webhooks
+        self.api_port = 0                        # bob's control API on TCP
 
     def __enter__(self) -> _Session:
         return self
@@ -173,7 +187,15 @@ def _walk(demo: _Session, url: str, payee: Future[DevMint], ppk: int) -> None:
         out(f"  created a wallet in {created['data_dir']}; coco init prints its mnemonic"
             " once (not shown here)")
         if name == "bob":
-            demo.serve(name, "--payments-listen", f"127.0.0.1:{free_port()}")
+            assert demo.hooks is not None
+            secret = demo.root / "bob-webhook.secret"
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(demo.hooks.secret)
+            demo.api_port = free_port()
+            demo.serve(name, "--payments-listen", f"127.0.0.1:{free_port()}",
+                       "--listen", f"127.0.0.1:{demo.api_port}",
+                       "--webhook", demo.hooks.url, "--webhook-secret-file", secret.name)
         else:
             demo.serve(name)
         demo.cli("mint", "add", url, "--data-dir", name)
@@ -221,12 +243,13 @@ def _walk(demo: _Session, url: str, payee: Future[DevMint], ppk: int) -> None:
     _transfer(demo, url, payee_url)
     _locked(demo, url, ppk)
     _request(demo, url)
+    _backend(demo, url, ppk)
 
-    out("\n10. history (newest first)")
+    out("\n11. history (newest first)")
     demo.cli("history", "--data-dir", "alice")
     demo.cli("history", "--data-dir", "bob")
 
-    out("\n11. stop the daemons")
+    out("\n12. stop the daemons")
     for name in ("alice", "bob"):
         demo.stop(name)
 
@@ -328,6 +351,118 @@ def _request(demo: _Session, url: str) -> None:
     _await_state(demo, "alice", send["id"], "completed")
     _expect(demo.balance("alice", url) == _b(alice_before - REQUEST_AMOUNT - send["fee"], 0,
                                              0), "alice's balance after paying the request")
+
+
+def _backend(demo: _Session, url: str, ppk: int) -> None:
+    """Bob's backend (any language: here the CLI with ``--url``) drives his daemon over
+    TCP with the bearer token; it refunds alice with an idempotency key, loses the
+    answer and asks again (the same send, the same token); the durable event log and
+    the signed webhooks tell it what happened; the audit checks bob's proofs."""
+    out = demo.out
+    out(f"\n10. a backend on bob's TCP port (bearer token) refunds {REFUND_AMOUNT} sat to alice"
+        f" under the idempotency key {REFUND_KEY!r}")
+    remote = ("--url", f"http://127.0.0.1:{demo.api_port}", "--token-file", "bob/api-token")
+    after = max((e["seq"] for e in _events(demo, *remote, "--after", "0")), default=0)
+    alice_before = demo.json("balance", "--data-dir", "alice")[url]["spendable"]
+    bob_before = demo.json("balance", "--data-dir", "bob")[url]["spendable"]
+    refund = (*remote, "send", str(REFUND_AMOUNT), "--mint", url, "--yes",
+              "--idempotency-key", REFUND_KEY)
+    first = demo.cli(*refund)
+    out("  the answer got lost on the way; the backend asks again with the same key:")
+    again = demo.cli(*refund)
+    op_id = _op_id(first.stderr)
+    _expect(_op_id(again.stderr) == op_id and again.stdout == first.stdout,
+            "the repeat answers the same send with the same token")
+    send = demo.json("send", "show", op_id, "--data-dir", "bob")
+    _expect(demo.balance("bob", url) == _b(bob_before - REFUND_AMOUNT - send["fee"], 0,
+                                           REFUND_AMOUNT), "bob paid the refund once")
+    token = first.stdout.strip()
+    demo.cli("receive", "-", "--data-dir", "alice", stdin=token)
+    receive_fee = fee_for(ppk for _ in decode(token).proofs)
+    _expect(demo.balance("alice", url) == _b(alice_before + REFUND_AMOUNT - receive_fee, 0,
+                                             0), "alice's balance after the refund")
+    _await_state(demo, "bob", op_id, "completed")
+    _expect(demo.balance("bob", url) == _b(bob_before - REFUND_AMOUNT - send["fee"], 0, 0),
+            "bob's refund is completed")
+    out(f"  what the backend replays from bob's event log (every event after seq {after}):")
+    demo.cli(*remote, "events", "--after", str(after))
+    mine = [e["event"] for e in _events(demo, *remote, "--after", str(after))
+            if e.get("operation_id") == op_id]
+    _expect(mine == ["send:prepared", "send:pending", "send:finalized"],
+            "the refund's events, each once, in order")
+    assert demo.hooks is not None
+    last = max(e["seq"] for e in _events(demo, *remote, "--after", str(after)))
+    delivered = demo.hooks.wait_for(last)
+    _expect(delivered == list(range(1, last + 1)), "every event reached the webhook")
+    out(f"  bob's webhook receiver got events 1..{last}, each signed; every signature"
+        " verifies (HMAC-SHA256, Standard Webhooks)")
+    demo.cli("webhooks", "status", "--data-dir", "bob")
+    out("  the solvency report: bob's proofs checked at the mint (NUT-07)")
+    audit = demo.cli("audit", "--data-dir", "bob")
+    _expect("no difference" in audit.stdout, "the audit finds no difference")
+
+
+def _events(demo: _Session, *args: str) -> list[dict[str, Any]]:
+    """``coco ARGS events ... --json``: one JSON object a line."""
+    text = demo.cli(*args, "--json", show=False).stdout
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class _HookReceiver:
+    """Bob's backend's webhook endpoint (127.0.0.1): keeps the seq of every delivery
+    whose Standard Webhooks signature verifies, answers 204; a bad one gets a 400."""
+
+    def __init__(self) -> None:
+        self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        self._key = base64.b64decode(self.secret.removeprefix("whsec_"))
+        self._seqs: set[int] = set()
+        self._bad = 0
+        self._changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                ok = receiver._verify(self.headers, body)
+                self.send_response(204 if ok else 400)
+                self.end_headers()
+                with receiver._changed:
+                    if ok:
+                        receiver._seqs.add(json.loads(body)["seq"])
+                    else:
+                        receiver._bad += 1
+                    receiver._changed.notify_all()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks/coco"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="demo-webhooks")
+
+    def __enter__(self) -> _HookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _verify(self, headers: Any, body: bytes) -> bool:
+        signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+        expected = base64.b64encode(hmac.new(self._key, signed, hashlib.sha256).digest())
+        return any(hmac.compare_digest(sig.removeprefix("v1,").encode(), expected)
+                   for sig in headers.get("webhook-signature", "").split())
+
+    def wait_for(self, seq: int) -> list[int]:
+        """The seqs delivered (sorted) once ``seq`` is among them (or the timeout)."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        with self._changed:
+            while seq not in self._seqs and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            _expect(self._bad == 0, "every webhook signature verifies")
+            return sorted(self._seqs)
 
 
 def _b(spendable: int, reserved: int, pending: int) -> dict[str, int]:
