@@ -362,7 +362,7 @@ def _backend(demo: _Session, url: str, ppk: int) -> None:
     out(f"\n10. a backend on bob's TCP port (bearer token) refunds {REFUND_AMOUNT} sat to alice"
         f" under the idempotency key {REFUND_KEY!r}")
     remote = ("--url", f"http://127.0.0.1:{demo.api_port}", "--token-file", "bob/api-token")
-    after = max((e["seq"] for e in _events(demo, *remote, "--after", "0")), default=0)
+    after = max((e["seq"] for e in _events(demo, remote, 0)), default=0)
     alice_before = demo.json("balance", "--data-dir", "alice")[url]["spendable"]
     bob_before = demo.json("balance", "--data-dir", "bob")[url]["spendable"]
     refund = (*remote, "send", str(REFUND_AMOUNT), "--mint", url, "--yes",
@@ -386,12 +386,12 @@ def _backend(demo: _Session, url: str, ppk: int) -> None:
             "bob's refund is completed")
     out(f"  what the backend replays from bob's event log (every event after seq {after}):")
     demo.cli(*remote, "events", "--after", str(after))
-    mine = [e["event"] for e in _events(demo, *remote, "--after", str(after))
+    mine = [e["event"] for e in _events(demo, remote, after)
             if e.get("operation_id") == op_id]
     _expect(mine == ["send:prepared", "send:pending", "send:finalized"],
             "the refund's events, each once, in order")
     assert demo.hooks is not None
-    last = max(e["seq"] for e in _events(demo, *remote, "--after", str(after)))
+    last = max(e["seq"] for e in _events(demo, remote, after))
     delivered = demo.hooks.wait_for(last)
     _expect(delivered == list(range(1, last + 1)), "every event reached the webhook")
     out(f"  bob's webhook receiver got events 1..{last}, each signed; every signature"
@@ -402,9 +402,9 @@ def _backend(demo: _Session, url: str, ppk: int) -> None:
     _expect("no difference" in audit.stdout, "the audit finds no difference")
 
 
-def _events(demo: _Session, *args: str) -> list[dict[str, Any]]:
-    """``coco ARGS events ... --json``: one JSON object a line."""
-    text = demo.cli(*args, "--json", show=False).stdout
+def _events(demo: _Session, remote: Sequence[str], after: int) -> list[dict[str, Any]]:
+    """``coco REMOTE events --after SEQ --json``: one JSON object a line."""
+    text = demo.cli(*remote, "events", "--after", str(after), "--json", show=False).stdout
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
