@@ -36,6 +36,9 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
         "= alice  spendable  529  reserved   0  pending   0",   # a locked send swaps: fee 1
         "= bob    spendable  182  reserved   0  pending   0",   # bob's request of 21 paid
         "= alice  spendable  508  reserved   0  pending   0",   # by alice over HTTP: fee 0
+        "= bob    spendable  152  reserved   0  pending  30",   # refund under a key, asked
+        "= alice  spendable  537  reserved   0  pending   0",   # twice, paid once; mint fee 1
+        "= bob    spendable  152  reserved   0  pending   0",   # alice claimed it: completed
     ]
     assert "received 99 sat from" in text
     assert re.search(r"^\s+state\s+completed$", text, re.M)
@@ -55,6 +58,14 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
     assert re.search(r"^\s+payee answered\s+200 \{\"request_id\": \"\w+\", \"amount\": 20,",
                      text, re.M)
     assert re.search(r"receive\s+20\s+1\s+completed", text)  # bob's history: the request
+    # the backend's view: the same send twice, its events replayed once each, the webhooks
+    refunds = re.findall(r"^\s+send (\w{32}) is pending: a token of 30 sat", text, re.M)
+    assert len(refunds) == 2 and refunds[0] == refunds[1]
+    replayed = re.findall(r"^\s+\d+\s+\S+ \S+\s+(send:\S+)\s+" + refunds[0], text, re.M)
+    assert replayed == ["send:prepared", "send:pending", "send:finalized"]
+    assert re.search(r"webhook receiver got events 1\.\.\d+, each signed; every signature"
+                     r" verifies", text)
+    assert re.search(r"^\s+no difference$", text, re.M)  # coco audit of bob's wallet
     assert lines[-1] == "done: daemons stopped, mints stopped"
     assert not re.search(r"cashuB[A-Za-z0-9_-]{40}", text)  # tokens are shortened
     assert not re.search(r"lnbc[0-9a-z]{40}", text)  # so are invoices
