@@ -334,7 +334,8 @@ def test_rollback_of_a_completed_send_exits_1(wallet, mint_fee0):
     assert shown["state"] == "completed" and "token" not in shown  # spent: no use showing it
     result = w.cli("send", "rollback", op["id"], "--json", code=1)
     assert json.loads(result.stdout)["error"] == {
-        "type": "InvalidStateError", "message": f"send {op['id']} is already completed"}
+        "type": "InvalidStateError", "code": "invalid_state",
+        "message": f"send {op['id']} is already completed"}
     assert w.cli("send", "pending").stdout.strip() == "no pending sends"
 
 

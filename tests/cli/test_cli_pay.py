@@ -128,7 +128,8 @@ def test_rollback_of_a_completed_melt_exits_1(wallet, mint_fee0, invoice_of):
     before = w.balance(url)
     result = w.cli("melt", "rollback", op["id"], "--json", code=1)
     assert json.loads(result.stdout)["error"] == {
-        "type": "InvalidStateError", "message": f"melt {op['id']} is already completed"}
+        "type": "InvalidStateError", "code": "invalid_state",
+        "message": f"melt {op['id']} is already completed"}
     assert w.cli("melt", "rollback", op["id"], code=1).stderr.strip() == (
         f"Error: melt {op['id']} is already completed")
     assert w.balance(url) == before
@@ -341,7 +342,7 @@ def test_pay_no_wait_returns_pending_and_the_daemon_settles_it(wallet, make_mint
         (op1["id"], "pending"), (op2["id"], "pending")}
     refused = w.cli("melt", "rollback", op1["id"], "--json", code=1)  # it may still go through
     assert json.loads(refused.stdout)["error"] == {
-        "type": "InvalidStateError",
+        "type": "InvalidStateError", "code": "invalid_state",
         "message": f"the payment of melt {op1['id']} may still go through; it cannot be rolled"
                    " back"}
     assert w.json("melt", "show", op1["id"])["state"] == "pending"
