@@ -60,25 +60,30 @@ class DaemonProcess:
         return self.proc.pid
 
     def start(self, *, ready: bool = True) -> DaemonProcess:
-        self._lines, self._eof = [], False
-        self.proc = subprocess.Popen(coco_argv("serve", "--data-dir", str(self.data_dir),
-                                               *self.extra),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        proc = subprocess.Popen(coco_argv("serve", "--data-dir", str(self.data_dir),
+                                          *self.extra),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        with self._cond:  # the reader of a process killed before may still be at its end
+            self.proc, self._lines, self._eof = proc, [], False
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
         if ready:
             self.wait_for(" ready: ", START_TIMEOUT)
         return self
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
+        """The log of ``proc``; once another process was started, it no longer counts
+        (its end of stream must not pass for the new one's)."""
         assert proc.stderr is not None
         for line in proc.stderr:
             with self._cond:
-                self._lines.append(line)
-                self._cond.notify_all()
+                if proc is self.proc:
+                    self._lines.append(line)
+                    self._cond.notify_all()
         with self._cond:
-            self._eof = True
-            self._cond.notify_all()
+            if proc is self.proc:
+                self._eof = True
+                self._cond.notify_all()
 
     def wait_for(self, text: str, timeout: float) -> str:
         """Wait until the log contains ``text`` (fails if the daemon exits first)."""
