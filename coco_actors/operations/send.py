@@ -120,14 +120,19 @@ class SendOperation(OperationBase):
             send, keep = inputs, []
         else:
             op = self._commit(op.moved(OpState.EXECUTING))
-            try:
-                sigs = self.mint.client.swap(inputs, [o.blinded for o in op.outputs])
-            except MintRejectedError as exc:
-                self._resolve_executing(reason=exc)
-                raise
-            proofs = self._unblind(op.outputs, sigs)
+            proofs = self._swap(inputs)
             send, keep = proofs[:op.send_output_count], proofs[op.send_output_count:]
         return self._pending(send, keep)
+
+    def _swap(self, inputs: list[Proof]) -> list[Proof]:
+        """The ``executing`` send's swap (its outputs persisted with that state): the new
+        proofs; a definitive refusal resolves the operation and is raised."""
+        try:
+            sigs = self.mint.client.swap(inputs, [o.blinded for o in self.op.outputs])
+        except MintRejectedError as exc:
+            self._resolve_executing(reason=exc)
+            raise
+        return self._unblind(self.op.outputs, sigs)
 
     def _pending(self, send: list[Proof], keep: list[Proof]) -> Operation:
         op = self.op
@@ -154,13 +159,8 @@ class SendOperation(OperationBase):
         states = self.mint.client.check_state(list(op.input_ys))
         kinds = {s.state for s in states}
         if kinds == {ProofStateKind.UNSPENT}:
-            inputs = wait(self.deps.ledger.proofs_of(op.id), LEDGER_TIMEOUT, "ProofLedger")
-            try:
-                sigs = self.mint.client.swap(inputs, [o.blinded for o in op.outputs])
-            except MintRejectedError as exc:
-                self._resolve_executing(reason=exc)
-                raise
-            proofs = self._unblind(op.outputs, sigs)
+            proofs = self._swap(wait(self.deps.ledger.proofs_of(op.id), LEDGER_TIMEOUT,
+                                     "ProofLedger"))
         elif kinds == {ProofStateKind.SPENT}:
             result = self.mint.client.restore([o.blinded for o in op.outputs])
             signed = {b.B_: sig for b, sig in zip(result.outputs, result.signatures,

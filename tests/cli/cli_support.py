@@ -197,6 +197,30 @@ def run_coco(*args: str, input: str | None = None, env: dict[str, str] | None = 
                           timeout=timeout, env=full_env, check=False)
 
 
+def exchange(port: int, raw: bytes, *, shut: bool = True,
+             bound: float = 10.0) -> tuple[int, dict[str, str], Any]:
+    """Send ``raw`` to a TCP listener on 127.0.0.1 and read its JSON answer: (status,
+    headers, body). ``shut``: half-close after sending (else the server must answer on
+    what it has, e.g. a refused head)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=bound) as sock:
+        try:
+            sock.sendall(raw)
+            if shut:
+                sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = read_all(sock, bound)
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    assert sep, f"not an HTTP answer: {answer[:200]!r}"
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip()
+               for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert headers["content-type"] == "application/json", headers
+    assert int(headers["content-length"]) == len(body)
+    return status, headers, json.loads(body)
+
+
 def read_all(sock: socket.socket, bound: float = 10.0) -> bytes:
     """Everything a server sends on ``sock`` until it closes (fails after ``bound`` s): for
     the raw-socket tests of the control socket and the payments listener."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_support import Wallet, read_all
+from cli_support import Wallet, exchange, read_all
 
 from coco_actors.control.events import EventHub
 from coco_actors.control.payments import (
@@ -97,26 +97,6 @@ def _connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=BOUND)
 
 
-def _exchange(port: int, raw: bytes, *, shut: bool = True) -> tuple[int, dict[str, str], Any]:
-    with _connect(port) as sock:
-        try:
-            sock.sendall(raw)
-            if shut:
-                sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer = read_all(sock)
-    head, sep, body = answer.partition(b"\r\n\r\n")
-    assert sep, f"not an HTTP answer: {answer[:200]!r}"
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {k.strip().lower(): v.strip()
-               for k, _, v in (line.partition(":") for line in lines[1:])}
-    assert headers["content-type"] == "application/json", headers
-    assert int(headers["content-length"]) == len(body)
-    return status, headers, json.loads(body)
-
-
 def _request(method: str, path: str, body: bytes = b"") -> bytes:
     return (f"{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode() + body
@@ -146,18 +126,18 @@ def test_every_control_path_is_a_404_there(listener):
     assert ("POST", "/stop") in paths and ("GET", "/status") in paths and len(paths) > 30
     for method, path in paths:
         for m in {method, "GET", "POST"}:
-            err = _error(_exchange(listener.port, _request(m, path, b"{}")), 404)
+            err = _error(exchange(listener.port, _request(m, path, b"{}")), 404)
             assert err["type"] == "UnknownEndpoint", (m, path)
     for path in ["/", "/payments", "/payments/", "/payments/abc/x", "/payment/abc",
                  "/PAYMENTS/abc", "/payments/abc/", "/payments/abc/../../stop"]:
-        _error(_exchange(listener.port, _request("POST", path, b"{}")), 404)
+        _error(exchange(listener.port, _request("POST", path, b"{}")), 404)
     assert listener.claims == []  # nothing reached the wallet
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD",
                                     "TRACE", "BREW", "post"])
 def test_another_method_on_the_route_is_a_405(listener, method):
-    status, headers, body = _exchange(listener.port, _request(method, "/payments/abc", b"{}"))
+    status, headers, body = exchange(listener.port, _request(method, "/payments/abc", b"{}"))
     assert status == 405 and headers["allow"] == "POST", body
     assert body["error"]["type"] == "MethodNotAllowedError"
     assert listener.claims == []
@@ -165,14 +145,14 @@ def test_another_method_on_the_route_is_a_405(listener, method):
 
 def test_a_payment_reaches_claim_and_its_answer_comes_back(listener):
     payload = {"id": "abc", "mint": "http://m", "unit": "sat", "proofs": []}
-    status, _, body = _exchange(listener.port, _request(
+    status, _, body = exchange(listener.port, _request(
         "POST", "/payments/abc?x=1", json.dumps(payload).encode()))
     assert (status, body) == (200, {"request_id": "abc", "amount": 1, "operation_id": "op"})
     assert listener.claims == [("abc", payload)]
-    _error(_exchange(listener.port, _request("POST", "/payments/unknown", b'{"a": 1}')), 404)
+    _error(exchange(listener.port, _request("POST", "/payments/unknown", b'{"a": 1}')), 404)
     for bad in [b"", b"[1]", b"{not json", b'{"a": 1, "a": 2}']:  # JSON objects only
-        _error(_exchange(listener.port, _request("POST", "/payments/abc", bad)), 400)
-    _error(_exchange(listener.port, _request("POST", "/payments/" + "a" * 200, b'{"a": 1}')),
+        _error(exchange(listener.port, _request("POST", "/payments/abc", bad)), 400)
+    _error(exchange(listener.port, _request("POST", "/payments/" + "a" * 200, b'{"a": 1}')),
            404)
     assert len(listener.claims) == 2
 
@@ -182,13 +162,13 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_sent(listener):
     start = time.monotonic()
     head = (f"POST /payments/abc HTTP/1.0\r\nContent-Length: {10 * MAX_PAYMENT_BODY}\r\n\r\n"
             ).encode()
-    err = _error(_exchange(listener.port, head, shut=False), 413)
+    err = _error(exchange(listener.port, head, shut=False), 413)
     assert err["type"] == "PayloadTooLargeError" and f"over {MAX_PAYMENT_BODY}" in err["message"]
     assert time.monotonic() - start < REQUEST_TIMEOUT  # not the deadline: at once
     at_limit = b'{"a": "' + b"x" * (MAX_PAYMENT_BODY - 9) + b'"}'
     assert len(at_limit) == MAX_PAYMENT_BODY
-    assert _exchange(listener.port, _request("POST", "/payments/abc", at_limit))[0] == 200
-    _error(_exchange(listener.port, _request("POST", "/payments/abc", at_limit + b" ")), 413)
+    assert exchange(listener.port, _request("POST", "/payments/abc", at_limit))[0] == 200
+    _error(exchange(listener.port, _request("POST", "/payments/abc", at_limit + b" ")), 413)
 
 
 def test_a_slow_client_is_cut_at_the_deadline(listener):
@@ -218,7 +198,7 @@ def test_a_slow_client_is_cut_at_the_deadline(listener):
 
 def test_over_the_budget_is_a_429_with_retry_after():
     for listener in _listen(rate=3):
-        answers = [_exchange(listener.port, _request("POST", "/payments/abc", b'{"a": 1}'))
+        answers = [exchange(listener.port, _request("POST", "/payments/abc", b'{"a": 1}'))
                    for _ in range(5)]
         assert [a[0] for a in answers[:3]] == [200, 200, 200]  # the burst
         limited = [a for a in answers[3:] if a[0] == 429]
@@ -227,7 +207,7 @@ def test_over_the_budget_is_a_429_with_retry_after():
         assert int(limited[0][1]["retry-after"]) >= 1
         assert len(listener.claims) == 5 - len(limited)  # refused before the wallet
         # a 404 costs the same: a prober is limited too
-        assert _exchange(listener.port, _request("GET", "/status"))[0] == 429
+        assert exchange(listener.port, _request("GET", "/status"))[0] == 429
 
 
 def test_the_budget_is_per_client_and_refills():

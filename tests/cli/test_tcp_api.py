@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_support import DaemonProcess, Wallet, read_all
+from cli_support import DaemonProcess, Wallet, exchange, read_all
 
 from coco_actors.control import ControlClient, DaemonUnavailable, RequestFailed
 from coco_actors.control.api import Request
@@ -139,26 +139,6 @@ def server(tmp_path: Path) -> Iterator[_Server]:
     yield from _serve(tmp_path)
 
 
-def _exchange(port: int, raw: bytes, *, shut: bool = True) -> tuple[int, dict[str, str], Any]:
-    with socket.create_connection(("127.0.0.1", port), timeout=BOUND) as sock:
-        try:
-            sock.sendall(raw)
-            if shut:
-                sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer = read_all(sock)
-    head, sep, body = answer.partition(b"\r\n\r\n")
-    assert sep, f"not an HTTP answer: {answer[:200]!r}"
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {k.strip().lower(): v.strip()
-               for k, _, v in (line.partition(":") for line in lines[1:])}
-    assert headers["content-type"] == "application/json", headers
-    assert int(headers["content-length"]) == len(body)
-    return status, headers, json.loads(body)
-
-
 def _request(method: str, path: str, body: bytes = b"", *,
              auth: list[str] | None = None) -> bytes:
     lines = [f"{method} {path} HTTP/1.0", "Host: x", f"Content-Length: {len(body)}",
@@ -192,24 +172,24 @@ def test_without_a_valid_token_nothing_reaches_a_route(server):
                                    ("GET", "/nowhere", b""), ("GET", "/events?follow=1", b""),
                                    ("POST", "/send/prepare", b"{not json"),  # never parsed
                                    ("PUT", "/status", b"{}"), ("BREW", "/", b"")]:
-            _unauthorized(_exchange(server.port, _request(method, path, body, auth=auth)),
+            _unauthorized(exchange(server.port, _request(method, path, body, auth=auth)),
                           token)
     assert server.router.seen == []
 
 
 def test_with_the_token_the_api_answers_as_the_socket_does(server):
     auth = ["Bearer " + server.token]
-    status, _, body = _exchange(server.port, _request(
+    status, _, body = exchange(server.port, _request(
         "POST", "/send/prepare?x=1", b'{"mint_url": "m", "amount": 1}', auth=auth))
     assert (status, body) == (200, {"ok": True, "body": {"mint_url": "m", "amount": 1},
                                     "query": {"x": "1"}})
-    assert _exchange(server.port, _request("GET", "/status", auth=[
+    assert exchange(server.port, _request("GET", "/status", auth=[
         "bearer " + server.token]))[0] == 200  # the scheme is case-insensitive (RFC 7235)
-    status, _, body = _exchange(server.port, _request("GET", "/nowhere", auth=auth))
+    status, _, body = exchange(server.port, _request("GET", "/nowhere", auth=auth))
     assert status == 404 and body["error"]["type"] == "UnknownEndpoint"
-    status, headers, body = _exchange(server.port, _request("PUT", "/status", auth=auth))
+    status, headers, body = exchange(server.port, _request("PUT", "/status", auth=auth))
     assert status == 405 and headers["allow"] == "GET, POST", body
-    status, _, body = _exchange(server.port, _request("POST", "/send/prepare", b"[1]",
+    status, _, body = exchange(server.port, _request("POST", "/send/prepare", b"[1]",
                                                       auth=auth))
     assert status == 400 and body["error"]["type"] == "BadRequestError"
     assert [(m, p) for m, p, _ in server.router.seen] == [("POST", "/send/prepare"),
@@ -219,10 +199,10 @@ def test_with_the_token_the_api_answers_as_the_socket_does(server):
 def test_a_body_over_the_limit_is_a_413_before_it_is_sent(server):
     head = f"POST /send/prepare HTTP/1.0\r\nContent-Length: {10 * MAX_BODY}\r\n"
     start = time.monotonic()
-    status, _, body = _exchange(server.port, (
+    status, _, body = exchange(server.port, (
         head + f"Authorization: Bearer {server.token}\r\n\r\n").encode(), shut=False)
     assert status == 413 and body["error"]["type"] == "PayloadTooLargeError", body
-    _unauthorized(_exchange(server.port, (head + "\r\n").encode(), shut=False), server.token)
+    _unauthorized(exchange(server.port, (head + "\r\n").encode(), shut=False), server.token)
     assert time.monotonic() - start < REQUEST_TIMEOUT  # neither waited for the body
     assert server.router.seen == []
 
@@ -253,26 +233,26 @@ def test_a_slow_client_is_cut_at_the_deadline(server):
 
 def test_a_rotated_token_takes_effect_at_the_next_request(server):
     old = server.token
-    assert _exchange(server.port, _request("GET", "/status", auth=["Bearer " + old]))[0] == 200
+    assert exchange(server.port, _request("GET", "/status", auth=["Bearer " + old]))[0] == 200
     new = rotate_token(server.token_path)
-    _unauthorized(_exchange(server.port, _request("GET", "/status", auth=["Bearer " + old])),
+    _unauthorized(exchange(server.port, _request("GET", "/status", auth=["Bearer " + old])),
                   old)
-    assert _exchange(server.port, _request("GET", "/status", auth=["Bearer " + new]))[0] == 200
+    assert exchange(server.port, _request("GET", "/status", auth=["Bearer " + new]))[0] == 200
     server.token_path.unlink()  # no token file: nobody gets in
-    _unauthorized(_exchange(server.port, _request("GET", "/status", auth=["Bearer " + new])),
+    _unauthorized(exchange(server.port, _request("GET", "/status", auth=["Bearer " + new])),
                   new)
     assert len(server.router.seen) == 2
 
 
 def test_over_the_failure_budget_a_429_and_the_token_still_works(tmp_path):
     for server in _serve(tmp_path, failures=RequestBudget(5.0)):
-        answers = [_exchange(server.port, _request("GET", "/status")) for _ in range(20)]
+        answers = [exchange(server.port, _request("GET", "/status")) for _ in range(20)]
         statuses = [status for status, _, _ in answers]
         assert statuses[:5] == [401] * 5 and 429 in statuses, statuses
         status, headers, body = answers[statuses.index(429)]
         assert int(headers["retry-after"]) >= 1 and body["error"]["type"] == \
             "TooManyRequestsError"
-        assert _exchange(server.port, _request("GET", "/status", auth=[
+        assert exchange(server.port, _request("GET", "/status", auth=[
             "Bearer " + server.token]))[0] == 200  # a valid token spends no budget
         assert len(server.router.seen) == 1
 
