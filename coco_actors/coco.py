@@ -8,6 +8,7 @@ the actors in dependency order (events, ledger, supervisor) and runs recovery;
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 import time
@@ -83,6 +84,7 @@ from coco_actors.records import (
 )
 from coco_actors.recovery import Recovery
 from coco_actors.recovery import recover as recover_operations
+from coco_actors.refresher import DEFAULT_KEYSET_REFRESH, KeysetRefresher, check_interval
 from coco_actors.requests import RequestsApi
 from coco_actors.restore import RestoreReport
 from coco_actors.restore import restore as restore_wallet
@@ -153,7 +155,8 @@ class Coco:
                  idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
                  event_retention: float = DEFAULT_RETENTION,
                  webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
-                 webhook_retry: RetryPolicy | None = None) -> None:
+                 webhook_retry: RetryPolicy | None = None,
+                 keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH) -> None:
         self._store = store
         self._key_gate = KeyGate()
         #: the durable events (the outbox): ``since``, ``last_seq``, ``wait``; any thread
@@ -180,15 +183,24 @@ class Coco:
             self._deriver = Nut13Deriver(mnemonic)
             self._keyring = KeyRing(KeyDeriver(mnemonic), self._ledger,
                                     KeyDeriver(mnemonic, QUOTE_KEY_PATH))
+            #: refreshes every mint's keysets (its own thread): on schedule, after the
+            #: watcher reconnected, and when a saga met a rotated keyset (12002)
+            self.keyset_refresher = KeysetRefresher(
+                self._scheduled_refresh,
+                lambda: wait(self._supervisor.mint_urls(), LOOKUP_TIMEOUT, "Supervisor"),
+                keyset_refresh)
             deps = OperationDeps(ledger=self._ledger, events=self._events_ref,
-                                 deriver=self._deriver, signal=signal, keys=self._keyring)
+                                 deriver=self._deriver, signal=signal, keys=self._keyring,
+                                 refresher=self.keyset_refresher)
             self._supervisor_ref, self._supervisor = start_supervisor(deps)
             started.append(self._supervisor_ref)
             wait(self._supervisor.mint_urls(), LOOKUP_TIMEOUT, "Supervisor")
+            self.keyset_refresher.start()
             if watcher:
                 config = watcher if isinstance(watcher, WatcherConfig) else WatcherConfig()
                 self._watcher_ref = WatcherActor.start(
-                    config, SupervisorNotices(self._supervisor_ref))
+                    config, SupervisorNotices(self._supervisor_ref),
+                    on_reconnect=self._on_reconnect)
                 started.append(self._watcher_ref)
                 self._watcher = self._watcher_ref.proxy()
                 wait(self._supervisor.set_watcher(self._watcher_ref), LOOKUP_TIMEOUT,
@@ -196,6 +208,9 @@ class Coco:
         except BaseException:
             # a failed open leaves no actor running (a stuck one is logged, not raised:
             # the error the caller sees is the one that failed the open)
+            refresher_: KeysetRefresher | None = getattr(self, "keyset_refresher", None)
+            if refresher_ is not None:
+                refresher_.stop()
             for ref in reversed(started):
                 try:
                     ref.stop(block=True, timeout=LOOKUP_TIMEOUT)
@@ -247,7 +262,8 @@ class Coco:
              idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
              event_retention: float = DEFAULT_RETENTION,
              webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
-             webhook_retry: RetryPolicy | None = None) -> Coco:
+             webhook_retry: RetryPolicy | None = None,
+             keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
         is given) when it does not exist yet. Recovery runs before this returns.
 
@@ -276,6 +292,11 @@ class Coco:
         ``coco.webhooks.add``) and ``webhook_retry`` (backoff, request timeout): every
         event is POSTed, signed, to each webhook (:mod:`coco_actors.webhooks`).
 
+        ``keyset_refresh``: seconds between two refreshes of every mint's keysets
+        (default an hour; None: no schedule). Keysets are also refreshed after the
+        watcher reconnected to a mint, when a token names an unknown keyset, and when
+        a mint answers 12002 (keyset inactive) (:mod:`coco_actors.refresher`).
+
         A directory that cannot be written (read-only, no permission, no space) is
         a :class:`~coco_actors.store.DataDirError`, with nothing changed. A stored
         record this release cannot decode does not stop the open: it is logged by
@@ -289,6 +310,7 @@ class Coco:
             raise InvalidInputError(f"idempotency_ttl must be a positive number of seconds, "
                                     f"got {idempotency_ttl!r}")
         retention = _check_retention(event_retention)
+        refresh = check_interval(keyset_refresh)
         Webhooks.validate(webhooks, webhook_hosts)
         store = Store(data_dir)
         try:
@@ -306,7 +328,7 @@ class Coco:
                        rollback_prepared_after=rollback_prepared_after, exposure=policy,
                        idempotency_ttl=float(idempotency_ttl), event_retention=retention,
                        webhooks=webhooks, webhook_hosts=webhook_hosts,
-                       webhook_retry=webhook_retry)
+                       webhook_retry=webhook_retry, keyset_refresh=refresh)
         except BaseException:
             store.close()
             raise
@@ -334,6 +356,8 @@ class Coco:
         webhooks: Webhooks | None = getattr(self, "webhooks", None)  # a failed open: none
         if webhooks is not None:
             webhooks.close()  # before the ledger their cursors are written through
+        if not self.keyset_refresher.stop(CALL_TIMEOUT):
+            log.error("the keyset refresher did not stop within %s s", CALL_TIMEOUT)
         refs: list[tuple[str, pykka.ActorRef[Any]]] = []
         if self._watcher_ref is not None:
             refs.append(("watcher", self._watcher_ref))
@@ -399,17 +423,20 @@ class Coco:
         try:
             return resolve_keyset_ids(token, [ks.id for ks in ctx.keysets])
         except TokenError:
-            fresh = self._register(MintRecord(url=ctx.url), ctx.client, fetch_keysets(ctx.client))
+            fresh = self._refresh_keysets(ctx.url)  # a keyset new since: asked once
             return resolve_keyset_ids(token, [ks.id for ks in fresh.keysets])
 
     def restore(self, mint_url: str) -> RestoreReport:
         """Recover every unspent proof this mnemonic ever received at ``mint_url``
         (NUT-09, batches of 100) and move each NUT-13 counter past the last index used.
 
-        The mint must have been added. Proofs the wallet already holds, or that sit
-        in the token of an open send, are not added twice.
+        The mint must have been added. Its keysets are fetched again first, so every
+        keyset it lists (active and inactive) is scanned. Proofs the wallet already
+        holds, or that sit in the token of an open send, are not added twice.
         """
-        return restore_wallet(self._mint_context(mint_url), self._deriver, self._ledger)
+        ctx = self._mint_context(mint_url)
+        self._refresh_keysets(ctx.url)
+        return restore_wallet(ctx, self._deriver, self._ledger)
 
     def audit(self, mint_url: str | None = None, fix: bool = False) -> AuditReport:
         """The solvency report (:mod:`coco_actors.audit`): per mint and unit, the wallet's
@@ -499,6 +526,21 @@ class Coco:
             ctx = self._contexts[url] = self._ask(self._supervisor.mint_context(url))
         return ctx
 
+    def _on_reconnect(self, url: str) -> None:
+        """The watcher reconnected to a mint (on its link's thread): it may have restarted
+        with new keysets. Queued for the refresher; never blocks."""
+        self.keyset_refresher.request(url)
+
+    def _scheduled_refresh(self, url: str) -> None:
+        """One refresh on the refresher's thread."""
+        self._refresh_keysets(url)
+
+    def _refresh_keysets(self, url: str) -> MintContext:
+        """Fetch a known mint's keysets again (network IO, on the calling thread: the
+        refresher's or a caller's) and have them verified and stored."""
+        ctx = self._mint_context(url)
+        return self._register(MintRecord(url=ctx.url), ctx.client, fetch_keysets(ctx.client))
+
     def _register(self, rec: MintRecord, client: MintClient, keysets: list[Keyset]) -> MintContext:
         """Hand a fetched mint to the Supervisor (no network IO happens in its mailbox)."""
         ctx = self._ask(self._supervisor.register_mint(rec, client, keysets))
@@ -558,6 +600,15 @@ class MintsApi:
 
     def list(self) -> list[MintRecord]:
         return wait(self._coco._ledger.mints(), LOOKUP_TIMEOUT, "ProofLedger")
+
+    def keysets(self, mint_url: str) -> builtins.list[Keyset]:
+        """Every keyset the wallet knows for a mint (active and inactive), as stored."""
+        return wait(self._coco._ledger.keysets(normalize_mint_url(mint_url)), LOOKUP_TIMEOUT,
+                    "ProofLedger")
+
+    def refresh(self, mint_url: str) -> builtins.list[Keyset]:
+        """Fetch a known mint's keysets now (on the caller's thread); what is stored."""
+        return list(self._coco._refresh_keysets(mint_url).keysets)
 
     def info(self, mint_url: str) -> MintInfo:
         """The mint's NUT-06 info, asked on the caller's thread."""

@@ -32,6 +32,7 @@ from coco_actors.actors import tell
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.errors import (
+    CryptoError,
     InsufficientFundsError,
     InvalidStateError,
     NotFoundError,
@@ -63,7 +64,7 @@ from coco_actors.records import (
     WebhookRecord,
     now_ms,
 )
-from coco_actors.selection import Select, Selection, select_proofs
+from coco_actors.selection import Select, Selection, inactive_first, select_proofs
 from coco_actors.store import Store, WriteBatch
 from coco_actors.wire import Keyset, Proof
 
@@ -200,7 +201,19 @@ class ProofLedger:
     # --- mints and keysets ----------------------------------------------------------
 
     def add_mint(self, rec: MintRecord, keysets: Sequence[Keyset]) -> list[Keyset]:
-        """Persist a mint (once) and its keysets; every keyset now known for it."""
+        """Persist a mint (once) and its keysets; every keyset now known for it.
+
+        A keyset whose keys (or unit) differ from those stored under its id is a
+        :class:`CryptoError` and nothing of ``keysets`` is stored: a mint must not swap
+        the keys behind an id the wallet holds proofs of (a refresh may only change
+        ``active``, and a fee or expiry the id does not commit to)."""
+        stored = self._keysets.get(rec.url, {})
+        for ks in keysets:
+            old = stored.get(ks.id)
+            if old is not None and (dict(old.keys) != dict(ks.keys) or old.unit != ks.unit):
+                raise CryptoError(f"mint {rec.url} changed the keys of keyset {ks.id} under "
+                                  "the same id; refused, nothing stored")
+
         def write(b: WriteBatch) -> None:
             if rec.url not in self._mints:
                 b.put_mint(rec)
@@ -220,6 +233,11 @@ class ProofLedger:
         if mint_url not in self._mints:
             raise NotFoundError(f"unknown mint {mint_url}; add it first")
         return list(self._keysets.get(mint_url, {}).values())
+
+    def _inactive_ids(self, mint_url: str) -> frozenset[str]:
+        """The mint's keysets it no longer signs for (their proofs are spent first)."""
+        return frozenset(k.id for k in self._keysets.get(mint_url, {}).values()
+                         if not k.active)
 
     def _fee_ppk(self, mint_url: str, keyset_id: str) -> int:
         ks = self._keysets.get(mint_url, {}).get(keyset_id)
@@ -406,8 +424,8 @@ class ProofLedger:
                 f"this invoice is already paid or being paid by melt {other}")
         ready = [r for r in self._proofs.values()
                  if r.mint_url == mint_url and r.status == ProofStatus.READY]
-        selection = select([r.proof for r in ready], amount,
-                           lambda ps: self.input_fee(mint_url, ps))
+        selection = inactive_first(select, self._inactive_ids(mint_url))(
+            [r.proof for r in ready], amount, lambda ps: self.input_fee(mint_url, ps))
         if selection is None:
             spendable = sum(r.amount for r in ready)
             incoming = self._expected_change(mint_url)

@@ -69,6 +69,30 @@ def select_for_melt(proofs: Sequence[Proof], amount: int, fee_of: FeeOf) -> Sele
     return _cover(by_size, amount, fee_of)
 
 
+def inactive_first(select: Select, inactive: frozenset[str]) -> Select:
+    """``select``, trying the proofs of ``inactive`` keysets alone first.
+
+    A mint no longer signs for an inactive keyset and may drop it after its
+    ``final_expiry``: spending those proofs first moves value into the active keyset
+    as a side effect of ordinary payments. Only when they cannot cover the amount
+    does ``select`` choose among all proofs (old ones first among equal amounts).
+    """
+    if not inactive:
+        return select
+
+    def chosen(proofs: Sequence[Proof], amount: int, fee_of: FeeOf) -> Selection | None:
+        old = [p for p in proofs if p.keyset_id in inactive]
+        if old:
+            only_old = select(old, amount, fee_of)
+            if only_old is not None:
+                return only_old
+        # a stable sort by size in every rule: old proofs stay first among equals
+        return select(old + [p for p in proofs if p.keyset_id not in inactive], amount,
+                      fee_of)
+
+    return chosen
+
+
 def _exact(by_size: Sequence[Proof], amount: int) -> tuple[Proof, ...] | None:
     picked: list[Proof] = []
     left = amount

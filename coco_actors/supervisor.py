@@ -19,10 +19,17 @@ from pykka.typing import ActorMemberMixin, proxy_method
 
 from coco_actors.actors import NoticeActor, tell, wait
 from coco_actors.crypto.keysets import check_listed_metadata, commits_metadata
-from coco_actors.errors import ActorTimeoutError, CocoError, InvalidStateError, NotFoundError
+from coco_actors.errors import (
+    ActorTimeoutError,
+    CocoError,
+    CryptoError,
+    InvalidStateError,
+    NotFoundError,
+)
 from coco_actors.mint_client import MintClient, MintInfo
 from coco_actors.operations import (
     Legs,
+    LiveKeysets,
     MeltOperationActor,
     MeltOperationProxy,
     MintContext,
@@ -107,7 +114,8 @@ class Supervisor:
         """The mints the ledger knows (local reads; clients connect lazily)."""
         for rec in wait(self.deps.ledger.mints(), LEDGER_TIMEOUT, "ProofLedger"):
             keysets = wait(self.deps.ledger.keysets(rec.url), LEDGER_TIMEOUT, "ProofLedger")
-            self._mints[rec.url] = MintContext(rec.url, MintClient(rec.url), tuple(keysets))
+            self._mints[rec.url] = MintContext(rec.url, MintClient(rec.url),
+                                               LiveKeysets(keysets))
 
     def shutdown(self) -> None:
         """Stop operation actors (each finishes its current step first), then clients."""
@@ -126,14 +134,26 @@ class Supervisor:
                       keysets: list[Keyset]) -> MintContext:
         """Persist a fetched mint and its keysets; serve every keyset the ledger knows.
 
-        A mint already known keeps its client (``client`` is closed if it is another).
+        A mint already known keeps its client (``client`` is closed if it is another)
+        and its context: the keysets are replaced in it, so every operation actor of
+        the mint sees them at once (a refresh). A keyset whose keys changed under its
+        id is a :class:`CryptoError` from the ledger, and nothing of ``keysets`` is stored.
         """
-        known = wait(self.deps.ledger.add_mint(rec, keysets), LEDGER_TIMEOUT, "ProofLedger")
         current = self._mints.get(rec.url)
-        if current is not None and current.client is not client:
-            client.close()
-            client = current.client
-        self._mints[rec.url] = ctx = MintContext(rec.url, client, tuple(known))
+        try:
+            known = wait(self.deps.ledger.add_mint(rec, keysets), LEDGER_TIMEOUT,
+                         "ProofLedger")
+        except CryptoError as exc:  # the message names the keyset id, never a key
+            log.error("mint %s: keysets refused, nothing stored: %s", rec.url, exc)
+            if current is None or current.client is not client:
+                client.close()
+            raise
+        if current is not None:
+            if current.client is not client:
+                client.close()
+            current.live.set(known)
+            return current
+        self._mints[rec.url] = ctx = MintContext(rec.url, client, LiveKeysets(known))
         return ctx
 
     def find_mint(self, url: str) -> MintContext | None:

@@ -107,8 +107,10 @@ class MintLink:
 
     def __init__(self, mint_url: str, client: MintClient, config: WatcherConfig,
                  report: Report, ws_kinds: frozenset[str], *,
-                 connect: Connect = open_websocket) -> None:
+                 connect: Connect = open_websocket,
+                 on_reconnect: Callable[[str], None] | None = None) -> None:
         self.mint_url = mint_url
+        self._on_reconnect = on_reconnect
         self._client = client
         self._config = config
         self._report = report
@@ -192,6 +194,8 @@ class MintLink:
                 if self._connect():
                     backoff = self._config.reconnect_min
                     last_heard = now
+                    if self.connections > 1:
+                        self._reconnected()
                     last_sweep = self._sweep()  # whatever changed while we were away
                 else:
                     next_connect = now + backoff * (0.5 + random.random() / 2)
@@ -243,6 +247,16 @@ class MintLink:
         log.info("websocket to %s up; %d proofs and %d quotes subscribed", self.mint_url,
                  len(ys), sum(len(q) for q in quotes.values()))
         return True
+
+    def _reconnected(self) -> None:
+        """A socket up again: the mint may have restarted with new keysets, so the
+        hook (the keyset refresher's request: it never blocks) is told."""
+        if self._on_reconnect is None:
+            return
+        try:
+            self._on_reconnect(self.mint_url)
+        except Exception:  # a notice: its failure is logged, the link goes on
+            log.exception("reconnect hook for %s failed", self.mint_url)
 
     def _drop(self) -> None:
         ws, self._ws = self._ws, None
@@ -390,8 +404,10 @@ class WatcherActor(NoticeActor):
     """
 
     def __init__(self, config: WatcherConfig, listener: WatchListener,
-                 client_factory: Callable[[str], MintClient] = MintClient) -> None:
+                 client_factory: Callable[[str], MintClient] = MintClient,
+                 on_reconnect: Callable[[str], None] | None = None) -> None:
         super().__init__()
+        self._on_reconnect = on_reconnect  # called on a link's thread; must not block
         self._config = config
         self._listener = listener
         self._client_factory = client_factory
@@ -424,7 +440,8 @@ class WatcherActor(NoticeActor):
             def report(url: str, states: list[ProofState], quotes: QuoteStates) -> None:
                 tell(ref, WatcherActor.on_report, url, states, quotes)
 
-            link = MintLink(mint_url, client, self._config, report, kinds)
+            link = MintLink(mint_url, client, self._config, report, kinds,
+                            on_reconnect=self._on_reconnect)
             link.start()
             self._links[mint_url] = link
         return link

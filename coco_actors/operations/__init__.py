@@ -5,6 +5,8 @@ mixes it in (``SendOperationActor``), with a typed proxy (``SendOperationProxy``
 """
 
 from coco_actors.operations.base import (
+    KeysetRefresh,
+    LiveKeysets,
     MintContext,
     OperationActor,
     OperationBase,
@@ -28,10 +30,9 @@ from coco_actors.operations.transfer import (
     TransferOperationProxy,
 )
 
-__all__ = ["Legs", "MeltOperation", "MeltOperationActor", "MeltOperationProxy",
-           "MintContext", "MintOperation", "MintOperationActor", "MintOperationProxy",
-           "OperationActor", "OperationBase", "OperationDeps", "OperationProxy",
-           "ReceiveOperation", "ReceiveOperationActor", "ReceiveOperationProxy",
+__all__ = ["KeysetRefresh", "Legs", "LiveKeysets", "MeltOperation", "MeltOperationActor",
+           "MeltOperationProxy", "MintContext", "MintOperation", "MintOperationActor",
+           "MintOperationProxy", "OperationActor", "OperationBase", "OperationDeps",
+           "OperationProxy", "ReceiveOperation", "ReceiveOperationActor", "ReceiveOperationProxy",
            "RestListener", "SendOperation", "SendOperationActor", "SendOperationProxy",
-           "TransferOperation", "TransferOperationActor", "TransferOperationProxy",
-           "Watched"]
+           "TransferOperation", "TransferOperationActor", "TransferOperationProxy", "Watched"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
@@ -15,7 +15,12 @@ from pykka.typing import ActorMemberMixin, proxy_method
 from coco_actors.actors import NoticeActor, tell, wait
 from coco_actors.crypto.nut13 import Nut13Deriver
 from coco_actors.crypto.outputs import make_outputs, unblind_signatures
-from coco_actors.errors import InvalidStateError, NotFoundError
+from coco_actors.errors import (
+    CODE_KEYSET_INACTIVE,
+    InvalidStateError,
+    MintRejectedError,
+    NotFoundError,
+)
 from coco_actors.events import Emission, EventBusActor, op_event
 from coco_actors.keys import KeyRing
 from coco_actors.mint_client import MintClient
@@ -28,18 +33,48 @@ log = logging.getLogger(__name__)
 
 #: How long an operation actor waits for the ledger (a local, durable write).
 LEDGER_TIMEOUT = 30.0
+#: How long an operation waits for a refresh of its mint's keysets (network IO).
+REFRESH_TIMEOUT = 60.0
 
-__all__ = ["LEDGER_TIMEOUT", "MintContext", "OperationActor", "OperationBase",
-           "OperationDeps", "OperationProxy", "RestListener", "Watched", "wait"]
+T = TypeVar("T")
+#: The outputs an operation keeps in one field of its record, read and replaced.
+Outputs = tuple[BlindingData, ...]
+
+__all__ = ["LEDGER_TIMEOUT", "KeysetRefresh", "LiveKeysets", "MintContext", "OperationActor",
+           "OperationBase", "OperationDeps", "OperationProxy", "RestListener", "Watched", "wait"]
+
+
+class LiveKeysets:
+    """The keysets of one mint as they are now, shared by every actor of that mint.
+
+    The Supervisor replaces the whole tuple after a refresh (its thread); any thread
+    reads it (one attribute read of an immutable tuple). So a prepared operation sees
+    a rotation that happened after it was started.
+    """
+
+    __slots__ = ("_keysets",)
+
+    def __init__(self, keysets: Iterable[Keyset] = ()) -> None:
+        self._keysets = tuple(keysets)
+
+    def get(self) -> tuple[Keyset, ...]:
+        return self._keysets
+
+    def set(self, keysets: Iterable[Keyset]) -> None:
+        self._keysets = tuple(keysets)
 
 
 @dataclass(frozen=True, slots=True)
 class MintContext:
-    """One mint as operation actors see it: its client and its keysets."""
+    """One mint as operation actors see it: its client and its (live) keysets."""
 
     url: str
     client: MintClient
-    keysets: tuple[Keyset, ...]
+    live: LiveKeysets = field(default_factory=LiveKeysets)
+
+    @property
+    def keysets(self) -> tuple[Keyset, ...]:
+        return self.live.get()
 
     def keyset(self, keyset_id: str) -> Keyset:
         for ks in self.keysets:
@@ -52,6 +87,17 @@ class MintContext:
             if ks.active and ks.unit == unit:
                 return ks
         raise NotFoundError(f"mint {self.url} has no active {unit} keyset")
+
+    def is_active(self, keyset_id: str) -> bool:
+        """Whether outputs may still be made for ``keyset_id`` (False when unknown)."""
+        return any(ks.id == keyset_id and ks.active for ks in self.keysets)
+
+
+class KeysetRefresh(Protocol):
+    """Who refreshes a mint's keysets off the caller's mailbox and waits for it
+    (:class:`~coco_actors.refresher.KeysetRefresher`); raises what the refresh raised."""
+
+    def refresh(self, mint_url: str, timeout: float) -> None: ...
 
 
 class RestListener(Protocol):
@@ -83,6 +129,7 @@ class OperationDeps:
     keys: KeyRing                               # wallet keys (P2PK, NUT-20); any thread
     watcher: pykka.ActorRef[WatcherActor] | None = None  # None when the watcher is off
     supervisor: RestListener | None = None
+    refresher: KeysetRefresh | None = None  # None: keysets are never refreshed by sagas
 
 
 class OperationBase:
@@ -214,6 +261,59 @@ class OperationBase:
                     start: int) -> list[BlindingData]:
         pairs = [self.deps.deriver.derive(keyset.id, start + i) for i in range(len(amounts))]
         return make_outputs(list(amounts), keyset.id, pairs)
+
+    # --- keysets over time ---------------------------------------------------------------
+
+    def _refresh_keysets(self) -> None:
+        """Fetch the mint's keysets again (on the refresher's thread; this one waits)."""
+        if self.deps.refresher is None:
+            raise InvalidStateError(f"the keysets of {self.op.mint_url} cannot be refreshed")
+        self.deps.refresher.refresh(self.op.mint_url, REFRESH_TIMEOUT)
+
+    def _for_active(self, outputs: Outputs) -> Outputs | None:
+        """``outputs`` again, for the mint's active keyset, if any is for a keyset it no
+        longer signs (None: all are fine). Same amounts, same order; NUT-13 ones get new
+        counters of the active keyset, the others (P2PK secrets, random ``r``) keep
+        their secret and ``r``, whose blinded message does not depend on the keyset. The
+        caller commits them before any request uses them."""
+        stale = [i for i, o in enumerate(outputs) if not self.mint.is_active(o.keyset_id)]
+        if not stale:
+            return None
+        keyset = self.mint.active_keyset(self.op.unit)
+        derived = [i for i in stale if not outputs[i].secret.startswith("[")]
+        fresh = dict(zip(derived, self._derive_outputs([outputs[i].amount for i in derived],
+                                                       keyset), strict=True))
+        for i in stale:
+            if i not in fresh:
+                o = outputs[i]
+                fresh[i] = BlindingData(o.amount, keyset.id, o.secret, o.r, o.B_)
+        log.info("%s %s: %d outputs of a rotated keyset made again for keyset %s",
+                 self.op.type.value, self.op.id, len(stale), keyset.id)
+        return tuple(fresh.get(i, o) for i, o in enumerate(outputs))
+
+    def _with_active_outputs(self, get: Callable[[Operation], Outputs],
+                             put: Callable[[Operation, Outputs], Operation],
+                             call: Callable[[Outputs], T]) -> T:
+        """``call`` with the outputs ``get`` reads from the record, each for an active
+        keyset: those of a keyset the mint rotated are made again and committed (``put``
+        builds the record) first; a 12002 answer (the mint rotated it meanwhile)
+        refreshes the keysets and does it again, once. So no 12002 reaches the caller
+        for a keyset the mint rotated."""
+        for attempt in (1, 2):
+            fresh = self._for_active(get(self.op))
+            if fresh is not None:
+                self._commit(put(self.op, fresh))
+            try:
+                return call(get(self.op))
+            except MintRejectedError as exc:
+                if exc.code != CODE_KEYSET_INACTIVE or attempt == 2:
+                    raise
+                log.info("%s %s: the mint answered 12002; refreshing its keysets",
+                         self.op.type.value, self.op.id)
+                self._refresh_keysets()
+                if self._for_active(get(self.op)) is None:
+                    raise  # the mint says inactive, its list says active: nothing to fix
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _unblind(self, outputs: Sequence[BlindingData],
                  sigs: Sequence[BlindSignature]) -> list[Proof]:

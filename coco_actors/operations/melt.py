@@ -207,13 +207,15 @@ class MeltOperation(OperationBase):
 
     def _swap(self, inputs: list[Proof]) -> list[Proof]:
         """Swap-then-melt, first leg: the exact melt inputs (held) and the change (kept)."""
-        op = self.op
         try:
-            sigs = self.mint.client.swap(inputs, [o.blinded for o in op.outputs])
+            # outputs of a keyset the mint rotated meanwhile: made again, committed first
+            sigs = self._with_active_outputs(
+                lambda op: op.outputs, lambda op, outputs: op.moved(op.state, outputs=outputs),
+                lambda outputs: self.mint.client.swap(inputs, [o.blinded for o in outputs]))
         except MintRejectedError as exc:
             self._resolve_swap(reason=exc)
             raise
-        proofs = self._unblind(op.outputs, sigs)
+        proofs = self._unblind(self.op.outputs, sigs)
         return self._swapped(proofs)
 
     def _swapped(self, proofs: list[Proof]) -> list[Proof]:
@@ -247,8 +249,12 @@ class MeltOperation(OperationBase):
     def _melt(self, inputs: list[Proof], wait_s: float) -> Operation:
         op = self.op
         try:
-            quote = self.mint.client.melt(op.quote_id or "", inputs,
-                                          [b.blinded for b in op.change_outputs], wait=wait_s)
+            # blanks of a keyset the mint rotated meanwhile: made again, committed first
+            quote = self._with_active_outputs(
+                lambda op: op.change_outputs,
+                lambda op, blanks: op.moved(op.state, change_outputs=blanks),
+                lambda blanks: self.mint.client.melt(op.quote_id or "", inputs,
+                                                     [b.blinded for b in blanks], wait=wait_s))
         except MintRejectedError as exc:
             return self._after_rejection(exc)
         except MintUnreachableError:

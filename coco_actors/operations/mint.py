@@ -163,15 +163,18 @@ class MintOperation(OperationBase):
         return sign_mint_quote(key, self.op.quote_id or "", [o.blinded for o in outputs])
 
     def _mint(self) -> Operation:
-        op = self.op
         try:
-            sigs = self.mint.client.mint(op.quote_id or "", [o.blinded for o in op.outputs],
-                                         signature=self._signature(op.outputs))
+            # outputs of a keyset the mint rotated are made again (committed) first
+            sigs = self._with_active_outputs(
+                lambda op: op.outputs, lambda op, outputs: op.moved(op.state, outputs=outputs),
+                lambda outputs: self.mint.client.mint(self.op.quote_id or "",
+                                                      [o.blinded for o in outputs],
+                                                      signature=self._signature(outputs)))
         except MintRejectedError as exc:
             if exc.code in (CODE_QUOTE_ALREADY_ISSUED, CODE_OUTPUTS_ALREADY_SIGNED):
                 return self._resolve()
             raise  # e.g. not paid: stays executing with its outputs, redeem again later
-        self._complete(self._unblind(op.outputs, sigs))
+        self._complete(self._unblind(self.op.outputs, sigs))
         return self.op
 
     def _complete(self, proofs: list[Proof]) -> None:

@@ -21,6 +21,7 @@ from coco_actors.operations.base import (
     LEDGER_TIMEOUT,
     OperationActor,
     OperationBase,
+    Outputs,
     wait,
 )
 from coco_actors.records import Operation, OpState
@@ -57,9 +58,17 @@ class ReceiveOperation(OperationBase):
 
     def execute(self) -> Operation:
         self._require(OpState.PREPARED)
-        op = self._commit(self.op.moved(OpState.EXECUTING))
+        # outputs made before the mint rotated their keyset are made again (and the
+        # inputs signed again for them) with this commit, before the swap leaves
+        fresh = self._for_active(self.op.outputs)
+        op = self._commit(self._signed_for(self.op.moved(OpState.EXECUTING), fresh)
+                          if fresh is not None else self.op.moved(OpState.EXECUTING))
         try:
-            sigs = self.mint.client.swap(list(op.inputs), [o.blinded for o in op.outputs])
+            sigs = self._with_active_outputs(
+                lambda op: op.outputs, self._signed_for,
+                lambda outputs: self.mint.client.swap(list(self.op.inputs),
+                                                      [o.blinded for o in outputs]))
+            op = self.op
         except MintRejectedError as exc:
             if exc.code in (CODE_PROOFS_SPENT, CODE_OUTPUTS_ALREADY_SIGNED):
                 return self._resolve(exc)  # ours from before, or claimed by someone else
@@ -69,6 +78,13 @@ class ReceiveOperation(OperationBase):
                      event="finalized")
         self.retire()
         return self.op
+
+    def _signed_for(self, op: Operation, outputs: Outputs) -> Operation:
+        """``op`` with ``outputs`` and its inputs signed for them (NUT-11 SIG_ALL signs
+        the outputs too)."""
+        inputs = self.deps.keys.sign_inputs(op.inputs, [o.blinded for o in outputs],
+                                            int(time.time()))
+        return op.moved(op.state, outputs=outputs, inputs=inputs)
 
     def _resolve(self, cause: Exception | None = None) -> Operation:
         """After an interruption or an ambiguous answer: did our outputs get signed?"""

@@ -30,6 +30,7 @@ from coco_actors.operations.base import (
     LEDGER_TIMEOUT,
     OperationActor,
     OperationBase,
+    Outputs,
     Watched,
     wait,
 )
@@ -119,7 +120,9 @@ class SendOperation(OperationBase):
             # no request leaves: nothing to announce, prepared -> pending in one commit
             send, keep = inputs, []
         else:
-            op = self._commit(op.moved(OpState.EXECUTING))
+            # outputs made before the mint rotated their keyset: made again, committed here
+            op = self._commit(op.moved(OpState.EXECUTING,
+                                       outputs=self._for_active(op.outputs) or op.outputs))
             proofs = self._swap(inputs)
             send, keep = proofs[:op.send_output_count], proofs[op.send_output_count:]
         return self._pending(send, keep)
@@ -128,7 +131,9 @@ class SendOperation(OperationBase):
         """The ``executing`` send's swap (its outputs persisted with that state): the new
         proofs; a definitive refusal resolves the operation and is raised."""
         try:
-            sigs = self.mint.client.swap(inputs, [o.blinded for o in self.op.outputs])
+            sigs = self._with_active_outputs(
+                lambda op: op.outputs, lambda op, outputs: op.moved(op.state, outputs=outputs),
+                lambda outputs: self.mint.client.swap(inputs, [o.blinded for o in outputs]))
         except MintRejectedError as exc:
             self._resolve_executing(reason=exc)
             raise
@@ -267,12 +272,20 @@ class SendOperation(OperationBase):
         return self._finish_rollback()
 
     def _finish_rollback(self) -> Operation:
-        op = self.op
+        def put(op: Operation, outputs: Outputs) -> Operation:  # re-signed: SIG_ALL covers them
+            signed = self.deps.keys.sign_inputs(op.send_proofs, [o.blinded for o in outputs],
+                                                int(time.time()))
+            return op.moved(op.state, reclaim_outputs=outputs, send_proofs=signed)
+
         try:
-            sigs = self.mint.client.swap(list(op.send_proofs),
-                                         [o.blinded for o in op.reclaim_outputs])
+            sigs = self._with_active_outputs(
+                lambda op: op.reclaim_outputs, put,
+                lambda outputs: self.mint.client.swap(list(self.op.send_proofs),
+                                                      [o.blinded for o in outputs]))
+            op = self.op
             proofs = self._unblind(op.reclaim_outputs, sigs)
         except MintRejectedError as exc:
+            op = self.op
             if exc.code not in (CODE_PROOFS_SPENT, CODE_OUTPUTS_ALREADY_SIGNED):
                 raise
             # ambiguous: our own earlier reclaim, or the recipient was first. Check.
