@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from coco_actors.errors import ActorTimeoutError, CocoError, InvalidInputError
+from coco_actors.errors import ActorTimeoutError, CocoError, InvalidInputError, InvalidStateError
 from coco_actors.threads import SupervisedThread
 
 __all__ = ["DEFAULT_KEYSET_REFRESH", "KeysetRefresher", "check_interval"]
@@ -82,7 +82,7 @@ class KeysetRefresher:
         for futures in waiting.values():
             for future in futures:
                 if not future.done():
-                    future.set_exception(ActorTimeoutError("the keyset refresher stopped"))
+                    future.set_exception(InvalidStateError("the keyset refresher stopped"))
         return stopped
 
     def request(self, mint_url: str) -> Future[None]:
@@ -90,7 +90,7 @@ class KeysetRefresher:
         done once it ran (its exception: why it failed)."""
         future: Future[None] = Future()
         if self._thread.stop_event.is_set():
-            future.set_exception(ActorTimeoutError("the keyset refresher stopped"))
+            future.set_exception(InvalidStateError("the keyset refresher stopped"))
             return future
         with self._lock:
             self._queue.setdefault(mint_url, []).append(future)
@@ -100,9 +100,12 @@ class KeysetRefresher:
     def refresh(self, mint_url: str, timeout: float) -> None:
         """Refresh ``mint_url`` now and wait for it (at most ``timeout`` s): what an
         operation that met a rotated keyset does before it derives new outputs."""
+        future = self.request(mint_url)
         try:
-            self.request(mint_url).result(timeout)
+            future.result(timeout)
         except FutureTimeout:
+            if future.done():  # the refresh itself raised a TimeoutError: that one
+                raise
             raise ActorTimeoutError(
                 f"the keysets of {mint_url} were not refreshed within {timeout} s") from None
 

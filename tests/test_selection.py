@@ -13,7 +13,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from coco_actors.selection import Selection, cover_proofs, select_for_melt, select_proofs
+from coco_actors.selection import (
+    Select,
+    Selection,
+    cover_proofs,
+    inactive_first,
+    select_for_melt,
+    select_proofs,
+)
 from coco_actors.wire import Proof
 
 #: A point on the curve; selection never looks at C.
@@ -281,3 +288,37 @@ def test_melt_selection_properties_over_random_proof_sets() -> None:
         assert sel.exact == (sel.total == target + sel.fee)
         seen["exact" if sel.exact else "cover"] += 1
     assert min(seen.values()) >= 30, seen
+
+
+# --- keysets over time: proofs of inactive keysets are spent first ------------------------
+
+OLD = "00" + "0d" * 7
+NEW = "00" + "0e" * 7
+
+
+def _of(keyset_id: str, amounts: Sequence[int]) -> list[Proof]:
+    return [Proof(a, keyset_id, secrets.token_hex(32), C) for a in amounts]
+
+
+@pytest.mark.parametrize("select", [select_proofs, cover_proofs, select_for_melt])
+def test_inactive_proofs_alone_are_chosen_when_they_cover(select: Select) -> None:
+    old, new = _of(OLD, [8, 4, 2]), _of(NEW, [16, 8, 4, 2])
+    pick = inactive_first(select, frozenset({OLD}))(new + old, 10, lambda ps: 0)
+    assert pick is not None
+    assert {p.keyset_id for p in pick.proofs} == {OLD}
+    assert pick.total >= 10
+    # without the rule the larger active proofs would do it
+    plain = select(new + old, 10, lambda ps: 0)
+    assert plain is not None and NEW in {p.keyset_id for p in plain.proofs}
+
+
+def test_when_inactive_proofs_fall_short_all_are_considered_old_first() -> None:
+    old, new = _of(OLD, [4]), _of(NEW, [4, 16])
+    pick = inactive_first(select_proofs, frozenset({OLD}))(new + old, 8, lambda ps: 0)
+    assert pick is not None and pick.exact
+    assert sorted(p.keyset_id for p in pick.proofs) == [OLD, NEW]  # old 4 before new 4
+    assert inactive_first(select_proofs, frozenset({OLD}))(old, 8, lambda ps: 0) is None
+
+
+def test_no_inactive_keyset_leaves_the_rule_as_it_is() -> None:
+    assert inactive_first(select_proofs, frozenset()) is select_proofs
