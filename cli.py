@@ -43,6 +43,7 @@ from coco_actors.errors import CocoError
 from coco_actors.events import DEFAULT_RETENTION
 from coco_actors.idempotency import step_key
 from coco_actors.proof_ledger import DEFAULT_IDEMPOTENCY_TTL
+from coco_actors.refresher import DEFAULT_KEYSET_REFRESH
 
 #: How long ``coco stop`` waits for the daemon to finish its shutdown.
 STOP_TIMEOUT = 120.0
@@ -405,6 +406,10 @@ def _read_mnemonic() -> str:
 @click.option("--event-retention", type=click.FloatRange(min=0, min_open=True),
               default=DEFAULT_RETENTION, metavar="SECONDS",
               help="keep wallet events (GET /events?after=SEQ) this long  [default: 7 days]")
+@click.option("--keyset-refresh", type=click.FloatRange(min=0),
+              default=DEFAULT_KEYSET_REFRESH, show_default=True, metavar="SECONDS",
+              help="fetch every mint's keysets again this often (0: only after a reconnect,"
+                   " an unknown keyset or a 12002 answer)")
 @click.option("--webhook", "webhook_urls", multiple=True, metavar="URL",
               help="POST every event, signed, to this URL (repeatable; loopback or an"
                    " --webhook-allow-host)")
@@ -423,7 +428,7 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           exposure: dict[str, int], sweep_to: str | None,
           payments_listen: tuple[str, int] | None, payments_url: str | None,
           payments_rate: float, idempotency_ttl: float, event_retention: float,
-          webhook_urls: tuple[str, ...],
+          keyset_refresh: float, webhook_urls: tuple[str, ...],
           webhook_secret_files: tuple[Path, ...], webhook_hosts: tuple[str, ...],
           webhook_backoff: tuple[float, float], verbose: bool,
           listen: tuple[str, int] | None) -> None:
@@ -462,7 +467,8 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
                         payments_url=payments_url.rstrip("/") if payments_url else None,
                         payments_rate=payments_rate, idempotency_ttl=idempotency_ttl,
                         event_retention=event_retention, listen=listen,
-                        webhooks=hooks, webhook_hosts=webhook_hosts, webhook_retry=retry)
+                        keyset_refresh=keyset_refresh or None, webhooks=hooks,
+                        webhook_hosts=webhook_hosts, webhook_retry=retry)
     except WalletLockedError:
         raise DomainError(f"a coco daemon (or another wallet process) already has {ui.data_dir}"
                           f" open; stop it with: coco stop --data-dir {ui.data_dir}") from None

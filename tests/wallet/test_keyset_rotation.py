@@ -180,3 +180,85 @@ def test_operations_prepared_before_a_rotation_finish_in_the_new_keyset(
     assert len(_by_keyset(carol, url)) >= 2
     for k, value in report.counters.items():
         assert value <= counters[k]  # restore moved none past what alice handed out
+
+
+def _connections(coco: Coco, url: str) -> int:
+    stats = coco._watcher.stats().get(timeout=10)  # type: ignore[union-attr]
+    return int(stats.get(url, {}).get("connections", 0))
+
+
+@FEES
+def test_keysets_are_refreshed_after_the_watcher_reconnects(
+        fee_ppk: int, wallet: WalletFactory, make_mint: Callable[..., DevMint]) -> None:
+    """A mint restart drops the websocket; the reconnect refreshes the keysets (no
+    schedule here, and no request meets a 12002), so the next send derives for k2."""
+    mint = make_mint(input_fee_ppk=fee_ppk, rpc=True).start()
+    url = normalize_mint_url(mint.url)
+    alice = wallet("alice", url, watcher=QUICK, keyset_refresh=None)
+    (k1,) = mint.active_keyset_ids()
+    fund(alice, url, 100)
+    sent, _ = alice.send.execute_prepared_send(alice.send.prepare_send(url, 10).id)
+    assert sent.state == "pending"  # watched: the link keeps a websocket open
+    spendable = 100 - 10 - sent.fee
+    assert balance_of(alice, url) == (spendable, 0, 10)
+    wait_until(lambda: _connections(alice, url) >= 1, REFRESH_TIMEOUT, "websocket up")
+
+    k2 = _rotate(mint, fee_ppk)
+    assert alice.keyset_refresher.done.get(url, 0) == 0
+    assert _active(alice, url) == {k1}
+    mint.restart()
+    wait_until(lambda: _active(alice, url) == {k2}, REFRESH_TIMEOUT,
+               "keysets refreshed after the reconnect")
+    assert _connections(alice, url) >= 2
+    # counted once the refresh returned (just after its result became visible)
+    wait_until(lambda: alice.keyset_refresher.done.get(url, 0) >= 1, REFRESH_TIMEOUT,
+               "the refresh counted")
+    assert {ks.id: ks.active for ks in alice.mints.keysets(url)} == {k1: False, k2: True}
+
+    second = alice.send.prepare_send(url, 5)
+    if second.needs_swap:
+        assert {o.keyset_id for o in second.outputs} == {k2}
+    second, _ = alice.send.execute_prepared_send(second.id)
+    spendable -= 5 + second.fee
+    assert balance_of(alice, url) == (spendable, 0, 15)
+
+
+@FEES
+def test_keysets_are_refreshed_on_schedule(
+        fee_ppk: int, wallet: WalletFactory, make_mint: Callable[..., DevMint]) -> None:
+    mint = make_mint(input_fee_ppk=fee_ppk, rpc=True).start()
+    url = normalize_mint_url(mint.url)
+    alice = wallet("alice", url, keyset_refresh=0.5)
+    (k1,) = mint.active_keyset_ids()
+    fund(alice, url, 100)
+    assert _by_keyset(alice, url) == {k1: 100}
+
+    k2 = _rotate(mint, fee_ppk)
+    wait_until(lambda: _active(alice, url) == {k2}, REFRESH_TIMEOUT,
+               "keysets refreshed on schedule")
+    wait_until(lambda: alice.keyset_refresher.rounds >= 1, REFRESH_TIMEOUT, "a round")
+    # the old proofs still spend; new outputs are k2's from the start
+    send = alice.send.prepare_send(url, 10)
+    assert send.needs_swap and {o.keyset_id for o in send.outputs} == {k2}
+    send, token = alice.send.execute_prepared_send(send.id)
+    assert _token_keysets(alice, url, token) == {k2}
+    change = send.input_amount - 10 - send.fee
+    assert balance_of(alice, url) == (100 - 10 - send.fee, 0, 10)
+    assert _by_keyset(alice, url) == {k1: 100 - send.input_amount, k2: change}
+
+
+def test_a_keyset_rotated_without_an_expiry_is_accepted(
+        wallet: WalletFactory, make_mint: Callable[..., DevMint]) -> None:
+    """Nutshell 0.21 hashes ``|final_expiry:0`` into the id of a keyset made without an
+    expiry (NUT-02 omits a zero); the wallet accepts the id and uses the keyset."""
+    mint = make_mint(input_fee_ppk=0, rpc=True).start()
+    url = normalize_mint_url(mint.url)
+    alice = wallet("alice", url, keyset_refresh=None)
+    fund(alice, url, 100)
+    mint.rotate_keyset("sat", 0, final_expiry=0)
+    (k2,) = mint.active_keyset_ids()
+    assert k2 in {ks.id for ks in alice.mints.refresh(url) if ks.active}
+    assert not alice.mints.keysets(url)[-1].final_expiry
+    _, token = alice.send.execute_prepared_send(alice.send.prepare_send(url, 10).id)
+    assert _token_keysets(alice, url, token) == {k2}
+    assert balance_of(alice, url) == (90, 0, 10)
