@@ -4,14 +4,16 @@ its FakeWallet settings reach the mint, and a restart with new ones decides a pa
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from coco_actors.crypto.keysets import verify_keyset_id
 from coco_actors.mint_client import MintClient
-from coco_actors.wire import MeltQuoteState
+from coco_actors.wire import Keyset, MeltQuoteState
 from devtools.devmint import (
     FAILING,
     NUTSHELL_VERSION,
@@ -140,3 +142,31 @@ def test_restart_with_new_settings_decides_a_pending_payment(
     assert mint.url == url and mint.fakewallet == SETTLED and mint.is_running
     with MintClient(url) as client:
         assert client.get_melt_quote(quote.quote).state == MeltQuoteState.PAID
+
+
+def test_rotate_keyset_through_the_management_rpc(make_mint: Callable[..., DevMint]) -> None:
+    """``rotate_keyset`` makes a new active keyset (with its fee and expiry) and leaves the old
+    one listed inactive, also after a restart; the new id verifies from its keys."""
+    mint = make_mint(input_fee_ppk=0, rpc=True).start()
+    assert mint.environment(Path("/bin"))["MINT_RPC_SERVER_PORT"] == str(mint.rpc_port)
+    (old,) = mint.active_keyset_ids()
+    expiry = int(time.time()) + 30 * 86400
+    mint.rotate_keyset("sat", 100, final_expiry=expiry)
+    (new,) = mint.active_keyset_ids()
+    assert new != old
+    listed = {k["id"]: k for k in _get(mint, "/v1/keysets")["keysets"]}
+    assert listed[old]["active"] is False
+    assert (listed[new]["input_fee_ppk"], listed[new]["final_expiry"]) == (100, expiry)
+    keys = _get(mint, f"/v1/keys/{new}")["keysets"][0]
+    verify_keyset_id(Keyset(id=new, unit="sat", keys=keys["keys"], input_fee_ppk=100,
+                            final_expiry=expiry))
+    mint.restart()
+    assert mint.active_keyset_ids() == {new}
+
+
+def test_rotate_keyset_needs_the_rpc(make_mint: Callable[..., DevMint]) -> None:
+    mint = make_mint(input_fee_ppk=0)
+    assert mint.rpc_port is None
+    assert "MINT_RPC_SERVER_ENABLE" not in mint.environment(Path("/bin"))
+    with pytest.raises(DevMintError, match="rpc=True"):
+        mint.rotate_keyset(final_expiry=int(time.time()) + 3600)

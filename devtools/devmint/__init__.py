@@ -272,7 +272,8 @@ class DevMint:
     Lightning is fake (see :class:`FakeWalletConfig`; by default a mint quote is paid as soon
     as anyone asks about it, the websocket notification follows after 0.2 s, and any
     well-formed bolt11 invoice melts at once). ``extra_env`` is applied last and overrides
-    anything, the FakeWallet settings included.
+    anything, the FakeWallet settings included. ``rpc=True`` opens Nutshell's management RPC
+    on a loopback port of its own (no TLS), so :meth:`rotate_keyset` can rotate it live.
     """
 
     def __init__(
@@ -285,6 +286,7 @@ class DevMint:
         extra_env: Mapping[str, str] | None = None,
         nutshell_bin: Path | None = None,
         fakewallet: FakeWalletConfig = SETTLED,
+        rpc: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.input_fee_ppk = input_fee_ppk
@@ -292,6 +294,8 @@ class DevMint:
         self.private_key = private_key or secrets.token_hex(32)
         self.extra_env: dict[str, str] = dict(extra_env or {})
         self.fakewallet = fakewallet
+        #: The management RPC port (plain gRPC, no TLS, loopback) if ``rpc``, else None.
+        self.rpc_port: int | None = free_port() if rpc else None
         self._bin = nutshell_bin
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -332,6 +336,13 @@ class DevMint:
             "MINT_RATE_LIMIT": "FALSE",
         }
         env.update(self.fakewallet.environment())
+        if self.rpc_port is not None:
+            env.update({
+                "MINT_RPC_SERVER_ENABLE": "TRUE",
+                "MINT_RPC_SERVER_MUTUAL_TLS": "FALSE",
+                "MINT_RPC_SERVER_ADDR": "127.0.0.1",
+                "MINT_RPC_SERVER_PORT": str(self.rpc_port),
+            })
         env.update(self.extra_env)
         return env
 
@@ -400,6 +411,68 @@ class DevMint:
         if fakewallet is not None:
             self.fakewallet = fakewallet
         return self.start(timeout)
+
+    def active_keyset_ids(self, unit: str = "sat") -> frozenset[str]:
+        """The ids ``GET /v1/keysets`` lists as active for ``unit``."""
+        with httpx.Client(timeout=5.0, trust_env=False) as client:
+            response = client.get(f"{self.url}/v1/keysets")
+            response.raise_for_status()
+            keysets = response.json()["keysets"]
+        return frozenset(
+            str(k["id"]) for k in keysets if k.get("active") and k.get("unit") == unit
+        )
+
+    def rotate_keyset(
+        self,
+        unit: str = "sat",
+        input_fee_ppk: int | None = None,
+        *,
+        final_expiry: int,
+        timeout: float = 30.0,
+    ) -> None:
+        """Rotate ``unit`` to a new keyset live, through Nutshell's management RPC.
+
+        Needs ``rpc=True``. The old keyset goes inactive (its proofs still swap; outputs for it
+        answer 12002). ``input_fee_ppk`` defaults to the mint's fee. An expiry is required:
+        without one Nutshell hashes ``|final_expiry:0`` into the id where NUT-02 omits a zero.
+        Returns once ``/v1/keysets`` lists a new active keyset for ``unit`` and none of the old.
+        """
+        if self.rpc_port is None:
+            raise DevMintError("rotate_keyset needs a mint started with rpc=True")
+        if not self.is_running:
+            raise DevMintError(f"mint at {self.url} is not running")
+        fee = self.input_fee_ppk if input_fee_ppk is None else input_fee_ppk
+        before = self.active_keyset_ids(unit)
+        bin_dir = self._bin or ensure_nutshell()
+        cmd = [
+            str(bin_dir / "python"), str(bin_dir / "mint-cli"), "--insecure",
+            "-h", "127.0.0.1", "-p", str(self.rpc_port),
+            "next-keyset", unit, str(fee), "0", str(final_expiry),
+        ]
+        env = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(self.data_dir)}
+        try:
+            proc = subprocess.run(
+                cmd, env=env, cwd=self.data_dir, capture_output=True, timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise DevMintError(f"mint-cli next-keyset timed out after {timeout} s") from exc
+        err = proc.stderr.decode("utf-8", "replace")[-_LOG_TAIL_BYTES:]
+        # mint-cli prints an RPC failure as "Error: ..." on stderr and still exits 0.
+        if proc.returncode != 0 or "Error" in err:
+            raise DevMintError(
+                f"mint-cli next-keyset failed with exit code {proc.returncode}:\n{err}"
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.active_keyset_ids(unit)
+            if now and not now & before:
+                return
+            if time.monotonic() >= deadline:
+                raise DevMintError(
+                    f"no new active {unit} keyset within {timeout} s (still {sorted(now)})"
+                )
+            time.sleep(0.1)  # polling another process: there is nothing to wait on
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s. Idempotent; the data directory stays."""
