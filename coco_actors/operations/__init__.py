@@ -13,6 +13,11 @@ from coco_actors.operations.base import (
     RestListener,
     Watched,
 )
+from coco_actors.operations.consolidate import (
+    ConsolidateOperation,
+    ConsolidateOperationActor,
+    ConsolidateOperationProxy,
+)
 from coco_actors.operations.melt import MeltOperation, MeltOperationActor, MeltOperationProxy
 from coco_actors.operations.mint import MintOperation, MintOperationActor, MintOperationProxy
 from coco_actors.operations.receive import (
@@ -28,7 +33,8 @@ from coco_actors.operations.transfer import (
     TransferOperationProxy,
 )
 
-__all__ = ["Legs", "MeltOperation", "MeltOperationActor", "MeltOperationProxy",
+__all__ = ["ConsolidateOperation", "ConsolidateOperationActor", "ConsolidateOperationProxy",
+           "Legs", "MeltOperation", "MeltOperationActor", "MeltOperationProxy",
            "MintContext", "MintOperation", "MintOperationActor", "MintOperationProxy",
            "OperationActor", "OperationBase", "OperationDeps", "OperationProxy",
            "ReceiveOperation", "ReceiveOperationActor", "ReceiveOperationProxy",
