@@ -62,6 +62,7 @@ from coco_actors.idempotency import SEND_EXECUTE, KeyGate, check_key, fingerprin
 from coco_actors.keys import QUOTE_KEY_PATH, KeyDeriver, KeyRing, WalletKey
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.operations import (
+    ConsolidateOperationProxy,
     MeltOperationProxy,
     MintContext,
     MintOperationProxy,
@@ -537,8 +538,10 @@ class Coco:
                 self._resume_consolidation(op.id)
 
     def _resume_consolidation(self, op_id: str) -> Operation:
-        return self._step(op_id, lambda: self._supervisor.consolidate_actor(op_id),
-                          lambda a: a.recover())
+        def recover(actor: ConsolidateOperationProxy) -> pykka.Future[Operation]:
+            return actor.recover()
+
+        return self._step(op_id, lambda: self._supervisor.consolidate_actor(op_id), recover)
 
     def recover(self) -> dict[str, int]:
         """Recover every operation not in a terminal state (also run by ``open``)."""
