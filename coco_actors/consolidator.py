@@ -13,7 +13,7 @@ Two triggers, per mint, each a :class:`ConsolidationPolicy` setting:
 
 Threads: the loop runs on a :class:`~coco_actors.threads.SupervisedThread`
 (``coco-consolidator``) and calls the synchronous wallet facade from there; it runs a
-pass at start, every ``interval`` seconds, and when :meth:`Consolidator.run_now` (any
+pass every ``interval`` seconds, and when :meth:`Consolidator.run_now` (any
 thread) or a finalized operation (the EventBus thread only sets a flag, and only while
 ``max_proofs`` is on) wakes it. A pass first resumes consolidations left ``executing``
 (their mint was unreachable); a mint's failure is logged and the others go on.
@@ -118,7 +118,7 @@ class Consolidator:
         self._calls = calls
         self.policy = policy
         self._cond = threading.Condition()
-        self._asked = 1     # the first pass runs at start
+        self._asked = 0     # the first pass comes after one interval (recovery runs first)
         self._covered = 0
         self._passes = 0
         self._runs = 0

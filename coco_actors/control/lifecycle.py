@@ -32,6 +32,7 @@ from pathlib import Path
 from types import FrameType
 
 from coco_actors.coco import Coco
+from coco_actors.consolidator import ConsolidationPolicy
 from coco_actors.control.api import ControlApi
 from coco_actors.control.auth import TokenFile, create_token
 from coco_actors.control.errors import DaemonError, NoWalletError, WalletExistsError
@@ -145,8 +146,10 @@ class Daemon:
                  idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
                  event_retention: float = DEFAULT_RETENTION,
                  webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
-                 webhook_retry: RetryPolicy | None = None) -> None:
+                 webhook_retry: RetryPolicy | None = None,
+                 consolidation: ConsolidationPolicy | None = None) -> None:
         self.data_dir = data_dir
+        self.consolidation = consolidation  # the consolidation policy (None: the default)
         self.listen = listen
         self._tcp: TcpControlServer | None = None
         self._tcp_accept: SupervisedThread | None = None
@@ -187,7 +190,8 @@ class Daemon:
                               idempotency_ttl=self.idempotency_ttl,
                               event_retention=self.event_retention,
                               webhooks=self.webhooks, webhook_hosts=self.webhook_hosts,
-                              webhook_retry=self.webhook_retry)
+                              webhook_retry=self.webhook_retry,
+                              consolidation=self.consolidation)
         self.events.attach(self.coco)  # first: the events of recovery reach the stream too
         recovered = self.coco.recover()  # open quotes are handed to the Watcher here
         if recovered:
@@ -330,14 +334,16 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
           listen: tuple[str, int] | None = None,
           idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
           event_retention: float = DEFAULT_RETENTION, webhooks: Sequence[WebhookSpec] = (),
-          webhook_hosts: Sequence[str] = (), webhook_retry: RetryPolicy | None = None) -> None:
+          webhook_hosts: Sequence[str] = (), webhook_retry: RetryPolicy | None = None,
+          consolidation: ConsolidationPolicy | None = None) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
 
     ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`;
     ``payments_*``: the payments listener (:class:`Daemon`); ``listen``: the control API
     on that TCP address too, behind the bearer token; ``event_retention``: seconds
     events are kept (:meth:`Coco.open`); ``webhook*``: the webhooks of
-    :meth:`Coco.open` (:mod:`coco_actors.webhooks`).
+    :meth:`Coco.open` (:mod:`coco_actors.webhooks`); ``consolidation``: its
+    consolidation policy (:mod:`coco_actors.consolidator`).
 
     Must run in the main thread (signal handlers). Raises :class:`CocoError` when
     the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
@@ -359,7 +365,7 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
                     payments_url=payments_url, payments_rate=payments_rate, listen=listen,
                     idempotency_ttl=idempotency_ttl, event_retention=event_retention,
                     webhooks=webhooks, webhook_hosts=webhook_hosts,
-                    webhook_retry=webhook_retry)
+                    webhook_retry=webhook_retry, consolidation=consolidation)
     try:
         try:
             daemon.start()

@@ -1,0 +1,69 @@
+"""``coco consolidate`` and ``POST /consolidate`` through a real daemon and the real mint
+(fees 0 and 100): 60 proofs of 1 sat (NUT-13 outputs of the wallet's seed, minted at the
+mint and found by ``coco mint add --restore``) become the fewest, the fee computed here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from cli_support import DaemonProcess, Wallet
+
+from coco_actors.crypto.keysets import fee_for
+from coco_actors.crypto.nut13 import Nut13Deriver
+from coco_actors.crypto.outputs import make_outputs
+from coco_actors.mint_client import MintClient, normalize_mint_url
+from coco_actors.store import Store
+from devtools.devmint import DevMint
+
+N = 60
+
+
+def _dust(data_dir: Path, mint_url: str, n: int) -> None:
+    """Mint ``n`` 1-sat outputs of the wallet's own seed (counters 0..n-1) at the mint."""
+    store = Store(data_dir)
+    try:
+        mnemonic = store.get_setting("mnemonic")
+    finally:
+        store.close()
+    assert mnemonic is not None
+    deriver = Nut13Deriver(mnemonic)
+    with MintClient(mint_url) as client:
+        keyset = next(k for k in client.get_keys() if k.active and k.unit == "sat")
+        outputs = make_outputs([1] * n, keyset.id,
+                               [deriver.derive(keyset.id, i) for i in range(n)])
+        client.mint(client.create_mint_quote(n).quote, [o.blinded for o in outputs])
+
+
+def test_coco_consolidate(daemons: Callable[..., DaemonProcess], mint: DevMint) -> None:
+    url = normalize_mint_url(mint.url)
+    daemon = daemons("w", start=False)
+    _dust(daemon.data_dir, url, N)
+    daemon.start()
+    w = Wallet(daemon.data_dir, daemon)
+    w.cli("mint", "add", url, "--restore")
+    assert w.balance(url)["spendable"] == N
+
+    fee = fee_for([mint.input_fee_ppk] * N)          # 0, or 60 * 100 / 1000 -> 6
+    refused = w.cli("consolidate", "--mint", url, "--max-fee-fraction", "0.01", "--json")
+    [skipped] = json.loads(refused.stdout)
+    if fee:
+        assert (skipped["skipped"], skipped["operation"]) == ("fee_too_high", None)
+        assert w.balance(url)["spendable"] == N
+    else:
+        assert skipped["skipped"] is None            # free: never too expensive
+    [done] = w.json("consolidate", "--idempotency-key", "c1", "--mint", url) if fee else [
+        skipped]
+    left = N - fee
+    assert done["operation"]["state"] == "completed" and done["operation"]["type"] == (
+        "consolidate")
+    assert (done["inputs"], done["outputs"], done["fee"], done["amount"]) == (
+        N, bin(left).count("1"), fee, left)
+    assert w.balance(url) == {"spendable": left, "reserved": 0, "pending": 0, "total": left}
+
+    again = w.cli("consolidate").stdout              # every mint: nothing to gain now
+    assert again.strip() == f"{url}: skipped (nothing to gain): {bin(left).count('1')} proofs," \
+                            f" fee {fee_for([mint.input_fee_ppk] * bin(left).count('1'))} sat"
+    history = w.json("history")
+    assert [h["type"] for h in history].count("consolidate") == 1
