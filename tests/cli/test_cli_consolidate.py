@@ -46,15 +46,16 @@ def test_coco_consolidate(daemons: Callable[..., DaemonProcess], mint: DevMint) 
     assert w.balance(url)["spendable"] == N
 
     fee = fee_for([mint.input_fee_ppk] * N)          # 0, or 60 * 100 / 1000 -> 6
-    refused = w.cli("consolidate", "--mint", url, "--max-fee-fraction", "0.01", "--json")
-    [skipped] = json.loads(refused.stdout)
-    if fee:
-        assert (skipped["skipped"], skipped["operation"]) == ("fee_too_high", None)
+    [first] = json.loads(w.cli("consolidate", "--mint", url, "--max-fee-fraction", "0.01",
+                               "--json").stdout)
+    if fee:  # 6 of 60 is above 0.01: skipped, nothing changed
+        assert (first["skipped"], first["operation"]) == ("fee_too_high", None)
         assert w.balance(url)["spendable"] == N
-    else:
-        assert skipped["skipped"] is None            # free: never too expensive
-    [done] = w.json("consolidate", "--idempotency-key", "c1", "--mint", url) if fee else [
-        skipped]
+        [done] = w.json("consolidate", "--idempotency-key", "c1", "--mint", url)
+        [repeat] = w.json("consolidate", "--idempotency-key", "c1", "--mint", url)
+        assert repeat["operation"]["id"] == done["operation"]["id"]
+    else:    # free: never too expensive
+        done = first
     left = N - fee
     assert done["operation"]["state"] == "completed" and done["operation"]["type"] == (
         "consolidate")
