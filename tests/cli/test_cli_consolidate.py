@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cli_support import DaemonProcess, Wallet
+from click.testing import Result
 
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.crypto.nut13 import Nut13Deriver
@@ -68,3 +69,28 @@ def test_coco_consolidate(daemons: Callable[..., DaemonProcess], mint: DevMint) 
                             f" fee {fee_for([mint.input_fee_ppk] * bin(left).count('1'))} sat"
     history = w.json("history")
     assert [h["type"] for h in history].count("consolidate") == 1
+
+
+def test_serve_consolidate_above_runs_in_the_background(
+        daemons: Callable[..., DaemonProcess], mint_fee0: DevMint,
+        run_cli: Callable[..., Result]) -> None:
+    """``coco serve --consolidate-above 50``: a mint holding more than 50 proofs is
+    consolidated by the daemon on its own, woken by the next finalized operation."""
+    bad = run_cli("serve", "--consolidate-above", "0", "--data-dir", "/nonexistent")
+    assert bad.exit_code == 2 and "--consolidate-above" in bad.output
+    url = normalize_mint_url(mint_fee0.url)
+    daemon = daemons("w", "--consolidate-above", "50", "--consolidate-inactive", "off",
+                     start=False)
+    _dust(daemon.data_dir, url, N)
+    daemon.start()
+    w = Wallet(daemon.data_dir, daemon)
+    w.cli("mint", "add", url, "--restore")          # 60 proofs; a restore wakes nothing
+    assert w.balance(url)["spendable"] == N
+    w.fund(url, 4)                                   # mint:finalized wakes the policy
+    event = w.wait_event("consolidate:finalized", None)
+    assert w.balance(url)["spendable"] == N + 4
+    [entry] = [h for h in w.json("history") if h["type"] == "consolidate"]
+    assert entry["operation_id"] == event["operation_id"]
+    assert (entry["state"], entry["amount"], entry["fee"]) == ("completed", N + 4, 0)
+    [again] = w.json("consolidate", "--mint", url)
+    assert (again["skipped"], again["inputs"]) == ("nothing_to_gain", 1)   # 64: one proof
