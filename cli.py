@@ -423,6 +423,18 @@ def _read_mnemonic() -> str:
               callback=lambda ctx, param, value: _backoff(value),
               help="seconds before the first retry of a failed delivery, and the most"
                    " between two (doubling, plus jitter)")
+@click.option("--consolidate-above", type=click.IntRange(min=1), metavar="N",
+              help="consolidate a mint's proofs when it holds more than N [default: never]")
+@click.option("--consolidate-inactive", type=click.Choice(["expiring", "any", "off"]),
+              default="expiring", show_default=True,
+              help="move proofs of inactive keysets into the active one: those whose"
+                   " final_expiry is within --consolidate-margin, any, or none")
+@click.option("--consolidate-margin", type=click.FloatRange(min=0, min_open=True),
+              default=14 * 24 * 3600.0, metavar="SECONDS",
+              help="how long before a keyset's final_expiry its proofs move [default: 14 days]")
+@click.option("--consolidate-max-fee-fraction", type=click.FloatRange(min=0, max=1),
+              default=0.1, show_default=True, metavar="F",
+              help="skip a consolidation whose input fee is above this fraction of its amount")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           exposure: dict[str, int], sweep_to: str | None,
@@ -431,7 +443,9 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           keyset_refresh: float, webhook_urls: tuple[str, ...],
           webhook_secret_files: tuple[Path, ...], webhook_hosts: tuple[str, ...],
           webhook_backoff: tuple[float, float], verbose: bool,
-          listen: tuple[str, int] | None) -> None:
+          listen: tuple[str, int] | None, consolidate_above: int | None,
+          consolidate_inactive: str, consolidate_margin: float,
+          consolidate_max_fee_fraction: float) -> None:
     """Run the wallet daemon in the foreground (SIGTERM or Ctrl-C stops it).
 
     Opens the wallet (recovery runs first), starts the watcher and answers on
@@ -441,6 +455,7 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
     (Standard Webhooks), retried until a 2xx, resumed after a restart.
     Logs go to stderr, one line per operation transition; --json logs JSON lines.
     """
+    from coco_actors.consolidator import ConsolidationPolicy
     from coco_actors.control import lifecycle
     from coco_actors.store import WalletLockedError
     from coco_actors.webhooks import RetryPolicy, Webhooks, specs_from_files
@@ -451,6 +466,11 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
     hooks = specs_from_files(webhook_urls, webhook_secret_files)  # read now: mode checked
     Webhooks.validate(hooks, webhook_hosts)  # before anything starts
     retry = RetryPolicy(first=webhook_backoff[0], cap=webhook_backoff[1])
+    consolidation = ConsolidationPolicy(
+        max_proofs=consolidate_above,
+        inactive="any" if consolidate_inactive == "any" else
+        "off" if consolidate_inactive == "off" else "expiring",
+        expiry_margin=consolidate_margin, max_fee_fraction=consolidate_max_fee_fraction)
 
     if payments_url is not None:
         if payments_listen is None:
@@ -468,7 +488,8 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
                         payments_rate=payments_rate, idempotency_ttl=idempotency_ttl,
                         event_retention=event_retention, listen=listen,
                         keyset_refresh=keyset_refresh or None, webhooks=hooks,
-                        webhook_hosts=webhook_hosts, webhook_retry=retry)
+                        webhook_hosts=webhook_hosts, webhook_retry=retry,
+                        consolidation=consolidation)
     except WalletLockedError:
         raise DomainError(f"a coco daemon (or another wallet process) already has {ui.data_dir}"
                           f" open; stop it with: coco stop --data-dir {ui.data_dir}") from None
@@ -1488,6 +1509,39 @@ def history(ui: Ui, limit: int | None, cursor: str | None, mint: str | None,
         same = [f"--{k} {v}" for k, v in (("limit", limit), ("mint", mint), ("kind", kind),
                                             ("state", state)) if v is not None]
         ui.note(" ".join(["more: coco history --cursor", more, *same]))
+
+
+@wallet_command(main, idempotent=True)
+@click.option("--mint", metavar="URL", help="only this mint [default: every mint]")
+@click.option("--max-fee-fraction", type=click.FloatRange(min=0, max=1), metavar="F",
+              help="skip when the input fee is above this fraction of the amount"
+                   " [default: the daemon's, 0.1]")
+def consolidate(ui: Ui, mint: str | None, max_fee_fraction: float | None) -> None:
+    """Swap a mint's proofs into the fewest (inactive keysets first, then the smallest,
+    at most 1000), paying the NUT-02 input fee; skipped when there is nothing to gain or
+    the fee is too high. Without --mint, every mint in turn."""
+    key = ui.key()
+    if key is not None and mint is None:
+        raise click.UsageError("--idempotency-key needs --mint", click.get_current_context())
+    urls = [mint] if mint else [m["url"] for m in ui.client.get("/mints")]
+    body: dict[str, Any] = {}
+    if max_fee_fraction is not None:
+        body["max_fee_fraction"] = max_fee_fraction
+    results = [ui.client.post("/consolidate", {"mint_url": url, **body}, idempotency_key=key)
+               for url in urls]
+    ui.result(results, lambda: click.echo("\n".join(consolidate_text(r) for r in results)
+                                          or "no mints"))
+
+
+def consolidate_text(r: dict[str, Any]) -> str:
+    """One line per mint: what a consolidation did, or why it was skipped."""
+    if r["skipped"] is not None:
+        return (f"{r['mint_url']}: skipped ({r['skipped'].replace('_', ' ')}): {r['inputs']}"
+                f" proofs, fee {sat(r['fee'])}")
+    op = r["operation"]
+    return (f"{r['mint_url']}: {r['inputs']} proofs ({sat(r['input_amount'])}) into"
+            f" {r['outputs']} ({sat(r['amount'])}), fee {sat(r['fee'])}: {op['state']}"
+            f" (operation {op['id']})")
 
 
 @wallet_command(main)

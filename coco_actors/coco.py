@@ -24,6 +24,13 @@ from coco_actors.audit import AuditReport
 from coco_actors.audit import audit as audit_wallet
 from coco_actors.bolt11 import Invoice
 from coco_actors.bolt11 import decode as decode_invoice
+from coco_actors.consolidator import (
+    ConsolidateCalls,
+    ConsolidationPolicy,
+    Consolidator,
+    MintHoldings,
+    check_fee_fraction,
+)
 from coco_actors.crypto.bdhke import secret_to_y
 from coco_actors.crypto.dleq import verify_proofs_dleq
 from coco_actors.crypto.keysets import fee_for
@@ -56,6 +63,7 @@ from coco_actors.idempotency import SEND_EXECUTE, KeyGate, check_key, fingerprin
 from coco_actors.keys import QUOTE_KEY_PATH, KeyDeriver, KeyRing, WalletKey
 from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.operations import (
+    ConsolidateOperationProxy,
     MeltOperationProxy,
     MintContext,
     MintOperationProxy,
@@ -63,6 +71,11 @@ from coco_actors.operations import (
     OperationProxy,
     SendOperationProxy,
     TransferOperationProxy,
+)
+from coco_actors.operations.consolidate import (
+    MAX_INPUTS,
+    ConsolidationResult,
+    ConsolidationRule,
 )
 from coco_actors.operations.transfer import fit_amount
 from coco_actors.paging import Page, check_limit, decode_cursor, encode_cursor, entry_filter
@@ -81,6 +94,7 @@ from coco_actors.records import (
     OperationId,
     OpState,
     OpType,
+    ProofStatus,
 )
 from coco_actors.recovery import Recovery
 from coco_actors.recovery import recover as recover_operations
@@ -156,7 +170,8 @@ class Coco:
                  event_retention: float = DEFAULT_RETENTION,
                  webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
                  webhook_retry: RetryPolicy | None = None,
-                 keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH) -> None:
+                 keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH,
+                 consolidation: ConsolidationPolicy | None = None) -> None:
         self._store = store
         self._key_gate = KeyGate()
         #: the durable events (the outbox): ``since``, ``last_seq``, ``wait``; any thread
@@ -169,6 +184,9 @@ class Coco:
         self._watcher: pykka.ActorProxy[WatcherActor] | None = None
         #: the exposure policy's Sweeper (its own thread), None while the policy is off
         self.sweeper: Sweeper | None = None
+        #: the consolidation policy's loop (its own thread), None while every trigger is off
+        self.consolidator: Consolidator | None = None
+        self._consolidation = consolidation or ConsolidationPolicy(inactive="off")
         started: list[pykka.ActorRef[Any]] = []
         try:
             self._events_ref = EventBusActor.start()
@@ -252,6 +270,16 @@ class Coco:
             except BaseException:
                 self.close()
                 raise
+        if self._consolidation.active:  # after recovery too
+            self.consolidator = Consolidator(ConsolidateCalls(
+                holdings=self._holdings, consolidate=self._consolidate,
+                resume=self._resume_consolidations, on=self.on, off=self.off),
+                self._consolidation)
+            try:
+                self.consolidator.start()
+            except BaseException:
+                self.close()
+                raise
 
     @classmethod
     def open(cls, data_dir: str | Path, mnemonic: str | None = None, *,
@@ -263,7 +291,8 @@ class Coco:
              event_retention: float = DEFAULT_RETENTION,
              webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
              webhook_retry: RetryPolicy | None = None,
-             keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH) -> Coco:
+             keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH,
+             consolidation: ConsolidationPolicy | bool | None = None) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
         is given) when it does not exist yet. Recovery runs before this returns.
 
@@ -297,6 +326,12 @@ class Coco:
         watcher reconnected to a mint, when a token names an unknown keyset, and when
         a mint answers 12002 (keyset inactive) (:mod:`coco_actors.refresher`).
 
+        ``consolidation``: the background consolidation policy
+        (:mod:`coco_actors.consolidator`): None (default) migrates proofs of inactive
+        keysets whose ``final_expiry`` is within two weeks into the active keyset; a
+        :class:`ConsolidationPolicy` tunes it (``max_proofs``: consolidate a mint holding
+        more proofs than that, off by default); False turns every trigger off.
+
         A directory that cannot be written (read-only, no permission, no space) is
         a :class:`~coco_actors.store.DataDirError`, with nothing changed. A stored
         record this release cannot decode does not stop the open: it is logged by
@@ -312,6 +347,13 @@ class Coco:
         retention = _check_retention(event_retention)
         refresh = check_interval(keyset_refresh)
         Webhooks.validate(webhooks, webhook_hosts)
+        if consolidation is None or consolidation is True:
+            consolidation = ConsolidationPolicy()
+        elif consolidation is False:
+            consolidation = ConsolidationPolicy(inactive="off")
+        elif not isinstance(consolidation, ConsolidationPolicy):
+            raise InvalidInputError(f"consolidation must be a ConsolidationPolicy, True or "
+                                    f"False, got {consolidation!r}")
         store = Store(data_dir)
         try:
             stored = store.get_setting("mnemonic")
@@ -328,7 +370,8 @@ class Coco:
                        rollback_prepared_after=rollback_prepared_after, exposure=policy,
                        idempotency_ttl=float(idempotency_ttl), event_retention=retention,
                        webhooks=webhooks, webhook_hosts=webhook_hosts,
-                       webhook_retry=webhook_retry, keyset_refresh=refresh)
+                       webhook_retry=webhook_retry, keyset_refresh=refresh,
+                       consolidation=consolidation)
         except BaseException:
             store.close()
             raise
@@ -353,6 +396,8 @@ class Coco:
         self._closed = True
         if self.sweeper is not None and not self.sweeper.stop(CALL_TIMEOUT):
             log.error("the sweeper did not stop within %s s", CALL_TIMEOUT)
+        if self.consolidator is not None and not self.consolidator.stop(CALL_TIMEOUT):
+            log.error("the consolidator did not stop within %s s", CALL_TIMEOUT)
         webhooks: Webhooks | None = getattr(self, "webhooks", None)  # a failed open: none
         if webhooks is not None:
             webhooks.close()  # before the ledger their cursors are written through
@@ -457,6 +502,74 @@ class Coco:
             if url not in {m.url for m in self.mints.list()}:
                 raise NotFoundError(f"unknown mint {url}; add it first")
         return audit_wallet(self._ledger, lambda u: self._mint_context(u).client, url, fix)
+
+    # --- consolidation (issue 13) --------------------------------------------------------
+
+    def consolidate(self, mint_url: str, *, max_fee_fraction: float | None = None,
+                    idempotency_key: str | None = None) -> ConsolidationResult:
+        """Swap the mint's spendable proofs (every proof of an inactive keyset first,
+        then the smallest; at most 1000 inputs) into the fewest proofs of their total
+        minus the NUT-02 input fee, in the active keyset.
+
+        Skipped, with nothing changed (the result's ``skipped`` says why, ``operation``
+        is None), when the outputs would not be fewer than the inputs and no proof
+        changes keyset, or when the fee exceeds ``max_fee_fraction`` of the amount
+        (default: the policy's, 0.1). Otherwise the result's ``operation`` is the
+        consolidation, completed (or left ``executing`` when the mint could not be
+        reached: recovery, or the policy's next pass, finishes it).
+
+        ``idempotency_key``: a repeat returns the consolidation the key names, also
+        after a restart; a skipped call binds no key.
+        """
+        key = _check_key(idempotency_key)
+        fraction = (self._consolidation.max_fee_fraction if max_fee_fraction is None
+                    else check_fee_fraction(max_fee_fraction))
+        url = self._mint_context(mint_url).url
+        rule = ConsolidationRule(max_inputs=MAX_INPUTS, max_fee_fraction=fraction)
+
+        def replay(rec: IdempotencyRecord) -> ConsolidationResult:
+            op = self._target(rec)
+            if op.state == OpState.EXECUTING:  # the first call's answer was lost
+                op = self._resume_consolidation(op.id)
+            return ConsolidationResult.of(op)
+
+        return self._idempotent(key, "consolidate", (url, fraction),
+                                lambda bind: self._consolidate(url, rule, bind), replay)
+
+    def _consolidate(self, url: str, rule: ConsolidationRule,
+                     bind: Bind = _unbound) -> ConsolidationResult:
+        actor = self._ask(self._supervisor.new_consolidate(url))
+        bind(wait(actor.operation(), CALL_TIMEOUT, "consolidate operation").id)
+        return wait(actor.consolidate(rule), CALL_TIMEOUT, "consolidate operation")
+
+    def _holdings(self) -> list[MintHoldings]:
+        """Per mint, its spendable proofs and the inactive keysets holding some (the
+        Consolidator's thread)."""
+        records = wait(self._ledger.all_proof_records(), LOOKUP_TIMEOUT, "ProofLedger")
+        out = []
+        for mint in self.mints.list():
+            keysets = {k.id: k for k in self._mint_context(mint.url).keysets}
+            ready = [r for r in records
+                     if r.mint_url == mint.url and r.status == ProofStatus.READY]
+            inactive = {r.proof.keyset_id for r in ready
+                        if r.proof.keyset_id in keysets
+                        and not keysets[r.proof.keyset_id].active}
+            out.append(MintHoldings(mint.url, len(ready),
+                                    [keysets[k].final_expiry for k in sorted(inactive)]))
+        return out
+
+    def _resume_consolidations(self) -> None:
+        """Recover consolidations left ``executing`` by a mint that could not be reached."""
+        for op in wait(self._ledger.operations(OpType.CONSOLIDATE), LOOKUP_TIMEOUT,
+                       "ProofLedger"):
+            if op.state == OpState.EXECUTING:
+                self._resume_consolidation(op.id)
+
+    def _resume_consolidation(self, op_id: str) -> Operation:
+        def recover(actor: ConsolidateOperationProxy) -> pykka.Future[Operation]:
+            return actor.recover()
+
+        return self._step(op_id, lambda: self._supervisor.consolidate_actor(op_id), recover)
 
     def recover(self) -> dict[str, int]:
         """Recover every operation not in a terminal state (also run by ``open``)."""

@@ -43,6 +43,7 @@ EVENTS = frozenset({
     "mint:prepared", "mint:finalized", "mint:rolled-back",
     "melt:prepared", "melt:pending", "melt:finalized", "melt:rolled-back",
     "transfer:prepared", "transfer:pending", "transfer:finalized", "transfer:rolled-back",
+    "consolidate:started", "consolidate:finalized", "consolidate:rolled-back",
     "request:created",    # {request_id, amount (None: the payer chooses)}
     "request:paid",       # {request_id, amount (received), operation_id}
     "request:cancelled",  # {request_id}

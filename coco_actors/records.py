@@ -36,6 +36,7 @@ class OpType(enum.StrEnum):
     MELT = "melt"
     RESTORE = "restore"   # proofs found by a wallet restore (always completed)
     TRANSFER = "transfer"  # a melt at one mint paying a mint quote of another
+    CONSOLIDATE = "consolidate"  # many proofs swapped into the fewest (issue 13)
 
 
 class OpState(enum.StrEnum):

@@ -28,6 +28,8 @@ from coco_actors.errors import (
 )
 from coco_actors.mint_client import MintClient, MintInfo
 from coco_actors.operations import (
+    ConsolidateOperationActor,
+    ConsolidateOperationProxy,
     Legs,
     LiveKeysets,
     MeltOperationActor,
@@ -67,6 +69,7 @@ ACTOR_CLASSES: dict[OpType, type[OperationActor]] = {
     OpType.RECEIVE: ReceiveOperationActor,
     OpType.MINT: MintOperationActor,
     OpType.MELT: MeltOperationActor,
+    OpType.CONSOLIDATE: ConsolidateOperationActor,
 }
 # a transfer actor is started with the Supervisor's lookups too (``Supervisor._spawn``)
 
@@ -187,6 +190,13 @@ class Supervisor:
 
     def new_melt(self, mint_url: str, amount: int) -> MeltOperationProxy:
         return cast(MeltOperationProxy, self._new(OpType.MELT, mint_url, amount))
+
+    def new_consolidate(self, mint_url: str, unit: str = "sat") -> ConsolidateOperationProxy:
+        return cast(ConsolidateOperationProxy,
+                    self._new(OpType.CONSOLIDATE, mint_url, 0, unit))
+
+    def consolidate_actor(self, op_id: str) -> ConsolidateOperationProxy:
+        return cast(ConsolidateOperationProxy, self._actor_for(op_id, OpType.CONSOLIDATE))
 
     def new_transfer(self, from_mint: str, to_mint: str, amount: int) -> TransferOperationProxy:
         to_url = self.mint_context(to_mint).url
@@ -425,6 +435,8 @@ class SupervisorProxy(ActorMemberMixin, pykka.ActorProxy[SupervisorActor]):
     new_mint = proxy_method(Supervisor.new_mint)
     new_melt = proxy_method(Supervisor.new_melt)
     new_transfer = proxy_method(Supervisor.new_transfer)
+    new_consolidate = proxy_method(Supervisor.new_consolidate)
+    consolidate_actor = proxy_method(Supervisor.consolidate_actor)
     new_leg = proxy_method(Supervisor.new_leg)
     transfer_actor = proxy_method(Supervisor.transfer_actor)
     melt_actor = proxy_method(Supervisor.melt_actor)

@@ -54,6 +54,8 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
                                         cursor) a page {items, next_cursor}
     GET  /operations[?limit=N&cursor=C&mint=URL&kind=K&state=S]
                                         the operations not at rest (every kind): a page
+    POST /consolidate    {mint_url, max_fee_fraction?}  swap the mint's proofs into the
+                                        fewest: {skipped, operation, inputs, outputs, fee, ...}
     GET  /audit[?mint=URL]              the solvency report (NUT-07 per mint and unit); changes
                                         nothing
     POST /audit/fix      {mint_url?}    the same, removing the ready proofs the mint says are
@@ -109,6 +111,7 @@ from coco_actors.control.schema import (
     AuditQuery,
     Balance,
     BalanceQuery,
+    Consolidate,
     Execute,
     HistoryPage,
     HistoryQuery,
@@ -223,6 +226,7 @@ class ControlApi:
                 ("GET", r"/history", self.history),
                 ("GET", r"/audit", self.audit),
                 ("POST", r"/audit/fix", self.audit_fix),
+                ("POST", r"/consolidate", self.consolidate),
                 ("GET", r"/operations", self.operations),
                 ("GET", r"/openapi\.json", self.openapi),
                 ("GET", r"/webhooks", self.webhooks),
@@ -617,6 +621,19 @@ class ControlApi:
               " no operation holds", body=AuditFix)
     def audit_fix(self, req: Request) -> object:
         return audit_view(self.coco.audit(body_of(AuditFix, req.body).mint_url, fix=True))
+
+    # --- consolidation (issue 13) ---------------------------------------------------------
+
+    @endpoint("swap a mint's proofs (inactive keysets first, then the smallest; at most"
+              " 1000) into the fewest: {mint_url, skipped, operation, inputs, outputs,"
+              " input_amount, amount, fee}; skipped (nothing changed) when there is nothing"
+              " to gain or the fee is above max_fee_fraction", body=Consolidate,
+              idempotency_key=True)
+    def consolidate(self, req: Request) -> object:
+        body = body_of(Consolidate, req.body)
+        return jsonable(self.coco.consolidate(body.mint_url,
+                                              max_fee_fraction=body.max_fee_fraction,
+                                              idempotency_key=req.idempotency_key))
 
     @endpoint("the operations not at rest (every kind), newest first: a page"
               " {items, next_cursor}", query=OperationsQuery, answer=OperationsPage)

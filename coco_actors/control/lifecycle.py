@@ -32,6 +32,7 @@ from pathlib import Path
 from types import FrameType
 
 from coco_actors.coco import Coco
+from coco_actors.consolidator import ConsolidationPolicy
 from coco_actors.control.api import ControlApi
 from coco_actors.control.auth import TokenFile, create_token
 from coco_actors.control.errors import DaemonError, NoWalletError, WalletExistsError
@@ -147,9 +148,11 @@ class Daemon:
                  event_retention: float = DEFAULT_RETENTION,
                  webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
                  webhook_retry: RetryPolicy | None = None,
-                 keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH) -> None:
+                 keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH,
+                 consolidation: ConsolidationPolicy | None = None) -> None:
         self.data_dir = data_dir
         self.keyset_refresh = keyset_refresh  # seconds between keyset refreshes (Coco.open)
+        self.consolidation = consolidation  # the consolidation policy (None: the default)
         self.listen = listen
         self._tcp: TcpControlServer | None = None
         self._tcp_accept: SupervisedThread | None = None
@@ -191,7 +194,8 @@ class Daemon:
                               event_retention=self.event_retention,
                               webhooks=self.webhooks, webhook_hosts=self.webhook_hosts,
                               webhook_retry=self.webhook_retry,
-                              keyset_refresh=self.keyset_refresh)
+                              keyset_refresh=self.keyset_refresh,
+                              consolidation=self.consolidation)
         self.events.attach(self.coco)  # first: the events of recovery reach the stream too
         recovered = self.coco.recover()  # open quotes are handed to the Watcher here
         if recovered:
@@ -335,7 +339,8 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
           idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
           event_retention: float = DEFAULT_RETENTION, webhooks: Sequence[WebhookSpec] = (),
           webhook_hosts: Sequence[str] = (), webhook_retry: RetryPolicy | None = None,
-          keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH) -> None:
+          keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH,
+          consolidation: ConsolidationPolicy | None = None) -> None:
     """Run the daemon in the foreground until SIGTERM, SIGINT or ``POST /stop``.
 
     ``exposure`` and ``sweep_to``: the exposure policy of :meth:`Coco.open`;
@@ -343,7 +348,8 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
     on that TCP address too, behind the bearer token; ``event_retention``: seconds
     events are kept (:meth:`Coco.open`); ``webhook*``: the webhooks of
     :meth:`Coco.open` (:mod:`coco_actors.webhooks`); ``keyset_refresh``: seconds between
-    two refreshes of every mint's keysets (None: no schedule).
+    two refreshes of every mint's keysets (None: no schedule); ``consolidation``: its
+    consolidation policy (:mod:`coco_actors.consolidator`).
 
     Must run in the main thread (signal handlers). Raises :class:`CocoError` when
     the daemon cannot start (no wallet, another daemon on ``data_dir``, ...).
@@ -365,7 +371,8 @@ def serve(data_dir: Path, *, rollback_prepared_after: float | None = None,
                     payments_url=payments_url, payments_rate=payments_rate, listen=listen,
                     idempotency_ttl=idempotency_ttl, event_retention=event_retention,
                     webhooks=webhooks, webhook_hosts=webhook_hosts,
-                    webhook_retry=webhook_retry, keyset_refresh=keyset_refresh)
+                    webhook_retry=webhook_retry, keyset_refresh=keyset_refresh,
+                    consolidation=consolidation)
     try:
         try:
             daemon.start()

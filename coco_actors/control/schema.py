@@ -60,7 +60,8 @@ Limit = Annotated[int, msgspec.Meta(ge=1, le=999_999_999)]
 
 #: An operation's kind and state, as ``OpType`` and ``OpState`` spell them (a test
 #: keeps the lists equal).
-Kind = Literal["send", "receive", "mint", "melt", "transfer", "restore"]
+Kind = Literal["send", "receive", "mint", "melt", "transfer", "restore",
+               "consolidate"]
 StateName = Literal["init", "prepared", "executing", "pending", "completed",
                     "rolling_back", "rolled_back"]
 
@@ -112,6 +113,11 @@ class Execute(Body, frozen=True):
     so an absent one is ``UNSET``, and null is refused)."""
 
     timeout: float | UnsetType = UNSET
+
+
+class Consolidate(Body, frozen=True):
+    mint_url: Url
+    max_fee_fraction: float | None = None  # skip above this fee/amount (default: 0.1)
 
 
 class MeltPrepare(Body, frozen=True):

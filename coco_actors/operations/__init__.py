@@ -15,6 +15,11 @@ from coco_actors.operations.base import (
     RestListener,
     Watched,
 )
+from coco_actors.operations.consolidate import (
+    ConsolidateOperation,
+    ConsolidateOperationActor,
+    ConsolidateOperationProxy,
+)
 from coco_actors.operations.melt import MeltOperation, MeltOperationActor, MeltOperationProxy
 from coco_actors.operations.mint import MintOperation, MintOperationActor, MintOperationProxy
 from coco_actors.operations.receive import (
@@ -30,7 +35,8 @@ from coco_actors.operations.transfer import (
     TransferOperationProxy,
 )
 
-__all__ = ["KeysetRefresh", "Legs", "LiveKeysets", "MeltOperation", "MeltOperationActor",
+__all__ = ["ConsolidateOperation", "ConsolidateOperationActor", "ConsolidateOperationProxy",
+           "KeysetRefresh", "Legs", "LiveKeysets", "MeltOperation", "MeltOperationActor",
            "MeltOperationProxy", "MintContext", "MintOperation", "MintOperationActor",
            "MintOperationProxy", "OperationActor", "OperationBase", "OperationDeps",
            "OperationProxy", "ReceiveOperation", "ReceiveOperationActor", "ReceiveOperationProxy",

@@ -1,6 +1,6 @@
 """The crash campaign: hundreds of SIGKILL-and-restart cycles at random points of the
-send, rollback, receive, mint, melt and transfer sagas (and of recovery itself), against
-both fee settings, with every invariant audited after every restart.
+send, rollback, receive, mint, melt, transfer and consolidate sagas (and of recovery
+itself), against both fee settings, with every invariant audited after every restart.
 
 One wallet process runs across cycles; the proxy holds the request that matters, so
 each kill lands at a precise moment: after the state committed and before the
@@ -91,6 +91,7 @@ class Campaign:
             (2, self.instant), (4, self.melt), (1, self.melt_rollback),
             (0.6, self.go_pending),  # rare: two mint restarts (about 3 s each) per phase
             (3, self.transfer), (0.5, self.transfer_rollback),
+            (2, self.consolidate),
         ]
         self._held = False  # the last kill landed on a held request: recovery has work
         self.pending_cycles: int | None = None  # cycles the mint's payments stayed in flight
@@ -303,12 +304,25 @@ class Campaign:
             calls.append({"cmd": "prepare_transfer",
                           "args": {"from_url": self.w.url, "to_url": self.w.other.url,
                                    "amount": self.rng.randint(1, 200)}})
+        if self.rng.random() < 0.3:  # a consolidation holding its inputs, not committed yet
+            calls.append({"cmd": "consolidate", "args": {"url": self.w.url}})
         self.w.submit("batch", calls=calls)
         threading.Event().wait(self.rng.uniform(0.0, 0.04))  # the crash point, not a wait
         self.w.crash()
         self._held = True
         self.tally.points["instant kill"] += 1
         return "instant"
+
+    def consolidate(self) -> str:
+        """Swap the wallet's proofs into the fewest (issue 13), now and then after more
+        dust (1-sat proofs minted through the proxy and restored): killed at its swap,
+        before it left or after the mint processed it, or at rest when it was skipped
+        (nothing to gain, or the fee too high)."""
+        if self.pending_cycles is None and self.rng.random() < 0.7:
+            self.call("dust", url=self.w.url, n=self.rng.randint(5, 60))
+        fraction = self.rng.choice([None, None, 0.01, 1.0])
+        self.crash_during(SWAP, "consolidate", url=self.w.url, max_fee_fraction=fraction)
+        return "consolidate"
 
     def claim_while_down(self) -> str:
         """Kill the wallet at rest; the recipient claims a pending token meanwhile."""

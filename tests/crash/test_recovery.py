@@ -192,6 +192,59 @@ def test_mint_redeem_interrupted_completes_on_restart(mint: DevMint, crash_walle
     w.assert_sound()
 
 
+# --- consolidate: executing -------------------------------------------------------------------
+#
+# 40 proofs of 1 sat on top of the funding: the consolidation swaps all 46 proofs (fee 0, or 5
+# at 100 ppk) into the fewest. Its plan is committed as ``executing`` before the swap leaves.
+
+DUST = 40
+
+
+def _dusty(mint: DevMint, crash_wallet: Wallet) -> CrashWallet:
+    w = crash_wallet(mint, fund=FUND)
+    assert w.call("dust", url=w.url, n=DUST)["restored"] == DUST
+    assert w.balance() == (FUND + DUST, 0, 0)
+    return w
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["swap-never-sent", "swap-processed"])
+def test_consolidate_executing_completes_on_restart(mint: DevMint, crash_wallet: Wallet,
+                                                    after: bool) -> None:
+    w = _dusty(mint, crash_wallet)
+    n = DUST + 6                                   # 1000 = six proofs, and the dust
+    assert isinstance(w.crash_at(SWAP, "consolidate", after=after, url=w.url), Hold)
+    swap = w.proxy.seen(*SWAP)[-1]
+    assert swap.forwarded is after and len(swap.request_json()["inputs"]) == n
+
+    # never sent: the inputs are unspent, so the swap is made now with the persisted
+    # outputs; processed: the outputs are restored (NUT-09). Either way: completed.
+    assert w.restart() == {"completed": 1}
+    [op] = _ops(w, "consolidate")
+    assert op["state"] == "completed" and op["fee"] == w.fee(n)
+    assert len(op["input_ys"]) == n and op["input_amount"] == FUND + DUST
+    left = FUND + DUST - w.fee(n)
+    assert w.balance() == (left, 0, 0)
+    ready = [p for p in w.call("proofs") if p["status"] == "ready"]
+    assert len(ready) == bin(left).count("1")
+    w.assert_sound()
+
+
+@pytest.mark.parametrize("endpoint,after", [(CHECKSTATE, False), (RESTORE, True),
+                                            (SWAP, False)],
+                         ids=["checkstate", "restore-after", "swap-before"])
+def test_consolidate_recovery_interrupted_is_resumed(
+        mint: DevMint, crash_wallet: Wallet, endpoint: tuple[str, str], after: bool) -> None:
+    w = _dusty(mint, crash_wallet)
+    n = DUST + 6
+    forwarded = endpoint == RESTORE  # a restore only when the swap was processed
+    w.crash_at(SWAP, "consolidate", after=forwarded, url=w.url)
+    assert w.crash_in_recovery(endpoint, after=after)   # killed again, mid-recovery
+
+    assert w.restart() == {"completed": 1}
+    assert w.balance() == (FUND + DUST - w.fee(n), 0, 0)
+    w.assert_sound()
+
+
 # --- recovery itself interrupted --------------------------------------------------------------
 
 

@@ -32,6 +32,8 @@ from typing import Any, TextIO
 
 from coco_actors import Coco, CocoError, MintRejectedError, MintUnreachableError
 from coco_actors.crypto.bdhke import secret_to_y
+from coco_actors.crypto.nut13 import Nut13Deriver
+from coco_actors.crypto.outputs import make_outputs
 from coco_actors.events import EVENTS
 from coco_actors.records import Operation, ProofRecord
 
@@ -176,6 +178,27 @@ class Commands:
         r = self.coco.restore(url)
         return {"restored": r.restored, "proofs": r.proofs, "spent": r.spent,
                 "counters": r.counters}
+
+    # --- consolidation (issue 13) -------------------------------------------------------
+
+    def dust(self, url: str, n: int) -> Any:
+        """``n`` proofs of 1 sat: NUT-13 outputs of the wallet's seed minted through the
+        wallet's own client (the proxy sees the mint), then found by a restore."""
+        ctx = self.coco._mint_context(url)
+        keyset = ctx.active_keyset()
+        start = self.coco._ledger.counter(keyset.id).get(timeout=TIMEOUT)
+        deriver = Nut13Deriver(self.coco.mnemonic)
+        outputs = make_outputs([1] * n, keyset.id,
+                               [deriver.derive(keyset.id, start + i) for i in range(n)])
+        quote = ctx.client.create_mint_quote(n)
+        ctx.client.mint(quote.quote, [o.blinded for o in outputs])
+        return self.restore(url)
+
+    def consolidate(self, url: str, max_fee_fraction: float | None = None) -> Any:
+        result = self.coco.consolidate(url, max_fee_fraction=max_fee_fraction)
+        return {"skipped": result.skipped, "op": op_json(result.operation),
+                "inputs": result.inputs, "outputs": result.outputs, "fee": result.fee,
+                "amount": result.amount}
 
     def balance(self) -> Any:
         return {url: {"spendable": b.spendable, "reserved": b.reserved, "pending": b.pending}
