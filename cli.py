@@ -418,6 +418,16 @@ def _read_mnemonic() -> str:
               callback=lambda ctx, param, value: _backoff(value),
               help="seconds before the first retry of a failed delivery, and the most"
                    " between two (doubling, plus jitter)")
+@click.option("--mint-rate", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              metavar="N", help="requests per second to each mint (0: unpaced); loopback"
+                                " mints only with --pace-loopback")
+@click.option("--mint-burst", type=click.IntRange(min=1), default=20, show_default=True,
+              metavar="N", help="requests that may go to a mint at once after a quiet spell")
+@click.option("--pace-loopback", is_flag=True, help="pace mints on 127.0.0.1/::1 too")
+@click.option("--mint-limit-wait", type=click.FloatRange(min=0), default=120.0,
+              show_default=True, metavar="SECONDS",
+              help="how long a mint's 429s are waited out (its Retry-After, else backoff)"
+                   " before the call fails with mint_rate_limited; the operation stays")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           exposure: dict[str, int], sweep_to: str | None,
@@ -426,7 +436,8 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           webhook_urls: tuple[str, ...],
           webhook_secret_files: tuple[Path, ...], webhook_hosts: tuple[str, ...],
           webhook_backoff: tuple[float, float], verbose: bool,
-          listen: tuple[str, int] | None) -> None:
+          listen: tuple[str, int] | None, mint_rate: float, mint_burst: int,
+          pace_loopback: bool, mint_limit_wait: float) -> None:
     """Run the wallet daemon in the foreground (SIGTERM or Ctrl-C stops it).
 
     Opens the wallet (recovery runs first), starts the watcher and answers on
@@ -436,6 +447,7 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
     (Standard Webhooks), retried until a 2xx, resumed after a restart.
     Logs go to stderr, one line per operation transition; --json logs JSON lines.
     """
+    from coco_actors import pacing
     from coco_actors.control import lifecycle
     from coco_actors.store import WalletLockedError
     from coco_actors.webhooks import RetryPolicy, Webhooks, specs_from_files
@@ -454,6 +466,8 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
         if not payments_url.startswith(("http://", "https://")):
             raise click.BadParameter(f"{payments_url!r} is not an http(s) URL",
                                      param_hint="--payments-url")
+    pacing.configure(pacing.PacingConfig(rate=mint_rate, burst=mint_burst,
+                                          loopback=pace_loopback, max_wait=mint_limit_wait))
     lifecycle.configure_logging(log_file=log_file, verbose=verbose, as_json=ui.as_json)
     try:
         lifecycle.serve(ui.data_dir, rollback_prepared_after=rollback_prepared_after,

@@ -64,6 +64,8 @@ from coco_actors.operations import (
     TransferOperationProxy,
 )
 from coco_actors.operations.transfer import fit_amount
+from coco_actors.pacing import PacingConfig
+from coco_actors.pacing import configure as configure_pacing
 from coco_actors.paging import Page, check_limit, decode_cursor, encode_cursor, entry_filter
 from coco_actors.proof_ledger import (
     DEFAULT_IDEMPOTENCY_TTL,
@@ -247,7 +249,8 @@ class Coco:
              idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
              event_retention: float = DEFAULT_RETENTION,
              webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
-             webhook_retry: RetryPolicy | None = None) -> Coco:
+             webhook_retry: RetryPolicy | None = None,
+             pacing: PacingConfig | None = None) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
         is given) when it does not exist yet. Recovery runs before this returns.
 
@@ -276,6 +279,11 @@ class Coco:
         ``coco.webhooks.add``) and ``webhook_retry`` (backoff, request timeout): every
         event is POSTed, signed, to each webhook (:mod:`coco_actors.webhooks`).
 
+        ``pacing``: how requests to each mint are paced and how long 429s are waited
+        out (:mod:`coco_actors.pacing`); it applies to the whole process, since a mint
+        limits per address. Default: 1 request/s, bursts of 20, loopback mints unpaced,
+        429s retried for up to 120 s, then :class:`~coco_actors.errors.RateLimitedError`.
+
         A directory that cannot be written (read-only, no permission, no space) is
         a :class:`~coco_actors.store.DataDirError`, with nothing changed. A stored
         record this release cannot decode does not stop the open: it is logged by
@@ -290,6 +298,8 @@ class Coco:
                                     f"got {idempotency_ttl!r}")
         retention = _check_retention(event_retention)
         Webhooks.validate(webhooks, webhook_hosts)
+        if pacing is not None:
+            configure_pacing(pacing)
         store = Store(data_dir)
         try:
             stored = store.get_setting("mnemonic")
