@@ -205,9 +205,9 @@ def test_the_pause_holds_every_request_to_that_mint() -> None:
 def test_past_the_bound_the_caller_gets_rate_limited_error() -> None:
     clock, seen = FakeClock(), []
     p = pacer(clock, rate=0.0, max_wait=20.0)
-    with client_for(limited_mint([too_many("8")] * 10, clock, seen), p) as c:
-        with pytest.raises(RateLimitedError) as info:
-            c._request("POST", "/v1/swap", {"inputs": [], "outputs": []})
+    c = client_for(limited_mint([too_many("8")] * 10, clock, seen), p)
+    with c, pytest.raises(RateLimitedError) as info:
+        c._request("POST", "/v1/swap", {"inputs": [], "outputs": []})
     # tried at 0, 8 and 16; a fourth try at 24 would be past the 20 s bound
     assert seen == pytest.approx([1000.0, 1008.0, 1016.0])
     err = info.value
@@ -218,9 +218,9 @@ def test_past_the_bound_the_caller_gets_rate_limited_error() -> None:
     # a Retry-After longer than the bound: given up at once, never retried early
     clock2, seen2 = FakeClock(), []
     p2 = pacer(clock2, rate=0.0, max_wait=20.0)
-    with client_for(limited_mint([too_many("600")], clock2, seen2), p2) as c:
-        with pytest.raises(RateLimitedError) as info:
-            c._request("GET", "/v1/keysets")
+    c = client_for(limited_mint([too_many("600")], clock2, seen2), p2)
+    with c, pytest.raises(RateLimitedError) as info:
+        c._request("GET", "/v1/keysets")
     assert seen2 == [1000.0] and clock2.sleeps == []
     assert info.value.retry_after == 600.0
 
@@ -229,9 +229,8 @@ def test_other_4xx_are_still_rejections() -> None:
     clock, seen = FakeClock(), []
     p = pacer(clock, rate=0.0)
     answer = httpx.Response(400, json={"code": 11001, "detail": "spent"})
-    with client_for(limited_mint([answer], clock, seen), p) as c:
-        with pytest.raises(MintRejectedError):
-            c._request("POST", "/v1/swap", {})
+    with client_for(limited_mint([answer], clock, seen), p) as c, pytest.raises(MintRejectedError):
+        c._request("POST", "/v1/swap", {})
     assert len(seen) == 1 and clock.sleeps == []
 
 
