@@ -166,7 +166,7 @@ def client_for(handler: Callable[[httpx.Request], httpx.Response],
 
 
 def test_a_429_is_sent_again_after_retry_after_never_sooner() -> None:
-    clock, seen = FakeClock(), []
+    clock, seen = FakeClock(), list[float]()
     p = pacer(clock, rate=0.0)
     ok = httpx.Response(200, json={"keysets": []})
     date = email.utils.formatdate(WALL + 1005 + 9, usegmt=True)  # 9 s after the 2nd try
@@ -179,7 +179,7 @@ def test_a_429_is_sent_again_after_retry_after_never_sooner() -> None:
 
 
 def test_without_retry_after_the_backoff_grows() -> None:
-    clock, seen = FakeClock(), []
+    clock, seen = FakeClock(), list[float]()
     p = pacer(clock, rate=0.0, rand=0.0, backoff_base=2.0, backoff_cap=8.0)
     with client_for(limited_mint([too_many()] * 5, clock, seen), p) as c:
         c._request("GET", "/v1/keysets")
@@ -190,7 +190,7 @@ def test_without_retry_after_the_backoff_grows() -> None:
 def test_the_pause_holds_every_request_to_that_mint() -> None:
     """A 429 seen by one client delays the next request of another client of the same
     mint (the Watcher's polling and an operation share the pacer)."""
-    clock, seen = FakeClock(), []
+    clock, seen = FakeClock(), list[float]()
     p = pacer(clock, rate=0.0)
     first = client_for(limited_mint([too_many("30")], clock, seen), p)
     other_seen: list[float] = []
@@ -203,7 +203,7 @@ def test_the_pause_holds_every_request_to_that_mint() -> None:
 
 
 def test_past_the_bound_the_caller_gets_rate_limited_error() -> None:
-    clock, seen = FakeClock(), []
+    clock, seen = FakeClock(), list[float]()
     p = pacer(clock, rate=0.0, max_wait=20.0)
     c = client_for(limited_mint([too_many("8")] * 10, clock, seen), p)
     with c, pytest.raises(RateLimitedError) as info:
@@ -211,12 +211,12 @@ def test_past_the_bound_the_caller_gets_rate_limited_error() -> None:
     # tried at 0, 8 and 16; a fourth try at 24 would be past the 20 s bound
     assert seen == pytest.approx([1000.0, 1008.0, 1016.0])
     err = info.value
-    assert (err.retry_after, err.waited, err.endpoint) == (8.0, pytest.approx(16.0),
-                                                          "POST /v1/swap")
+    assert (err.retry_after, err.endpoint) == (8.0, "POST /v1/swap")
+    assert err.waited == pytest.approx(16.0)
     assert err.mint_url == REMOTE
     assert not isinstance(err, MintRejectedError)  # never "the mint said no"
     # a Retry-After longer than the bound: given up at once, never retried early
-    clock2, seen2 = FakeClock(), []
+    clock2, seen2 = FakeClock(), list[float]()
     p2 = pacer(clock2, rate=0.0, max_wait=20.0)
     c = client_for(limited_mint([too_many("600")], clock2, seen2), p2)
     with c, pytest.raises(RateLimitedError) as info:
@@ -226,7 +226,7 @@ def test_past_the_bound_the_caller_gets_rate_limited_error() -> None:
 
 
 def test_other_4xx_are_still_rejections() -> None:
-    clock, seen = FakeClock(), []
+    clock, seen = FakeClock(), list[float]()
     p = pacer(clock, rate=0.0)
     answer = httpx.Response(400, json={"code": 11001, "detail": "spent"})
     with client_for(limited_mint([answer], clock, seen), p) as c, pytest.raises(MintRejectedError):
