@@ -828,6 +828,8 @@ class SendApi(_SagaApi[SendOperationProxy]):
 
         def replay(rec: IdempotencyRecord) -> tuple[Operation, str]:
             op = self._settled(rec)
+            if op.state == OpState.PREPARED:  # the first call was rate limited (429)
+                op = self._step(op.id, lambda a: a.execute())
             return op, op.token or ""
 
         return coco._idempotent(key, SEND_EXECUTE, (op_id,), run, replay)

@@ -234,11 +234,11 @@ def test_other_4xx_are_still_rejections() -> None:
     assert len(seen) == 1 and clock.sleeps == []
 
 
-def test_the_daemon_answers_503_with_its_code_and_retry_after() -> None:
+def test_the_daemon_answers_429_with_its_code_and_retry_after() -> None:
     err = RateLimitedError("limited", mint_url=REMOTE, endpoint="POST /v1/swap",
                            retry_after=12.0, waited=120.0)
     status, body = error_body(err)
-    assert status == 503
+    assert status == 429
     assert body == {"error": {"type": "RateLimitedError", "code": "mint_rate_limited",
                               "message": "limited", "mint_url": REMOTE, "retry_after": 12.0}}
     assert list(ERROR_CODES.values()).count("mint_rate_limited") == 1

@@ -146,7 +146,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (CryptoError, 422),
     (MintRejectedError, 422),
     (MintUnreachableError, 424),  # the mint, not the daemon, did not answer
-    (RateLimitedError, 503),  # the mint is limiting us: nothing done, try again later
+    (RateLimitedError, 429),  # the mint is limiting us: nothing done, try again later
     (MintError, 424),
     (ActorTimeoutError, 408),
     (ShuttingDownError, 409),
