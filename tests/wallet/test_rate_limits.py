@@ -112,9 +112,9 @@ def test_fifty_sends_ride_out_the_mint_limit(
         1 for op in alice.send.get_pending_operations() if op.needs_swap)
 
 
-@pytest.mark.parametrize("ppk", [0, 100])
+@pytest.mark.parametrize(("ppk", "key"), [(0, None), (100, "execute-once")])
 def test_past_the_bound_rate_limited_and_the_send_resumes(
-        ppk: int, limited: Callable[[int, int], tuple[DevMint, FaultProxy]],
+        ppk: int, key: str | None, limited: Callable[[int, int], tuple[DevMint, FaultProxy]],
         wallet: WalletFactory, default_pacing: None) -> None:
     mint, proxy = limited(ppk, 2)
     url = proxy.url
@@ -133,7 +133,7 @@ def test_past_the_bound_rate_limited_and_the_send_resumes(
     held = prepared.input_amount
     start = len(proxy.exchanges)
     with pytest.raises(RateLimitedError) as info:
-        alice.send.execute_prepared_send(prepared.id)
+        alice.send.execute_prepared_send(prepared.id, idempotency_key=key)
     assert info.value.endpoint == "POST /v1/swap"
     assert info.value.retry_after is None  # Nutshell gives none
     assert 0 < info.value.waited <= 3.0
@@ -147,12 +147,17 @@ def test_past_the_bound_rate_limited_and_the_send_resumes(
     assert balance_of(alice, url) == (spendable - held, held, 10)
 
     proxy.forwarded_for = LATER_IP  # the limit lifted (a new window)
-    op, token = alice.send.execute_prepared_send(prepared.id)
+    # executed again (with the key: its repeat executes what the 429 left prepared)
+    op, token = alice.send.execute_prepared_send(prepared.id, idempotency_key=key)
     assert op.state == "pending" and token
     assert op.fee == prepared.fee == fee_of(ppk, len(prepared.input_ys))
     assert balance_of(alice, url) == (spendable - 7 - op.fee, 0, 17)
     ok = [e for e in proxy.exchanges[start:] if (e.method, e.path) == SWAP and e.status == 200]
     assert len(ok) == 1  # the very swap that was limited, sent once more
+    assert ok[0].request == tries[0].request
+    if key is not None:  # and a further repeat only replays it
+        assert alice.send.execute_prepared_send(prepared.id, idempotency_key=key) == (op, token)
+        assert balance_of(alice, url) == (spendable - 7 - op.fee, 0, 17)
 
 
 def test_the_daemon_flag_pacing_reaches_every_client(tmp_path: Path,
