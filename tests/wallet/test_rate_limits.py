@@ -17,6 +17,7 @@ import pytest
 from coco_actors import Coco, RateLimitedError
 from coco_actors.pacing import PACERS, PacingConfig
 from devtools.devmint import DevMint
+from devtools.invoices import make_invoice
 from tests.support.proxy import Exchange, FaultProxy
 
 from .helpers import WalletFactory, balance_of, fee_of, fund
@@ -158,6 +159,47 @@ def test_past_the_bound_rate_limited_and_the_send_resumes(
     if key is not None:  # and a further repeat only replays it
         assert alice.send.execute_prepared_send(prepared.id, idempotency_key=key) == (op, token)
         assert balance_of(alice, url) == (spendable - 7 - op.fee, 0, 17)
+
+
+@pytest.mark.parametrize(("ppk", "swap"), [(0, False), (100, True), (0, True), (100, False)])
+def test_a_limited_melt_is_prepared_again_then_pays(
+        ppk: int, swap: bool, limited: Callable[[int, int], tuple[DevMint, FaultProxy]],
+        wallet: WalletFactory, default_pacing: None) -> None:
+    """A 429 on the melt's swap, or on the melt itself: nothing paid, nothing released,
+    the melt prepared as before; executed again, it pays once. (Nutshell counts each
+    endpoint on its own: a first melt uses up the minute's one swap and one melt.)"""
+    mint, proxy = limited(ppk, 1)
+    url = proxy.url
+    alice = wallet("alice", url, pacing=PacingConfig(max_wait=2.0, backoff_base=0.25,
+                                                     backoff_cap=1.0))
+    fund(alice, url, 1000)
+    first = alice.melt.prepare_melt(url, make_invoice(100), swap=swap)
+    prepared = alice.melt.prepare_melt(url, make_invoice(100), swap=swap)
+    assert prepared.needs_swap is first.needs_swap is swap
+    proxy.forwarded_for = CLIENT_IP
+    done = alice.melt.execute_prepared_melt(first.id, timeout=30)
+    assert done.state == "completed"
+    spendable = 1000 - 100 - done.fee - done.fee_paid
+    held = prepared.input_amount
+    assert balance_of(alice, url) == (spendable - held, held, 0)
+    start = len(proxy.exchanges)
+
+    with pytest.raises(RateLimitedError) as info:
+        alice.melt.execute_prepared_melt(prepared.id, timeout=30)
+    assert info.value.endpoint == ("POST /v1/swap" if swap else "POST /v1/melt/bolt11")
+    got = alice.melt.get_operation(prepared.id)
+    assert got is not None and got.state == "prepared"
+    assert (got.fee, got.input_ys, got.input_amount) == (prepared.fee, prepared.input_ys, held)
+    assert balance_of(alice, url) == (spendable - held, held, 0)
+    assert all(e.status == 429 for e in proxy.exchanges[start:] if e.method == "POST")
+
+    proxy.forwarded_for = LATER_IP
+    op = alice.melt.execute_prepared_melt(prepared.id, timeout=30)
+    assert op.state == "completed"
+    assert balance_of(alice, url) == (spendable - 100 - op.fee - op.fee_paid, 0, 0)
+    paid = [e for e in proxy.exchanges[start:]
+            if (e.method, e.path) == ("POST", "/v1/melt/bolt11") and e.status == 200]
+    assert len(paid) == 1
 
 
 def test_the_daemon_flag_pacing_reaches_every_client(tmp_path: Path,
