@@ -25,6 +25,8 @@ from coco_actors.pacing import (
     is_loopback,
     parse_retry_after,
 )
+from coco_actors.watcher import PROOF_STATE, MintLink, WatcherConfig
+from coco_actors.wire import ProofState
 
 REMOTE = "https://mint.example.com"
 WALL = 1_800_000_000.0
@@ -275,3 +277,32 @@ def test_coco_open_configures_the_process(tmp_path: Path,
     coco = Coco.open(tmp_path / "w", watcher=False, pacing=config)
     coco.close()
     assert got == [config]
+
+
+# --- the Watcher's polling -------------------------------------------------------------------
+
+
+def test_the_watchers_poll_waits_out_a_429_in_the_shared_pacer() -> None:
+    """A NUT-07 sweep of a watcher link goes through the mint's pacer: a 429 with a
+    Retry-After is waited out (on the link's thread) and the sweep still reports; an
+    operation's request right after it is held by the same pause."""
+    y = "02" + "11" * 32
+    clock, seen = FakeClock(), list[float]()
+    p = pacer(clock, rate=0.0)
+    answers = [too_many("20"), httpx.Response(200, json={"states": [
+        {"Y": y, "state": "SPENT", "witness": None}]})]
+    reports: list[list[ProofState]] = []
+    with client_for(limited_mint(answers, clock, seen), p) as c:
+        link = MintLink(REMOTE, c, WatcherConfig(websocket=False),
+                        lambda url, states, quotes: reports.append(states), frozenset())
+        link.add(PROOF_STATE, [y])
+        link._sweep()
+    assert clock.sleeps == [20.0] and seen == [1000.0, 1020.0]
+    assert [[s.Y for s in r] for r in reports] == [[y]]
+    # the next request of any client of the mint waits for the pause a 429 set
+    p.pause_after_429("15", 0, clock.now)
+    other_seen = list[float]()
+    spent = httpx.Response(200, json={"states": [{"Y": y, "state": "SPENT"}]})
+    with client_for(limited_mint([spent], clock, other_seen), p) as other:
+        assert [s.Y for s in other.check_state([y])] == [y]
+    assert other_seen == [1035.0]
