@@ -42,6 +42,7 @@ from coco_actors.control.paths import token_path
 from coco_actors.errors import CocoError
 from coco_actors.events import DEFAULT_RETENTION
 from coco_actors.idempotency import step_key
+from coco_actors.pacing import DEFAULT_BURST, DEFAULT_MAX_WAIT, DEFAULT_RATE
 from coco_actors.proof_ledger import DEFAULT_IDEMPOTENCY_TTL
 
 #: How long ``coco stop`` waits for the daemon to finish its shutdown.
@@ -418,13 +419,15 @@ def _read_mnemonic() -> str:
               callback=lambda ctx, param, value: _backoff(value),
               help="seconds before the first retry of a failed delivery, and the most"
                    " between two (doubling, plus jitter)")
-@click.option("--mint-rate", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              metavar="N", help="requests per second to each mint (0: unpaced); loopback"
-                                " mints only with --pace-loopback")
-@click.option("--mint-burst", type=click.IntRange(min=1), default=20, show_default=True,
-              metavar="N", help="requests that may go to a mint at once after a quiet spell")
+@click.option("--mint-rate", type=click.FloatRange(min=0), default=DEFAULT_RATE,
+              show_default=True, metavar="N",
+              help="requests per second to each mint (0: unpaced); loopback mints only with"
+                   " --pace-loopback")
+@click.option("--mint-burst", type=click.IntRange(min=1), default=DEFAULT_BURST,
+              show_default=True, metavar="N",
+              help="requests that may go to a mint at once after a quiet spell")
 @click.option("--pace-loopback", is_flag=True, help="pace mints on 127.0.0.1/::1 too")
-@click.option("--mint-limit-wait", type=click.FloatRange(min=0), default=120.0,
+@click.option("--mint-limit-wait", type=click.FloatRange(min=0), default=DEFAULT_MAX_WAIT,
               show_default=True, metavar="SECONDS",
               help="how long a mint's 429s are waited out (its Retry-After, else backoff)"
                    " before the call fails with mint_rate_limited; the operation stays")

@@ -306,3 +306,33 @@ def test_the_watchers_poll_waits_out_a_429_in_the_shared_pacer() -> None:
     with client_for(limited_mint([spent], clock, other_seen), p) as other:
         assert [s.Y for s in other.check_state([y])] == [y]
     assert other_seen == [1035.0]
+
+
+# --- coco serve's options --------------------------------------------------------------------
+
+
+def test_serve_options_configure_the_process(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from cli import main
+    from coco_actors.control import lifecycle
+
+    got: list[PacingConfig] = []
+    served: list[Path] = []
+    monkeypatch.setattr(PACERS, "configure", got.append)
+    monkeypatch.setattr(lifecycle, "configure_logging", lambda **kw: None)
+    monkeypatch.setattr(lifecycle, "serve", lambda data_dir, **kw: served.append(data_dir))
+    runner = CliRunner()
+    result = runner.invoke(main, ["serve", "--data-dir", str(tmp_path), "--mint-rate", "2.5",
+                                  "--mint-burst", "4", "--pace-loopback",
+                                  "--mint-limit-wait", "30"])
+    assert result.exit_code == 0, result.output
+    assert got == [PacingConfig(rate=2.5, burst=4, loopback=True, max_wait=30.0)]
+    assert served == [tmp_path]
+    result = runner.invoke(main, ["serve", "--data-dir", str(tmp_path)])
+    assert got[-1] == PacingConfig()  # the defaults are the library's
+    for bad in (["--mint-burst", "0"], ["--mint-rate", "-1"], ["--mint-limit-wait", "x"]):
+        result = runner.invoke(main, ["serve", "--data-dir", str(tmp_path), *bad])
+        assert result.exit_code == 2, (bad, result.output)
+    assert len(got) == 2 and len(served) == 2
