@@ -82,6 +82,7 @@ def _no_outputs(amount: int, change: int) -> int:
 SWAP_ENDPOINT = "POST /v1/swap"
 MELT_ENDPOINT = "POST /v1/melt/bolt11"
 
+
 class MeltOperation(OperationBase):
     """The melt saga's logic; :class:`MeltOperationActor` runs it."""
 
