@@ -42,6 +42,7 @@ from coco_actors.control.paths import token_path
 from coco_actors.errors import CocoError
 from coco_actors.events import DEFAULT_RETENTION
 from coco_actors.idempotency import step_key
+from coco_actors.pacing import DEFAULT_BURST, DEFAULT_MAX_WAIT, DEFAULT_RATE
 from coco_actors.proof_ledger import DEFAULT_IDEMPOTENCY_TTL
 from coco_actors.refresher import DEFAULT_KEYSET_REFRESH
 
@@ -435,6 +436,18 @@ def _read_mnemonic() -> str:
 @click.option("--consolidate-max-fee-fraction", type=click.FloatRange(min=0, max=1),
               default=0.1, show_default=True, metavar="F",
               help="skip a consolidation whose input fee is above this fraction of its amount")
+@click.option("--mint-rate", type=click.FloatRange(min=0), default=DEFAULT_RATE,
+              show_default=True, metavar="N",
+              help="requests per second to each mint (0: unpaced); loopback mints only with"
+                   " --pace-loopback")
+@click.option("--mint-burst", type=click.IntRange(min=1), default=DEFAULT_BURST,
+              show_default=True, metavar="N",
+              help="requests that may go to a mint at once after a quiet spell")
+@click.option("--pace-loopback", is_flag=True, help="pace mints on 127.0.0.1/::1 too")
+@click.option("--mint-limit-wait", type=click.FloatRange(min=0), default=DEFAULT_MAX_WAIT,
+              show_default=True, metavar="SECONDS",
+              help="how long a mint's 429s are waited out (its Retry-After, else backoff)"
+                   " before the call fails with mint_rate_limited; the operation stays")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           exposure: dict[str, int], sweep_to: str | None,
@@ -445,7 +458,8 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
           webhook_backoff: tuple[float, float], verbose: bool,
           listen: tuple[str, int] | None, consolidate_above: int | None,
           consolidate_inactive: str, consolidate_margin: float,
-          consolidate_max_fee_fraction: float) -> None:
+          consolidate_max_fee_fraction: float, mint_rate: float, mint_burst: int,
+          pace_loopback: bool, mint_limit_wait: float) -> None:
     """Run the wallet daemon in the foreground (SIGTERM or Ctrl-C stops it).
 
     Opens the wallet (recovery runs first), starts the watcher and answers on
@@ -455,6 +469,7 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
     (Standard Webhooks), retried until a 2xx, resumed after a restart.
     Logs go to stderr, one line per operation transition; --json logs JSON lines.
     """
+    from coco_actors import pacing
     from coco_actors.consolidator import ConsolidationPolicy
     from coco_actors.control import lifecycle
     from coco_actors.store import WalletLockedError
@@ -479,6 +494,8 @@ def serve(ui: Ui, log_file: Path | None, rollback_prepared_after: float | None,
         if not payments_url.startswith(("http://", "https://")):
             raise click.BadParameter(f"{payments_url!r} is not an http(s) URL",
                                      param_hint="--payments-url")
+    pacing.configure(pacing.PacingConfig(rate=mint_rate, burst=mint_burst,
+                                          loopback=pace_loopback, max_wait=mint_limit_wait))
     lifecycle.configure_logging(log_file=log_file, verbose=verbose, as_json=ui.as_json)
     try:
         lifecycle.serve(ui.data_dir, rollback_prepared_after=rollback_prepared_after,

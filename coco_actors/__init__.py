@@ -19,10 +19,12 @@ from coco_actors.errors import (
     MintUnreachableError,
     NotFoundError,
     PaymentRequestError,
+    RateLimitedError,
     TokenError,
     TokenSpentError,
 )
 from coco_actors.keys import WalletKey
+from coco_actors.pacing import PacingConfig
 from coco_actors.records import EventRecord, OpState, RequestRecord
 from coco_actors.store import DataDirError
 
@@ -31,6 +33,7 @@ __all__ = [
     "IdempotencyConflictError", "InsufficientFundsError",
     "InvalidAmountError", "InvalidInputError", "InvalidStateError", "InvoiceError",
     "LockedTokenError", "MintError", "MintRejectedError", "MintUnreachableError",
-    "NotFoundError", "OpState", "PaymentRequestError", "RequestRecord", "TokenError",
+    "NotFoundError", "OpState", "PacingConfig", "PaymentRequestError", "RateLimitedError",
+    "RequestRecord", "TokenError",
     "TokenSpentError", "WalletKey",
 ]

@@ -78,6 +78,8 @@ from coco_actors.operations.consolidate import (
     ConsolidationRule,
 )
 from coco_actors.operations.transfer import fit_amount
+from coco_actors.pacing import PacingConfig
+from coco_actors.pacing import configure as configure_pacing
 from coco_actors.paging import Page, check_limit, decode_cursor, encode_cursor, entry_filter
 from coco_actors.proof_ledger import (
     DEFAULT_IDEMPOTENCY_TTL,
@@ -292,7 +294,8 @@ class Coco:
              webhooks: Sequence[WebhookSpec] = (), webhook_hosts: Sequence[str] = (),
              webhook_retry: RetryPolicy | None = None,
              keyset_refresh: float | None = DEFAULT_KEYSET_REFRESH,
-             consolidation: ConsolidationPolicy | bool | None = None) -> Coco:
+             consolidation: ConsolidationPolicy | bool | None = None,
+             pacing: PacingConfig | None = None) -> Coco:
         """Open the wallet in ``data_dir``, creating it (with a fresh mnemonic if none
         is given) when it does not exist yet. Recovery runs before this returns.
 
@@ -332,6 +335,11 @@ class Coco:
         :class:`ConsolidationPolicy` tunes it (``max_proofs``: consolidate a mint holding
         more proofs than that, off by default); False turns every trigger off.
 
+        ``pacing``: how requests to each mint are paced and how long 429s are waited
+        out (:mod:`coco_actors.pacing`); it applies to the whole process, since a mint
+        limits per address. Default: 1 request/s, bursts of 20, loopback mints unpaced,
+        429s retried for up to 120 s, then :class:`~coco_actors.errors.RateLimitedError`.
+
         A directory that cannot be written (read-only, no permission, no space) is
         a :class:`~coco_actors.store.DataDirError`, with nothing changed. A stored
         record this release cannot decode does not stop the open: it is logged by
@@ -354,6 +362,8 @@ class Coco:
         elif not isinstance(consolidation, ConsolidationPolicy):
             raise InvalidInputError(f"consolidation must be a ConsolidationPolicy, True or "
                                     f"False, got {consolidation!r}")
+        if pacing is not None:
+            configure_pacing(pacing)
         store = Store(data_dir)
         try:
             stored = store.get_setting("mnemonic")
@@ -982,6 +992,8 @@ class SendApi(_SagaApi[SendOperationProxy]):
 
         def replay(rec: IdempotencyRecord) -> tuple[Operation, str]:
             op = self._settled(rec)
+            if op.state == OpState.PREPARED:  # the first call was rate limited (429)
+                op = self._step(op.id, lambda a: a.execute())
             return op, op.token or ""
 
         return coco._idempotent(key, SEND_EXECUTE, (op_id,), run, replay)

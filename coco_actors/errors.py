@@ -22,7 +22,8 @@
     └── MintError                talking to a mint
         ├── MintUnreachableError the outcome is UNKNOWN: timeout, refused, reset, 5xx
         │   └── MintProtocolError    the mint answered something unparseable
-        └── MintRejectedError    the mint answered with a definitive NUT error code
+        ├── MintRejectedError    the mint answered with a definitive NUT error code
+        └── RateLimitedError     the mint kept answering 429: NOT processed, try later
 
 The split under ``MintError`` is the one that protects money: only a
 ``MintRejectedError`` says the mint did *not* do what was asked. After a
@@ -182,6 +183,22 @@ class MintRejectedError(MintError):
         self.status = status
 
 
+class RateLimitedError(MintError):
+    """The mint answered 429 (too many requests) for longer than the wallet waits
+    (:mod:`coco_actors.pacing`): it did **not** process the request, so nothing is
+    compensated; the operation stays where it was, to be resumed (execute again).
+
+    ``retry_after`` is the pause the mint last asked for (seconds, ``None``: it gave
+    none), ``waited`` how long this request was held back by 429s.
+    """
+
+    def __init__(self, message: str, *, mint_url: str = "", endpoint: str = "",
+                 retry_after: float | None = None, waited: float = 0.0) -> None:
+        super().__init__(message, mint_url=mint_url, endpoint=endpoint)
+        self.retry_after = retry_after
+        self.waited = waited
+
+
 # NUT error codes the wallet reacts to (see nuts/error_codes.md).
 CODE_PROOFS_SPENT = 11001
 CODE_PROOFS_PENDING = 11002
@@ -227,6 +244,7 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "MintUnreachableError": "mint_unreachable",
     "MintProtocolError": "mint_protocol_error",
     "MintRejectedError": "mint_rejected",
+    "RateLimitedError": "mint_rate_limited",
     # the daemon's (coco_actors.control.errors)
     "BadRequestError": "bad_request",
     "MethodNotAllowedError": "method_not_allowed",

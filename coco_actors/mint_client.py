@@ -37,7 +37,9 @@ from coco_actors.errors import (
     MintProtocolError,
     MintRejectedError,
     MintUnreachableError,
+    RateLimitedError,
 )
+from coco_actors.pacing import PACERS, MintPacer
 from coco_actors.wire import (
     BlindedMessage,
     BlindSignature,
@@ -153,8 +155,11 @@ class MintClient:
         batch_size: int = DEFAULT_BATCH,
         max_body: int = DEFAULT_MAX_BODY,
         transport: httpx.BaseTransport | None = None,
+        pacer: MintPacer | None = None,
     ) -> None:
         self.mint_url = normalize_mint_url(mint_url)
+        # shared by every client of this mint in the process (the mint limits per address)
+        self._pacer = pacer or PACERS.for_url(self.mint_url)
         self._timeout = timeout
         self._batch_size = batch_size
         self._max_body = max_body
@@ -188,25 +193,7 @@ class MintClient:
                                                timeout=timeout or self._timeout)
         except (httpx.InvalidURL, ValueError) as exc:  # a path built from a mint's answer
             raise InvalidInputError(f"cannot build a request for {endpoint}") from exc
-        try:
-            resp = self._http.send(request, stream=True)
-            try:
-                raw = self._read_bounded(resp, endpoint)
-            finally:
-                resp.close()
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise MintUnreachableError(
-                f"cannot connect to {self.mint_url} ({endpoint}): {type(exc).__name__}",
-                mint_url=self.mint_url, endpoint=endpoint, request_sent=False) from exc
-        except httpx.TimeoutException as exc:
-            raise MintUnreachableError(
-                f"timed out waiting for {self.mint_url} ({endpoint}); outcome unknown",
-                mint_url=self.mint_url, endpoint=endpoint) from exc
-        except httpx.HTTPError as exc:  # reset, protocol error, read error...
-            raise MintUnreachableError(
-                f"connection to {self.mint_url} failed ({endpoint}): {type(exc).__name__};"
-                " outcome unknown", mint_url=self.mint_url, endpoint=endpoint) from exc
-
+        resp, raw = self._paced(request, endpoint)
         data: Any
         try:
             data = decode_json(raw)
@@ -226,6 +213,57 @@ class MintClient:
         raise MintUnreachableError(
             f"{self.mint_url} answered {endpoint} with HTTP {resp.status_code}; outcome unknown",
             mint_url=self.mint_url, endpoint=endpoint)
+
+    def _paced(self, request: httpx.Request, endpoint: str) -> tuple[httpx.Response, bytes]:
+        """Send ``request`` when the mint's pacer gives it a turn; a 429 means the mint did
+        not process it, so it goes again after the pause (the mint's ``Retry-After``, or
+        a backoff), and past the pacer's bound the caller gets :class:`RateLimitedError`."""
+        pacer = self._pacer
+        limited_since: float | None = None
+        attempt = 0
+        while True:
+            pacer.wait_turn()
+            resp, raw = self._send(request, endpoint)
+            if resp.status_code != 429:
+                return resp, raw
+            header = resp.headers.get("retry-after")
+            if limited_since is None:
+                limited_since = pacer.clock()
+            pause = pacer.pause_after_429(header, attempt, limited_since)
+            if pause is None:
+                waited = pacer.clock() - limited_since
+                log.warning("%s kept answering %s with 429 for %.0f s; given up",
+                            self.mint_url, endpoint, waited)
+                raise RateLimitedError(
+                    f"{self.mint_url} is limiting requests ({endpoint}: HTTP 429 for"
+                    f" {waited:.0f} s); the request was not processed, try again later",
+                    mint_url=self.mint_url, endpoint=endpoint,
+                    retry_after=pacer.retry_after(header), waited=waited)
+            log.info("%s answered %s with 429; sent again in %.1f s", self.mint_url,
+                     endpoint, pause)
+            attempt += 1
+
+    def _send(self, request: httpx.Request, endpoint: str) -> tuple[httpx.Response, bytes]:
+        """One try of ``request``: the answer and its body (read bounded)."""
+        try:
+            resp = self._http.send(request, stream=True)
+            try:
+                raw = self._read_bounded(resp, endpoint)
+            finally:
+                resp.close()
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise MintUnreachableError(
+                f"cannot connect to {self.mint_url} ({endpoint}): {type(exc).__name__}",
+                mint_url=self.mint_url, endpoint=endpoint, request_sent=False) from exc
+        except httpx.TimeoutException as exc:
+            raise MintUnreachableError(
+                f"timed out waiting for {self.mint_url} ({endpoint}); outcome unknown",
+                mint_url=self.mint_url, endpoint=endpoint) from exc
+        except httpx.HTTPError as exc:  # reset, protocol error, read error...
+            raise MintUnreachableError(
+                f"connection to {self.mint_url} failed ({endpoint}): {type(exc).__name__};"
+                " outcome unknown", mint_url=self.mint_url, endpoint=endpoint) from exc
+        return resp, raw
 
     def _read_bounded(self, resp: httpx.Response, endpoint: str) -> bytes:
         """The body, read chunk by chunk and refused past ``max_body`` bytes.

@@ -215,6 +215,7 @@ class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     mint_url: str | None = None   # an error talking to a mint
     nut_code: int | None = None   # the mint's NUT error code (MintRejectedError)
+    retry_after: float | None = None  # RateLimitedError: seconds the mint asked to wait
     needed: int | None = None     # InsufficientFundsError
     available: int | None = None
 

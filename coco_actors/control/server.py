@@ -82,6 +82,7 @@ from coco_actors.errors import (
     MintRejectedError,
     MintUnreachableError,
     NotFoundError,
+    RateLimitedError,
     error_code,
 )
 from coco_actors.events import MAX_SEQ
@@ -145,6 +146,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (CryptoError, 422),
     (MintRejectedError, 422),
     (MintUnreachableError, 424),  # the mint, not the daemon, did not answer
+    (RateLimitedError, 429),  # the mint is limiting us: nothing done, try again later
     (MintError, 424),
     (ActorTimeoutError, 408),
     (ShuttingDownError, 409),
@@ -163,6 +165,8 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, object]]:
         err["mint_url"] = exc.mint_url
     if isinstance(exc, MintRejectedError):
         err["nut_code"] = exc.code
+    if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+        err["retry_after"] = exc.retry_after
     if isinstance(exc, InsufficientFundsError):
         err.update(needed=exc.needed, available=exc.available)
     if isinstance(exc, IdempotencyConflictError):
@@ -463,6 +467,8 @@ class BoundedHandler(BaseHTTPRequestHandler):
         if isinstance(exc, MethodNotAllowedError):
             headers["Allow"] = ", ".join(exc.allow)
         if isinstance(exc, TooManyRequestsError):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         if isinstance(exc, UnauthorizedError):
             headers["WWW-Authenticate"] = exc.challenge

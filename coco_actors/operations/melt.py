@@ -30,6 +30,7 @@ from coco_actors.errors import (
     MintProtocolError,
     MintRejectedError,
     MintUnreachableError,
+    RateLimitedError,
 )
 from coco_actors.operations.base import (
     LEDGER_TIMEOUT,
@@ -75,6 +76,11 @@ def melt_input_fee(amount: int, ppk: int) -> int:
 
 def _no_outputs(amount: int, change: int) -> int:
     return 0  # a melt derives its outputs with ``executing``, not with the hold
+
+
+#: The requests whose 429 leaves a melt as it was before execute.
+SWAP_ENDPOINT = "POST /v1/swap"
+MELT_ENDPOINT = "POST /v1/melt/bolt11"
 
 
 class MeltOperation(OperationBase):
@@ -181,6 +187,18 @@ class MeltOperation(OperationBase):
         """
         self._require(OpState.PREPARED)
         op = self.op
+        try:
+            return self._execute(op, wait_s)
+        except RateLimitedError as exc:
+            # a 429 on the swap or the melt itself is no outcome: the mint did nothing,
+            # so the melt is prepared again as it was, to be executed later (a 429 on
+            # a later question, after an unknown outcome, leaves it executing)
+            if (self.op.state == OpState.EXECUTING and not self.op.swapped
+                    and exc.endpoint in (SWAP_ENDPOINT, MELT_ENDPOINT)):
+                self._commit(op.moved(OpState.PREPARED))
+            raise
+
+    def _execute(self, op: Operation, wait_s: float) -> Operation:
         keyset = self.mint.active_keyset(op.unit)
         inputs = self._inputs()
         if op.needs_swap:

@@ -24,6 +24,7 @@ from coco_actors.errors import (
     MintRejectedError,
     MintUnreachableError,
     NotFoundError,
+    RateLimitedError,
 )
 from coco_actors.keys import WalletKey
 from coco_actors.operations.base import (
@@ -121,7 +122,7 @@ class MintOperation(OperationBase):
             return
         try:
             self.try_redeem()
-        except MintUnreachableError as exc:
+        except (MintUnreachableError, RateLimitedError) as exc:
             # the outcome is unknown (it may be executing now): the Watcher follows the
             # quote again, and its next notice (PAID, or ISSUED if our request got
             # through) retries, without waiting for a restart's recovery

@@ -15,6 +15,7 @@ from coco_actors.errors import (
     CODE_PROOFS_SPENT,
     InvalidAmountError,
     MintRejectedError,
+    RateLimitedError,
     TokenSpentError,
 )
 from coco_actors.operations.base import (
@@ -73,6 +74,9 @@ class ReceiveOperation(OperationBase):
             if exc.code in (CODE_PROOFS_SPENT, CODE_OUTPUTS_ALREADY_SIGNED):
                 return self._resolve(exc)  # ours from before, or claimed by someone else
             self._end(OpState.ROLLED_BACK, error=str(exc))
+            raise
+        except RateLimitedError:  # not processed (429): prepared again, execute later
+            self._commit(op.moved(OpState.PREPARED))
             raise
         self._settle(op.moved(OpState.COMPLETED), add=self._unblind(op.outputs, sigs),
                      event="finalized")

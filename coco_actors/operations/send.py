@@ -24,6 +24,7 @@ from coco_actors.errors import (
     InsufficientFundsError,
     InvalidStateError,
     MintRejectedError,
+    RateLimitedError,
 )
 from coco_actors.idempotency import SEND_EXECUTE
 from coco_actors.operations.base import (
@@ -136,6 +137,11 @@ class SendOperation(OperationBase):
                 lambda outputs: self.mint.client.swap(inputs, [o.blinded for o in outputs]))
         except MintRejectedError as exc:
             self._resolve_executing(reason=exc)
+            raise
+        except RateLimitedError:
+            # a 429 is no outcome: the mint did not process the swap; prepared again,
+            # the caller executes again later (nothing is compensated)
+            self._commit(self.op.moved(OpState.PREPARED))
             raise
         return self._unblind(self.op.outputs, sigs)
 

@@ -22,6 +22,12 @@ bodies), so a test knows exactly what the mint processed: that record is the
 crash tests' ground truth. Websocket upgrades (``/v1/ws``) are relayed as raw
 bytes; they can be refused (``refuse_ws``) or cut (:meth:`cut_websockets`).
 
+For rate-limit tests the proxy can pose as a reverse proxy: with ``forwarded_for`` set,
+each request reaches the mint with that ``X-Forwarded-For`` (Nutshell's limiter then
+counts it, where it exempts 127.0.0.1), and with ``retry_after`` set, a 429 from the
+mint reaches the wallet with that ``Retry-After``. ``Exchange.at`` is when a request
+arrived (``time.monotonic``).
+
 127.0.0.1 only; every thread it starts ends with :meth:`FaultProxy.stop`.
 """
 
@@ -34,6 +40,7 @@ import queue
 import socket
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +70,7 @@ class Exchange:
     response: bytes | None = None  # the mint's body, decoded (de-chunked, gunzipped)
     fault: str | None = None       # what the proxy did instead of a plain relay
     forwarded: bool = False        # the request was sent to the mint
+    at: float = field(default_factory=time.monotonic)  # when it arrived at the proxy
 
     def request_json(self) -> Any:
         return _json(self.request)
@@ -398,6 +406,8 @@ class FaultProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.refuse_ws = False
+        self.forwarded_for: str | None = None  # sent to the mint as X-Forwarded-For
+        self.retry_after: str | None = None    # added to the mint's 429 answers
         self.ws_attempts = 0
         self.ws_accepted = 0
         self.ws_attempted = threading.Event()   # set on every upgrade attempt
@@ -636,7 +646,7 @@ class FaultProxy:
         self._track(upstream)
         try:
             upstream.settimeout(UPSTREAM_TIMEOUT)
-            upstream.sendall(request.raw)
+            upstream.sendall(_with_header(request, "X-Forwarded-For", self.forwarded_for).raw)
             answer, decoded = _Conn(upstream).read_message(response_to=exchange.method)
         except (OSError, _Closed, ValueError, IndexError):
             return None
@@ -644,6 +654,8 @@ class FaultProxy:
             self._forget(upstream)
         exchange.status = int(answer.head.split(b" ", 2)[1])
         exchange.response = decoded
+        if exchange.status == 429:
+            answer = _with_header(answer, "Retry-After", self.retry_after)
         return answer
 
     @staticmethod
@@ -727,6 +739,14 @@ class FaultProxy:
             threads = list(self._threads)
         for t in threads:
             t.join(timeout=5)
+
+
+def _with_header(message: _Message, name: str, value: str | None) -> _Message:
+    """``message`` with the header ``name: value`` added (as it is when ``value`` is None)."""
+    if value is None:
+        return message
+    head = message.head[:-2] + f"{name}: {value}\r\n\r\n".encode("latin-1")
+    return _Message(head, message.body, {**message.headers, name.lower(): value})
 
 
 def _reset(sock: socket.socket) -> None:
