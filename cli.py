@@ -172,8 +172,14 @@ def balance_table(balances: dict[str, dict[str, int]],
 def operations_table(ops: Sequence[dict[str, Any]]) -> str:
     return table(["ID", "TYPE", "AMOUNT", "FEE", "STATE", "MINT", "CREATED"],
                  [(o.get("id") or o.get("operation_id"), o["type"],
-                   o["amount"], o["fee"], o["state"], _mints_of(o), when(o["created_at"]))
+                   _amount(o), o["fee"], o["state"], _mints_of(o), when(o["created_at"]))
                   for o in ops], right=(2, 3))
+
+
+def _amount(op: dict[str, Any]) -> str:
+    """An operation's amount; its unit written out unless sat (the default)."""
+    unit = op.get("unit") or "sat"
+    return str(op["amount"]) if unit == "sat" else f"{op['amount']} {unit}"
 
 
 def _mints_of(op: dict[str, Any]) -> str:
@@ -183,28 +189,33 @@ def _mints_of(op: dict[str, Any]) -> str:
 
 
 def operation_details(op: dict[str, Any]) -> str:
+    unit = op.get("unit") or "sat"
+
+    def amt(n: int) -> str:
+        return sat(n, unit)
+
     mints = ([("from", op["mint_url"]), ("to", op["to_mint_url"])] if op["type"] == "transfer"
              else [("mint", op["mint_url"])])
     rows = [("operation", op["id"]), ("type", op["type"]), ("state", op["state"]), *mints,
-            ("amount", sat(op["amount"])), ("fee", sat(op["fee"]))]
+            ("amount", amt(op["amount"])), ("fee", amt(op["fee"]))]
     if op["type"] == "send":
-        rows += [("total input", sat(op["input_amount"])),
+        rows += [("total input", amt(op["input_amount"])),
                  ("swap", "yes" if op["needs_swap"] else "no (exact proofs)")]
     if op["type"] == "melt":
-        rows += [("fee reserve", sat(op["fee_reserve"])),
-                 ("total input", sat(op["input_amount"])),
+        rows += [("fee reserve", amt(op["fee_reserve"])),
+                 ("total input", amt(op["input_amount"])),
                  ("swap", "yes, then melt" if op["needs_swap"] else "no (direct melt)"),
                  ("quote", op["quote_id"] or "-")]
         if op["state"] == "completed":
-            rows += [("lightning fee", sat(op["fee_paid"])), ("change", sat(op["change_amount"])),
+            rows += [("lightning fee", amt(op["fee_paid"])), ("change", amt(op["change_amount"])),
                      ("preimage", op["preimage"] or "-")]
         rows.append(("invoice", op["invoice"] or "-"))
     if op["type"] == "transfer":
-        rows += [("fee reserve", sat(op["fee_reserve"])),
-                 ("total input", sat(op["input_amount"])),
-                 ("received", sat(op["received"]))]
+        rows += [("fee reserve", amt(op["fee_reserve"])),
+                 ("total input", amt(op["input_amount"])),
+                 ("received", amt(op["received"]))]
         if op["state"] == "completed":
-            rows.append(("lightning fee", sat(op["fee_paid"])))
+            rows.append(("lightning fee", amt(op["fee_paid"])))
         rows += [("melt leg", op["melt_id"] or "-"), ("mint leg", op["mint_leg_id"] or "-")]
     rows += [("created", when(op["created_at"])), ("updated", when(op["updated_at"]))]
     if op.get("error"):

@@ -39,6 +39,10 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
         "= bob    spendable  152  reserved   0  pending  30",   # refund under a key, asked
         "= alice  spendable  537  reserved   0  pending   0",   # twice, paid once; mint fee 1
         "= bob    spendable  152  reserved   0  pending   0",   # alice claimed it: completed
+        "= alice  spendable  500  reserved   0  pending   0  in usd",  # usd minted
+        "= alice  spendable  399  reserved   0  pending 100  in usd",  # sent 100, swap fee 1
+        "= bob    spendable   99  reserved   0  pending   0  in usd",  # received, mint fee 1
+        "= alice  spendable  399  reserved   0  pending   0  in usd",  # bob claimed it
     ]
     assert "received 99 sat from" in text
     assert re.search(r"^\s+state\s+completed$", text, re.M)
@@ -66,6 +70,11 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
     assert re.search(r"webhook receiver got events 1\.\.\d+, each signed; every signature"
                      r" verifies", text)
     assert re.search(r"^\s+no difference$", text, re.M)  # coco audit of bob's wallet
+    # coco balance after the usd step: the sat table, then the usd one, never added up
+    assert re.search(r"^\s+all mints\s+537\s+0\s+0\s+537\n\s*\n\s+in usd:\n\s+MINT.*\n"
+                     r"\s+http://\S+\s+399\s+0\s+0\s+399\n\s+all mints\s+399\s+0\s+0\s+399$",
+                     text, re.M)
+    assert re.search(r"send\s+100 usd\s+1\s+completed", text)  # alice's history
     assert lines[-1] == "done: daemons stopped, mints stopped"
     assert not re.search(r"cashuB[A-Za-z0-9_-]{40}", text)  # tokens are shortened
     assert not re.search(r"lnbc[0-9a-z]{40}", text)  # so are invoices

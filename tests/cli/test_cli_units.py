@@ -12,12 +12,11 @@ from cli_support import pairs_of
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.tokens import decode
+from devtools.devmint import USD_ENV
 from devtools.invoices import make_invoice
 
 pytestmark = pytest.mark.mint
 
-USD_ENV = {"MINT_BACKEND_BOLT11_USD": "FakeWallet",
-           "MINT_DERIVATION_PATH_LIST": "[\"m/0'/2'/0'\"]"}
 
 
 def _fee(token: str, ppk: int) -> int:

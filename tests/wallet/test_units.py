@@ -20,16 +20,13 @@ from coco_actors.mint_client import MintClient, MintInfo, normalize_mint_url
 from coco_actors.proof_ledger import Balances, MintBalance
 from coco_actors.tokens import Token, decode, encode_v4
 from coco_actors.watcher import WatcherConfig
-from devtools.devmint import DevMint
+from devtools.devmint import USD_ENV, DevMint
 from devtools.invoices import make_invoice
 
 from .helpers import WalletFactory, fee_of, snapshot, token_fee
 
 pytestmark = pytest.mark.mint
 
-#: Nutshell derives a keyset's unit from its derivation path; this one is usd's.
-USD_ENV = {"MINT_BACKEND_BOLT11_USD": "FakeWallet",
-           "MINT_DERIVATION_PATH_LIST": "[\"m/0'/2'/0'\"]"}
 QUICK = WatcherConfig(poll_interval=0.5, reconnect_min=0.05, reconnect_max=0.5)
 
 
