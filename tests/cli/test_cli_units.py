@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import pytest
-from cli_support import pairs_of
+from cli_support import Wallet, pairs_of
 
 from coco_actors.crypto.keysets import fee_for
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.tokens import decode
-from devtools.devmint import USD_ENV
+from devtools.devmint import USD_ENV, DevMint
 from devtools.invoices import make_invoice
 
 pytestmark = pytest.mark.mint
@@ -24,13 +25,14 @@ def _fee(token: str, ppk: int) -> int:
 
 
 @pytest.mark.parametrize("ppk", [0, 100], ids=["fee0", "fee100"])
-def test_invoice_send_receive_pay_with_unit(wallet, make_mint, ppk):
+def test_invoice_send_receive_pay_with_unit(wallet: Callable[..., Wallet],
+                                            make_mint: Callable[..., DevMint], ppk: int) -> None:
     mint = make_mint(input_fee_ppk=ppk, extra_env=USD_ENV).start()
     url = normalize_mint_url(mint.url)
     alice, bob = wallet("alice", url), wallet("bob", url)
 
-    def usd(w):
-        return w.json("balance", "--mint", url, "--unit", "usd")[url]
+    def usd(w: Wallet) -> dict[str, int]:
+        return w.json("balance", "--mint", url, "--unit", "usd")[url]  # type: ignore[no-any-return]
 
     minted = alice.json("invoice", "500", "--mint", url, "--unit", "usd")
     assert (minted["unit"], minted["operation"]["unit"]) == ("usd", "usd")
