@@ -531,9 +531,12 @@ class Coco:
         return ctx
 
     def _unit_context(self, url: str, unit: str) -> MintContext:
-        """The mint's context, refused (:class:`InvalidInputError`, no request made)
-        unless the wallet knows an active keyset of ``unit`` there."""
+        """The mint's context, refused (:class:`InvalidInputError`, no request that
+        changes anything made) unless it has an active keyset of ``unit``."""
         ctx = self._mint_context(url)
+        if not any(ks.active and ks.unit == unit for ks in ctx.keysets):
+            # the mint may have added the unit since: asked once (a read, nothing changes)
+            ctx = self._register(MintRecord(url=ctx.url), ctx.client, fetch_keysets(ctx.client))
         if not any(ks.active and ks.unit == unit for ks in ctx.keysets):
             units = sorted({ks.unit for ks in ctx.keysets if ks.active})
             raise InvalidInputError(f"mint {ctx.url} has no active keyset in {unit!r} "
