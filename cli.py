@@ -149,8 +149,12 @@ def when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def sat(n: int) -> str:
-    return f"{n} sat"
+def sat(n: int, unit: str = "sat") -> str:
+    return f"{n} {unit}"
+
+
+UNIT_OPTION = click.option("--unit", default="sat", show_default=True, metavar="UNIT",
+                           help="the unit of the amounts (the mint needs a keyset of it)")
 
 
 def balance_table(balances: dict[str, dict[str, int]],
@@ -170,8 +174,14 @@ def balance_table(balances: dict[str, dict[str, int]],
 def operations_table(ops: Sequence[dict[str, Any]]) -> str:
     return table(["ID", "TYPE", "AMOUNT", "FEE", "STATE", "MINT", "CREATED"],
                  [(o.get("id") or o.get("operation_id"), o["type"],
-                   o["amount"], o["fee"], o["state"], _mints_of(o), when(o["created_at"]))
+                   _amount(o), o["fee"], o["state"], _mints_of(o), when(o["created_at"]))
                   for o in ops], right=(2, 3))
+
+
+def _amount(op: dict[str, Any]) -> str:
+    """An operation's amount; its unit written out unless sat (the default)."""
+    unit = op.get("unit") or "sat"
+    return str(op["amount"]) if unit == "sat" else f"{op['amount']} {unit}"
 
 
 def _mints_of(op: dict[str, Any]) -> str:
@@ -181,28 +191,33 @@ def _mints_of(op: dict[str, Any]) -> str:
 
 
 def operation_details(op: dict[str, Any]) -> str:
+    unit = op.get("unit") or "sat"
+
+    def amt(n: int) -> str:
+        return sat(n, unit)
+
     mints = ([("from", op["mint_url"]), ("to", op["to_mint_url"])] if op["type"] == "transfer"
              else [("mint", op["mint_url"])])
     rows = [("operation", op["id"]), ("type", op["type"]), ("state", op["state"]), *mints,
-            ("amount", sat(op["amount"])), ("fee", sat(op["fee"]))]
+            ("amount", amt(op["amount"])), ("fee", amt(op["fee"]))]
     if op["type"] == "send":
-        rows += [("total input", sat(op["input_amount"])),
+        rows += [("total input", amt(op["input_amount"])),
                  ("swap", "yes" if op["needs_swap"] else "no (exact proofs)")]
     if op["type"] == "melt":
-        rows += [("fee reserve", sat(op["fee_reserve"])),
-                 ("total input", sat(op["input_amount"])),
+        rows += [("fee reserve", amt(op["fee_reserve"])),
+                 ("total input", amt(op["input_amount"])),
                  ("swap", "yes, then melt" if op["needs_swap"] else "no (direct melt)"),
                  ("quote", op["quote_id"] or "-")]
         if op["state"] == "completed":
-            rows += [("lightning fee", sat(op["fee_paid"])), ("change", sat(op["change_amount"])),
+            rows += [("lightning fee", amt(op["fee_paid"])), ("change", amt(op["change_amount"])),
                      ("preimage", op["preimage"] or "-")]
         rows.append(("invoice", op["invoice"] or "-"))
     if op["type"] == "transfer":
-        rows += [("fee reserve", sat(op["fee_reserve"])),
-                 ("total input", sat(op["input_amount"])),
-                 ("received", sat(op["received"]))]
+        rows += [("fee reserve", amt(op["fee_reserve"])),
+                 ("total input", amt(op["input_amount"])),
+                 ("received", amt(op["received"]))]
         if op["state"] == "completed":
-            rows.append(("lightning fee", sat(op["fee_paid"])))
+            rows.append(("lightning fee", amt(op["fee_paid"])))
         rows += [("melt leg", op["melt_id"] or "-"), ("mint leg", op["mint_leg_id"] or "-")]
     rows += [("created", when(op["created_at"])), ("updated", when(op["updated_at"]))]
     if op.get("error"):
@@ -682,9 +697,15 @@ def mint_info(ui: Ui, url: str) -> None:
 @wallet_command(main)
 @click.option("--mint", metavar="URL", help="only this mint")
 @click.option("--total", is_flag=True, help="only the total over all mints")
-def balance(ui: Ui, mint: str | None, total: bool) -> None:
+@click.option("--unit", metavar="UNIT",
+              help="only this unit [default: every unit; --json and --total: sat]")
+def balance(ui: Ui, mint: str | None, total: bool, unit: str | None) -> None:
     """Balances per mint: spendable, reserved (by operations), pending (unclaimed sends),
-    and their total over all mints."""
+    and their total over all mints; a table per unit (sat first), never added up."""
+    if unit is not None and not total:
+        per_mint = ui.client.get("/balance", mint=mint, unit=unit)
+        ui.result(per_mint, lambda: click.echo(balance_table(per_mint)))
+        return
     if total:
         if mint:
             raise click.UsageError("--total and --mint exclude each other",
@@ -695,7 +716,22 @@ def balance(ui: Ui, mint: str | None, total: bool) -> None:
     balances = ui.client.get("/balance", mint=mint)
     summed = ui.client.get("/balance/total") if not mint and balances and not ui.as_json \
         else None
-    ui.result(balances, lambda: click.echo(balance_table(balances, summed)))
+    others = ui.client.get("/balance/units", mint=mint) if balances and not ui.as_json \
+        else None
+    ui.result(balances, lambda: click.echo(balance_table(balances, summed)
+                                           + _other_units(others, summed is not None)))
+
+
+def _other_units(units: dict[str, Any] | None, with_total: bool) -> str:
+    """The tables of the units other than sat (none held: nothing), under the sat one."""
+    if not units:
+        return ""
+    out = []
+    for unit in sorted(u for u in units["totals"] if u != "sat"):
+        rows = {url: per[unit] for url, per in units["mints"].items() if unit in per}
+        out.append(f"\n\nin {unit}:\n"
+                   + balance_table(rows, units["totals"][unit] if with_total else None))
+    return "".join(out)
 
 
 # --- minting ------------------------------------------------------------------------------
@@ -707,12 +743,16 @@ def balance(ui: Ui, mint: str | None, total: bool) -> None:
 @click.option("--no-wait", is_flag=True, help="return at once; the daemon mints once paid")
 @click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True,
               help="seconds to wait for the payment")
-def invoice(ui: Ui, amount: int, mint: str, no_wait: bool, timeout: float) -> None:
-    """Ask the mint for a bolt11 invoice of AMOUNT sat, wait until it is paid, mint."""
-    quote = ui.client.post("/mint/quote", {"mint_url": mint, "amount": amount},
-                           idempotency_key=ui.key())
+@UNIT_OPTION
+def invoice(ui: Ui, amount: int, mint: str, no_wait: bool, timeout: float, unit: str) -> None:
+    """Ask the mint for a bolt11 invoice of AMOUNT (in --unit), wait until it is paid,
+    mint."""
+    body: dict[str, Any] = {"mint_url": mint, "amount": amount}
+    if unit != "sat":  # a sat quote's request (and its idempotency key) as before units
+        body["unit"] = unit
+    quote = ui.client.post("/mint/quote", body, idempotency_key=ui.key())
     if not ui.as_json:
-        click.echo(pairs([("invoice", f"{sat(amount)} at {mint}"),
+        click.echo(pairs([("invoice", f"{sat(amount, unit)} at {mint}"),
                           ("operation", quote["operation_id"]), ("request", quote["request"])]))
     if no_wait or not quote["operation_id"]:
         ui.result(quote, "the daemon mints it once it is paid: see coco balance")
@@ -720,10 +760,10 @@ def invoice(ui: Ui, amount: int, mint: str, no_wait: bool, timeout: float) -> No
     op = _wait_paid(ui, quote["operation_id"], timeout)
     if op["state"] != "completed":
         raise DomainError(f"the quote could not be minted: {op.get('error') or op['state']}")
-    balances = ui.client.get("/balance", mint=mint)
+    balances = ui.client.get("/balance", mint=mint, unit=unit)
     spendable = next(iter(balances.values()))["spendable"]
     ui.result({**quote, "operation": op, "balance": balances},
-              f"paid: minted {sat(op['amount'])}; spendable now {sat(spendable)}")
+              f"paid: minted {sat(op['amount'], unit)}; spendable now {sat(spendable, unit)}")
 
 
 def _wait_paid(ui: Ui, op_id: str, timeout: float) -> dict[str, Any]:
@@ -849,11 +889,14 @@ def send_group() -> None:
               help="after this time the --refund keys can claim it too")
 @click.option("--refund", "refunds", multiple=True, metavar="PUBKEY",
               help="a key that can reclaim the token after --locktime (repeatable)")
+@UNIT_OPTION
 def send_amount(ui: Ui, amount: int, mint: str, yes: bool, prepare_only: bool,
                 locks: tuple[str, ...], n_sigs: int | None, locktime: int | None,
-                refunds: tuple[str, ...]) -> None:
-    """Send AMOUNT sat: prepare, show amount and fees, confirm, print the token."""
+                refunds: tuple[str, ...], unit: str) -> None:
+    """Send AMOUNT (in --unit): prepare, show amount and fees, confirm, print the token."""
     body: dict[str, Any] = {"mint_url": mint, "amount": amount}
+    if unit != "sat":
+        body["unit"] = unit
     if locks:
         body["p2pk"] = list(locks)
     if n_sigs is not None:
@@ -871,11 +914,13 @@ def send_amount(ui: Ui, amount: int, mint: str, yes: bool, prepare_only: bool,
                       f"   (or: coco send rollback {op['id']})")
         return
     if not ui.as_json:
-        ui.note(pairs([("amount", sat(op["amount"])), ("fee", sat(op["fee"])),
-                       ("total input", sat(op["input_amount"])), ("operation", op["id"])]))
+        ui.note(pairs([("amount", sat(op["amount"], unit)), ("fee", sat(op["fee"], unit)),
+                       ("total input", sat(op["input_amount"], unit)),
+                       ("operation", op["id"])]))
     if not yes:
         try:
-            confirmed = click.confirm(f"send {sat(amount)} (fee {sat(op['fee'])})?", err=True)
+            confirmed = click.confirm(f"send {sat(amount, unit)} (fee {sat(op['fee'], unit)})?",
+                                      err=True)
         except click.Abort:
             confirmed = False
         if not confirmed:
@@ -890,8 +935,9 @@ def _execute(ui: Ui, op_id: str, key: str | None) -> None:
     op = res["operation"]
 
     def human() -> None:
-        ui.note(f"send {op['id']} is {op['state']}: a token of {sat(op['amount'])}"
-                f" (send fee {sat(op['fee'])})")
+        unit = op.get("unit") or "sat"
+        ui.note(f"send {op['id']} is {op['state']}: a token of {sat(op['amount'], unit)}"
+                f" (send fee {sat(op['fee'], unit)})")
         click.echo(res["token"])  # alone on stdout: TOKEN=$(coco send ...) works
 
     ui.result(res, human)
@@ -954,8 +1000,10 @@ def _can_ask() -> bool:
               help="return once the payment is in flight; the daemon settles it")
 @click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True,
               help="seconds to wait for the payment to settle")
+@click.option("--unit", default="sat", show_default=True, metavar="UNIT",
+              help="an invoice: pay it with ecash of this unit (the mint converts)")
 def pay(ui: Ui, invoice: str, mint: str | None, amount: int | None, yes: bool, no_wait: bool,
-        timeout: float) -> None:
+        timeout: float, unit: str) -> None:
     """Pay a bolt11 INVOICE, or a payment request (creqA.../creqB..., NUT-18/26).
 
     An invoice: shows the amount, the mint's lightning fee reserve (the unused part
@@ -971,6 +1019,9 @@ def pay(ui: Ui, invoice: str, mint: str | None, amount: int | None, yes: bool, n
         raise click.UsageError("stdin is not a terminal, so nobody can confirm the payment;"
                                " add --yes to pay without asking", ctx)
     if invoice.strip().lower().startswith("creq"):
+        if unit != "sat":
+            raise click.UsageError("--unit is for invoices: a payment request names its unit",
+                                   ctx)
         _pay_request(ui, invoice.strip(), mint, amount, yes)
         return
     if mint is None:
@@ -980,17 +1031,20 @@ def pay(ui: Ui, invoice: str, mint: str | None, amount: int | None, yes: bool, n
         raise click.UsageError("--amount is for payment requests: an invoice has its amount",
                                ctx)
     deadline = time.monotonic() + timeout
-    op = ui.client.post("/melt/prepare", {"mint_url": mint, "invoice": invoice},
-                        idempotency_key=ui.key())
+    body: dict[str, Any] = {"mint_url": mint, "invoice": invoice}
+    if unit != "sat":
+        body["unit"] = unit
+    op = ui.client.post("/melt/prepare", body, idempotency_key=ui.key())
     if not ui.as_json:
-        ui.note(pairs([("amount", sat(op["amount"])), ("fee reserve", sat(op["fee_reserve"])),
-                       ("input fee", sat(op["fee"])), ("total input", sat(op["input_amount"])),
-                       ("operation", op["id"])]))
+        ui.note(pairs([("amount", sat(op["amount"], unit)),
+                       ("fee reserve", sat(op["fee_reserve"], unit)),
+                       ("input fee", sat(op["fee"], unit)),
+                       ("total input", sat(op["input_amount"], unit)), ("operation", op["id"])]))
     if not yes:
         try:
-            confirmed = click.confirm(f"pay {sat(op['amount'])} (fee reserve"
-                                      f" {sat(op['fee_reserve'])}, input fee {sat(op['fee'])})?",
-                                      err=True)
+            confirmed = click.confirm(f"pay {sat(op['amount'], unit)} (fee reserve"
+                                      f" {sat(op['fee_reserve'], unit)}, input fee"
+                                      f" {sat(op['fee'], unit)})?", err=True)
         except click.Abort:
             confirmed = False
         if not confirmed:
@@ -1075,8 +1129,11 @@ def _paid(ui: Ui, op: dict[str, Any]) -> None:
         ui.result(op, f"melt {op['id']} is pending: the payment is in flight and the daemon"
                       f" settles it (see: coco melt show {op['id']})")
     elif op["state"] == "completed":
-        ui.result(op, pairs([("paid", sat(op["amount"])), ("lightning fee", sat(op["fee_paid"])),
-                             ("input fee", sat(op["fee"])), ("change", sat(op["change_amount"])),
+        unit = op.get("unit") or "sat"
+        ui.result(op, pairs([("paid", sat(op["amount"], unit)),
+                             ("lightning fee", sat(op["fee_paid"], unit)),
+                             ("input fee", sat(op["fee"], unit)),
+                             ("change", sat(op["change_amount"], unit)),
                              ("preimage", op["preimage"] or "-"), ("operation", op["id"])]))
     elif op["state"] == "rolled_back":
         _melt_failed(ui, op, f"the payment failed ({op.get('error') or 'rolled back'}): melt"
@@ -1465,8 +1522,10 @@ def receive(ui: Ui, token: str, into: str | None, yes: bool) -> None:
         token = sys.stdin.read()  # the daemon strips it
     if into is None:
         op = ui.client.post("/receive", {"token": token}, idempotency_key=ui.key())
-        ui.result(op, f"received {sat(op['amount'])} from {op['mint_url']}"
-                      f" (mint fee {sat(op['fee'])}); operation {op['id']} is {op['state']}")
+        unit = op.get("unit") or "sat"
+        ui.result(op, f"received {sat(op['amount'], unit)} from {op['mint_url']}"
+                      f" (mint fee {sat(op['fee'], unit)}); operation {op['id']} is"
+                      f" {op['state']}")
         return
     if not yes and not _can_ask():
         raise click.UsageError("stdin is not a terminal, so nobody can confirm the move;"

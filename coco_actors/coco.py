@@ -152,6 +152,35 @@ def _check_retention(seconds: object) -> float:
     return float(seconds)
 
 
+def _check_unit(unit: object) -> str:
+    if not isinstance(unit, str) or not unit or not unit.isascii() or not unit.isalnum():
+        raise InvalidInputError(f"unit must be a short name such as 'sat' or 'usd', "
+                                f"got {unit!r}")
+    return unit.lower()
+
+
+def _unit_args(unit: str) -> list[object]:
+    """A unit's part of a request fingerprint: nothing for sat (keys bound before units
+    existed keep their fingerprint)."""
+    return [] if unit == "sat" else [unit]
+
+
+def _check_token_units(token: Token, keysets: Mapping[str, Keyset]) -> None:
+    """A token's proofs are all of keysets of the token's own unit (its keyset ids
+    resolved against ``keysets``): a mixed or mislabelled token is refused before any
+    request that changes anything."""
+    units = {keysets[p.keyset_id].unit for p in token.proofs if p.keyset_id in keysets}
+    if len(units) > 1:
+        raise InvalidInputError(f"the token mixes units ({', '.join(sorted(units))}); "
+                                "a token holds one unit")
+    if units and units != {token.unit}:
+        raise InvalidInputError(f"the token says {token.unit!r} but its proofs are of "
+                                f"{units.pop()!r} keysets")
+    if not any(ks.active and ks.unit == token.unit for ks in keysets.values()):
+        raise InvalidInputError(f"the mint {token.mint} has no active keyset in "
+                                f"{token.unit!r}")
+
+
 def _check_amount(amount: object) -> int:
     """The one domain check of an amount, at the edge that receives it (this facade)."""
     if isinstance(amount, bool) or not isinstance(amount, int):
@@ -460,7 +489,9 @@ class Coco:
         # locked ecash we cannot unlock is refused here, before any request
         self._keyring.unlock_plan(decoded.proofs, int(time.time()))
         decoded = self._resolve(decoded, ctx)
+        ctx = self._mint_context(decoded.mint)  # with any keyset _resolve just fetched
         keys = {ks.id: ks for ks in ctx.keysets}
+        _check_token_units(decoded, keys)
 
         def key_for(keyset_id: str, amount: int) -> str:
             return keys[keyset_id].key_for(amount)
@@ -664,6 +695,19 @@ class Coco:
         ctx = self._mint_context(url)
         return self._register(MintRecord(url=ctx.url), ctx.client, fetch_keysets(ctx.client))
 
+    def _unit_context(self, url: str, unit: str) -> MintContext:
+        """The mint's context, refused (:class:`InvalidInputError`, no request that
+        changes anything made) unless it has an active keyset of ``unit``."""
+        ctx = self._mint_context(url)
+        if not any(ks.active and ks.unit == unit for ks in ctx.keysets):
+            # the mint may have added the unit since: asked once (a read, nothing changes)
+            ctx = self._refresh_keysets(ctx.url)
+        if not any(ks.active and ks.unit == unit for ks in ctx.keysets):
+            units = sorted({ks.unit for ks in ctx.keysets if ks.active})
+            raise InvalidInputError(f"mint {ctx.url} has no active keyset in {unit!r} "
+                                    f"(it has: {', '.join(units) or 'none'})")
+        return ctx
+
     def _register(self, rec: MintRecord, client: MintClient, keysets: list[Keyset]) -> MintContext:
         """Hand a fetched mint to the Supervisor (no network IO happens in its mailbox)."""
         ctx = self._ask(self._supervisor.register_mint(rec, client, keysets))
@@ -742,26 +786,31 @@ class MintApi:
     def __init__(self, coco: Coco) -> None:
         self._coco = coco
 
-    def create_quote(self, mint_url: str, amount: int, *,
+    def create_quote(self, mint_url: str, amount: int, *, unit: str = "sat",
                      idempotency_key: str | None = None) -> MintQuote:
         """A bolt11 mint quote: pay ``quote.request``, then :meth:`redeem` ``quote.id``.
+
+        ``amount`` is in ``unit``; the mint needs an active keyset of it
+        (:class:`InvalidInputError` before any request otherwise).
 
         Repeated with the same ``idempotency_key``: the same quote (its state as the
         mint tells it now), no second one."""
         key = _check_key(idempotency_key)
         _check_amount(amount)
+        unit = _check_unit(unit)
         coco = self._coco
-        ctx = coco._mint_context(mint_url)
+        ctx = coco._unit_context(mint_url, unit)
 
         def run(bind: Bind) -> MintQuote:
-            actor = coco._ask(coco._supervisor.new_mint(ctx.url, amount))
+            actor = coco._ask(coco._supervisor.new_mint(ctx.url, amount, unit))
             bind(wait(actor.operation(), CALL_TIMEOUT, "mint operation").id)
             return wait(actor.create_quote(), CALL_TIMEOUT, "mint operation")
 
         def replay(rec: IdempotencyRecord) -> MintQuote:
             return ctx.client.get_mint_quote(coco._target(rec).quote_id or "")
 
-        return coco._idempotent(key, "mint.quote", (ctx.url, amount), run, replay)
+        return coco._idempotent(key, "mint.quote", (ctx.url, amount, *_unit_args(unit)), run,
+                                replay)
 
     def redeem(self, quote_id: str, timeout: float = 60.0) -> Operation:
         """Wait until the quote is paid (at most ``timeout`` s), then mint it.
@@ -925,9 +974,10 @@ class SendApi(_SagaApi[SendOperationProxy]):
     def prepare_send(self, mint_url: str, amount: int, *,
                      p2pk: str | Sequence[str] | None = None, n_sigs: int = 1,
                      locktime: int | None = None,
-                     refund: str | Sequence[str] | None = None,
+                     refund: str | Sequence[str] | None = None, unit: str = "sat",
                      idempotency_key: str | None = None) -> Operation:
-        """Reserve proofs for ``amount`` and persist the swap's outputs.
+        """Reserve proofs for ``amount`` (in ``unit``: only proofs of that unit's keysets
+        are selected) and persist the swap's outputs.
 
         The result's ``fee`` is the input fee the mint will charge for the swap
         (0 when proofs match the amount exactly and no swap is needed).
@@ -948,26 +998,28 @@ class SendApi(_SagaApi[SendOperationProxy]):
             lock = P2PKLock.of(p2pk, n_sigs, locktime, refund)
         elif n_sigs != 1 or locktime is not None or refund is not None:
             raise InvalidInputError("n_sigs, locktime and refund need p2pk (the lock keys)")
-        ctx = self._coco._mint_context(mint_url)
+        unit = _check_unit(unit)
+        ctx = self._coco._unit_context(mint_url, unit)
         locks = None if lock is None else [list(lock.pubkeys), lock.n_sigs, lock.locktime,
                                            list(lock.refund)]
-        return self._prepare(ctx, amount, lock, key, [ctx.url, amount, locks])
+        return self._prepare(ctx, amount, lock, key,
+                             [ctx.url, amount, locks, *_unit_args(unit)], unit)
 
     def _prepare(self, ctx: MintContext, amount: int, lock: P2PKLock | None,
-                 key: str | None, args: Sequence[object]) -> Operation:
+                 key: str | None, args: Sequence[object], unit: str = "sat") -> Operation:
         coco = self._coco
         return coco._idempotent(key, "send.prepare", args,
-                                lambda bind: self._prepare_bound(ctx, amount, lock, bind),
+                                lambda bind: self._prepare_bound(ctx, amount, lock, bind, unit),
                                 coco._target)
 
     def _prepare_bound(self, ctx: MintContext, amount: int, lock: P2PKLock | None,
-                       bind: Bind) -> Operation:
+                       bind: Bind, unit: str = "sat") -> Operation:
         """The prepare itself, ``bind`` called with the send's id before its first commit
         (also what ``coco.requests.pay`` runs under its own key)."""
         coco = self._coco
         if lock is not None and not ctx.client.get_info().supports(11):
             raise InvalidInputError(f"mint {ctx.url} does not support P2PK locks (NUT-11)")
-        actor = coco._ask(coco._supervisor.new_send(ctx.url, amount))
+        actor = coco._ask(coco._supervisor.new_send(ctx.url, amount, unit))
         bind(wait(actor.operation(), CALL_TIMEOUT, "send operation").id)
         return wait(actor.prepare(amount, lock=lock), CALL_TIMEOUT, "send operation")
 
@@ -1025,9 +1077,9 @@ class MeltApi(_SagaApi[MeltOperationProxy]):
         return self._coco._supervisor.melt_actor(op_id)
 
     def prepare_melt(self, mint_url: str, invoice: str, *,
-                     swap: bool | None = None,
+                     swap: bool | None = None, unit: str = "sat",
                      idempotency_key: str | None = None) -> Operation:
-        """Quote ``invoice`` at the mint and hold inputs for it.
+        """Quote ``invoice`` at the mint in ``unit`` and hold inputs of that unit for it.
 
         The result's ``amount`` is what the invoice pays, ``fee_reserve`` the mint's
         lightning fee reserve, ``fee`` the input fee(s) this melt pays, and
@@ -1037,17 +1089,19 @@ class MeltApi(_SagaApi[MeltOperationProxy]):
         """
         key = _check_key(idempotency_key)
         inv = _payable(invoice)
+        unit = _check_unit(unit)
         coco = self._coco
-        url = coco._mint_context(mint_url).url
+        url = coco._unit_context(mint_url, unit).url
         if swap is not None and not isinstance(swap, bool):
             raise InvalidInputError(f"swap must be True, False or None, got {swap!r}")
 
         def run(bind: Bind) -> Operation:
-            actor = coco._ask(coco._supervisor.new_melt(url, inv.amount_sat or 0))
+            actor = coco._ask(coco._supervisor.new_melt(url, inv.amount_sat or 0, unit))
             bind(wait(actor.operation(), CALL_TIMEOUT, "melt operation").id)
             return wait(actor.prepare(inv, swap), CALL_TIMEOUT, "melt operation")
 
-        return coco._idempotent(key, "melt.prepare", (url, inv.payment_hash, swap), run,
+        return coco._idempotent(key, "melt.prepare",
+                                (url, inv.payment_hash, swap, *_unit_args(unit)), run,
                                 coco._target)
 
     def execute_prepared_melt(self, operation_id: str, timeout: float = 60.0, *,

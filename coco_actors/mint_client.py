@@ -115,15 +115,16 @@ class MintInfo:
             return not entry["disabled"]
         return bool(entry.get("methods") or entry.get("supported", True))
 
-    def websocket_commands(self, unit: str = "sat") -> frozenset[str]:
-        """NUT-17: the subscription kinds the mint offers for ``unit`` (none if unsure)."""
+    def websocket_commands(self, unit: str | None = "sat") -> frozenset[str]:
+        """NUT-17: the subscription kinds the mint offers for ``unit`` (None: for any of
+        its units; none if unsure)."""
         entry = self.nuts.get("17")
         methods = entry.get("supported") if isinstance(entry, dict) else None
         if not isinstance(methods, list):
             return frozenset()
         kinds: set[str] = set()
         for m in methods:
-            if not isinstance(m, dict) or m.get("unit", "sat") != unit:
+            if not isinstance(m, dict) or unit not in (None, m.get("unit", "sat")):
                 continue
             commands = m.get("commands")
             if isinstance(commands, list):

@@ -87,15 +87,48 @@ class MintBalance:
         return self.spendable + self.reserved + self.pending
 
 
+#: The unit of a keyset the wallet does not know, and of every balance read as a plain dict.
+DEFAULT_UNIT = "sat"
+
+
+def _sum(balances: Iterable[MintBalance]) -> MintBalance:
+    items = list(balances)
+    return MintBalance(spendable=sum(b.spendable for b in items),
+                       reserved=sum(b.reserved for b in items),
+                       pending=sum(b.pending for b in items))
+
+
 class Balances(dict[str, MintBalance]):
-    """Per mint URL its :class:`MintBalance`, and :attr:`total` over every mint."""
+    """Per mint URL its **sat** :class:`MintBalance` (the shape every caller reads), and
+    :attr:`total` over every mint; :attr:`units` holds every unit of every mint.
+
+    Amounts of two units are never added: ``balances.unit("usd")`` is the same shape for
+    another unit, ``balances.totals()`` one total per unit.
+    """
+
+    def __init__(self, per_mint: Mapping[str, MintBalance] | None = None,
+                 units: Mapping[str, Mapping[str, MintBalance]] | None = None) -> None:
+        super().__init__(per_mint or {})
+        if units is None:
+            units = {url: {DEFAULT_UNIT: b} for url, b in self.items()}
+        #: per mint URL, per unit (sorted), its balance; a mint's sat is always there
+        self.units: dict[str, dict[str, MintBalance]] = {
+            url: dict(sorted(per_unit.items())) for url, per_unit in units.items()}
 
     @property
     def total(self) -> MintBalance:
-        per_mint = self.values()
-        return MintBalance(spendable=sum(b.spendable for b in per_mint),
-                           reserved=sum(b.reserved for b in per_mint),
-                           pending=sum(b.pending for b in per_mint))
+        """The sat balance summed over every mint."""
+        return _sum(self.values())
+
+    def unit(self, unit: str) -> Balances:
+        """Per mint URL its balance in ``unit`` (zero at a mint without it)."""
+        return Balances({url: per_unit.get(unit, MintBalance())
+                         for url, per_unit in self.units.items()})
+
+    def totals(self) -> dict[str, MintBalance]:
+        """Per unit held anywhere, its balance summed over every mint (sat always)."""
+        names = sorted({DEFAULT_UNIT, *(u for per in self.units.values() for u in per)})
+        return {u: self.unit(u).total for u in names}
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,15 +455,18 @@ class ProofLedger:
             other = self._invoices[invoice]
             raise InvalidStateError(
                 f"this invoice is already paid or being paid by melt {other}")
+        unit = self.unit_of(mint_url, keyset_id)  # only proofs of the operation's unit
         ready = [r for r in self._proofs.values()
-                 if r.mint_url == mint_url and r.status == ProofStatus.READY]
+                 if r.mint_url == mint_url and r.status == ProofStatus.READY
+                 and self.unit_of(mint_url, r.proof.keyset_id) == unit]
         selection = inactive_first(select, self._inactive_ids(mint_url))(
             [r.proof for r in ready], amount, lambda ps: self.input_fee(mint_url, ps))
         if selection is None:
             spendable = sum(r.amount for r in ready)
-            incoming = self._expected_change(mint_url)
+            incoming = self._expected_change(mint_url, unit)
+            what = "" if unit == DEFAULT_UNIT else f" {unit}"
             raise InsufficientFundsError(
-                f"balance at {mint_url} ({spendable} spendable) cannot cover {amount}"
+                f"balance at {mint_url} ({spendable}{what} spendable) cannot cover {amount}"
                 " plus input fees", needed=amount, available=spendable,
                 may_wait=incoming > 0 and spendable + incoming > amount)
         change = selection.total - amount - selection.fee
@@ -467,12 +503,13 @@ class ProofLedger:
             self._invoices[op.payment_hash] = op.id
         return settled
 
-    def _expected_change(self, mint_url: str) -> int:
-        """What sends now holding proofs at ``mint_url`` will give back as change
-        (also those whose hold is not committed yet)."""
+    def _expected_change(self, mint_url: str, unit: str = DEFAULT_UNIT) -> int:
+        """What sends now holding proofs at ``mint_url`` will give back as change in
+        ``unit`` (also those whose hold is not committed yet)."""
         held: dict[OperationId, int] = {}
         for r in self._proofs.values():
-            if r.mint_url == mint_url and r.operation_id is not None:
+            if (r.mint_url == mint_url and r.operation_id is not None
+                    and self.unit_of(mint_url, r.proof.keyset_id) == unit):
                 held[r.operation_id] = held.get(r.operation_id, 0) + r.amount
         change = 0
         for op_id, total in held.items():
@@ -564,17 +601,29 @@ class ProofLedger:
     def proofs_of(self, op_id: OperationId) -> list[Proof]:
         return [r.proof for r in self._proofs.values() if r.operation_id == op_id]
 
+    def unit_of(self, mint_url: str, keyset_id: str) -> str:
+        """The unit of a keyset (a keyset the wallet does not know: sat)."""
+        ks = self._keysets.get(mint_url, {}).get(keyset_id)
+        return ks.unit if ks else DEFAULT_UNIT
+
     def balances(self) -> Balances:
-        out: dict[str, dict[str, int]] = {url: {"spendable": 0, "reserved": 0, "pending": 0}
-                                          for url in self._mints}
+        """Per mint and unit; a proof's unit is its keyset's, a pending send's its own."""
+        out: dict[str, dict[str, dict[str, int]]] = {url: {} for url in self._mints}
+
+        def slot(url: str, unit: str) -> dict[str, int]:
+            return out.setdefault(url, {}).setdefault(
+                unit, {"spendable": 0, "reserved": 0, "pending": 0})
+
+        for url in self._mints:
+            slot(url, DEFAULT_UNIT)
         for r in self._proofs.values():
-            slot = out.setdefault(r.mint_url, {"spendable": 0, "reserved": 0, "pending": 0})
-            slot["spendable" if r.status == ProofStatus.READY else "reserved"] += r.amount
+            s = slot(r.mint_url, self.unit_of(r.mint_url, r.proof.keyset_id))
+            s["spendable" if r.status == ProofStatus.READY else "reserved"] += r.amount
         for op in self._ops.values():
             if op.type == OpType.SEND and op.state in (OpState.PENDING, OpState.ROLLING_BACK):
-                slot = out.setdefault(op.mint_url, {"spendable": 0, "reserved": 0, "pending": 0})
-                slot["pending"] += sum(p.amount for p in op.send_proofs)
-        return Balances({url: MintBalance(**v) for url, v in out.items()})
+                slot(op.mint_url, op.unit)["pending"] += sum(p.amount for p in op.send_proofs)
+        units = {url: {u: MintBalance(**v) for u, v in per.items()} for url, per in out.items()}
+        return Balances({url: per[DEFAULT_UNIT] for url, per in units.items()}, units)
 
     def all_proof_records(self) -> list[ProofRecord]:
         return list(self._proofs.values())
@@ -831,6 +880,7 @@ class ProofLedgerProxy(ActorMemberMixin, pykka.ActorProxy[ProofLedgerActor]):
     known_ys = proxy_method(ProofLedger.known_ys)
     proofs_of = proxy_method(ProofLedger.proofs_of)
     balances = proxy_method(ProofLedger.balances)
+    unit_of = proxy_method(ProofLedger.unit_of)
     all_proof_records = proxy_method(ProofLedger.all_proof_records)
     unreadable = proxy_method(ProofLedger.unreadable)
     audit_view = proxy_method(ProofLedger.audit_view)

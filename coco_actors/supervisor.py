@@ -174,8 +174,8 @@ class Supervisor:
 
     # --- operation actors -----------------------------------------------------------
 
-    def new_send(self, mint_url: str, amount: int) -> SendOperationProxy:
-        return cast(SendOperationProxy, self._new(OpType.SEND, mint_url, amount))
+    def new_send(self, mint_url: str, amount: int, unit: str = "sat") -> SendOperationProxy:
+        return cast(SendOperationProxy, self._new(OpType.SEND, mint_url, amount, unit))
 
     def new_receive(self, mint_url: str, amount: int, unit: str,
                     op_id: OperationId | None = None) -> ReceiveOperationProxy:
@@ -185,11 +185,11 @@ class Supervisor:
         return cast(ReceiveOperationProxy, self._new(OpType.RECEIVE, mint_url, amount, unit,
                                                      op_id))
 
-    def new_mint(self, mint_url: str, amount: int) -> MintOperationProxy:
-        return cast(MintOperationProxy, self._new(OpType.MINT, mint_url, amount))
+    def new_mint(self, mint_url: str, amount: int, unit: str = "sat") -> MintOperationProxy:
+        return cast(MintOperationProxy, self._new(OpType.MINT, mint_url, amount, unit))
 
-    def new_melt(self, mint_url: str, amount: int) -> MeltOperationProxy:
-        return cast(MeltOperationProxy, self._new(OpType.MELT, mint_url, amount))
+    def new_melt(self, mint_url: str, amount: int, unit: str = "sat") -> MeltOperationProxy:
+        return cast(MeltOperationProxy, self._new(OpType.MELT, mint_url, amount, unit))
 
     def new_consolidate(self, mint_url: str, unit: str = "sat") -> ConsolidateOperationProxy:
         return cast(ConsolidateOperationProxy,

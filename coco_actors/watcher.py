@@ -431,7 +431,8 @@ class WatcherActor(NoticeActor):
             client = self._own_clients[mint_url] = self._client_factory(mint_url)
             kinds: frozenset[str] = frozenset()
             try:
-                kinds = client.get_info().websocket_commands("sat")
+                # every unit's: a usd quote is watched on the same socket as a sat one
+                kinds = client.get_info().websocket_commands(None)
             except CocoError as exc:
                 log.info("no info from %s (%s); polling only for now", mint_url, exc)
                 kinds = frozenset({PROOF_STATE, *QUOTE_KINDS})  # try the socket

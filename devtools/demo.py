@@ -8,7 +8,8 @@ send -> pay a lightning invoice (of a second mint, the payee) -> transfer 100 sa
 from the first mint to the second -> a send locked to the receiver's key (P2PK) -> a
 payment request paid over HTTP (NUT-18) -> a backend driving the second wallet's
 daemon over TCP (bearer token, an idempotency key, the event log replayed, signed
-webhooks, the solvency audit) -> history. Every balance is checked to the sat
+webhooks, the solvency audit) -> usd at the same mint (invoice, send, receive; each
+unit's balance on its own) -> history. Every balance is checked to the sat
 (``DemoError`` when off).
 Leaves nothing running: the daemons and the mints are stopped on the way out,
 also on an error, Ctrl-C or SIGTERM.
@@ -43,7 +44,7 @@ from coco_actors.crypto.keysets import fee_for
 from coco_actors.errors import CocoError
 from coco_actors.mint_client import MintClient
 from coco_actors.tokens import decode
-from devtools.devmint import DevMint, free_port
+from devtools.devmint import USD_ENV, DevMint, free_port
 
 #: Seconds a daemon gets to answer after it was started, and a send to be seen claimed.
 READY_TIMEOUT = 30.0
@@ -55,6 +56,9 @@ TRANSFER_AMOUNT = 100
 LOCKED_AMOUNT = 64
 REQUEST_AMOUNT = 21
 REFUND_AMOUNT = 30
+#: Alice's usd (cents, as the FakeWallet mint counts them): minted, then some sent to bob.
+USD_AMOUNT = 500
+USD_SEND = 100
 #: The idempotency key bob's backend gives its refund (its own order number, say).
 REFUND_KEY = "refund-4711"
 #: Seconds a development mint may take to answer after it was started.
@@ -89,7 +93,9 @@ def run(*, input_fee_ppk: int = 100, out: Callable[[str], Any] = print,
             stack.callback(payee.stop)  # last: after its start (below) has returned
             starter = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="payee"))
             payee_started = starter.submit(payee.start, MINT_START_TIMEOUT)  # step 6 on needs it
-            mint = stack.enter_context(DevMint(root / "mint", input_fee_ppk=input_fee_ppk))
+            # it serves usd as well as sat: one more keyset, its own derivation path
+            mint = stack.enter_context(DevMint(root / "mint", input_fee_ppk=input_fee_ppk,
+                                               extra_env=USD_ENV))
             demo = stack.enter_context(_Session(root, out))
             demo.hooks = stack.enter_context(_HookReceiver())
             out(f"  mint listening at {mint.url}")
@@ -169,11 +175,15 @@ class _Session:
         self.cli("stop", "--data-dir", name)
         self.daemons[name].wait(timeout=READY_TIMEOUT)
 
-    def balance(self, name: str, url: str, where: str = "") -> dict[str, int]:
-        """Print and return ``name``'s balance at ``url`` (``where`` names the mint)."""
-        b: dict[str, int] = self.json("balance", "--data-dir", name, "--mint", url)[url]
+    def balance(self, name: str, url: str, where: str = "", unit: str = "sat"
+                ) -> dict[str, int]:
+        """Print and return ``name``'s balance at ``url`` (``where`` names the mint) in
+        ``unit`` (named on the line unless sat)."""
+        args = ("--unit", unit) if unit != "sat" else ()
+        b: dict[str, int] = self.json("balance", "--data-dir", name, "--mint", url, *args)[url]
         self.out(f"  = {name:5}  spendable {b['spendable']:4}  reserved {b['reserved']:3}"
-                 f"  pending {b['pending']:3}{f'  at the {where}' if where else ''}")
+                 f"  pending {b['pending']:3}{f'  at the {where}' if where else ''}"
+                 f"{f'  in {unit}' if unit != 'sat' else ''}")
         return b
 
 
@@ -244,6 +254,7 @@ def _walk(demo: _Session, url: str, payee: Future[DevMint], ppk: int) -> None:
     _locked(demo, url, ppk)
     _request(demo, url)
     _backend(demo, url, ppk)
+    _units(demo, url, ppk)
 
     out("\n11. history (newest first)")
     demo.cli("history", "--data-dir", "alice")
@@ -400,6 +411,39 @@ def _backend(demo: _Session, url: str, ppk: int) -> None:
     out("  the solvency report: bob's proofs checked at the mint (NUT-07)")
     audit = demo.cli("audit", "--data-dir", "bob")
     _expect("no difference" in audit.stdout, "the audit finds no difference")
+
+
+def _units(demo: _Session, url: str, ppk: int) -> None:
+    """The mint serves usd too: alice mints usd, sends some to bob, bob receives it; each
+    unit's balance moves on its own (sat never pays for usd, nor the other way)."""
+    out = demo.out
+    out(f"\n10b. units: alice mints {USD_AMOUNT} usd (cents) at the same mint and sends"
+        f" {USD_SEND} to bob")
+    sat_before = {name: demo.json("balance", "--data-dir", name)[url]
+                  for name in ("alice", "bob")}
+    demo.cli("invoice", str(USD_AMOUNT), "--mint", url, "--unit", "usd", "--data-dir", "alice")
+    _expect(demo.balance("alice", url, unit="usd") == _b(USD_AMOUNT, 0, 0),
+            "alice's usd balance after the usd invoice")
+    res = demo.cli("send", str(USD_SEND), "--mint", url, "--unit", "usd", "--yes",
+                   "--data-dir", "alice")
+    token = res.stdout.strip()
+    _expect(decode(token).unit == "usd", "the token is in usd")
+    send = demo.json("send", "show", _op_id(res.stderr), "--data-dir", "alice")
+    _expect(demo.balance("alice", url, unit="usd") == _b(USD_AMOUNT - USD_SEND - send["fee"],
+                                                         0, USD_SEND),
+            "alice's usd balance after the usd send")
+    demo.cli("receive", "-", "--data-dir", "bob", stdin=token)
+    receive_fee = fee_for(ppk for _ in decode(token).proofs)
+    _expect(demo.balance("bob", url, unit="usd") == _b(USD_SEND - receive_fee, 0, 0),
+            "bob's usd balance")
+    _await_state(demo, "alice", send["id"], "completed")
+    out("  every unit in its own table; the sat balances did not move:")
+    demo.cli("balance", "--data-dir", "alice")
+    for name in ("alice", "bob"):
+        _expect(demo.json("balance", "--data-dir", name)[url] == sat_before[name],
+                f"{name}'s sat balance unchanged by usd")
+    _expect(demo.balance("alice", url, unit="usd")
+            == _b(USD_AMOUNT - USD_SEND - send["fee"], 0, 0), "alice's usd send completed")
 
 
 def _events(demo: _Session, remote: Sequence[str], after: int) -> list[dict[str, Any]]:

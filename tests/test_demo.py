@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from devtools.demo import run
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "demo.sh"
 
 
+@pytest.mark.timeout(600)  # a dozen steps of real daemons and mints on a shared machine
 def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
     lines: list[str] = []
     run(input_fee_ppk=100, out=lines.append, work_dir=tmp_path)
@@ -39,6 +42,10 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
         "= bob    spendable  152  reserved   0  pending  30",   # refund under a key, asked
         "= alice  spendable  537  reserved   0  pending   0",   # twice, paid once; mint fee 1
         "= bob    spendable  152  reserved   0  pending   0",   # alice claimed it: completed
+        "= alice  spendable  500  reserved   0  pending   0  in usd",  # usd minted
+        "= alice  spendable  400  reserved   0  pending 100  in usd",  # 64+32+4: no swap
+        "= bob    spendable   99  reserved   0  pending   0  in usd",  # received, mint fee 1
+        "= alice  spendable  400  reserved   0  pending   0  in usd",  # bob claimed it
     ]
     assert "received 99 sat from" in text
     assert re.search(r"^\s+state\s+completed$", text, re.M)
@@ -66,6 +73,12 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
     assert re.search(r"webhook receiver got events 1\.\.\d+, each signed; every signature"
                      r" verifies", text)
     assert re.search(r"^\s+no difference$", text, re.M)  # coco audit of bob's wallet
+    # coco balance after the usd step: the sat table, then the usd one, never added up
+    assert re.search(r"^\s+all mints\s+637\s+0\s+0\s+637\n\s*\n\s+in usd:\n\s+MINT.*\n"
+                     r"\s+http://\S+\s+400\s+0\s+0\s+400\n\s+all mints\s+400\s+0\s+0\s+400$",
+                     text, re.M)
+    assert re.search(r"send\s+100 usd\s+0\s+completed", text)  # alice's history
+    assert re.search(r"receive\s+99 usd\s+1\s+completed", text)  # bob's
     assert lines[-1] == "done: daemons stopped, mints stopped"
     assert not re.search(r"cashuB[A-Za-z0-9_-]{40}", text)  # tokens are shortened
     assert not re.search(r"lnbc[0-9a-z]{40}", text)  # so are invoices

@@ -3,14 +3,16 @@
 Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
 
     GET  /status                        daemon, mints, balances, operations not at rest
-    GET  /balance[?mint=URL]            per mint: spendable, reserved, pending, total
-    GET  /balance/total                 the same, summed over every mint
+    GET  /balance[?mint=URL&unit=U]     per mint: spendable, reserved, pending, total (in U,
+                                        default sat)
+    GET  /balance/total                 the same in sat, summed over every mint
+    GET  /balance/units[?mint=URL]      {mints: per mint per unit, totals: per unit}
     GET  /mints                         trusted mints
     POST /mints          {url, restore} trust a mint (and restore from it, NUT-09)
     GET  /mints/info?url=URL            the mint's NUT-06 info
-    POST /mint/quote     {mint_url, amount}        a bolt11 quote; the wallet mints it once paid
+    POST /mint/quote     {mint_url, amount, unit?} a bolt11 quote; the wallet mints it once paid
     POST /mint/wait      {operation_id, timeout}   long poll (at most 30 s) until that mint is over
-    POST /send/prepare   {mint_url, amount, p2pk?, n_sigs?, locktime?, refund?}
+    POST /send/prepare   {mint_url, amount, p2pk?, n_sigs?, locktime?, refund?, unit?}
                                         reserve proofs (locked to p2pk keys: NUT-11); the operation
     GET  /keys                          the wallet's P2PK keys handed out
     POST /keys                          a fresh P2PK key {index, public, created_at}
@@ -18,7 +20,7 @@ Endpoints (HTTP with JSON bodies, served by :mod:`coco_actors.control.server`)::
     GET  /send/ID                       one send (with its token while pending)
     POST /send/ID/execute               {operation, token}
     POST /send/ID/rollback              the operation
-    POST /melt/prepare   {mint_url, invoice, swap?}  a melt quote, inputs held; the operation
+    POST /melt/prepare   {mint_url, invoice, swap?, unit?}  a melt quote, inputs held; the operation
     GET  /melt/pending                  melts not at rest
     GET  /melt/ID                       one melt
     POST /melt/ID/execute {timeout?}    pay (the mint may take timeout s, at most 120):
@@ -130,6 +132,8 @@ from coco_actors.control.schema import (
     RequestPay,
     SendPrepare,
     TransferPrepare,
+    UnitBalances,
+    UnitBalancesQuery,
     Wait,
     body_of,
     endpoint,
@@ -187,6 +191,7 @@ class ControlApi:
                 ("GET", r"/status", self.status),
                 ("GET", r"/balance", self.balance),
                 ("GET", r"/balance/total", self.total_balance),
+                ("GET", r"/balance/units", self.unit_balances),
                 ("GET", r"/mints", self.mints),
                 ("POST", r"/mints", self.add_mint),
                 ("GET", r"/mints/info", self.mint_info),
@@ -266,14 +271,31 @@ class ControlApi:
     @endpoint("per mint: spendable, reserved, pending, total", query=BalanceQuery,
               answer=dict[str, Balance])
     def balance(self, req: Request) -> object:
-        mint = query_of(BalanceQuery, req.query).mint
-        balances = self.coco.balance()
+        query = query_of(BalanceQuery, req.query)
+        mint = query.mint
+        balances = self.coco.balance().unit(query.unit)
         if mint:
             url = normalize_mint_url(mint)
             if url not in balances:
                 raise NotFoundError(f"unknown mint {mint}; add it first: coco mint add {mint}")
             return jsonable({url: balances[url]})
         return jsonable(balances)
+
+    @endpoint("per mint and unit, and per unit over every mint", query=UnitBalancesQuery,
+              answer=UnitBalances)
+    def unit_balances(self, req: Request) -> object:
+        mint = query_of(UnitBalancesQuery, req.query).mint
+        balances = self.coco.balance()
+        per_mint = balances.units
+        if mint:
+            url = normalize_mint_url(mint)
+            if url not in per_mint:
+                raise NotFoundError(f"unknown mint {mint}; add it first: coco mint add {mint}")
+            per_mint = {url: per_mint[url]}
+            totals = per_mint[url]
+        else:
+            totals = balances.totals()
+        return {"mints": jsonable(per_mint), "totals": jsonable(totals)}
 
     @endpoint("the balance summed over every mint", answer=Balance)
     def total_balance(self, req: Request) -> object:
@@ -307,7 +329,7 @@ class ControlApi:
               idempotency_key=True)
     def mint_quote(self, req: Request) -> object:
         body = body_of(MintQuote, req.body)
-        quote = self.coco.mint.create_quote(body.mint_url, body.amount,
+        quote = self.coco.mint.create_quote(body.mint_url, body.amount, unit=body.unit,
                                             idempotency_key=req.idempotency_key)
         op = self.coco.mint.open_operation_for(quote.quote)  # the Watcher has its quote
         return {"quote": quote.quote, "request": quote.request, "amount": quote.amount,
@@ -362,7 +384,7 @@ class ControlApi:
         return jsonable(self.coco.send.prepare_send(
             body.mint_url, body.amount, p2pk=_keys(body.p2pk),
             n_sigs=1 if body.n_sigs is None else body.n_sigs,
-            locktime=body.locktime, refund=_keys(body.refund),
+            locktime=body.locktime, refund=_keys(body.refund), unit=body.unit,
             idempotency_key=req.idempotency_key))
 
     # --- keys ------------------------------------------------------------------------
@@ -442,7 +464,7 @@ class ControlApi:
         body = body_of(MeltPrepare, req.body)
         return jsonable(self.coco.melt.prepare_melt(body.mint_url,
                                                     body.invoice,
-                                                    swap=body.swap,
+                                                    swap=body.swap, unit=body.unit,
                                                     idempotency_key=req.idempotency_key))
 
     @endpoint("melts not at rest", answer=list[JsonObject])

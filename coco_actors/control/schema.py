@@ -90,6 +90,7 @@ class AddMint(Body, frozen=True):
 class MintQuote(Body, frozen=True):
     mint_url: Url
     amount: int
+    unit: str = "sat"  # the amount's unit (the mint needs an active keyset of it)
 
 
 class Wait(Body, frozen=True):
@@ -106,6 +107,7 @@ class SendPrepare(Body, frozen=True):
     n_sigs: int | None = None
     locktime: int | None = None
     refund: Keys = None
+    unit: str = "sat"  # send ecash of this unit (only its keysets' proofs are selected)
 
 
 class Execute(Body, frozen=True):
@@ -124,6 +126,7 @@ class MeltPrepare(Body, frozen=True):
     mint_url: Url
     invoice: str
     swap: bool | None = None
+    unit: str = "sat"  # pay with ecash of this unit (the mint converts the invoice)
 
 
 class TransferPrepare(Body, frozen=True):
@@ -166,6 +169,11 @@ class RequestPay(Body, frozen=True):
 
 
 class BalanceQuery(Query, frozen=True):
+    mint: Url | None = None
+    unit: str = "sat"  # the balances in this unit (the shape stays per mint)
+
+
+class UnitBalancesQuery(Query, frozen=True):
     mint: Url | None = None
 
 
@@ -243,6 +251,14 @@ class Balance(msgspec.Struct, frozen=True):
     reserved: int
     pending: int
     total: int
+
+
+class UnitBalances(msgspec.Struct, frozen=True):
+    """``GET /balance/units``: per mint, per unit; and per unit, over every mint (two
+    units are never added)."""
+
+    mints: dict[str, dict[str, Balance]]
+    totals: dict[str, Balance]
 
 
 # --- the endpoint marks ---------------------------------------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "NUTSHELL_VERSION",
     "PENDING",
     "SETTLED",
+    "USD_ENV",
     "DevMint",
     "DevMintError",
     "FakeWalletConfig",
@@ -229,6 +230,11 @@ SETTLED = FakeWalletConfig()
 PENDING = FakeWalletConfig(pay_invoice_state="PENDING", payment_state="PENDING")
 #: Payments fail (a melt answers 20004 and its inputs are released).
 FAILING = FakeWalletConfig(pay_invoice_state="FAILED", payment_state="FAILED")
+
+#: ``extra_env`` of a mint serving usd as well as sat (FakeWallet, its own derivation path:
+#: Nutshell takes a keyset's unit from the path).
+USD_ENV: Mapping[str, str] = {"MINT_BACKEND_BOLT11_USD": "FakeWallet",
+                              "MINT_DERIVATION_PATH_LIST": "[\"m/0'/2'/0'\"]"}
 
 
 # ---------------------------------------------------------------- one mint

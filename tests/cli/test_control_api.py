@@ -51,8 +51,10 @@ class _Send:
 
     def prepare_send(self, mint_url: str, amount: int, *, p2pk: object = None,
                      n_sigs: int = 1, locktime: int | None = None,
-                     refund: object = None, idempotency_key: str | None = None) -> Operation:
+                     refund: object = None, unit: str = "sat",
+                     idempotency_key: str | None = None) -> Operation:
         assert (p2pk, n_sigs, locktime, refund) == (None, 1, None, None)  # not locked here
+        assert unit == "sat"  # the body's default unit reaches the wallet
         self.prepared.append((mint_url, amount))
         self.keys.append(idempotency_key)
         return Operation(id=OperationId("s1"), type=OpType.SEND, mint_url=mint_url,
@@ -72,7 +74,8 @@ class _Melt:
         self.looked = threading.Event()
 
     def prepare_melt(self, mint_url: str, invoice: str, *, swap: bool | None = None,
-                     idempotency_key: str | None = None) -> Operation:
+                     unit: str = "sat", idempotency_key: str | None = None) -> Operation:
+        assert unit == "sat"  # the body's default unit reaches the wallet
         self.prepared.append((mint_url, invoice, swap))
         return replace(self.op, state=OpState.PREPARED)
 
