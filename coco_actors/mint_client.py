@@ -334,15 +334,11 @@ class MintClient:
         except (MintUnreachableError, MintRejectedError, MintProtocolError):
             return cached[1].max_array_length if cached is not None else DEFAULT_MAX_ARRAY
 
-    def _known_cap(self) -> int:
-        """The cap from the last info answer, without asking (batching reads must not
-        add a request); the safe default before any answer."""
-        cached = self._info
-        return cached[1].max_array_length if cached is not None else DEFAULT_MAX_ARRAY
-
     def _batch(self) -> int:
-        """Entries per NUT-07 / NUT-09 request: the configured size, never above the cap."""
-        cap = self._known_cap()
+        """Entries per NUT-07 / NUT-09 request: the configured size, never above the cap
+        (from the last info answer; asked first when there is none)."""
+        cached = self._info
+        cap = cached[1].max_array_length if cached is not None else self.max_array_length()
         return cap if self._batch_size is None else min(self._batch_size, cap)
 
     def get_info(self) -> MintInfo:

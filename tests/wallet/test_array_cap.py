@@ -29,20 +29,20 @@ from .helpers import WalletFactory, balance_of, fee_of
 CAP = 1000  # what Nutshell announces; checked against /v1/info below
 
 
-def batched_fee(ppk: int, n_inputs: int) -> int:
-    """The fee of ``n_inputs`` one-keyset proofs swapped in requests of at most CAP."""
-    return sum(fee_of(ppk, min(CAP, n_inputs - i)) for i in range(0, n_inputs, CAP))
+def batched_fee(ppk: int, n_inputs: int, cap: int = CAP) -> int:
+    """The fee of ``n_inputs`` one-keyset proofs swapped in requests of at most ``cap``."""
+    return sum(fee_of(ppk, min(cap, n_inputs - i)) for i in range(0, n_inputs, cap))
 
 
 def mint_ones(url: str, mnemonic: str, n: int) -> None:
     """Mint ``n`` one-sat proofs to NUT-13 outputs of ``mnemonic`` at counters 0..n-1 of
-    the mint's active sat keyset, in requests of at most CAP outputs."""
+    the mint's active sat keyset, in requests of at most the mint's cap of outputs."""
     with MintClient(url) as client:
-        assert client.max_array_length() == CAP
+        cap = client.max_array_length()
         keyset = next(ks for ks in client.get_keys() if ks.unit == "sat")
         deriver = Nut13Deriver(mnemonic)
-        for start in range(0, n, CAP):
-            count = min(CAP, n - start)
+        for start in range(0, n, cap):
+            count = min(cap, n - start)
             quote = client.create_mint_quote(count)
             assert client.get_mint_quote(quote.id).state == "PAID"
             pairs = [deriver.derive(keyset.id, start + i) for i in range(count)]
@@ -89,6 +89,8 @@ def test_send_and_receive_of_2000_one_sat_proofs_split_under_the_cap(
         wallet: WalletFactory, mint: DevMint) -> None:
     url = normalize_mint_url(mint.url)
     ppk = mint.input_fee_ppk
+    with MintClient(url) as client:
+        assert client.max_array_length() == CAP  # what Nutshell announces by default
     n = 3300
     alice = ones_wallet(wallet, "alice", url, n)
     bob = wallet("bob", url)
@@ -142,56 +144,87 @@ def test_send_and_receive_of_2000_one_sat_proofs_split_under_the_cap(
         assert balance_of(again, url) == (total, 0, 0)
 
 
+#: The cap of the private mint of the crash tests (Nutshell's MINT_MAX_REQUEST_LENGTH):
+#: small, so that a split needs tens of proofs, not thousands.
+SMALL_CAP = 40
+
+
 @pytest.mark.parametrize("lost_answer", [False, True], ids=["unsent", "answer-lost"])
+@pytest.mark.parametrize("ppk", [0, 100], ids=["fee0", "fee100"])
 def test_a_crash_between_batches_recovers_to_the_sat(
-        wallet: WalletFactory, mint: DevMint, lost_answer: bool) -> None:
+        wallet: WalletFactory, make_mint: Callable[..., DevMint], ppk: int,
+        lost_answer: bool) -> None:
+    mint = make_mint(ppk, extra_env={"MINT_MAX_REQUEST_LENGTH": str(SMALL_CAP)}).start()
     url = normalize_mint_url(mint.url)
-    ppk = mint.input_fee_ppk
-    n = 2300
+    n = 180
     alice = ones_wallet(wallet, "alice", url, n)
     bob = wallet("bob", url)
-    op, token = alice.send.execute_prepared_send(alice.send.prepare_send(url, 1100).id)
-    assert len(decode(token).proofs) == 1100
+    assert bob._mint_context(url).client.max_array_length() == SMALL_CAP
+    op, token = alice.send.execute_prepared_send(alice.send.prepare_send(url, 100).id)
+    assert len(decode(token).proofs) == 100
 
-    # bob's receive: the second swap fails (before it leaves, or its answer is lost)
+    # bob's receive (batches of 40, 40, 20): the second swap fails (before it leaves, or
+    # its answer is lost)
     swaps = spy(bob, url, fail_at=2, lost_answer=lost_answer)
     with pytest.raises(MintUnreachableError):
         bob.receive(token)
-    first = 1000 - fee_of(ppk, 1000)
+    first = SMALL_CAP - fee_of(ppk, SMALL_CAP)
     assert balance_of(bob, url) == (first, 0, 0)  # the first batch is in, durably
     [stuck] = [o for o in bob.history.get_history() if o.type == "receive"]
     assert stuck.state == "executing"
     bob.close()
     bob = wallet("bob", url)  # recovery on open: NUT-09 of batch 2's outputs, NUT-07 of its inputs
-    receive_fee = batched_fee(ppk, 1100)
+    receive_fee = batched_fee(ppk, 100, SMALL_CAP)
     [done] = [o for o in bob.history.get_history() if o.type == "receive"]
-    assert done.state == "completed" and done.amount == 1100 - receive_fee
-    assert balance_of(bob, url) == (1100 - receive_fee, 0, 0)
-    assert len(swaps.sizes) == 2  # the dead client was not asked again
+    assert done.state == "completed" and done.amount == 100 - receive_fee
+    assert balance_of(bob, url) == (100 - receive_fee, 0, 0)
+    assert [i for i, _ in swaps.sizes] == [40, 40]  # the dead client was not asked again
 
-    # alice's locked send of 1,050 from the 1,200 left, executed with an idempotency key:
-    # its second swap fails; recovery on open carries it forward (NUT-07 of batch 2's
+    # alice's locked send of 50 from the 80 left, executed with an idempotency key: its
+    # second swap fails; recovery on open carries it forward (NUT-07 of batch 2's
     # inputs, NUT-09 of its outputs), and the caller's repeat gets the token
     key = bob.keys.new()
     spy(alice, url, fail_at=2, lost_answer=lost_answer)
-    prepared = alice.send.prepare_send(url, 1050, p2pk=key)
+    prepared = alice.send.prepare_send(url, 50, p2pk=key)
     inputs = len(prepared.input_ys)
-    assert inputs > CAP and prepared.fee == batched_fee(ppk, inputs)
-    left = n - 1100
+    assert inputs > SMALL_CAP and prepared.fee == batched_fee(ppk, inputs, SMALL_CAP)
+    left = n - 100
     with pytest.raises(MintUnreachableError):
         alice.send.execute_prepared_send(prepared.id, idempotency_key="exec-1")
     # batch 1 is done: its inputs are gone, its token proofs kept in the record
-    assert balance_of(alice, url)[:2] == (left - inputs, inputs - 1000)
+    assert balance_of(alice, url)[:2] == (left - inputs, inputs - SMALL_CAP)
     alice.close()
     alice = wallet("alice", url)
     op, locked = alice.send.execute_prepared_send(prepared.id, idempotency_key="exec-1")
     assert op.state == "pending" and op.batches_done == 2
-    assert decode(locked).amount == 1050
+    assert decode(locked).amount == 50
     alice.send.check_pending()  # bob received the first token: that send finalizes
-    after = left - 1050 - batched_fee(ppk, inputs)
-    assert balance_of(alice, url) == (after, 0, 1050)
+    after = left - 50 - batched_fee(ppk, inputs, SMALL_CAP)
+    assert balance_of(alice, url) == (after, 0, 50)
     got = bob.receive(locked)
-    assert got.amount == 1050 - fee_of(ppk, len(decode(locked).proofs))
-    assert balance_of(bob, url) == (1100 - receive_fee + got.amount, 0, 0)
+    assert got.amount == 50 - fee_of(ppk, len(decode(locked).proofs))
+    assert balance_of(bob, url) == (100 - receive_fee + got.amount, 0, 0)
     alice.send.check_pending()
     assert balance_of(alice, url) == (after, 0, 0)
+
+
+@pytest.mark.parametrize("ppk", [0, 100], ids=["fee0", "fee100"])
+def test_a_split_send_without_a_key_is_undone_to_the_sat(
+        wallet: WalletFactory, make_mint: Callable[..., DevMint], ppk: int) -> None:
+    """No idempotency key: recovery undoes the send like any interrupted one; the token
+    proofs of the batch that was swapped come back, only its fee is gone."""
+    mint = make_mint(ppk, extra_env={"MINT_MAX_REQUEST_LENGTH": str(SMALL_CAP)}).start()
+    url = normalize_mint_url(mint.url)
+    n = 90
+    alice = ones_wallet(wallet, "alice", url, n)
+    spy(alice, url, fail_at=2)
+    prepared = alice.send.prepare_send(url, 50, p2pk=alice.keys.new())
+    inputs = len(prepared.input_ys)
+    assert inputs > SMALL_CAP
+    with pytest.raises(MintUnreachableError):
+        alice.send.execute_prepared_send(prepared.id)
+    alice.close()
+    alice = wallet("alice", url)
+    [send] = [o for o in alice.history.get_history() if o.operation_id == prepared.id]
+    assert send.state == "rolled_back"
+    assert balance_of(alice, url) == (n - fee_of(ppk, SMALL_CAP), 0, 0)
