@@ -161,6 +161,10 @@ class Operation:
     # many of them are done (their results are in the ledger / ``send_proofs``)
     batches: tuple[SwapBatch, ...] = ()
     batches_done: int = 0
+    # a send's reclaim split the same way (its inputs: ``send_proofs``, its outputs:
+    # ``reclaim_outputs``)
+    reclaim_batches: tuple[SwapBatch, ...] = ()
+    reclaims_done: int = 0
 
     @property
     def send_ys(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from coco_actors.wire import Proof
 
 T = TypeVar("T")
 
-__all__ = ["BatchSlice", "batch_slices", "batched_fee", "batched_select", "chunked"]
+__all__ = ["BatchSlice", "batch_slices", "batched_fee", "batched_select", "chunked", "slices_of"]
 
 
 def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -61,9 +61,14 @@ def batch_slices(op: Operation) -> list[BatchSlice]:
     if not op.batches:
         return [BatchSlice(0, SwapBatch(n_inputs, len(op.outputs), op.send_output_count),
                            slice(0, n_inputs), slice(0, len(op.outputs)))]
+    return slices_of(op.batches)
+
+
+def slices_of(batches: Sequence[SwapBatch]) -> list[BatchSlice]:
+    """The slices of consecutive ``batches``."""
     result: list[BatchSlice] = []
     i = o = 0
-    for index, b in enumerate(op.batches):
+    for index, b in enumerate(batches):
         result.append(BatchSlice(index, b, slice(i, i + b.inputs), slice(o, o + b.outputs)))
         i += b.inputs
         o += b.outputs

@@ -34,7 +34,13 @@ from coco_actors.operations.base import (
     Watched,
     wait,
 )
-from coco_actors.operations.batches import BatchSlice, batch_slices, batched_select, chunked
+from coco_actors.operations.batches import (
+    BatchSlice,
+    batch_slices,
+    batched_select,
+    chunked,
+    slices_of,
+)
 from coco_actors.records import Operation, OpState, SwapBatch
 from coco_actors.selection import cover_proofs, select_proofs
 from coco_actors.tokens import Token, encode_v4
@@ -360,6 +366,9 @@ class SendOperation(OperationBase):
         # before anything changes
         now = int(time.time())
         self.deps.keys.unlock_plan(op.send_proofs, now)
+        cap = self.mint.client.max_array_length()
+        if len(op.send_proofs) > cap:
+            return self._split_rollback(cap, now)
         # the reclaim outputs (and the signed inputs) are persisted with the state,
         # before the swap leaves
         outputs = self._derive_outputs(split_amount(value), self.mint.active_keyset(op.unit))
@@ -388,6 +397,97 @@ class SendOperation(OperationBase):
         self.retire()
         return self.op
 
+    def _split_rollback(self, cap: int, now: int) -> Operation:
+        """The reclaim of a token with more proofs than the mint's array cap: one swap per
+        slice of ``cap`` proofs, each with its own outputs (derived and committed with
+        ``rolling_back``) and fee."""
+        op = self.op
+        chunks = chunked(op.send_proofs, cap)
+        values = [sum(p.amount for p in c)
+                  - wait(self.deps.ledger.input_fee(op.mint_url, list(c)), LEDGER_TIMEOUT,
+                         "ProofLedger") for c in chunks]
+        if min(values) <= 0:
+            raise InvalidStateError(
+                f"reclaiming send {op.id} would cost more than part of it returns")
+        amounts = [split_amount(v) for v in values]
+        outputs = self._derive_outputs([a for part in amounts for a in part],
+                                       self.mint.active_keyset(op.unit))
+        signed: list[Proof] = []
+        batches: list[SwapBatch] = []
+        at = 0
+        for chunk, part in zip(chunks, amounts, strict=True):
+            outs = outputs[at:at + len(part)]
+            at += len(part)
+            signed += self.deps.keys.sign_inputs(chunk, [o.blinded for o in outs], now)
+            batches.append(SwapBatch(len(chunk), len(part)))
+        self._commit(op.moved(OpState.ROLLING_BACK, reclaim_outputs=tuple(outputs),
+                              send_proofs=tuple(signed), reclaim_batches=tuple(batches),
+                              reclaims_done=0))
+        self._unwatch()
+        return self._finish_split_rollback()
+
+    def _finish_split_rollback(self) -> Operation:
+        """The reclaim batches not done yet, one swap each, each recorded as it comes in
+        (its proofs spendable at once); an ambiguous refusal is resolved for that batch."""
+        for part in slices_of(self.op.reclaim_batches)[self.op.reclaims_done:]:
+            op = self.op
+            outputs = list(op.reclaim_outputs[part.outputs])
+            try:
+                sigs = self.mint.client.swap(list(op.send_proofs[part.inputs]),
+                                             [o.blinded for o in outputs])
+                proofs = self._unblind(outputs, sigs)
+            except MintRejectedError as exc:
+                if exc.code not in (CODE_PROOFS_SPENT, CODE_OUTPUTS_ALREADY_SIGNED):
+                    raise
+                proofs = self._restore(outputs)  # our own earlier reclaim, or the recipient's
+                if not proofs:
+                    self._claimed_during_reclaim()
+                    raise InvalidStateError(
+                        f"send {op.id} was claimed by the recipient before the rollback"
+                    ) from exc
+            self._reclaimed(proofs)
+        return self.op
+
+    def _reclaimed(self, proofs: list[Proof]) -> None:
+        op = self.op
+        done = op.reclaims_done + 1
+        if done == len(op.reclaim_batches):
+            self._settle(op.moved(OpState.ROLLED_BACK, reclaims_done=done), add=proofs,
+                         event="rolled-back")
+            self.retire()
+        else:
+            self._settle(op.moved(OpState.ROLLING_BACK, reclaims_done=done), add=proofs)
+
+    def _claimed_during_reclaim(self) -> None:
+        """The recipient spent the batch in flight: finalized when nothing was reclaimed,
+        otherwise rolled back with the batches already back."""
+        if self.op.reclaims_done == 0:
+            self._finalize()
+            return
+        self._unwatch()
+        self._commit(self.op.moved(OpState.ROLLED_BACK,
+                                   error=f"reclaimed {self.op.reclaims_done} of"
+                                         f" {len(self.op.reclaim_batches)} parts; the rest"
+                                         " was claimed by the recipient"),
+                     event="rolled-back")
+        self.retire()
+
+    def _recover_split_rollback(self) -> None:
+        op = self.op
+        part = slices_of(op.reclaim_batches)[op.reclaims_done]
+        outputs = list(op.reclaim_outputs[part.outputs])
+        proofs = self._restore(outputs)
+        if proofs:
+            self._reclaimed(proofs)
+        else:
+            states = self.mint.client.check_state(
+                [secret_to_y(p.secret) for p in op.send_proofs[part.inputs]])
+            if all(s.state == ProofStateKind.SPENT for s in states):
+                self._claimed_during_reclaim()
+                return
+        if self.op.state == OpState.ROLLING_BACK:
+            self._finish_split_rollback()
+
     # --- recovery -----------------------------------------------------------------------
 
     def recover(self) -> Operation:
@@ -414,6 +514,9 @@ class SendOperation(OperationBase):
 
     def _recover_rolling_back(self) -> None:
         op = self.op
+        if op.reclaim_batches:
+            self._recover_split_rollback()
+            return
         proofs = self._restore(op.reclaim_outputs)
         if proofs:
             self._settle(op.moved(OpState.ROLLED_BACK), add=proofs, event="rolled-back")

@@ -228,3 +228,36 @@ def test_a_split_send_without_a_key_is_undone_to_the_sat(
     [send] = [o for o in alice.history.get_history() if o.operation_id == prepared.id]
     assert send.state == "rolled_back"
     assert balance_of(alice, url) == (n - fee_of(ppk, SMALL_CAP), 0, 0)
+
+
+@pytest.mark.parametrize("ppk", [0, 100], ids=["fee0", "fee100"])
+def test_the_reclaim_of_a_token_over_the_cap_is_split_and_survives_a_crash(
+        wallet: WalletFactory, make_mint: Callable[..., DevMint], ppk: int) -> None:
+    mint = make_mint(ppk, extra_env={"MINT_MAX_REQUEST_LENGTH": str(SMALL_CAP)}).start()
+    url = normalize_mint_url(mint.url)
+    n = 200
+    alice = ones_wallet(wallet, "alice", url, n)
+    # two exact sends of 100 one-sat proofs each: tokens over the cap
+    first = alice.send.execute_prepared_send(alice.send.prepare_send(url, 100).id)[0]
+    second = alice.send.execute_prepared_send(alice.send.prepare_send(url, 100).id)[0]
+    assert balance_of(alice, url) == (0, 0, 200)
+    fee = batched_fee(ppk, 100, SMALL_CAP)
+
+    swaps = spy(alice, url)
+    done = alice.send.rollback(first.id)
+    assert done.state == "rolled_back" and len(done.reclaim_batches) == 3
+    assert [i for i, _ in swaps.sizes] == [40, 40, 20]
+    assert balance_of(alice, url) == (100 - fee, 0, 100)
+
+    # the second reclaim: its second swap is made but its answer lost
+    swaps = spy(alice, url, fail_at=2, lost_answer=True)
+    with pytest.raises(MintUnreachableError):
+        alice.send.rollback(second.id)
+    assert balance_of(alice, url) == (100 - fee + SMALL_CAP - fee_of(ppk, SMALL_CAP), 0, 100)
+    alice.close()
+    alice = wallet("alice", url)  # recovery: NUT-09 of batch 2's outputs, then batch 3
+    [entry] = [h for h in alice.history.get_history() if h.operation_id == second.id]
+    assert entry.state == "rolled_back"
+    assert balance_of(alice, url) == (200 - 2 * fee, 0, 0)
+    again = wallet("fresh", url, mnemonic=alice.mnemonic)
+    assert again.restore(url).restored == 200 - 2 * fee
