@@ -63,8 +63,12 @@ INFO_MAX_AGE = 300.0
 
 MELT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=10.0, pool=10.0)
 
-#: NUT-07 / NUT-09 requests are split into batches of at most this many entries.
+#: NUT-07 / NUT-09 requests are split into batches of at most the mint's array cap
+#: (``batch_size`` lowers it); before any info answer, this many.
 DEFAULT_BATCH = 100
+#: The per-request array cap assumed when a mint's info does not announce one
+#: (``max_array_length``; Nutshell announces 1000 and answers 422 above it).
+DEFAULT_MAX_ARRAY = DEFAULT_BATCH
 
 #: The largest answer body read from a mint (bytes); a restore batch of 100 is ~40 KiB.
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
@@ -88,6 +92,15 @@ class MintInfo:
     version: str | None
     nuts: dict[str, Any]
     raw: dict[str, Any]
+
+    @property
+    def max_array_length(self) -> int:
+        """The most inputs, outputs or Ys one request may carry: the announced
+        ``max_array_length``, or :data:`DEFAULT_MAX_ARRAY` when absent or unusable."""
+        value = self.raw.get("max_array_length")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        return DEFAULT_MAX_ARRAY
 
     @classmethod
     def from_wire(cls, data: Any) -> MintInfo:
@@ -153,7 +166,7 @@ class MintClient:
         mint_url: str,
         *,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        batch_size: int = DEFAULT_BATCH,
+        batch_size: int | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         transport: httpx.BaseTransport | None = None,
         pacer: MintPacer | None = None,
@@ -162,7 +175,7 @@ class MintClient:
         # shared by every client of this mint in the process (the mint limits per address)
         self._pacer = pacer or PACERS.for_url(self.mint_url)
         self._timeout = timeout
-        self._batch_size = batch_size
+        self._batch_size = batch_size  # None: the mint's cap
         self._max_body = max_body
         self._http = httpx.Client(base_url=self.mint_url, timeout=timeout, transport=transport,
                                   limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
@@ -350,6 +363,23 @@ class MintClient:
                 raise
             return cached[1].supports(12)
 
+    def max_array_length(self) -> int:
+        """The mint's per-request array cap (:attr:`MintInfo.max_array_length`), from
+        :meth:`recent_info`; when the mint cannot be asked, the last answer stands, and
+        without one the safe default."""
+        cached = self._info
+        try:
+            return self.recent_info().max_array_length
+        except (MintUnreachableError, MintRejectedError, MintProtocolError):
+            return cached[1].max_array_length if cached is not None else DEFAULT_MAX_ARRAY
+
+    def _batch(self) -> int:
+        """Entries per NUT-07 / NUT-09 request: the configured size, never above the cap
+        (from the last info answer; asked first when there is none)."""
+        cached = self._info
+        cap = cached[1].max_array_length if cached is not None else self.max_array_length()
+        return cap if self._batch_size is None else min(self._batch_size, cap)
+
     def get_info(self) -> MintInfo:
         info = self._get_info()
         self._info = (time.monotonic(), info)
@@ -436,7 +466,7 @@ class MintClient:
     def check_state(self, ys: Sequence[str]) -> list[ProofState]:
         """States for ``ys`` in the same order, asked in batches."""
         states: list[ProofState] = []
-        for batch in _batches(list(ys), self._batch_size):
+        for batch in _batches(list(ys), self._batch()):
             data = self._request("POST", "/v1/checkstate", {"Ys": list(batch)})
             got = self._parse("POST /v1/checkstate", _states, data)
             by_y = {s.Y: s for s in got}  # the codec lowercases hex
@@ -453,7 +483,7 @@ class MintClient:
         """The outputs among ``outputs`` the mint has signed, with their signatures."""
         got_outputs: list[BlindedMessage] = []
         got_sigs: list[BlindSignature] = []
-        for batch in _batches(list(outputs), self._batch_size):
+        for batch in _batches(list(outputs), self._batch()):
             data = self._request("POST", "/v1/restore",
                                  {"outputs": [o.to_wire() for o in batch]})
 

@@ -80,6 +80,20 @@ class ProofRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SwapBatch:
+    """One request of a swap split under the mint's array cap (``max_array_length``).
+
+    A split operation's batches take consecutive slices of its inputs (``input_ys``
+    of a send, ``inputs`` of a receive) and of its ``outputs``, in order; ``sends`` of
+    a batch's outputs (the first ones) are the token's.
+    """
+
+    inputs: int
+    outputs: int
+    sends: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     """One saga (send, receive, mint, melt or transfer) and everything needed to finish
     or undo it.
@@ -144,6 +158,14 @@ class Operation:
     # receive into a mint you choose (a transfer whose ``inputs`` are a token's proofs)
     foreign_inputs: bool = False             # a melt leg melting a token's proofs
     receive_id: OperationId | None = None    # its melt failed: the receive leg at mint_url
+    # a swap split under the mint's array cap (send, receive): its requests, and how
+    # many of them are done (their results are in the ledger / ``send_proofs``)
+    batches: tuple[SwapBatch, ...] = ()
+    batches_done: int = 0
+    # a send's reclaim split the same way (its inputs: ``send_proofs``, its outputs:
+    # ``reclaim_outputs``)
+    reclaim_batches: tuple[SwapBatch, ...] = ()
+    reclaims_done: int = 0
 
     @property
     def send_ys(self) -> tuple[str, ...]:

@@ -30,6 +30,16 @@ def client(handler) -> MintClient:
     return MintClient(URL, transport=httpx.MockTransport(handler), batch_size=2)
 
 
+def with_info(handler):
+    """``handler`` behind a mint that answers ``/v1/info`` (without an array cap): a
+    batched request asks the cap first."""
+    def serve(request):
+        if request.url.path == "/v1/info":
+            return httpx.Response(200, json={"name": "mock"})
+        return handler(request)
+    return serve
+
+
 def test_mint_error_answer_is_rejected_with_code_and_detail():
     def handler(request):
         return httpx.Response(400, json={"detail": "Token already spent.", "code": 11001})
@@ -117,7 +127,7 @@ def test_checkstate_is_batched_and_keeps_order():
             {"Y": y, "state": "SPENT" if y == Y2 else "UNSPENT", "witness": None}
             for y in reversed(ys)]})
 
-    states = client(handler).check_state([Y1, Y2, Y1])
+    states = client(with_info(handler)).check_state([Y1, Y2, Y1])
     assert seen == [[Y1, Y2], [Y1]]
     assert [s.Y for s in states] == [Y1, Y2, Y1]
     assert [s.state for s in states] == [ProofStateKind.UNSPENT, ProofStateKind.SPENT,
@@ -205,7 +215,7 @@ def test_checkstate_matches_ys_answered_in_upper_case():
         return httpx.Response(200, json={"states": [{"Y": y.upper(), "state": "SPENT"}
                                                     for y in ys]})
 
-    states = client(handler).check_state([Y1])
+    states = client(with_info(handler)).check_state([Y1])
     assert [(s.Y, s.state) for s in states] == [(Y1, ProofStateKind.SPENT)]
 
 
@@ -321,3 +331,55 @@ def test_nut20_support_is_read_from_info():
     assert info({"20": {"supported": True}}).supports(20)
     assert not info({"20": {"supported": False}}).supports(20)
     assert not info({"4": {"methods": [], "disabled": False}}).supports(20)
+
+
+# --- the per-request array cap (NUT-06 max_array_length) -----------------------------
+
+
+@pytest.mark.parametrize("announced, cap", [(1000, 1000), (3, 3), (None, 100), (0, 100),
+                                            (-5, 100), ("1000", 100), (True, 100)])
+def test_max_array_length_is_the_announced_cap_or_a_safe_default(announced, cap):
+    from coco_actors.mint_client import MintInfo
+
+    raw = {"name": "m"} if announced is None else {"name": "m", "max_array_length": announced}
+    assert MintInfo.from_wire(raw).max_array_length == cap
+
+
+def test_checkstate_and_restore_batches_never_exceed_the_announced_cap():
+    sizes: dict[str, list[int]] = {"/v1/checkstate": [], "/v1/restore": []}
+
+    def handler(request):
+        if request.url.path == "/v1/info":
+            return httpx.Response(200, json={"name": "m", "max_array_length": 3})
+        body = json.loads(request.content)
+        if request.url.path == "/v1/checkstate":
+            sizes["/v1/checkstate"].append(len(body["Ys"]))
+            return httpx.Response(200, json={"states": [
+                {"Y": y, "state": "UNSPENT", "witness": None} for y in body["Ys"]]})
+        sizes["/v1/restore"].append(len(body["outputs"]))
+        return httpx.Response(200, json={"outputs": [], "signatures": []})
+
+    c = MintClient(URL, transport=httpx.MockTransport(handler))
+    ys = ["02" + f"{i:064x}" for i in range(1, 8)]
+    assert c.max_array_length() == 3
+    assert [s.Y for s in c.check_state(ys)] == ys
+    c.restore([BlindedMessage(amount=1, keyset_id="00" + "ab" * 7, B_=B)] * 7)
+    assert sizes == {"/v1/checkstate": [3, 3, 1], "/v1/restore": [3, 3, 1]}
+
+
+def test_max_array_length_keeps_the_last_answer_when_the_mint_is_unreachable():
+    calls = {"n": 0}
+
+    def handler(request):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return httpx.Response(200, json={"name": "m", "max_array_length": 7})
+        raise httpx.ConnectError("down")
+
+    c = MintClient(URL, transport=httpx.MockTransport(handler))
+    assert c.max_array_length() == 7
+    assert c.max_array_length() == 7  # cached
+    c._info = (c._info[0] - 10_000, c._info[1])  # stale: asked again, which fails
+    assert c.max_array_length() == 7
+    assert calls["n"] == 2
+    assert MintClient(URL, transport=httpx.MockTransport(handler)).max_array_length() == 100

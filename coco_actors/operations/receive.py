@@ -25,9 +25,10 @@ from coco_actors.operations.base import (
     Outputs,
     wait,
 )
-from coco_actors.records import Operation, OpState
+from coco_actors.operations.batches import BatchSlice, batch_slices, chunked
+from coco_actors.records import Operation, OpState, SwapBatch
 from coco_actors.tokens import Token
-from coco_actors.wire import ProofStateKind, split_amount
+from coco_actors.wire import BlindSignature, Proof, ProofStateKind, split_amount
 
 
 class ReceiveOperation(OperationBase):
@@ -40,67 +41,128 @@ class ReceiveOperation(OperationBase):
             return self._prepare(token)
 
     def _prepare(self, token: Token) -> Operation:
-        fee = wait(self.deps.ledger.input_fee(self.op.mint_url, list(token.proofs)),
-                   LEDGER_TIMEOUT, "ProofLedger")
+        # more proofs than one request may carry (the mint's array cap): one swap per
+        # slice, each paying its own inputs' fee and with its own outputs
+        chunks = chunked(token.proofs, self.mint.client.max_array_length())
+        fees = [wait(self.deps.ledger.input_fee(self.op.mint_url, list(c)),
+                     LEDGER_TIMEOUT, "ProofLedger") for c in chunks]
+        fee = sum(fees)
         net = token.amount - fee
-        if net <= 0:
+        nets = [sum(p.amount for p in c) - f for c, f in zip(chunks, fees, strict=True)]
+        if net <= 0 or min(nets) <= 0:
             raise InvalidAmountError(
                 f"token of {token.amount} is worth nothing after the mint's fee of {fee}")
-        outputs = self._derive_outputs(split_amount(net), self.mint.active_keyset(token.unit))
+        amounts = [split_amount(n) for n in nets]
+        outputs = self._derive_outputs([a for part in amounts for a in part],
+                                       self.mint.active_keyset(token.unit))
         # locked proofs (NUT-11) are signed now, so the executing commit (and any re-run
         # after a crash) sends the very same witnesses; LockedTokenError leaves nothing
-        inputs = self.deps.keys.sign_inputs(token.proofs, [o.blinded for o in outputs],
-                                            int(time.time()))
+        inputs: list[Proof] = []
+        batches: list[SwapBatch] = []
+        at = 0
+        for c, part in zip(chunks, amounts, strict=True):
+            outs = outputs[at:at + len(part)]
+            at += len(part)
+            inputs.extend(self.deps.keys.sign_inputs(c, [o.blinded for o in outs],
+                                                     int(time.time())))
+            batches.append(SwapBatch(len(c), len(part)))
         self._commit(self.op.moved(OpState.PREPARED, amount=net, fee=fee,
-                                   input_amount=token.amount, inputs=inputs,
-                                   outputs=tuple(outputs), needs_swap=True),
+                                   input_amount=token.amount, inputs=tuple(inputs),
+                                   outputs=tuple(outputs), needs_swap=True,
+                                   batches=tuple(batches) if len(batches) > 1 else ()),
                      event="prepared")
         return self.op
 
     def execute(self) -> Operation:
         self._require(OpState.PREPARED)
-        # outputs made before the mint rotated their keyset are made again (and the
-        # inputs signed again for them) with this commit, before the swap leaves
-        fresh = self._for_active(self.op.outputs)
-        op = self._commit(self._signed_for(self.op.moved(OpState.EXECUTING), fresh)
-                          if fresh is not None else self.op.moved(OpState.EXECUTING))
-        try:
-            sigs = self._with_active_outputs(
-                lambda op: op.outputs, self._signed_for,
-                lambda outputs: self.mint.client.swap(list(self.op.inputs),
-                                                      [o.blinded for o in outputs]))
-            op = self.op
-        except MintRejectedError as exc:
-            if exc.code in (CODE_PROOFS_SPENT, CODE_OUTPUTS_ALREADY_SIGNED):
-                return self._resolve(exc)  # ours from before, or claimed by someone else
-            self._end(OpState.ROLLED_BACK, error=str(exc))
-            raise
-        except RateLimitedError:  # not processed (429): prepared again, execute later
-            self._commit(op.moved(OpState.PREPARED))
-            raise
-        self._settle(op.moved(OpState.COMPLETED), add=self._unblind(op.outputs, sigs),
-                     event="finalized")
-        self.retire()
+        self._commit(self.op.moved(OpState.EXECUTING))
+        return self._swap_batches()
+
+    def _swap_batches(self) -> Operation:
+        """Swap the batches not done yet, one request each, committing after each (an
+        operation that is not split is one batch). Runs while ``executing``. A batch's
+        outputs made before the mint rotated their keyset are made again (and its inputs
+        signed again for them) and committed before its swap leaves."""
+        for part in batch_slices(self.op)[self.op.batches_done:]:
+            try:
+                sigs = self._swap_batch(part)
+            except MintRejectedError as exc:
+                if exc.code in (CODE_PROOFS_SPENT, CODE_OUTPUTS_ALREADY_SIGNED):
+                    return self._resolve(exc)  # ours from before, or claimed by someone else
+                if self.op.batches_done == 0:
+                    self._end(OpState.ROLLED_BACK, error=str(exc))
+                else:
+                    self._end_partial(str(exc))
+                raise
+            except RateLimitedError:  # not processed (429): prepared again, execute later
+                self._commit(self.op.moved(OpState.PREPARED))
+                raise
+            self._batch_done(self._unblind(list(self.op.outputs[part.outputs]), sigs))
         return self.op
 
+    def _swap_batch(self, part: BatchSlice) -> list[BlindSignature]:
+        """One batch's swap, its outputs for an active keyset (``_with_active_outputs``)."""
+        def get(op: Operation) -> Outputs:
+            return op.outputs[part.outputs]
+
+        def put(op: Operation, outs: Outputs) -> Operation:
+            return self._signed_for(op, op.outputs[:part.outputs.start] + outs
+                                    + op.outputs[part.outputs.stop:])
+
+        def swap(outs: Outputs) -> list[BlindSignature]:
+            return self.mint.client.swap(list(self.op.inputs[part.inputs]),
+                                         [o.blinded for o in outs])
+
+        return self._with_active_outputs(get, put, swap)
+
     def _signed_for(self, op: Operation, outputs: Outputs) -> Operation:
-        """``op`` with ``outputs`` and its inputs signed for them (NUT-11 SIG_ALL signs
-        the outputs too)."""
-        inputs = self.deps.keys.sign_inputs(op.inputs, [o.blinded for o in outputs],
-                                            int(time.time()))
-        return op.moved(op.state, outputs=outputs, inputs=inputs)
+        """``op`` with ``outputs`` and each batch's inputs signed for that batch's outputs
+        (NUT-11 SIG_ALL signs the outputs too)."""
+        inputs = list(op.inputs)
+        now = int(time.time())
+        for part in batch_slices(op):
+            inputs[part.inputs] = self.deps.keys.sign_inputs(
+                op.inputs[part.inputs], [o.blinded for o in outputs[part.outputs]], now)
+        return op.moved(op.state, outputs=outputs, inputs=tuple(inputs))
+
+    def _batch_done(self, proofs: list[Proof]) -> None:
+        """One batch's proofs are ours: in the ledger with the count of batches done, in
+        one write; the last one completes the receive."""
+        op = self.op
+        done = op.batches_done + 1
+        if done >= len(batch_slices(op)):
+            self._settle(op.moved(OpState.COMPLETED, batches_done=done if op.batches else 0),
+                         add=proofs, event="finalized")
+            self.retire()
+        else:
+            self._settle(op.moved(OpState.EXECUTING, batches_done=done), add=proofs)
+
+    def _end_partial(self, reason: str) -> None:
+        """Some batches are ours, the rest can never be: completed with what came in."""
+        op = self.op
+        got = sum(o.amount for part in batch_slices(op)[:op.batches_done]
+                  for o in op.outputs[part.outputs])
+        self._commit(op.moved(OpState.COMPLETED, amount=got,
+                              error=f"received {op.batches_done} of {len(op.batches)} parts"
+                                    f" of the token: {reason}"), event="finalized")
+        self.retire()
 
     def _resolve(self, cause: Exception | None = None) -> Operation:
-        """After an interruption or an ambiguous answer: did our outputs get signed?"""
+        """After an interruption or an ambiguous answer: did the outputs of the batch in
+        flight get signed (NUT-09), else were its inputs spent (NUT-07)?"""
         op = self.op
-        proofs = self._restore(op.outputs)
+        part = batch_slices(op)[op.batches_done]
+        proofs = self._restore(op.outputs[part.outputs])
         if proofs:
-            self._settle(op.moved(OpState.COMPLETED), add=proofs, event="finalized")
-            self.retire()
-            return self.op
-        states = self.mint.client.check_state([secret_to_y(p.secret) for p in op.inputs])
+            self._batch_done(proofs)
+            return self._swap_batches() if self.op.state == OpState.EXECUTING else self.op
+        states = self.mint.client.check_state([secret_to_y(p.secret)
+                                               for p in op.inputs[part.inputs]])
         if any(s.state == ProofStateKind.SPENT for s in states):
-            self._end(OpState.ROLLED_BACK, error="token was already claimed")
+            if op.batches_done == 0:
+                self._end(OpState.ROLLED_BACK, error="token was already claimed")
+            else:
+                self._end_partial("the rest was already claimed")
             raise TokenSpentError(f"the token of receive {op.id} was already claimed") from cause
         if any(s.state == ProofStateKind.PENDING for s in states):
             return op

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import pykka
 from coincurve import PrivateKey
@@ -35,10 +36,17 @@ from coco_actors.operations.base import (
     Watched,
     wait,
 )
-from coco_actors.records import Operation, OpState
+from coco_actors.operations.batches import (
+    BatchSlice,
+    batch_slices,
+    batched_select,
+    chunked,
+    slices_of,
+)
+from coco_actors.records import Operation, OpState, SwapBatch
 from coco_actors.selection import cover_proofs, select_proofs
 from coco_actors.tokens import Token, encode_v4
-from coco_actors.wire import Proof, ProofStateKind, split_amount
+from coco_actors.wire import BlindingData, Keyset, Proof, ProofStateKind, split_amount
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,7 @@ class SendOperation(OperationBase):
     def _prepare(self, amount: int, wait_for_change: float,
                  lock: P2PKLock | None = None) -> Operation:
         keyset = self.mint.active_keyset(self.op.unit)
+        cap = self.mint.client.max_array_length()
         signal = self.deps.signal
         deadline = time.monotonic() + wait_for_change
         while True:
@@ -78,7 +87,8 @@ class SendOperation(OperationBase):
                     self.deps.ledger.hold(
                         self.op.id, self.op.mint_url, amount, keyset_id=keyset.id,
                         outputs_for=swap_output_count if lock is None else change_output_count,
-                        select=select_proofs if lock is None else cover_proofs,
+                        select=batched_select(select_proofs if lock is None else cover_proofs,
+                                              cap),
                         gives_change=True),
                     LEDGER_TIMEOUT, "ProofLedger")
                 break
@@ -93,6 +103,8 @@ class SendOperation(OperationBase):
         if selection.exact:
             prepared = self.op.moved(OpState.PREPARED, fee=0, input_amount=selection.total,
                                      needs_swap=False, input_ys=ys)
+        elif len(selection.proofs) > cap:
+            prepared = self._split(amount, selection.proofs, cap, keyset, lock)
         else:
             send_amounts = split_amount(amount)
             keep_amounts = split_amount(selection.total - amount - selection.fee)
@@ -110,6 +122,46 @@ class SendOperation(OperationBase):
         self._inputs = selection.proofs
         return self.op
 
+    def _split(self, amount: int, proofs: Sequence[Proof], cap: int, keyset: Keyset,
+               lock: P2PKLock | None) -> Operation:
+        """The prepared record of a send whose inputs exceed the mint's array cap: one
+        swap per slice of ``cap`` inputs, each paying its own fee; the token's amount is
+        taken from the first slices, each slice's change stays with it."""
+        left = amount
+        parts: list[tuple[int, int]] = []  # (to send, to keep) per batch
+        fees = 0
+        for chunk in chunked(proofs, cap):
+            fee = wait(self.deps.ledger.input_fee(self.op.mint_url, list(chunk)),
+                       LEDGER_TIMEOUT, "ProofLedger")
+            value = sum(p.amount for p in chunk) - fee
+            send = min(value, left)
+            left -= send
+            fees += fee
+            parts.append((send, value - send))
+        derived = self._derive_outputs(
+            [a for send, keep in parts
+             for a in (split_amount(keep) if lock else split_amount(send) + split_amount(keep))],
+            keyset)
+        outputs: list[BlindingData] = []
+        batches: list[SwapBatch] = []
+        for (send, keep), chunk in zip(parts, chunked(proofs, cap), strict=True):
+            sends, keeps = split_amount(send), split_amount(keep)
+            if lock is not None:
+                outputs += make_outputs(sends, keyset.id,
+                                        [(lock.secret(), _random_r()) for _ in sends])
+            else:
+                outputs += derived[:len(sends)]
+                derived = derived[len(sends):]
+            outputs += derived[:len(keeps)]
+            derived = derived[len(keeps):]
+            batches.append(SwapBatch(len(chunk), len(sends) + len(keeps), len(sends)))
+        return self.op.moved(OpState.PREPARED, fee=fees, input_amount=sum(p.amount for p in proofs),
+                             needs_swap=True,
+                             input_ys=tuple(secret_to_y(p.secret) for p in proofs),
+                             outputs=tuple(outputs),
+                             send_output_count=sum(b.sends for b in batches),
+                             batches=tuple(batches))
+
     # --- execute ------------------------------------------------------------------------
 
     def execute(self) -> Operation:
@@ -124,6 +176,8 @@ class SendOperation(OperationBase):
             # outputs made before the mint rotated their keyset: made again, committed here
             op = self._commit(op.moved(OpState.EXECUTING,
                                        outputs=self._for_active(op.outputs) or op.outputs))
+            if op.batches:
+                return self._swap_batches(inputs)
             proofs = self._swap(inputs)
             send, keep = proofs[:op.send_output_count], proofs[op.send_output_count:]
         return self._pending(send, keep)
@@ -144,6 +198,58 @@ class SendOperation(OperationBase):
             self._commit(self.op.moved(OpState.PREPARED))
             raise
         return self._unblind(self.op.outputs, sigs)
+
+    def _swap_batches(self, inputs: list[Proof]) -> Operation:
+        """The batches of a split send not done yet, one swap each; after each, its
+        inputs leave the ledger, its change joins it and its token proofs are kept in the
+        record, in one write. A definitive refusal resolves the send and is raised."""
+        by_y = {secret_to_y(p.secret): p for p in inputs}
+        for part in batch_slices(self.op)[self.op.batches_done:]:
+            op = self.op
+            outputs = list(op.outputs[part.outputs])
+            try:
+                sigs = self.mint.client.swap([by_y[y] for y in op.input_ys[part.inputs]],
+                                             [o.blinded for o in outputs])
+            except MintRejectedError as exc:
+                self._resolve_executing(reason=exc)
+                raise
+            except RateLimitedError:
+                # not processed (429): before the first batch, prepared again (execute
+                # later); after one, still executing, finished as an interrupted execute
+                if self.op.batches_done == 0:
+                    self._commit(self.op.moved(OpState.PREPARED))
+                raise
+            self._batch_swapped(part, self._unblind(outputs, sigs))
+        return self._pending(list(self.op.send_proofs), [])
+
+    def _batch_swapped(self, part: BatchSlice, proofs: list[Proof]) -> None:
+        op = self.op
+        sends = part.batch.sends
+        self._settle(op.moved(OpState.EXECUTING, batches_done=part.index + 1,
+                              send_proofs=op.send_proofs + tuple(proofs[:sends])),
+                     spend=op.input_ys[part.inputs], add=proofs[sends:])
+
+    def _finish_batches(self) -> Operation:
+        """:meth:`finish_execute` of a split send: the batch in flight is made or found
+        (NUT-07 of its inputs, NUT-09 of its outputs), then the rest are swapped."""
+        op = self.op
+        part = batch_slices(op)[op.batches_done]
+        states = self.mint.client.check_state(list(op.input_ys[part.inputs]))
+        kinds = {s.state for s in states}
+        if kinds == {ProofStateKind.SPENT}:
+            outputs = list(op.outputs[part.outputs])
+            result = self.mint.client.restore([o.blinded for o in outputs])
+            signed = {b.B_: sig for b, sig in zip(result.outputs, result.signatures,
+                                                  strict=True)}
+            if any(o.B_ not in signed for o in outputs):
+                return self._resolve_executing()
+            self._batch_swapped(part, self._unblind(outputs, [signed[o.B_] for o in outputs]))
+        elif kinds != {ProofStateKind.UNSPENT}:
+            return self._resolve_executing()
+        log.info("send %s: interrupted split execute finished forward (idempotency key)",
+                 op.id)
+        return self._swap_batches(wait(self.deps.ledger.proofs_of(op.id), LEDGER_TIMEOUT,
+                                       "ProofLedger"))
 
     def _pending(self, send: list[Proof], keep: list[Proof]) -> Operation:
         op = self.op
@@ -166,6 +272,8 @@ class SendOperation(OperationBase):
         """
         if self.op.state != OpState.EXECUTING:
             return self.op
+        if self.op.batches:
+            return self._finish_batches()
         op = self.op
         states = self.mint.client.check_state(list(op.input_ys))
         kinds = {s.state for s in states}
@@ -193,22 +301,28 @@ class SendOperation(OperationBase):
         (state unchanged) when the mint cannot tell.
         """
         op = self.op
-        states = self.mint.client.check_state(list(op.input_ys))
+        # a split send: the batches done are spent and their change is in the ledger;
+        # their token proofs come back, and only the rest is resolved
+        part = batch_slices(op)[op.batches_done] if op.batches else None
+        live_ys = op.input_ys[part.inputs.start:] if part else op.input_ys
+        live_outputs = op.outputs[part.outputs.start:] if part else op.outputs
+        states = self.mint.client.check_state(list(live_ys))
         kinds = {s.state for s in states}
         if ProofStateKind.PENDING in kinds:
             return op  # the mint is still working on it; look again later
         error = str(reason) if reason else None
         if kinds == {ProofStateKind.UNSPENT}:
             self._settle(op.moved(OpState.ROLLED_BACK, error=error or "swap did not happen"),
-                         release=op.input_ys, event="rolled-back")
+                         release=live_ys, add=op.send_proofs, event="rolled-back")
         else:
-            recovered = self._restore(op.outputs)
-            unspent = [y for y, s in zip(op.input_ys, states, strict=True)
+            recovered = self._restore(live_outputs)
+            unspent = [y for y, s in zip(live_ys, states, strict=True)
                        if s.state == ProofStateKind.UNSPENT]
-            spent = [y for y in op.input_ys if y not in unspent]
+            spent = [y for y in live_ys if y not in unspent]
             self._settle(op.moved(OpState.ROLLED_BACK,
                                   error=error or "interrupted swap; outputs recovered"),
-                         spend=spent, release=unspent, add=recovered, event="rolled-back")
+                         spend=spent, release=unspent, add=[*op.send_proofs, *recovered],
+                         event="rolled-back")
         self.retire()
         return self.op
 
@@ -268,6 +382,9 @@ class SendOperation(OperationBase):
         # before anything changes
         now = int(time.time())
         self.deps.keys.unlock_plan(op.send_proofs, now)
+        cap = self.mint.client.max_array_length()
+        if len(op.send_proofs) > cap:
+            return self._split_rollback(cap, now)
         # the reclaim outputs (and the signed inputs) are persisted with the state,
         # before the swap leaves
         outputs = self._derive_outputs(split_amount(value), self.mint.active_keyset(op.unit))
@@ -304,6 +421,97 @@ class SendOperation(OperationBase):
         self.retire()
         return self.op
 
+    def _split_rollback(self, cap: int, now: int) -> Operation:
+        """The reclaim of a token with more proofs than the mint's array cap: one swap per
+        slice of ``cap`` proofs, each with its own outputs (derived and committed with
+        ``rolling_back``) and fee."""
+        op = self.op
+        chunks = chunked(op.send_proofs, cap)
+        values = [sum(p.amount for p in c)
+                  - wait(self.deps.ledger.input_fee(op.mint_url, list(c)), LEDGER_TIMEOUT,
+                         "ProofLedger") for c in chunks]
+        if min(values) <= 0:
+            raise InvalidStateError(
+                f"reclaiming send {op.id} would cost more than part of it returns")
+        amounts = [split_amount(v) for v in values]
+        outputs = self._derive_outputs([a for part in amounts for a in part],
+                                       self.mint.active_keyset(op.unit))
+        signed: list[Proof] = []
+        batches: list[SwapBatch] = []
+        at = 0
+        for chunk, part in zip(chunks, amounts, strict=True):
+            outs = outputs[at:at + len(part)]
+            at += len(part)
+            signed += self.deps.keys.sign_inputs(chunk, [o.blinded for o in outs], now)
+            batches.append(SwapBatch(len(chunk), len(part)))
+        self._commit(op.moved(OpState.ROLLING_BACK, reclaim_outputs=tuple(outputs),
+                              send_proofs=tuple(signed), reclaim_batches=tuple(batches),
+                              reclaims_done=0))
+        self._unwatch()
+        return self._finish_split_rollback()
+
+    def _finish_split_rollback(self) -> Operation:
+        """The reclaim batches not done yet, one swap each, each recorded as it comes in
+        (its proofs spendable at once); an ambiguous refusal is resolved for that batch."""
+        for part in slices_of(self.op.reclaim_batches)[self.op.reclaims_done:]:
+            op = self.op
+            outputs = list(op.reclaim_outputs[part.outputs])
+            try:
+                sigs = self.mint.client.swap(list(op.send_proofs[part.inputs]),
+                                             [o.blinded for o in outputs])
+                proofs = self._unblind(outputs, sigs)
+            except MintRejectedError as exc:
+                if exc.code not in (CODE_PROOFS_SPENT, CODE_OUTPUTS_ALREADY_SIGNED):
+                    raise
+                proofs = self._restore(outputs)  # our own earlier reclaim, or the recipient's
+                if not proofs:
+                    self._claimed_during_reclaim()
+                    raise InvalidStateError(
+                        f"send {op.id} was claimed by the recipient before the rollback"
+                    ) from exc
+            self._reclaimed(proofs)
+        return self.op
+
+    def _reclaimed(self, proofs: list[Proof]) -> None:
+        op = self.op
+        done = op.reclaims_done + 1
+        if done == len(op.reclaim_batches):
+            self._settle(op.moved(OpState.ROLLED_BACK, reclaims_done=done), add=proofs,
+                         event="rolled-back")
+            self.retire()
+        else:
+            self._settle(op.moved(OpState.ROLLING_BACK, reclaims_done=done), add=proofs)
+
+    def _claimed_during_reclaim(self) -> None:
+        """The recipient spent the batch in flight: finalized when nothing was reclaimed,
+        otherwise rolled back with the batches already back."""
+        if self.op.reclaims_done == 0:
+            self._finalize()
+            return
+        self._unwatch()
+        self._commit(self.op.moved(OpState.ROLLED_BACK,
+                                   error=f"reclaimed {self.op.reclaims_done} of"
+                                         f" {len(self.op.reclaim_batches)} parts; the rest"
+                                         " was claimed by the recipient"),
+                     event="rolled-back")
+        self.retire()
+
+    def _recover_split_rollback(self) -> None:
+        op = self.op
+        part = slices_of(op.reclaim_batches)[op.reclaims_done]
+        outputs = list(op.reclaim_outputs[part.outputs])
+        proofs = self._restore(outputs)
+        if proofs:
+            self._reclaimed(proofs)
+        else:
+            states = self.mint.client.check_state(
+                [secret_to_y(p.secret) for p in op.send_proofs[part.inputs]])
+            if all(s.state == ProofStateKind.SPENT for s in states):
+                self._claimed_during_reclaim()
+                return
+        if self.op.state == OpState.ROLLING_BACK:
+            self._finish_split_rollback()
+
     # --- recovery -----------------------------------------------------------------------
 
     def recover(self) -> Operation:
@@ -330,6 +538,9 @@ class SendOperation(OperationBase):
 
     def _recover_rolling_back(self) -> None:
         op = self.op
+        if op.reclaim_batches:
+            self._recover_split_rollback()
+            return
         proofs = self._restore(op.reclaim_outputs)
         if proofs:
             self._settle(op.moved(OpState.ROLLED_BACK), add=proofs, event="rolled-back")
