@@ -255,6 +255,7 @@ def _walk(demo: _Session, url: str, payee: Future[DevMint], ppk: int) -> None:
     _request(demo, url)
     _backend(demo, url, ppk)
     _units(demo, url, ppk)
+    _consolidate(demo, url, ppk)
 
     out("\n11. history (newest first)")
     demo.cli("history", "--data-dir", "alice")
@@ -444,6 +445,26 @@ def _units(demo: _Session, url: str, ppk: int) -> None:
                 f"{name}'s sat balance unchanged by usd")
     _expect(demo.balance("alice", url, unit="usd")
             == _b(USD_AMOUNT - USD_SEND - send["fee"], 0, 0), "alice's usd send completed")
+
+
+def _consolidate(demo: _Session, url: str, ppk: int) -> None:
+    """Bob's receipts left him many small sat proofs: one consolidation swaps them into
+    the fewest, paying the NUT-02 input fee once; his balance drops by exactly that."""
+    out = demo.out
+    out("\n10c. consolidation: bob swaps his many small sat proofs into the fewest")
+    before = demo.balance("bob", url)
+    res = demo.json("consolidate", "--mint", url, "--data-dir", "bob")[0]
+    _expect(res["skipped"] is None and res["operation"]["state"] == "completed",
+            "bob's consolidation completed")
+    fee = fee_for(ppk for _ in range(res["inputs"]))
+    _expect(res["fee"] == fee and res["input_amount"] == before["spendable"]
+            and res["amount"] == before["spendable"] - fee
+            and res["outputs"] == bin(res["amount"]).count("1") < res["inputs"],
+            "every proof in, the fewest out, the fee once")
+    out(f"  {res['inputs']} proofs ({res['input_amount']} sat) into {res['outputs']}"
+        f" ({res['amount']} sat), input fee {fee} sat")
+    _expect(demo.balance("bob", url) == _b(before["spendable"] - fee, 0, 0),
+            "bob's balance after the consolidation")
 
 
 def _events(demo: _Session, remote: Sequence[str], after: int) -> list[dict[str, Any]]:

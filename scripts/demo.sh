@@ -5,7 +5,8 @@
 # a lightning invoice, two `coco serve` daemons in the background, and the `coco` CLI
 # driving them through invoice -> send -> receive -> rollback -> pay -> transfer ->
 # locked send -> payment request -> a backend over TCP (token, idempotency key, events,
-# webhooks, audit) -> history, every balance checked to the sat. The
+# webhooks, audit) -> usd at the same mint -> consolidation -> history, every balance
+# checked to the sat. The
 # driver (devtools/demo.py) prints each command it runs and stops the daemons and the
 # mints on any exit (error, Ctrl-C, SIGTERM). Extra
 # arguments go to it: ./scripts/demo.sh --fee 0
