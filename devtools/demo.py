@@ -453,6 +453,7 @@ def _consolidate(demo: _Session, url: str, ppk: int) -> None:
     out = demo.out
     out("\n10c. consolidation: bob swaps his many small sat proofs into the fewest")
     before = demo.balance("bob", url)
+    out(f"$ coco consolidate --mint {url} --data-dir bob --json")
     res = demo.json("consolidate", "--mint", url, "--data-dir", "bob")[0]
     _expect(res["skipped"] is None and res["operation"]["state"] == "completed",
             "bob's consolidation completed")

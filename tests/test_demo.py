@@ -46,6 +46,8 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
         "= alice  spendable  400  reserved   0  pending 100  in usd",  # 64+32+4: no swap
         "= bob    spendable   99  reserved   0  pending   0  in usd",  # received, mint fee 1
         "= alice  spendable  400  reserved   0  pending   0  in usd",  # bob claimed it
+        "= bob    spendable  152  reserved   0  pending   0",   # before the consolidation
+        "= bob    spendable  151  reserved   0  pending   0",   # 8 proofs into 5, fee 1
     ]
     assert "received 99 sat from" in text
     assert re.search(r"^\s+state\s+completed$", text, re.M)
@@ -79,6 +81,11 @@ def test_demo_runs_end_to_end_with_fees(nutshell_bin, tmp_path):
                      text, re.M)
     assert re.search(r"send\s+100 usd\s+0\s+completed", text)  # alice's history
     assert re.search(r"receive\s+99 usd\s+1\s+completed", text)  # bob's
+    # bob's receipts (99, 63, 20, less the 30 refunded) consolidated: every proof in, one
+    # output per bit of 151 out
+    assert re.search(r"^\s+8 proofs \(152 sat\) into 5 \(151 sat\), input fee 1 sat$", text,
+                     re.M)
+    assert re.search(r"consolidate\s+151\s+1\s+completed", text)  # bob's history
     assert lines[-1] == "done: daemons stopped, mints stopped"
     assert not re.search(r"cashuB[A-Za-z0-9_-]{40}", text)  # tokens are shortened
     assert not re.search(r"lnbc[0-9a-z]{40}", text)  # so are invoices
