@@ -197,12 +197,17 @@ class ConsolidateOperation(OperationBase):
         return ConsolidationResult.of(self.op)
 
     def _swap(self, inputs: list[Proof]) -> None:
-        op = self.op
+        """The swap of the ``executing`` plan; outputs of a keyset the mint rotated
+        meanwhile are made again for the active one and committed first (a 12002 answer
+        refreshes the keysets and does that once)."""
         try:
-            sigs = self.mint.client.swap(inputs, [o.blinded for o in op.outputs])
+            sigs = self._with_active_outputs(
+                lambda op: op.outputs, lambda op, outputs: op.moved(op.state, outputs=outputs),
+                lambda outputs: self.mint.client.swap(inputs, [o.blinded for o in outputs]))
         except MintRejectedError as exc:
             self._resolve_executing(reason=exc)
             raise
+        op = self.op
         self._settle(op.moved(OpState.COMPLETED), spend=op.input_ys,
                      add=self._unblind(op.outputs, sigs), event="finalized")
         self.retire()
