@@ -24,6 +24,7 @@ from coco_actors.errors import (
     CODE_PROOFS_SPENT,
     InsufficientFundsError,
     InvalidStateError,
+    LockedTokenError,
     MintRejectedError,
     RateLimitedError,
 )
@@ -319,12 +320,34 @@ class SendOperation(OperationBase):
             unspent = [y for y, s in zip(live_ys, states, strict=True)
                        if s.state == ProofStateKind.UNSPENT]
             spent = [y for y in live_ys if y not in unspent]
+            forward = self._locked_away(recovered) if not unspent else None
+            if forward is not None:
+                return forward
             self._settle(op.moved(OpState.ROLLED_BACK,
                                   error=error or "interrupted swap; outputs recovered"),
                          spend=spent, release=unspent, add=[*op.send_proofs, *recovered],
                          event="rolled-back")
         self.retire()
         return self.op
+
+    def _locked_away(self, recovered: list[Proof]) -> Operation | None:
+        """An interrupted swap of a send whose token is locked (NUT-11) to a key this
+        wallet cannot sign with now: the token is the payee's once swapped, so the send
+        goes *forward* to ``pending`` with it (reclaimable later with a refund key, as
+        any pending send), never back into this balance, where it could not be spent.
+        None (resolve as usual) unless every output came back; only unsplit sends."""
+        op = self.op
+        if op.batches or len(recovered) != len(op.outputs):
+            return None
+        tokens = {o.secret for o in op.outputs[:op.send_output_count]}
+        send = [p for p in recovered if p.secret in tokens]
+        try:
+            self.deps.keys.unlock_plan(send, int(time.time()))
+        except LockedTokenError:
+            log.info("send %s: interrupted locked send finished forward (its token is"
+                     " locked to another key)", op.id)
+            return self._pending(send, [p for p in recovered if p.secret not in tokens])
+        return None
 
     # --- pending -> completed -----------------------------------------------------------
 

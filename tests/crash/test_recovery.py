@@ -9,10 +9,12 @@ wallet is killed before the answer is passed back to it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from coincurve import PrivateKey
 
 from coco_actors.tokens import decode
 from devtools.devmint import PENDING, SETTLED, DevMint
@@ -84,6 +86,29 @@ def test_send_executing_swap_processed_answer_lost_restores_outputs(
     op, token = _send(w, FUND - prepared["fee"] - w.fee(10))
     assert w.recipient.claim(token)
     w.call("check_pending")
+    w.assert_sound()
+
+
+def test_locked_send_swap_processed_answer_lost_goes_forward(
+        mint: DevMint, crash_wallet: Wallet) -> None:
+    """A send locked to a key this wallet does not hold (NUT-11), its swap done and the
+    answer lost, no idempotency key: the token is the payee's now, so recovery carries
+    the send forward to pending with it instead of putting proofs this wallet could never
+    spend back into its balance."""
+    w = crash_wallet(mint, fund=FUND)
+    payee = PrivateKey().public_key.format().hex()
+    prepared = w.call("prepare", url=w.url, amount=AMOUNT, p2pk=payee)
+    assert prepared["needs_swap"] and prepared["state"] == "prepared"
+    w.crash_at(SWAP, "execute", after=True, op_id=prepared["id"])
+    assert w.proxy.seen(*SWAP)[-1].status == 200   # the mint did the swap
+
+    assert w.restart() == {"pending": 1}
+    op = w.op(prepared["id"])
+    assert op["state"] == "pending"
+    token = decode(op["token"])
+    assert token.amount == AMOUNT
+    assert all(json.loads(p.secret)[1]["data"] == payee for p in token.proofs)
+    assert w.balance() == (FUND - AMOUNT - prepared["fee"], 0, AMOUNT)
     w.assert_sound()
 
 

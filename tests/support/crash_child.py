@@ -107,8 +107,8 @@ class Commands:
         quote = self.coco.mint.create_quote(url, amount)
         return op_json(self.coco.mint.redeem(quote.id, timeout=30))
 
-    def prepare(self, url: str, amount: int) -> Any:
-        return op_json(self.coco.send.prepare_send(url, amount))
+    def prepare(self, url: str, amount: int, p2pk: str | None = None) -> Any:
+        return op_json(self.coco.send.prepare_send(url, amount, p2pk=p2pk))
 
     def execute(self, op_id: str) -> Any:
         op, token = self.coco.send.execute_prepared_send(op_id)
