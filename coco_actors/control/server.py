@@ -115,6 +115,12 @@ MAX_CONNECTIONS = 256
 TCP_CONNECTIONS = 64
 #: The methods served; any other is a 405.
 METHODS = ("GET", "POST")
+#: After an answer sent before the request's body was read (a 413, 405, 401...): how
+#: long, and how many bytes, the rest the client is still sending is read and dropped
+#: before the connection closes, so the close does not reset it before the client has
+#: read the answer (a "lingering close"; the answer itself is never delayed).
+DRAIN_SECONDS = 2.0
+DRAIN_BYTES = 4 << 20
 #: A Content-Length read as a number: ASCII digits, few enough ("²".isdigit() is True).
 _DIGITS = re.compile(r"[0-9]{1,12}", re.ASCII)
 #: ``GET /events?after=SEQ``: a seq, ASCII digits; at most :data:`MAX_SEQ`.
@@ -407,10 +413,31 @@ class BoundedHandler(BaseHTTPRequestHandler):
             return
         except BadRequestError as exc:
             self._fail(exc)
+            self._drain()  # the body may still be on its way: read, never waited for
             return
         except OSError:  # the client went, or a shutdown cut it
             return
         self._dispatch(body)
+
+    def _drain(self) -> None:
+        """(the connection's thread) Half-close, then drop what the client still sends,
+        at most :data:`DRAIN_SECONDS` and :data:`DRAIN_BYTES`, until it closes: a close
+        with unread data would reset the connection, and the client could lose the
+        answer it was sent first."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        dropped = 0
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            with self.server.reading(self.connection):  # a server shutdown cuts it too
+                while dropped < DRAIN_BYTES and (left := deadline - time.monotonic()) > 0:
+                    self.connection.settimeout(left)
+                    chunk = self.connection.recv(65536)
+                    if not chunk:
+                        return
+                    dropped += len(chunk)
+        except OSError:  # gone, timed out, or cut by a shutdown: nothing more to do
+            return
 
     def _read_head(self) -> bool:
         """The request line and headers; False when answered already (or nothing came)."""
