@@ -28,14 +28,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from coco_actors.errors import ActorTimeoutError, CocoError, InvalidInputError
+from coco_actors.errors import CocoError, InvalidInputError
 from coco_actors.events import EVENTS
 from coco_actors.operations.consolidate import (
     DEFAULT_MAX_FEE_FRACTION,
     ConsolidationResult,
     ConsolidationRule,
 )
-from coco_actors.threads import SupervisedThread
+from coco_actors.threads import PassLoop, SupervisedThread
 
 __all__ = ["ConsolidationPolicy", "Consolidator", "MintHoldings"]
 
@@ -117,9 +117,9 @@ class Consolidator:
     def __init__(self, calls: ConsolidateCalls, policy: ConsolidationPolicy) -> None:
         self._calls = calls
         self.policy = policy
-        self._cond = threading.Condition()
-        self._asked = 0     # the first pass comes after one interval (recovery runs first)
-        self._covered = 0
+        # the first pass comes after one interval (recovery runs first)
+        self._loop_passes = PassLoop("consolidator")
+        self._cond = self._loop_passes.cond  # also guards the counters
         self._passes = 0
         self._runs = 0
         self._failures = 0
@@ -161,39 +161,22 @@ class Consolidator:
 
     def run_now(self, timeout: float = 120.0) -> int:
         """Wake the loop and wait for a pass that began after this call; ``passes`` then."""
-        with self._cond:
-            self._asked += 1
-            target = self._asked
-            self._cond.notify_all()
-            if not self._cond.wait_for(lambda: self._covered >= target, timeout):
-                raise ActorTimeoutError(
-                    f"the consolidator did not finish a pass within {timeout:g} s")
-            return self._passes
+        self._loop_passes.ask_and_wait(timeout)
+        return self.passes
 
     def _on_event(self, payload: dict[str, Any]) -> None:
         """On the EventBus thread: wake the loop, nothing more."""
         self._wake()
 
     def _wake(self) -> None:
-        with self._cond:
-            self._asked += 1
-            self._cond.notify_all()
+        self._loop_passes.wake()
 
     def _loop(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            with self._cond:
-                self._cond.wait_for(lambda: stop.is_set() or self._asked > self._covered,
-                                    self.policy.interval)
-                began = self._asked
-            if stop.is_set():
-                return
-            try:
-                self._pass()
-            finally:
-                with self._cond:
-                    self._covered = began
-                    self._passes += 1
-                    self._cond.notify_all()
+        self._loop_passes.run(stop, lambda: self.policy.interval, self._pass,
+                              self._count_pass)
+
+    def _count_pass(self) -> None:
+        self._passes += 1
 
     def _pass(self) -> None:
         try:

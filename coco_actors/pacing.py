@@ -115,7 +115,11 @@ def parse_retry_after(value: str | None, wall_now: float) -> float | None:
 
 
 def is_loopback(mint_url: str) -> bool:
-    host = httpx.URL(mint_url).host
+    return is_loopback_host(httpx.URL(mint_url).host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): this machine."""
     if host == "localhost":
         return True
     try:

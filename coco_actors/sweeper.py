@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from coco_actors.errors import (
-    ActorTimeoutError,
     CocoError,
     InsufficientFundsError,
     InvalidAmountError,
@@ -46,7 +45,7 @@ from coco_actors.events import EVENTS, Handler
 from coco_actors.mint_client import normalize_mint_url
 from coco_actors.proof_ledger import MintBalance
 from coco_actors.records import Operation, OpState
-from coco_actors.threads import SupervisedThread
+from coco_actors.threads import PassLoop, SupervisedThread
 
 __all__ = ["ExposurePolicy", "SweepWallet", "Sweeper", "SweeperConfig"]
 
@@ -169,9 +168,8 @@ class Sweeper:
     def __init__(self, wallet: SweepWallet, policy: ExposurePolicy) -> None:
         self._wallet = wallet
         self.policy = policy
-        self._cond = threading.Condition()
-        self._asked = 0      # wake-ups asked for (events, sweep_now)
-        self._covered = 0    # the wake-ups the last finished pass began after
+        self._passes = PassLoop("sweeper")
+        self._cond = self._passes.cond  # also guards the counters and retry times
         self._checks = 0
         self._attempts = 0
         self._failures = 0
@@ -232,41 +230,24 @@ class Sweeper:
     def sweep_now(self, timeout: float = 120.0) -> int:
         """Wake the Sweeper and wait until a pass that began after this call has ended;
         returns ``checks`` then. A mint in its retry backoff is still skipped."""
-        with self._cond:
-            self._asked += 1
-            target = self._asked
-            self._cond.notify_all()
-            if not self._cond.wait_for(lambda: self._covered >= target, timeout):
-                raise ActorTimeoutError(f"the sweeper did not finish a pass within {timeout:g} s")
-            return self._checks
+        self._passes.ask_and_wait(timeout)
+        return self.checks
 
     def _on_event(self, payload: dict[str, Any]) -> None:
         """On the EventBus thread: a balance may have changed; wake the loop, nothing more."""
         self._wake()
 
     def _wake(self) -> None:
-        with self._cond:
-            self._asked += 1
-            self._cond.notify_all()
+        self._passes.wake()
 
     # --- the loop (the sweeper thread) ---------------------------------------------------
 
     def _loop(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            with self._cond:
-                # a timeout is the slow timer (or a retry due): a pass all the same
-                self._cond.wait_for(lambda: stop.is_set() or self._asked > self._covered,
-                                    self._next_wait())
-                began = self._asked
-            if stop.is_set():
-                return
-            try:
-                self._pass()
-            finally:
-                with self._cond:
-                    self._covered = began
-                    self._checks += 1
-                    self._cond.notify_all()
+        # a timeout is the slow timer (or a retry due): a pass all the same
+        self._passes.run(stop, self._next_wait, self._pass, self._count_check)
+
+    def _count_check(self) -> None:
+        self._checks += 1
 
     def _next_wait(self) -> float:
         """Until the slow timer, or the next retry falling due, whichever comes first

@@ -47,7 +47,9 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["SupervisedThread"]
+from coco_actors.errors import ActorTimeoutError
+
+__all__ = ["PassLoop", "SupervisedThread"]
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +133,56 @@ class SupervisedThread:
             if not self._stop.is_set():
                 self._log.warning("thread %s ended on its own; not restarted", self.name)
             return
+
+
+class PassLoop:
+    """The passes of a background loop (the Sweeper's, the Consolidator's): each runs when
+    asked for (an event, a ``..._now`` call) or when the loop's timer falls due, and
+    whoever asks can wait for a pass that *began after* the ask.
+
+    Any thread asks and waits; the loop runs on its SupervisedThread. ``cond`` is the one
+    lock, shared with the owner's own counters (``after_pass`` and ``wait`` run under it).
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.cond = threading.Condition()
+        self._asked = 0      # passes asked for
+        self._covered = 0    # the asks the last finished pass began after
+
+    def wake(self) -> None:
+        """Ask for a pass; never blocks on one."""
+        with self.cond:
+            self._asked += 1
+            self.cond.notify_all()
+
+    def ask_and_wait(self, timeout: float) -> None:
+        """Ask for a pass and wait until one that began after this call has ended
+        (:class:`~coco_actors.errors.ActorTimeoutError` after ``timeout`` s)."""
+        with self.cond:
+            self._asked += 1
+            target = self._asked
+            self.cond.notify_all()
+            if not self.cond.wait_for(lambda: self._covered >= target, timeout):
+                raise ActorTimeoutError(f"the {self.what} did not finish a pass within"
+                                        f" {timeout:g} s")
+
+    def run(self, stop: threading.Event, wait: Callable[[], float],
+            one_pass: Callable[[], None], after_pass: Callable[[], None]) -> None:
+        """The loop's body (its thread): wait for an ask, the timer (``wait()`` seconds)
+        or ``stop``, run ``one_pass``, then ``after_pass`` (under ``cond``; also when the
+        pass raised, which the SupervisedThread then logs and restarts)."""
+        while not stop.is_set():
+            with self.cond:
+                self.cond.wait_for(lambda: stop.is_set() or self._asked > self._covered,
+                                   wait())
+                began = self._asked
+            if stop.is_set():
+                return
+            try:
+                one_pass()
+            finally:
+                with self.cond:
+                    self._covered = began
+                    after_pass()
+                    self.cond.notify_all()

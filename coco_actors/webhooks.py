@@ -43,7 +43,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -61,6 +60,7 @@ import httpx
 
 from coco_actors.actors import wait
 from coco_actors.errors import InvalidInputError, InvalidStateError, NotFoundError
+from coco_actors.pacing import is_loopback_host
 from coco_actors.proof_ledger import ProofLedgerProxy
 from coco_actors.records import WebhookRecord, now_ms
 from coco_actors.store import Store
@@ -197,20 +197,11 @@ def check_url(url: object, allowed_hosts: Collection[str] = ()) -> str:
     if parsed.userinfo:
         raise InvalidInputError("a webhook URL must not carry credentials (user:password@)")
     host = parsed.host.lower().rstrip(".")
-    if not (_loopback(host) or host in {h.lower().rstrip(".") for h in allowed_hosts}):
+    if not (is_loopback_host(host) or host in {h.lower().rstrip(".") for h in allowed_hosts}):
         raise InvalidInputError(
             f"webhook host {host} is not allowed: only loopback (127.0.0.0/8, ::1, localhost)"
             " and the hosts given with --webhook-allow-host (webhook_hosts)")
     return url
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _shown(url: str) -> str:
