@@ -148,8 +148,11 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
 
 def limited_mint(answers: list[httpx.Response], clock: FakeClock,
                  seen: list[float]) -> Callable[[httpx.Request], httpx.Response]:
-    """A mint that gives ``answers`` in order (then 200s), recording when each request came."""
+    """A mint that gives ``answers`` in order (then 200s), recording when each request came;
+    its ``/v1/info`` (a batched read asks it for the array cap first) is answered aside."""
     def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/info":
+            return httpx.Response(200, json={"name": "limited"})
         seen.append(clock.now)
         if answers:
             return answers.pop(0)
