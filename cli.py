@@ -1594,8 +1594,8 @@ def history(ui: Ui, limit: int | None, cursor: str | None, mint: str | None,
                    " [default: the daemon's, 0.1]")
 def consolidate(ui: Ui, mint: str | None, max_fee_fraction: float | None) -> None:
     """Swap a mint's proofs into the fewest (inactive keysets first, then the smallest,
-    at most 1000), paying the NUT-02 input fee; skipped when there is nothing to gain or
-    the fee is too high. Without --mint, every mint in turn."""
+    at most 1000 or the mint's array cap), paying the NUT-02 input fee; skipped when
+    there is nothing to gain or the fee is too high. Without --mint, every mint in turn."""
     key = ui.key()
     if key is not None and mint is None:
         raise click.UsageError("--idempotency-key needs --mint", click.get_current_context())

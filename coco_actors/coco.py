@@ -549,8 +549,9 @@ class Coco:
     def consolidate(self, mint_url: str, *, max_fee_fraction: float | None = None,
                     idempotency_key: str | None = None) -> ConsolidationResult:
         """Swap the mint's spendable proofs (every proof of an inactive keyset first,
-        then the smallest; at most 1000 inputs) into the fewest proofs of their total
-        minus the NUT-02 input fee, in the active keyset.
+        then the smallest; at most 1000 inputs, never more than the mint's array cap)
+        into the fewest proofs of their total minus the NUT-02 input fee, in the active
+        keyset.
 
         Skipped, with nothing changed (the result's ``skipped`` says why, ``operation``
         is None), when the outputs would not be fewer than the inputs and no proof

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
@@ -172,6 +172,9 @@ class ConsolidateOperation(OperationBase):
         self._require(OpState.INIT)
         with self._abandon_on_error():
             keyset = self.mint.active_keyset(self.op.unit)
+            # one swap: never more inputs than the mint takes in one request
+            rule = replace(rule, max_inputs=min(rule.max_inputs,
+                                                self.mint.client.max_array_length()))
             planner = _Planner({k.id: k for k in self.mint.keysets}, self.op.unit, rule)
             try:
                 selection, start = wait(
