@@ -25,7 +25,7 @@ from coco_actors.events import Emission, EventBusActor, op_event
 from coco_actors.keys import KeyRing
 from coco_actors.mint_client import MintClient
 from coco_actors.proof_ledger import ChangeSignal, ProofLedgerProxy
-from coco_actors.records import Operation, OperationId, OpState
+from coco_actors.records import Operation, OperationId, OpState, SwapBatch
 from coco_actors.watcher import WatcherActor
 from coco_actors.wire import BlindingData, BlindSignature, Keyset, Proof, split_amount
 
@@ -256,6 +256,25 @@ class OperationBase:
         start = wait(self.deps.ledger.allocate_counters(keyset.id, len(amounts)),
                      LEDGER_TIMEOUT, "ProofLedger")
         return self._outputs_at(amounts, keyset, start)
+
+    def _chunk_swaps(self, chunks: Sequence[Sequence[Proof]], values: Sequence[int],
+                     now: int) -> tuple[list[Proof], Outputs, tuple[SwapBatch, ...]]:
+        """The swaps of ``chunks`` of inputs (one request each, under the mint's array
+        cap), chunk ``i`` into outputs worth ``values[i]`` for the active keyset of this
+        operation's unit: the inputs signed for their own chunk's outputs (NUT-11, so a
+        re-run after a crash sends the same witnesses), every output, one batch each."""
+        amounts = [split_amount(v) for v in values]
+        outputs = tuple(self._derive_outputs([a for part in amounts for a in part],
+                                             self.mint.active_keyset(self.op.unit)))
+        signed: list[Proof] = []
+        batches: list[SwapBatch] = []
+        at = 0
+        for chunk, part in zip(chunks, amounts, strict=True):
+            outs = outputs[at:at + len(part)]
+            at += len(part)
+            signed += self.deps.keys.sign_inputs(chunk, [o.blinded for o in outs], now)
+            batches.append(SwapBatch(len(chunk), len(part)))
+        return signed, outputs, tuple(batches)
 
     def _outputs_at(self, amounts: Sequence[int], keyset: Keyset,
                     start: int) -> list[BlindingData]:

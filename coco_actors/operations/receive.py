@@ -26,9 +26,9 @@ from coco_actors.operations.base import (
     wait,
 )
 from coco_actors.operations.batches import BatchSlice, batch_slices, chunked
-from coco_actors.records import Operation, OpState, SwapBatch
+from coco_actors.records import Operation, OpState
 from coco_actors.tokens import Token
-from coco_actors.wire import BlindSignature, Proof, ProofStateKind, split_amount
+from coco_actors.wire import BlindSignature, Proof, ProofStateKind
 
 
 class ReceiveOperation(OperationBase):
@@ -52,24 +52,13 @@ class ReceiveOperation(OperationBase):
         if net <= 0 or min(nets) <= 0:
             raise InvalidAmountError(
                 f"token of {token.amount} is worth nothing after the mint's fee of {fee}")
-        amounts = [split_amount(n) for n in nets]
-        outputs = self._derive_outputs([a for part in amounts for a in part],
-                                       self.mint.active_keyset(token.unit))
         # locked proofs (NUT-11) are signed now, so the executing commit (and any re-run
         # after a crash) sends the very same witnesses; LockedTokenError leaves nothing
-        inputs: list[Proof] = []
-        batches: list[SwapBatch] = []
-        at = 0
-        for c, part in zip(chunks, amounts, strict=True):
-            outs = outputs[at:at + len(part)]
-            at += len(part)
-            inputs.extend(self.deps.keys.sign_inputs(c, [o.blinded for o in outs],
-                                                     int(time.time())))
-            batches.append(SwapBatch(len(c), len(part)))
+        inputs, outputs, batches = self._chunk_swaps(chunks, nets, int(time.time()))
         self._commit(self.op.moved(OpState.PREPARED, amount=net, fee=fee,
                                    input_amount=token.amount, inputs=tuple(inputs),
                                    outputs=tuple(outputs), needs_swap=True,
-                                   batches=tuple(batches) if len(batches) > 1 else ()),
+                                   batches=batches if len(batches) > 1 else ()),
                      event="prepared")
         return self.op
 

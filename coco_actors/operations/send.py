@@ -456,19 +456,9 @@ class SendOperation(OperationBase):
         if min(values) <= 0:
             raise InvalidStateError(
                 f"reclaiming send {op.id} would cost more than part of it returns")
-        amounts = [split_amount(v) for v in values]
-        outputs = self._derive_outputs([a for part in amounts for a in part],
-                                       self.mint.active_keyset(op.unit))
-        signed: list[Proof] = []
-        batches: list[SwapBatch] = []
-        at = 0
-        for chunk, part in zip(chunks, amounts, strict=True):
-            outs = outputs[at:at + len(part)]
-            at += len(part)
-            signed += self.deps.keys.sign_inputs(chunk, [o.blinded for o in outs], now)
-            batches.append(SwapBatch(len(chunk), len(part)))
-        self._commit(op.moved(OpState.ROLLING_BACK, reclaim_outputs=tuple(outputs),
-                              send_proofs=tuple(signed), reclaim_batches=tuple(batches),
+        signed, outputs, batches = self._chunk_swaps(chunks, values, now)
+        self._commit(op.moved(OpState.ROLLING_BACK, reclaim_outputs=outputs,
+                              send_proofs=tuple(signed), reclaim_batches=batches,
                               reclaims_done=0))
         self._unwatch()
         return self._finish_split_rollback()
